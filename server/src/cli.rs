@@ -1,0 +1,68 @@
+//! The command line: subcommands and the flags that override settings.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::Overrides;
+use crate::frame::{DecodeArgs, EncodeArgs};
+
+/// meterhub: ChirpStack MQTT bridge, storage, downlinks and REST API for LoRaWAN smart meters.
+#[derive(Debug, Parser)]
+#[command(name = "meterhub", version, about, long_about = None)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+    /// Settings that override the file and the environment.
+    #[command(flatten)]
+    pub settings: SettingsArgs,
+}
+
+/// Where settings come from, and the flags that override them.
+#[derive(Debug, Args)]
+pub struct SettingsArgs {
+    /// TOML settings file (see `meterhub configfile`).
+    #[arg(long, global = true, env = "METERHUB_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Database URL: sqlite://PATH or postgres://…
+    #[arg(long, global = true)]
+    pub database_url: Option<String>,
+    /// MQTT broker URL: mqtt://host:port or mqtts://host:port.
+    #[arg(long, global = true)]
+    pub mqtt_url: Option<String>,
+    /// Address of the REST API.
+    #[arg(long, global = true)]
+    pub http_bind: Option<SocketAddr>,
+    /// Simulated seconds per wall second (demos and load tests).
+    #[arg(long, global = true)]
+    pub clock_speed: Option<u32>,
+    /// RFC 3339 instant at which simulated and wall time coincide.
+    #[arg(long, global = true)]
+    pub clock_epoch: Option<String>,
+}
+
+impl SettingsArgs {
+    /// The flags as overrides of the loaded settings.
+    pub fn overrides(&self) -> Overrides {
+        Overrides {
+            database_url: self.database_url.clone(),
+            mqtt_url: self.mqtt_url.clone(),
+            http_bind: self.http_bind,
+            clock_speed: self.clock_speed,
+            clock_epoch: self.clock_epoch.clone(),
+        }
+    }
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Print the settings file with every default, commented.
+    Configfile,
+    /// Decode a meter frame (hex) to its JSON form, as the server and the ChirpStack codec do.
+    Decode(DecodeArgs),
+    /// Encode a message's JSON form (as printed by `decode`) to a hex frame and its fPort.
+    Encode(EncodeArgs),
+}

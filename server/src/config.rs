@@ -1,0 +1,528 @@
+//! Typed settings: defaults, then a TOML file, then `METERHUB_…` environment variables, then
+//! command-line flags. Settings are passed by value; there is no global configuration.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::Path;
+
+use anyhow::{Context, Result, bail};
+use serde::{Deserialize, Serialize};
+
+/// Prefix of environment variables; `__` separates section and key:
+/// `METERHUB_DATABASE__URL`, `METERHUB_MQTT__PASSWORD`.
+pub const ENV_PREFIX: &str = "METERHUB_";
+
+/// Every setting of `meterhub serve`.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    /// The MQTT broker ChirpStack publishes to.
+    pub mqtt: MqttSettings,
+    /// How ChirpStack's MQTT integration is configured.
+    pub chirpstack: ChirpStackSettings,
+    /// Where meterhub stores its data.
+    pub database: DatabaseSettings,
+    /// The REST API and health endpoints.
+    pub http: HttpSettings,
+    /// Facts about the utility.
+    pub utility: UtilitySettings,
+    /// The time source (accelerated for demos and load tests).
+    pub clock: ClockSettings,
+}
+
+/// MQTT connection settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MqttSettings {
+    /// `mqtt://host:port` or `mqtts://host:port`.
+    pub url: String,
+    /// User name, if the broker wants one.
+    pub username: Option<String>,
+    /// Password; never logged.
+    pub password: Option<Secret>,
+    /// Client id. It names the broker's persistent session, so it must be stable across
+    /// restarts and distinct per instance.
+    pub client_id: String,
+    /// When set, subscribe as `$share/GROUP/…` so several instances split the stream.
+    pub shared_group: Option<String>,
+    /// Keep-alive interval, seconds.
+    pub keep_alive_secs: u16,
+}
+
+impl Default for MqttSettings {
+    fn default() -> Self {
+        MqttSettings {
+            url: "mqtt://127.0.0.1:1883".to_owned(),
+            username: None,
+            password: None,
+            client_id: default_client_id(),
+            shared_group: None,
+            keep_alive_secs: 30,
+        }
+    }
+}
+
+/// A stable id per host: persistent sessions survive restarts, and two hosts never collide.
+fn default_client_id() -> String {
+    let host = std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|h| {
+            h.trim()
+                .chars()
+                .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
+                .collect::<String>()
+        })
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "local".to_owned());
+    format!("meterhub-{host}")
+}
+
+/// ChirpStack's MQTT integration settings (`[integration.mqtt]` in `chirpstack.toml`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ChirpStackSettings {
+    /// ChirpStack's `event_topic` template.
+    pub event_topic: String,
+    /// ChirpStack's `command_topic` template.
+    pub command_topic: String,
+    /// Only take events of these application ids (all when empty).
+    pub application_ids: Vec<String>,
+}
+
+impl Default for ChirpStackSettings {
+    fn default() -> Self {
+        ChirpStackSettings {
+            event_topic: "application/{{application_id}}/device/{{dev_eui}}/event/{{event}}"
+                .to_owned(),
+            command_topic: "application/{{application_id}}/device/{{dev_eui}}/command/{{command}}"
+                .to_owned(),
+            application_ids: Vec::new(),
+        }
+    }
+}
+
+/// Database settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DatabaseSettings {
+    /// `sqlite://PATH` (created if missing) or `postgres://…`. May hold a password: it is
+    /// redacted whenever settings are printed.
+    pub url: Secret,
+    /// Connections in the pool (PostgreSQL; SQLite writes through one connection).
+    pub max_connections: u32,
+}
+
+impl Default for DatabaseSettings {
+    fn default() -> Self {
+        DatabaseSettings {
+            url: Secret("sqlite://./meterhub.db".to_owned()),
+            max_connections: 8,
+        }
+    }
+}
+
+/// HTTP settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpSettings {
+    /// Address the REST API listens on; port 0 picks a free port.
+    pub bind: SocketAddr,
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        HttpSettings {
+            bind: SocketAddr::from(([127, 0, 0, 1], 8080)),
+        }
+    }
+}
+
+/// Facts about the utility.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct UtilitySettings {
+    /// IANA time zone in which billing days start, e.g. `Europe/Madrid`.
+    pub time_zone: String,
+}
+
+impl Default for UtilitySettings {
+    fn default() -> Self {
+        UtilitySettings {
+            time_zone: "UTC".to_owned(),
+        }
+    }
+}
+
+/// Time source settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClockSettings {
+    /// Simulated seconds per wall second; 1 is real time.
+    pub speed: u32,
+    /// RFC 3339 instant at which simulated and wall time coincide (needed when speed > 1).
+    /// A server and a simulator given the same speed and epoch agree on simulated time.
+    pub epoch: Option<String>,
+}
+
+impl Default for ClockSettings {
+    fn default() -> Self {
+        ClockSettings {
+            speed: 1,
+            epoch: None,
+        }
+    }
+}
+
+/// A value that must never reach a log: `Debug` and `Display` print `***`.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(pub String);
+
+impl Secret {
+    /// The secret value, for the one place that needs it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("\"***\"")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+/// Command-line overrides, applied last.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    /// `--database-url`.
+    pub database_url: Option<String>,
+    /// `--mqtt-url`.
+    pub mqtt_url: Option<String>,
+    /// `--http-bind`.
+    pub http_bind: Option<SocketAddr>,
+    /// `--clock-speed`.
+    pub clock_speed: Option<u32>,
+    /// `--clock-epoch`.
+    pub clock_epoch: Option<String>,
+}
+
+impl Settings {
+    /// Loads settings: defaults, then `file` (if given), then the environment, then `overrides`.
+    pub fn load(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+        overrides: Overrides,
+    ) -> Result<Settings> {
+        let mut tree = toml::Table::try_from(Settings::default())
+            .context("serialising the default settings")?;
+        if let Some(path) = file {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            let from_file: toml::Table =
+                toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+            merge(&mut tree, from_file);
+        }
+        for (key, value) in env {
+            if let Some(name) = key.strip_prefix(ENV_PREFIX) {
+                apply_env(&mut tree, name, &value).with_context(|| format!("in ${key}"))?;
+            }
+        }
+        let mut settings: Settings = toml::Value::Table(tree)
+            .try_into()
+            .context("invalid settings")?;
+        if let Some(v) = overrides.database_url {
+            settings.database.url = Secret(v);
+        }
+        if let Some(v) = overrides.mqtt_url {
+            settings.mqtt.url = v;
+        }
+        if let Some(v) = overrides.http_bind {
+            settings.http.bind = v;
+        }
+        if let Some(v) = overrides.clock_speed {
+            settings.clock.speed = v;
+        }
+        if let Some(v) = overrides.clock_epoch {
+            settings.clock.epoch = Some(v);
+        }
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// Checks what types alone cannot.
+    pub fn validate(&self) -> Result<()> {
+        let url = &self.mqtt.url;
+        if !(url.starts_with("mqtt://") || url.starts_with("mqtts://")) {
+            bail!("mqtt.url must start with mqtt:// or mqtts://, got {url:?}");
+        }
+        let db = self.database.url.expose();
+        if !(db.starts_with("sqlite:")
+            || db.starts_with("postgres://")
+            || db.starts_with("postgresql://"))
+        {
+            bail!("database.url must start with sqlite: or postgres://");
+        }
+        if self.mqtt.client_id.is_empty() {
+            bail!("mqtt.client_id must not be empty");
+        }
+        for (name, template) in [
+            ("chirpstack.event_topic", &self.chirpstack.event_topic),
+            ("chirpstack.command_topic", &self.chirpstack.command_topic),
+        ] {
+            if !template.contains("{{dev_eui}}") {
+                bail!("{name} must contain {{{{dev_eui}}}}: meterhub routes by device");
+            }
+        }
+        self.utility
+            .time_zone
+            .parse::<chrono_tz::Tz>()
+            .map_err(|_| {
+                anyhow::anyhow!(
+                    "utility.time_zone {:?} is not an IANA time zone",
+                    self.utility.time_zone
+                )
+            })?;
+        self.clock_epoch()?;
+        if self.clock.speed == 0 {
+            bail!("clock.speed must be at least 1");
+        }
+        Ok(())
+    }
+
+    /// The clock epoch, parsed; required when the clock is accelerated.
+    pub fn clock_epoch(&self) -> Result<Option<chrono::DateTime<chrono::Utc>>> {
+        match &self.clock.epoch {
+            None if self.clock.speed > 1 => {
+                bail!("clock.epoch is required when clock.speed is above 1")
+            }
+            None => Ok(None),
+            Some(text) => chrono::DateTime::parse_from_rfc3339(text)
+                .map(|t| Some(t.to_utc()))
+                .with_context(|| format!("clock.epoch {text:?} is not an RFC 3339 time")),
+        }
+    }
+}
+
+/// Overlays `from` onto `into`, table by table.
+fn merge(into: &mut toml::Table, from: toml::Table) {
+    for (k, v) in from {
+        match (into.get_mut(&k), v) {
+            (Some(toml::Value::Table(a)), toml::Value::Table(b)) => merge(a, b),
+            (_, v) => {
+                into.insert(k, v);
+            }
+        }
+    }
+}
+
+/// Sets `SECTION__KEY` from an environment variable, typed like the default it replaces (an
+/// environment variable is always text, so `5` must become an integer only where one is meant).
+fn apply_env(tree: &mut toml::Table, name: &str, value: &str) -> Result<()> {
+    let mut path: Vec<String> = name.split("__").map(str::to_ascii_lowercase).collect();
+    let Some(key) = path.pop() else {
+        bail!("empty setting name");
+    };
+    let mut table = tree;
+    for section in &path {
+        table = match table.get_mut(section) {
+            Some(toml::Value::Table(t)) => t,
+            _ => bail!("unknown settings section {section:?}"),
+        };
+    }
+    let typed = match table.get(&key) {
+        Some(toml::Value::Integer(_)) => toml::Value::Integer(
+            value
+                .parse()
+                .with_context(|| format!("expected an integer, got {value:?}"))?,
+        ),
+        Some(toml::Value::Boolean(_)) => toml::Value::Boolean(
+            value
+                .parse()
+                .with_context(|| format!("expected true or false, got {value:?}"))?,
+        ),
+        Some(toml::Value::Array(_)) => toml::Value::Array(
+            value
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(|s| toml::Value::String(s.to_owned()))
+                .collect(),
+        ),
+        Some(toml::Value::Table(_)) => bail!("{key:?} is a section, not a setting"),
+        _ => toml::Value::String(value.to_owned()),
+    };
+    table.insert(key, typed);
+    Ok(())
+}
+
+/// The commented defaults that `meterhub configfile` prints.
+pub fn commented_defaults() -> String {
+    let d = Settings::default();
+    format!(
+        r#"# meterhub settings. Every key is optional; shown are the defaults.
+# Each can also be set from the environment as METERHUB_SECTION__KEY (e.g.
+# METERHUB_DATABASE__URL), and the most common ones by command-line flags, which win.
+
+[mqtt]
+# The broker ChirpStack's MQTT integration publishes to: mqtt://host:port or mqtts://host:port.
+url = "{mqtt_url}"
+# username = "meterhub"
+# password = "secret"
+# Names the broker's persistent session: stable across restarts, distinct per instance.
+client_id = "{client_id}"
+# Several instances split the event stream with an MQTT shared subscription ($share/GROUP/...).
+# shared_group = "meterhub"
+keep_alive_secs = {keep_alive}
+
+[chirpstack]
+# Must match [integration.mqtt] event_topic and command_topic in chirpstack.toml.
+event_topic = "{event_topic}"
+command_topic = "{command_topic}"
+# Only take events of these ChirpStack application ids; all when empty.
+application_ids = []
+
+[database]
+# sqlite://PATH (created when missing) or postgres://user:password@host/db
+url = "{db_url}"
+max_connections = {max_conn}
+
+[http]
+# The REST API; put a reverse proxy in front of it for HTTPS.
+bind = "{bind}"
+
+[utility]
+# IANA time zone in which billing days start.
+time_zone = "{tz}"
+
+[clock]
+# Simulated seconds per wall second: 86400 runs a day per second. Above 1, an epoch is needed;
+# a server and a simulator given the same speed and epoch agree on simulated time.
+speed = {speed}
+# epoch = "2026-01-01T00:00:00Z"
+"#,
+        mqtt_url = d.mqtt.url,
+        client_id = d.mqtt.client_id,
+        keep_alive = d.mqtt.keep_alive_secs,
+        event_topic = d.chirpstack.event_topic,
+        command_topic = d.chirpstack.command_topic,
+        db_url = d.database.url.expose(),
+        max_conn = d.database.max_connections,
+        bind = d.http.bind,
+        tz = d.utility.time_zone,
+        speed = d.clock.speed,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn printed_defaults_parse_back_to_the_defaults() {
+        let parsed: Settings = toml::from_str(&commented_defaults()).expect("valid TOML");
+        assert_eq!(parsed, Settings::default());
+    }
+
+    #[test]
+    fn file_then_environment_then_flags() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("meterhub.toml");
+        std::fs::write(
+            &path,
+            "[mqtt]\nurl = \"mqtt://file:1883\"\nkeep_alive_secs = 10\n[clock]\nspeed = 60\nepoch = \"2026-01-01T00:00:00Z\"\n",
+        )
+        .expect("write");
+        let s = Settings::load(
+            Some(&path),
+            env(&[
+                ("METERHUB_MQTT__KEEP_ALIVE_SECS", "20"),
+                ("METERHUB_MQTT__URL", "mqtts://env:8883"),
+                ("METERHUB_MQTT__PASSWORD", "123456"),
+                ("METERHUB_CHIRPSTACK__APPLICATION_IDS", "a, b"),
+                ("OTHER_VARIABLE", "ignored"),
+            ]),
+            Overrides {
+                mqtt_url: Some("mqtt://flag:1883".into()),
+                ..Overrides::default()
+            },
+        )
+        .expect("valid");
+        assert_eq!(s.mqtt.url, "mqtt://flag:1883");
+        assert_eq!(s.mqtt.keep_alive_secs, 20);
+        assert_eq!(s.mqtt.password, Some(Secret("123456".into())));
+        assert_eq!(s.chirpstack.application_ids, ["a", "b"]);
+        assert_eq!(s.clock.speed, 60);
+    }
+
+    #[test]
+    fn secrets_never_show_in_debug_output() {
+        let mut s = Settings::default();
+        s.mqtt.password = Some(Secret("hunter2".into()));
+        s.database.url = Secret("postgres://u:pw@h/db".into());
+        let text = format!("{s:?}");
+        assert!(!text.contains("hunter2") && !text.contains("pw@"), "{text}");
+    }
+
+    #[test]
+    fn bad_values_are_refused_with_the_setting_named() {
+        let err = Settings::load(
+            None,
+            env(&[("METERHUB_MQTT__KEEP_ALIVE_SECS", "soon")]),
+            Overrides::default(),
+        )
+        .expect_err("not an integer");
+        assert!(
+            format!("{err:#}").contains("METERHUB_MQTT__KEEP_ALIVE_SECS"),
+            "{err:#}"
+        );
+
+        let err = Settings::load(
+            None,
+            env(&[("METERHUB_NOPE__X", "1")]),
+            Overrides::default(),
+        )
+        .expect_err("unknown section");
+        assert!(format!("{err:#}").contains("nope"), "{err:#}");
+
+        let err = Settings::load(
+            None,
+            env(&[("METERHUB_UTILITY__TIME_ZONE", "Mars/Olympus")]),
+            Overrides::default(),
+        )
+        .expect_err("bad zone");
+        assert!(format!("{err:#}").contains("time_zone"), "{err:#}");
+
+        let err = Settings::load(
+            None,
+            vec![],
+            Overrides {
+                clock_speed: Some(100),
+                ..Overrides::default()
+            },
+        )
+        .expect_err("accelerated without epoch");
+        assert!(format!("{err:#}").contains("clock.epoch"), "{err:#}");
+    }
+
+    #[test]
+    fn unknown_keys_in_a_file_are_errors_not_silently_ignored() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("meterhub.toml");
+        std::fs::write(&path, "[mqtt]\nurll = \"mqtt://typo\"\n").expect("write");
+        let err = Settings::load(Some(&path), vec![], Overrides::default()).expect_err("typo");
+        assert!(format!("{err:#}").contains("urll"), "{err:#}");
+    }
+}

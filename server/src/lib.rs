@@ -1,0 +1,8 @@
+//! meterhub's server: the ChirpStack MQTT bridge, storage, downlinks and the REST API for
+//! LoRaWAN smart meters. `main.rs` only parses the command line; everything it runs lives here
+//! so that tests drive the same code.
+
+pub mod cli;
+pub mod config;
+pub mod frame;
+pub mod storage;

@@ -1,0 +1,280 @@
+//! One meter's registration record and its validation, shared by every way of registering.
+
+use chrono::NaiveDate;
+use firmware_protocol::{
+    MAX_REPORTING_INTERVAL_MINUTES, MIN_REPORTING_INTERVAL_MINUTES, Serial,
+};
+use serde::Deserialize;
+
+use crate::storage::meters::NewMeter;
+
+/// Usage types a meter may have.
+pub const USAGE_TYPES: [&str; 4] = ["residential", "commercial", "industrial", "public"];
+/// Billing modes a meter may have.
+pub const MODES: [&str; 2] = ["credit", "prepaid"];
+/// Reporting interval when a record names none: daily.
+pub const DEFAULT_REPORTING_INTERVAL_MINUTES: i64 = 1440;
+
+/// A meter as an import file or an API request gives it: all text, nothing trusted yet.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct MeterRecord {
+    /// 14-digit serial with check digit.
+    pub serial: Option<String>,
+    /// LoRaWAN DevEUI, 16 hex digits (any case).
+    pub dev_eui: Option<String>,
+    /// ChirpStack application id (UUID).
+    pub application_id: Option<String>,
+    /// Number on the meter body.
+    pub body_number: Option<serde_json::Value>,
+    /// The utility's customer id.
+    pub user_id: Option<String>,
+    /// Region id.
+    pub region: Option<String>,
+    /// `residential`, `commercial`, `industrial` or `public`.
+    pub usage_type: Option<String>,
+    /// `credit` or `prepaid`.
+    pub mode: Option<String>,
+    /// `YYYY-MM-DD`.
+    pub production_date: Option<String>,
+    /// Minutes between readings, 15–10080 (default 1440).
+    pub reporting_interval_minutes: Option<serde_json::Value>,
+}
+
+/// A field that failed validation: its name (as in the file) and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldError {
+    /// The field's name, camelCase.
+    pub field: &'static str,
+    /// What is wrong.
+    pub message: String,
+}
+
+fn required<'a>(value: &'a Option<String>, field: &'static str) -> Result<&'a str, FieldError> {
+    match value.as_deref().map(str::trim) {
+        Some(v) if !v.is_empty() => Ok(v),
+        _ => Err(FieldError {
+            field,
+            message: "is required".into(),
+        }),
+    }
+}
+
+fn integer(
+    value: &Option<serde_json::Value>,
+    field: &'static str,
+    range: std::ops::RangeInclusive<i64>,
+) -> Result<Option<i64>, FieldError> {
+    let err = |message: String| FieldError { field, message };
+    let n = match value {
+        None | Some(serde_json::Value::Null) => return Ok(None),
+        Some(serde_json::Value::Number(n)) => n.as_i64(),
+        Some(serde_json::Value::String(s)) if s.trim().is_empty() => return Ok(None),
+        Some(serde_json::Value::String(s)) => s.trim().parse().ok(),
+        Some(other) => return Err(err(format!("must be an integer, got {other}"))),
+    };
+    match n {
+        Some(n) if range.contains(&n) => Ok(Some(n)),
+        Some(n) => Err(err(format!(
+            "{n} is out of range {}–{}",
+            range.start(),
+            range.end()
+        ))),
+        None => Err(err("must be an integer".into())),
+    }
+}
+
+fn one_of(value: &str, allowed: &[&str], field: &'static str) -> Result<String, FieldError> {
+    let v = value.to_ascii_lowercase();
+    if allowed.contains(&v.as_str()) {
+        Ok(v)
+    } else {
+        Err(FieldError {
+            field,
+            message: format!("{value:?} is not one of {}", allowed.join(", ")),
+        })
+    }
+}
+
+/// Validates a record; every field is checked and every problem reported.
+pub fn validate(r: &MeterRecord) -> Result<NewMeter, Vec<FieldError>> {
+    let mut errors = Vec::new();
+    let mut check = |res: Result<String, FieldError>| match res {
+        Ok(v) => Some(v),
+        Err(e) => {
+            errors.push(e);
+            None
+        }
+    };
+    let serial = check(required(&r.serial, "serial").and_then(|s| {
+        Serial::parse(s)
+            .map(|s| s.to_string())
+            .map_err(|e| FieldError {
+                field: "serial",
+                message: e.to_string(),
+            })
+    }));
+    let dev_eui = check(required(&r.dev_eui, "devEui").and_then(|s| {
+        if s.len() == 16 && s.bytes().all(|b| b.is_ascii_hexdigit()) {
+            Ok(s.to_ascii_lowercase())
+        } else {
+            Err(FieldError {
+                field: "devEui",
+                message: format!("{s:?} is not 16 hexadecimal digits"),
+            })
+        }
+    }));
+    let application_id = check(required(&r.application_id, "applicationId").and_then(|s| {
+        uuid::Uuid::parse_str(s)
+            .map(|u| u.hyphenated().to_string())
+            .map_err(|_| FieldError {
+                field: "applicationId",
+                message: format!("{s:?} is not a UUID"),
+            })
+    }));
+    let user_id = check(required(&r.user_id, "userId").map(str::to_owned));
+    let region_id = check(required(&r.region, "region").and_then(|s| {
+        if s.len() <= 64 {
+            Ok(s.to_owned())
+        } else {
+            Err(FieldError {
+                field: "region",
+                message: "is longer than 64 characters".into(),
+            })
+        }
+    }));
+    let usage_type = check(
+        required(&r.usage_type, "usageType").and_then(|s| one_of(s, &USAGE_TYPES, "usageType")),
+    );
+    let mode = check(required(&r.mode, "mode").and_then(|s| one_of(s, &MODES, "mode")));
+    let production_date = check(required(&r.production_date, "productionDate").and_then(|s| {
+        NaiveDate::parse_from_str(s, "%Y-%m-%d")
+            .map(|d| d.to_string())
+            .map_err(|_| FieldError {
+                field: "productionDate",
+                message: format!("{s:?} is not a date YYYY-MM-DD"),
+            })
+    }));
+    let body_number = match integer(&r.body_number, "bodyNumber", 0..=i64::from(u32::MAX)) {
+        Ok(Some(n)) => Some(n),
+        Ok(None) => {
+            errors.push(FieldError {
+                field: "bodyNumber",
+                message: "is required".into(),
+            });
+            None
+        }
+        Err(e) => {
+            errors.push(e);
+            None
+        }
+    };
+    let interval = match integer(
+        &r.reporting_interval_minutes,
+        "reportingIntervalMinutes",
+        i64::from(MIN_REPORTING_INTERVAL_MINUTES)..=i64::from(MAX_REPORTING_INTERVAL_MINUTES),
+    ) {
+        Ok(v) => Some(v.unwrap_or(DEFAULT_REPORTING_INTERVAL_MINUTES)),
+        Err(e) => {
+            errors.push(e);
+            None
+        }
+    };
+    match (
+        serial,
+        dev_eui,
+        application_id,
+        user_id,
+        region_id,
+        usage_type,
+        mode,
+        production_date.and_then(|d| NaiveDate::parse_from_str(&d, "%Y-%m-%d").ok()),
+        body_number,
+        interval,
+    ) {
+        (
+            Some(serial),
+            Some(dev_eui),
+            Some(application_id),
+            Some(user_id),
+            Some(region_id),
+            Some(usage_type),
+            Some(mode),
+            Some(production_date),
+            Some(body_number),
+            Some(interval),
+        ) if errors.is_empty() => Ok(NewMeter {
+            dev_eui,
+            serial,
+            body_number,
+            user_id,
+            application_id,
+            region_id,
+            usage_type,
+            mode,
+            production_date,
+            // The range check above keeps it within i32.
+            reporting_interval_minutes: interval as i32,
+        }),
+        _ => Err(errors),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn good() -> MeterRecord {
+        MeterRecord {
+            serial: Some("12261000012348".into()),
+            dev_eui: Some("70B3D5E75E000001".into()),
+            application_id: Some("0B7D6A4E-3B44-4B6E-9F3C-0A1C2B3D4E5F".into()),
+            body_number: Some(serde_json::json!("4000123")),
+            user_id: Some("u-1".into()),
+            region: Some("north".into()),
+            usage_type: Some("Residential".into()),
+            mode: Some("credit".into()),
+            production_date: Some("2026-03-15".into()),
+            reporting_interval_minutes: None,
+        }
+    }
+
+    #[test]
+    fn a_good_record_is_normalised() {
+        let m = validate(&good()).expect("valid");
+        assert_eq!(m.dev_eui, "70b3d5e75e000001");
+        assert_eq!(m.application_id, "0b7d6a4e-3b44-4b6e-9f3c-0a1c2b3d4e5f");
+        assert_eq!(m.usage_type, "residential");
+        assert_eq!(m.body_number, 4_000_123);
+        assert_eq!(m.reporting_interval_minutes, 1440);
+    }
+
+    #[test]
+    fn every_bad_field_is_named() {
+        let r = MeterRecord {
+            serial: Some("12261000012343".into()),
+            dev_eui: Some("xyz".into()),
+            application_id: None,
+            body_number: Some(serde_json::json!(-1)),
+            usage_type: Some("farm".into()),
+            production_date: Some("2026-02-30".into()),
+            reporting_interval_minutes: Some(serde_json::json!(5)),
+            ..good()
+        };
+        let errors = validate(&r).expect_err("invalid");
+        let fields: Vec<_> = errors.iter().map(|e| e.field).collect();
+        assert_eq!(
+            fields,
+            [
+                "serial",
+                "devEui",
+                "applicationId",
+                "usageType",
+                "productionDate",
+                "bodyNumber",
+                "reportingIntervalMinutes"
+            ]
+        );
+        assert!(errors[0].message.contains("bad check digit"), "{errors:?}");
+    }
+}

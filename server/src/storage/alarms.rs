@@ -1,0 +1,153 @@
+//! Alarms raised by meters and by meterhub's own rules.
+
+use chrono::{DateTime, Utc};
+
+/// An alarm to store.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewAlarm {
+    /// The meter.
+    pub meter_id: i64,
+    /// Kind: the protocol's alarm kinds, or meterhub's own (`silent`, `selfTestFailed`…).
+    pub kind: String,
+    /// `meter` or `server`.
+    pub source: String,
+    /// When it was raised (the meter's clock for meter alarms).
+    pub raised_at: DateTime<Utc>,
+    /// The alarm's value, meaning by kind.
+    pub value: Option<i64>,
+    /// When meterhub received it.
+    pub received_at: DateTime<Utc>,
+}
+
+/// A stored alarm.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow, serde::Serialize)]
+pub struct Alarm {
+    /// Id.
+    pub id: i64,
+    /// The meter.
+    pub meter_id: i64,
+    /// Kind.
+    pub kind: String,
+    /// `meter` or `server`.
+    pub source: String,
+    /// When it was raised.
+    pub raised_at: DateTime<Utc>,
+    /// Value.
+    pub value: Option<i64>,
+    /// `open`, `acknowledged` or `cleared`.
+    pub state: String,
+    /// When meterhub received it.
+    pub received_at: DateTime<Utc>,
+    /// When someone acknowledged it.
+    pub acknowledged_at: Option<DateTime<Utc>>,
+    /// Who acknowledged it.
+    pub acknowledged_by: Option<String>,
+    /// When it was cleared.
+    pub cleared_at: Option<DateTime<Utc>>,
+}
+
+macro_rules! alarm_queries {
+    ($db:ty) => {
+        use chrono::{DateTime, Utc};
+        use sqlx::QueryBuilder;
+
+        use super::*;
+        use crate::storage::{Error, Result};
+
+        type Conn = <$db as sqlx::Database>::Connection;
+
+        /// Stores alarms as open; a replayed alarm (same meter, kind and time) is stored once.
+        /// Returns how many were new.
+        pub async fn insert(conn: &mut Conn, rows: &[NewAlarm]) -> Result<u64> {
+            let mut inserted = 0;
+            for chunk in rows.chunks(2_000) {
+                let mut q = QueryBuilder::<$db>::new(
+                    "INSERT INTO alarms (meter_id, kind, source, raised_at, value, state, received_at) ",
+                );
+                q.push_values(chunk, |mut b, a| {
+                    b.push_bind(a.meter_id)
+                        .push_bind(a.kind.clone())
+                        .push_bind(a.source.clone())
+                        .push_bind(a.raised_at)
+                        .push_bind(a.value)
+                        .push("'open'")
+                        .push_bind(a.received_at);
+                });
+                q.push(" ON CONFLICT (meter_id, kind, raised_at) DO NOTHING");
+                inserted += q.build().execute(&mut *conn).await?.rows_affected();
+            }
+            Ok(inserted)
+        }
+
+        /// Alarms in a state (all when `None`), newest first, before the cursor `before_id`.
+        pub async fn list(
+            conn: &mut Conn,
+            state: Option<&str>,
+            before_id: i64,
+            limit: i64,
+        ) -> Result<Vec<Alarm>> {
+            Ok(sqlx::query_as(
+                "SELECT id, meter_id, kind, source, raised_at, value, state, received_at, \
+                 acknowledged_at, acknowledged_by, cleared_at FROM alarms \
+                 WHERE ($1 IS NULL OR state = $1) AND id < $2 ORDER BY id DESC LIMIT $3",
+            )
+            .bind(state)
+            .bind(before_id)
+            .bind(limit)
+            .fetch_all(&mut *conn)
+            .await?)
+        }
+
+        /// Marks an open alarm acknowledged.
+        pub async fn acknowledge(
+            conn: &mut Conn,
+            id: i64,
+            by: &str,
+            now: DateTime<Utc>,
+        ) -> Result<()> {
+            let done = sqlx::query(
+                "UPDATE alarms SET state = 'acknowledged', acknowledged_at = $2, \
+                 acknowledged_by = $3 WHERE id = $1 AND state = 'open'",
+            )
+            .bind(id)
+            .bind(now)
+            .bind(by)
+            .execute(&mut *conn)
+            .await?
+            .rows_affected();
+            if done == 0 {
+                return Err(Error::NotFound);
+            }
+            Ok(())
+        }
+
+        /// Clears a meter's alarms of a kind that are not cleared yet; returns how many.
+        pub async fn clear(
+            conn: &mut Conn,
+            meter_id: i64,
+            kind: &str,
+            now: DateTime<Utc>,
+        ) -> Result<u64> {
+            Ok(sqlx::query(
+                "UPDATE alarms SET state = 'cleared', cleared_at = $3 \
+                 WHERE meter_id = $1 AND kind = $2 AND state <> 'cleared'",
+            )
+            .bind(meter_id)
+            .bind(kind)
+            .bind(now)
+            .execute(&mut *conn)
+            .await?
+            .rows_affected())
+        }
+    };
+}
+
+/// Queries on SQLite.
+pub(crate) mod sqlite {
+    alarm_queries!(sqlx::Sqlite);
+}
+
+/// Queries on PostgreSQL.
+pub(crate) mod postgres {
+    alarm_queries!(sqlx::Postgres);
+}

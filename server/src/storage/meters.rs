@@ -1,0 +1,306 @@
+//! The meter registry: regions and meters.
+
+use chrono::{DateTime, NaiveDate, Utc};
+
+/// A region of the utility.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow, serde::Serialize)]
+pub struct Region {
+    /// Short id chosen by the utility, e.g. `north`.
+    pub id: String,
+    /// Display name.
+    pub name: String,
+    /// When it was created.
+    pub created_at: DateTime<Utc>,
+}
+
+/// A meter to register or update, already validated.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewMeter {
+    /// LoRaWAN DevEUI, 16 lowercase hex digits.
+    pub dev_eui: String,
+    /// Serial number, 14 digits with a valid check digit.
+    pub serial: String,
+    /// Number on the meter body.
+    pub body_number: i64,
+    /// The utility's customer id.
+    pub user_id: String,
+    /// ChirpStack application id (UUID text).
+    pub application_id: String,
+    /// Region id.
+    pub region_id: String,
+    /// `residential`, `commercial`, `industrial` or `public`.
+    pub usage_type: String,
+    /// `credit` or `prepaid`.
+    pub mode: String,
+    /// Production date.
+    pub production_date: NaiveDate,
+    /// Reporting interval, minutes.
+    pub reporting_interval_minutes: i32,
+}
+
+/// A registered meter.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow, serde::Serialize)]
+pub struct Meter {
+    /// meterhub's id.
+    pub id: i64,
+    /// LoRaWAN DevEUI.
+    pub dev_eui: String,
+    /// Serial number.
+    pub serial: String,
+    /// Number on the meter body.
+    pub body_number: i64,
+    /// The utility's customer id.
+    pub user_id: String,
+    /// ChirpStack application id.
+    pub application_id: String,
+    /// Region id.
+    pub region_id: String,
+    /// Usage type.
+    pub usage_type: String,
+    /// Billing mode.
+    pub mode: String,
+    /// Production date.
+    pub production_date: NaiveDate,
+    /// `installed` (never heard), `active`, `silent`, `disconnected` or `removed`.
+    pub status: String,
+    /// Reporting interval, minutes.
+    pub reporting_interval_minutes: i32,
+    /// Last uplink.
+    pub last_seen_at: Option<DateTime<Utc>>,
+    /// Last battery voltage, mV.
+    pub battery_millivolts: Option<i32>,
+    /// Last battery charge, %.
+    pub battery_percent: Option<i16>,
+    /// Best RSSI of the last uplink, dBm.
+    pub rssi: Option<i32>,
+    /// Best SNR of the last uplink, dB.
+    pub snr: Option<f64>,
+    /// When the meter counts as silent if nothing arrives before.
+    pub overdue_at: Option<DateTime<Utc>>,
+    /// Registered at.
+    pub created_at: DateTime<Utc>,
+    /// Last changed at.
+    pub updated_at: DateTime<Utc>,
+}
+
+impl Meter {
+    /// Whether the registered values equal `new` (so an import changes nothing).
+    pub fn matches(&self, new: &NewMeter) -> bool {
+        self.dev_eui == new.dev_eui
+            && self.serial == new.serial
+            && self.body_number == new.body_number
+            && self.user_id == new.user_id
+            && self.application_id == new.application_id
+            && self.region_id == new.region_id
+            && self.usage_type == new.usage_type
+            && self.mode == new.mode
+            && self.production_date == new.production_date
+            && self.reporting_interval_minutes == new.reporting_interval_minutes
+    }
+}
+
+/// What registering one meter did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Registered {
+    /// A new meter.
+    Inserted,
+    /// An existing meter (same DevEUI) whose details changed.
+    Updated,
+    /// An existing meter with exactly these details: nothing to do.
+    Unchanged,
+}
+
+/// Link state seen in one batch of uplinks, applied once per meter.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LinkUpdate {
+    /// The meter.
+    pub meter_id: i64,
+    /// Time of its latest uplink in the batch.
+    pub last_seen_at: DateTime<Utc>,
+    /// When it becomes overdue.
+    pub overdue_at: DateTime<Utc>,
+    /// Battery voltage, if a reading carried it.
+    pub battery_millivolts: Option<i32>,
+    /// Battery charge, if a reading carried it.
+    pub battery_percent: Option<i16>,
+    /// Best RSSI of the uplink.
+    pub rssi: Option<i32>,
+    /// Best SNR of the uplink.
+    pub snr: Option<f64>,
+}
+
+const METER_COLUMNS: &str = "id, dev_eui, serial, body_number, user_id, application_id, \
+     region_id, usage_type, mode, production_date, status, reporting_interval_minutes, \
+     last_seen_at, battery_millivolts, battery_percent, rssi, snr, overdue_at, created_at, \
+     updated_at";
+
+macro_rules! meter_queries {
+    ($db:ty) => {
+        use chrono::{DateTime, Utc};
+        use sqlx::AssertSqlSafe;
+
+        use super::*;
+        use crate::storage::{Error, Result};
+
+        type Conn = <$db as sqlx::Database>::Connection;
+
+        /// Creates the region if missing; an existing region keeps its name.
+        pub async fn ensure_region(
+            conn: &mut Conn,
+            id: &str,
+            name: &str,
+            now: DateTime<Utc>,
+        ) -> Result<()> {
+            sqlx::query(
+                "INSERT INTO regions (id, name, created_at) VALUES ($1, $2, $3) \
+                 ON CONFLICT (id) DO NOTHING",
+            )
+            .bind(id)
+            .bind(name)
+            .bind(now)
+            .execute(&mut *conn)
+            .await?;
+            Ok(())
+        }
+
+        /// Every region, by id.
+        pub async fn regions(conn: &mut Conn) -> Result<Vec<Region>> {
+            Ok(
+                sqlx::query_as("SELECT id, name, created_at FROM regions ORDER BY id")
+                    .fetch_all(&mut *conn)
+                    .await?,
+            )
+        }
+
+        async fn meter_where(
+            conn: &mut Conn,
+            column: &'static str,
+            value: &str,
+        ) -> Result<Option<Meter>> {
+            let sql = format!("SELECT {METER_COLUMNS} FROM meters WHERE {column} = $1");
+            Ok(sqlx::query_as(AssertSqlSafe(sql))
+                .bind(value)
+                .fetch_optional(&mut *conn)
+                .await?)
+        }
+
+        /// The meter with this DevEUI.
+        pub async fn meter_by_dev_eui(conn: &mut Conn, dev_eui: &str) -> Result<Option<Meter>> {
+            meter_where(conn, "dev_eui", dev_eui).await
+        }
+
+        /// The meter with this serial number.
+        pub async fn meter_by_serial(conn: &mut Conn, serial: &str) -> Result<Option<Meter>> {
+            meter_where(conn, "serial", serial).await
+        }
+
+        /// Registers or updates one meter (keyed by DevEUI), creating its region if needed.
+        /// A serial number already held by another DevEUI is a conflict.
+        pub async fn register_meter(
+            conn: &mut Conn,
+            m: &NewMeter,
+            now: DateTime<Utc>,
+        ) -> Result<Registered> {
+            if let Some(other) = meter_by_serial(conn, &m.serial).await? {
+                if other.dev_eui != m.dev_eui {
+                    return Err(Error::Conflict(format!(
+                        "serial {} is registered to devEui {}",
+                        m.serial, other.dev_eui
+                    )));
+                }
+            }
+            let existing = meter_by_dev_eui(conn, &m.dev_eui).await?;
+            if existing.as_ref().is_some_and(|e| e.matches(m)) {
+                return Ok(Registered::Unchanged);
+            }
+            ensure_region(conn, &m.region_id, &m.region_id, now).await?;
+            sqlx::query(
+                "INSERT INTO meters (dev_eui, serial, body_number, user_id, application_id, \
+                 region_id, usage_type, mode, production_date, status, \
+                 reporting_interval_minutes, created_at, updated_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'installed', $10, $11, $11) \
+                 ON CONFLICT (dev_eui) DO UPDATE SET serial = excluded.serial, \
+                 body_number = excluded.body_number, user_id = excluded.user_id, \
+                 application_id = excluded.application_id, region_id = excluded.region_id, \
+                 usage_type = excluded.usage_type, mode = excluded.mode, \
+                 production_date = excluded.production_date, \
+                 reporting_interval_minutes = excluded.reporting_interval_minutes, \
+                 updated_at = excluded.updated_at",
+            )
+            .bind(&m.dev_eui)
+            .bind(&m.serial)
+            .bind(m.body_number)
+            .bind(&m.user_id)
+            .bind(&m.application_id)
+            .bind(&m.region_id)
+            .bind(&m.usage_type)
+            .bind(&m.mode)
+            .bind(m.production_date)
+            .bind(m.reporting_interval_minutes)
+            .bind(now)
+            .execute(&mut *conn)
+            .await?;
+            Ok(if existing.is_some() {
+                Registered::Updated
+            } else {
+                Registered::Inserted
+            })
+        }
+
+        /// Meters of a region (all when `None`), by id, after the cursor `after_id`.
+        pub async fn meters(
+            conn: &mut Conn,
+            region: Option<&str>,
+            after_id: i64,
+            limit: i64,
+        ) -> Result<Vec<Meter>> {
+            let sql = format!(
+                "SELECT {METER_COLUMNS} FROM meters WHERE ($1 IS NULL OR region_id = $1) \
+                 AND id > $2 ORDER BY id LIMIT $3"
+            );
+            Ok(sqlx::query_as(AssertSqlSafe(sql))
+                .bind(region)
+                .bind(after_id)
+                .bind(limit)
+                .fetch_all(&mut *conn)
+                .await?)
+        }
+
+        /// Applies the link state of a batch, one statement per meter.
+        pub async fn update_links(conn: &mut Conn, updates: &[LinkUpdate]) -> Result<()> {
+            for u in updates {
+                // A redelivered older uplink must not move the meter's state back in time.
+                sqlx::query(
+                    "UPDATE meters SET last_seen_at = $2, overdue_at = $3, \
+                     battery_millivolts = COALESCE($4, battery_millivolts), \
+                     battery_percent = COALESCE($5, battery_percent), \
+                     rssi = COALESCE($6, rssi), snr = COALESCE($7, snr), \
+                     status = CASE WHEN status IN ('installed', 'silent') THEN 'active' \
+                              ELSE status END, \
+                     updated_at = $2 \
+                     WHERE id = $1 AND (last_seen_at IS NULL OR last_seen_at <= $2)",
+                )
+                .bind(u.meter_id)
+                .bind(u.last_seen_at)
+                .bind(u.overdue_at)
+                .bind(u.battery_millivolts)
+                .bind(u.battery_percent)
+                .bind(u.rssi)
+                .bind(u.snr)
+                .execute(&mut *conn)
+                .await?;
+            }
+            Ok(())
+        }
+    };
+}
+
+/// Queries on SQLite.
+pub(crate) mod sqlite {
+    meter_queries!(sqlx::Sqlite);
+}
+
+/// Queries on PostgreSQL.
+pub(crate) mod postgres {
+    meter_queries!(sqlx::Postgres);
+}

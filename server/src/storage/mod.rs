@@ -1,0 +1,438 @@
+//! Storage: one contract, two databases.
+//!
+//! SQLite (WAL) is the default, zero-setup store; PostgreSQL is the store for scale. Both run
+//! the same runtime queries (written once per entity module and instantiated for each
+//! database by a macro) and the same test suite; only connection set-up, migrations and
+//! PostgreSQL's monthly partitions differ.
+//!
+//! SQLite allows one writer at a time. All writes go through a pool of exactly one
+//! connection, and write transactions start with `BEGIN IMMEDIATE`, so meterhub's own
+//! writers queue in the pool instead of failing with SQLITE_BUSY; reads use a separate pool
+//! and never block under WAL.
+
+pub mod alarms;
+pub mod commands;
+mod error;
+pub mod identities;
+pub mod inspections;
+pub mod meters;
+mod migrations;
+pub mod partitions;
+pub mod quarantine;
+pub mod readings;
+
+use std::collections::HashSet;
+use std::str::FromStr;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Connection, PgPool, SqlitePool};
+use uuid::Uuid;
+
+pub use error::{Error, Result};
+
+use alarms::{Alarm, NewAlarm};
+use commands::CommandRow;
+use identities::EventIdentity;
+use inspections::{Inspection, NewInspection};
+use meters::{LinkUpdate, Meter, NewMeter, Region, Registered};
+use partitions::PartitionReport;
+use quarantine::{NewQuarantined, Quarantined};
+use readings::StoredReading;
+
+/// Which database a store talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    /// SQLite.
+    Sqlite,
+    /// PostgreSQL.
+    Postgres,
+}
+
+/// The store: cheap to clone (pools are shared).
+#[derive(Debug, Clone)]
+pub enum Store {
+    /// SQLite: one writer connection, several readers.
+    Sqlite {
+        /// Exactly one connection: SQLite's single writer.
+        writer: SqlitePool,
+        /// Read-only connections.
+        reader: SqlitePool,
+    },
+    /// PostgreSQL.
+    Postgres(PgPool),
+}
+
+/// Runs `$body` with `$conn` bound to a write connection of either database, calling the
+/// dialect's module `$m::sqlite` or `$m::postgres` through the `$q` path inside the body.
+macro_rules! on_writer {
+    ($store:expr, |$conn:ident, $q:ident| $body:expr, $module:ident) => {
+        match $store {
+            Store::Sqlite { writer, .. } => {
+                let mut $conn = writer.acquire().await?;
+                let $conn = &mut *$conn;
+                use $module::sqlite as $q;
+                $body
+            }
+            Store::Postgres(pool) => {
+                let mut $conn = pool.acquire().await?;
+                let $conn = &mut *$conn;
+                use $module::postgres as $q;
+                $body
+            }
+        }
+    };
+}
+
+/// Like [`on_writer`] but on a read connection.
+macro_rules! on_reader {
+    ($store:expr, |$conn:ident, $q:ident| $body:expr, $module:ident) => {
+        match $store {
+            Store::Sqlite { reader, .. } => {
+                let mut $conn = reader.acquire().await?;
+                let $conn = &mut *$conn;
+                use $module::sqlite as $q;
+                $body
+            }
+            Store::Postgres(pool) => {
+                let mut $conn = pool.acquire().await?;
+                let $conn = &mut *$conn;
+                use $module::postgres as $q;
+                $body
+            }
+        }
+    };
+}
+
+/// Runs `$body` (a `Result`) in one write transaction (SQLite: `BEGIN IMMEDIATE`), committing
+/// only when it succeeds; an error rolls back everything the body wrote.
+macro_rules! in_transaction {
+    ($store:expr, |$conn:ident, $q:ident| $body:expr, $module:ident) => {
+        match $store {
+            Store::Sqlite { writer, .. } => {
+                let mut c = writer.acquire().await?;
+                let mut tx = c.begin_with("BEGIN IMMEDIATE").await?;
+                let out = {
+                    let $conn = &mut *tx;
+                    use $module::sqlite as $q;
+                    $body
+                }?;
+                tx.commit().await?;
+                Ok(out)
+            }
+            Store::Postgres(pool) => {
+                let mut tx = pool.begin().await?;
+                let out = {
+                    let $conn = &mut *tx;
+                    use $module::postgres as $q;
+                    $body
+                }?;
+                tx.commit().await?;
+                Ok(out)
+            }
+        }
+    };
+}
+
+impl Store {
+    /// Connects to `sqlite://PATH` (created when missing) or `postgres://…`. Does not
+    /// migrate: call [`Store::migrate`].
+    pub async fn connect(url: &str, max_connections: u32) -> Result<Store> {
+        if url.starts_with("sqlite:") {
+            let options = SqliteConnectOptions::from_str(url)?
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                // NORMAL is durable against process crashes under WAL; only an OS crash can
+                // lose the last transactions, which MQTT redelivers (acks follow commits).
+                .synchronous(SqliteSynchronous::Normal)
+                .foreign_keys(true)
+                // Another process (an import while `serve` runs) may hold the write lock.
+                .busy_timeout(Duration::from_secs(10));
+            let writer = SqlitePoolOptions::new()
+                .max_connections(1)
+                .connect_with(options.clone())
+                .await?;
+            let reader = SqlitePoolOptions::new()
+                .max_connections(max_connections.max(1))
+                .connect_with(options.read_only(true))
+                .await?;
+            Ok(Store::Sqlite { writer, reader })
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            let options = PgConnectOptions::from_str(url)?;
+            let pool = PgPoolOptions::new()
+                .max_connections(max_connections.max(2))
+                .acquire_timeout(Duration::from_secs(10))
+                .connect_with(options)
+                .await?;
+            Ok(Store::Postgres(pool))
+        } else {
+            Err(Error::UnsupportedUrl(url.to_owned()))
+        }
+    }
+
+    /// Which database this is.
+    pub fn dialect(&self) -> Dialect {
+        match self {
+            Store::Sqlite { .. } => Dialect::Sqlite,
+            Store::Postgres(_) => Dialect::Postgres,
+        }
+    }
+
+    /// Applies the migrations in `migrations/<dialect>/`; then, on PostgreSQL, creates the
+    /// readings partitions the clock's `now` needs.
+    pub async fn migrate(&self, now: DateTime<Utc>) -> Result<Option<PartitionReport>> {
+        match self {
+            Store::Sqlite { writer, .. } => {
+                migrations::sqlite().await?.run(writer).await?;
+                Ok(None)
+            }
+            Store::Postgres(pool) => {
+                migrations::postgres().await?.run(pool).await?;
+                Ok(Some(partitions::ensure(pool, now).await?))
+            }
+        }
+    }
+
+    /// PostgreSQL: creates the partitions needed at `now` (nothing to do on SQLite).
+    pub async fn ensure_partitions(&self, now: DateTime<Utc>) -> Result<PartitionReport> {
+        match self {
+            Store::Sqlite { .. } => Ok(PartitionReport::default()),
+            Store::Postgres(pool) => partitions::ensure(pool, now).await,
+        }
+    }
+
+    /// Closes every connection.
+    pub async fn close(&self) {
+        match self {
+            Store::Sqlite { writer, reader } => {
+                writer.close().await;
+                reader.close().await;
+            }
+            Store::Postgres(pool) => pool.close().await,
+        }
+    }
+
+    // ---- registry ----
+
+    /// Creates a region if missing.
+    pub async fn ensure_region(&self, id: &str, name: &str, now: DateTime<Utc>) -> Result<()> {
+        on_writer!(
+            self,
+            |c, q| q::ensure_region(c, id, name, now).await,
+            meters
+        )
+    }
+
+    /// Every region.
+    pub async fn regions(&self) -> Result<Vec<Region>> {
+        on_reader!(self, |c, q| q::regions(c).await, meters)
+    }
+
+    /// Registers or updates meters in one transaction, stopping at the first failure (nothing
+    /// of the call is then stored).
+    pub async fn register_meters(
+        &self,
+        new: &[NewMeter],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Registered>> {
+        in_transaction!(
+            self,
+            |c, q| {
+                let mut out = Vec::with_capacity(new.len());
+                for m in new {
+                    out.push(q::register_meter(c, m, now).await?);
+                }
+                Ok::<_, Error>(out)
+            },
+            meters
+        )
+    }
+
+    /// Registers or updates one meter.
+    pub async fn register_meter(&self, new: &NewMeter, now: DateTime<Utc>) -> Result<Registered> {
+        in_transaction!(self, |c, q| q::register_meter(c, new, now).await, meters)
+    }
+
+    /// The meter with this DevEUI.
+    pub async fn meter_by_dev_eui(&self, dev_eui: &str) -> Result<Option<Meter>> {
+        on_reader!(self, |c, q| q::meter_by_dev_eui(c, dev_eui).await, meters)
+    }
+
+    /// The meter with this serial.
+    pub async fn meter_by_serial(&self, serial: &str) -> Result<Option<Meter>> {
+        on_reader!(self, |c, q| q::meter_by_serial(c, serial).await, meters)
+    }
+
+    /// Meters (of a region), by id, after `after_id`.
+    pub async fn meters(
+        &self,
+        region: Option<&str>,
+        after_id: i64,
+        limit: i64,
+    ) -> Result<Vec<Meter>> {
+        on_reader!(
+            self,
+            |c, q| q::meters(c, region, after_id, limit).await,
+            meters
+        )
+    }
+
+    /// Applies a batch's link state.
+    pub async fn update_links(&self, updates: &[LinkUpdate]) -> Result<()> {
+        in_transaction!(self, |c, q| q::update_links(c, updates).await, meters)
+    }
+
+    // ---- readings ----
+
+    /// Stores readings idempotently; returns how many were new.
+    pub async fn insert_readings(&self, rows: &[StoredReading]) -> Result<u64> {
+        in_transaction!(self, |c, q| q::insert(c, rows).await, readings)
+    }
+
+    /// A meter's readings in [from, to).
+    pub async fn readings_for_meter(
+        &self,
+        meter_id: i64,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        limit: i64,
+    ) -> Result<Vec<StoredReading>> {
+        on_reader!(
+            self,
+            |c, q| q::for_meter(c, meter_id, from, to, limit).await,
+            readings
+        )
+    }
+
+    /// Number of stored readings.
+    pub async fn count_readings(&self) -> Result<i64> {
+        on_reader!(self, |c, q| q::count(c).await, readings)
+    }
+
+    // ---- identities ----
+
+    /// Records event identities; returns those not seen before.
+    pub async fn record_identities(
+        &self,
+        ids: &[EventIdentity],
+        now: DateTime<Utc>,
+    ) -> Result<HashSet<EventIdentity>> {
+        in_transaction!(self, |c, q| q::record(c, ids, now).await, identities)
+    }
+
+    /// Forgets identities recorded before `before`.
+    pub async fn prune_identities(&self, before: DateTime<Utc>) -> Result<u64> {
+        on_writer!(self, |c, q| q::prune(c, before).await, identities)
+    }
+
+    // ---- quarantine ----
+
+    /// Quarantines messages; returns how many were new.
+    pub async fn quarantine(&self, rows: &[NewQuarantined]) -> Result<u64> {
+        in_transaction!(self, |c, q| q::insert(c, rows).await, quarantine)
+    }
+
+    /// Quarantined messages, newest first.
+    pub async fn quarantined(
+        &self,
+        reason: Option<&str>,
+        before_id: i64,
+        limit: i64,
+    ) -> Result<Vec<Quarantined>> {
+        on_reader!(
+            self,
+            |c, q| q::list(c, reason, before_id, limit).await,
+            quarantine
+        )
+    }
+
+    // ---- alarms ----
+
+    /// Stores alarms idempotently; returns how many were new.
+    pub async fn insert_alarms(&self, rows: &[NewAlarm]) -> Result<u64> {
+        in_transaction!(self, |c, q| q::insert(c, rows).await, alarms)
+    }
+
+    /// Alarms (in a state), newest first.
+    pub async fn alarms(
+        &self,
+        state: Option<&str>,
+        before_id: i64,
+        limit: i64,
+    ) -> Result<Vec<Alarm>> {
+        on_reader!(
+            self,
+            |c, q| q::list(c, state, before_id, limit).await,
+            alarms
+        )
+    }
+
+    /// Acknowledges an open alarm.
+    pub async fn acknowledge_alarm(&self, id: i64, by: &str, now: DateTime<Utc>) -> Result<()> {
+        on_writer!(self, |c, q| q::acknowledge(c, id, by, now).await, alarms)
+    }
+
+    /// Clears a meter's alarms of a kind.
+    pub async fn clear_alarms(&self, meter_id: i64, kind: &str, now: DateTime<Utc>) -> Result<u64> {
+        on_writer!(self, |c, q| q::clear(c, meter_id, kind, now).await, alarms)
+    }
+
+    // ---- commands ----
+
+    /// Stores a new command.
+    pub async fn insert_command(&self, command: &CommandRow) -> Result<()> {
+        on_writer!(self, |c, q| q::insert(c, command).await, commands)
+    }
+
+    /// The command with this id.
+    pub async fn command(&self, id: Uuid) -> Result<CommandRow> {
+        on_reader!(self, |c, q| q::get(c, id).await, commands)
+    }
+
+    /// Moves a command from one of `from` to `to`; whether it moved.
+    pub async fn transition_command(
+        &self,
+        id: Uuid,
+        from: &[&str],
+        to: &str,
+        error: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<bool> {
+        on_writer!(
+            self,
+            |c, q| q::transition(c, id, from, to, error, now).await,
+            commands
+        )
+    }
+
+    /// A meter's commands, newest first.
+    pub async fn commands_for_meter(&self, meter_id: i64, limit: i64) -> Result<Vec<CommandRow>> {
+        on_reader!(
+            self,
+            |c, q| q::for_meter(c, meter_id, limit).await,
+            commands
+        )
+    }
+
+    // ---- inspections ----
+
+    /// Records a visit; returns its id.
+    pub async fn insert_inspection(&self, i: &NewInspection, now: DateTime<Utc>) -> Result<i64> {
+        on_writer!(self, |c, q| q::insert(c, i, now).await, inspections)
+    }
+
+    /// A meter's visits, newest first.
+    pub async fn inspections_for_meter(
+        &self,
+        meter_id: i64,
+        limit: i64,
+    ) -> Result<Vec<Inspection>> {
+        on_reader!(
+            self,
+            |c, q| q::for_meter(c, meter_id, limit).await,
+            inspections
+        )
+    }
+}

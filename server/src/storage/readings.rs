@@ -1,0 +1,160 @@
+//! Readings: one row per meter and meter-clock time.
+
+use chrono::{DateTime, Duration, Utc};
+
+/// How far back a meter's clock may date a reading and still be stored.
+pub const MAX_READING_AGE: Duration = Duration::days(400);
+/// How far ahead of the server's clock a meter's clock may date a reading.
+pub const MAX_READING_LEAD: Duration = Duration::days(1);
+
+/// Whether a reading dated `reading_time` may be stored at server time `now`: within
+/// [now − 400 days, now + 1 day]. Anything outside is quarantined instead, which also keeps
+/// PostgreSQL's DEFAULT partition empty in normal operation.
+pub fn within_storage_window(reading_time: DateTime<Utc>, now: DateTime<Utc>) -> bool {
+    reading_time >= now - MAX_READING_AGE && reading_time <= now + MAX_READING_LEAD
+}
+
+/// A reading to store (and, read back, a stored one).
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow, serde::Serialize)]
+pub struct StoredReading {
+    /// The meter.
+    pub meter_id: i64,
+    /// The meter's clock when it took the reading, UTC.
+    pub reading_time: DateTime<Utc>,
+    /// When meterhub received it.
+    pub received_at: DateTime<Utc>,
+    /// Cumulative gas volume, litres.
+    pub gas_volume_litres: Option<i64>,
+    /// Cumulative active energy, Wh.
+    pub energy_wh: Option<i64>,
+    /// Voltage, 0.1 V.
+    pub voltage_decivolts: Option<i32>,
+    /// Current, mA.
+    pub current_milliamps: Option<i64>,
+    /// Gas temperature, 0.01 °C.
+    pub gas_temperature_centi_celsius: Option<i32>,
+    /// Gas pressure, Pa.
+    pub gas_pressure_pa: Option<i64>,
+    /// Valve wire code.
+    pub valve: i16,
+    /// Door wire code.
+    pub door: i16,
+    /// Battery voltage, mV.
+    pub battery_millivolts: i32,
+    /// Battery charge, %.
+    pub battery_percent: i16,
+    /// Status bits.
+    pub flags: i32,
+    /// LoRaWAN uplink frame counter.
+    pub f_cnt: Option<i64>,
+}
+
+/// Columns in insert order.
+const COLUMNS: &str = "meter_id, reading_time, received_at, gas_volume_litres, energy_wh, \
+     voltage_decivolts, current_milliamps, gas_temperature_centi_celsius, gas_pressure_pa, \
+     valve, door, battery_millivolts, battery_percent, flags, f_cnt";
+const COLUMN_COUNT: usize = 15;
+/// Rows per INSERT: both SQLite (32 766) and PostgreSQL (65 535) allow this many binds.
+const ROWS_PER_STATEMENT: usize = 32_000 / COLUMN_COUNT;
+
+macro_rules! reading_queries {
+    ($db:ty) => {
+        use chrono::{DateTime, Utc};
+        use sqlx::{AssertSqlSafe, QueryBuilder};
+
+        use super::*;
+        use crate::storage::Result;
+
+        type Conn = <$db as sqlx::Database>::Connection;
+
+        /// Stores readings; a reading already stored for the same meter and time is left as it
+        /// is (a replay changes nothing). Returns how many rows were new.
+        pub async fn insert(conn: &mut Conn, rows: &[StoredReading]) -> Result<u64> {
+            let mut inserted = 0;
+            for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+                let mut q = QueryBuilder::<$db>::new(format!("INSERT INTO readings ({COLUMNS}) "));
+                q.push_values(chunk, |mut b, r| {
+                    b.push_bind(r.meter_id)
+                        .push_bind(r.reading_time)
+                        .push_bind(r.received_at)
+                        .push_bind(r.gas_volume_litres)
+                        .push_bind(r.energy_wh)
+                        .push_bind(r.voltage_decivolts)
+                        .push_bind(r.current_milliamps)
+                        .push_bind(r.gas_temperature_centi_celsius)
+                        .push_bind(r.gas_pressure_pa)
+                        .push_bind(r.valve)
+                        .push_bind(r.door)
+                        .push_bind(r.battery_millivolts)
+                        .push_bind(r.battery_percent)
+                        .push_bind(r.flags)
+                        .push_bind(r.f_cnt);
+                });
+                q.push(" ON CONFLICT (meter_id, reading_time) DO NOTHING");
+                inserted += q.build().execute(&mut *conn).await?.rows_affected();
+            }
+            Ok(inserted)
+        }
+
+        /// A meter's readings in [from, to), oldest first, at most `limit`.
+        pub async fn for_meter(
+            conn: &mut Conn,
+            meter_id: i64,
+            from: DateTime<Utc>,
+            to: DateTime<Utc>,
+            limit: i64,
+        ) -> Result<Vec<StoredReading>> {
+            let sql = format!(
+                "SELECT {COLUMNS} FROM readings WHERE meter_id = $1 AND reading_time >= $2 \
+                 AND reading_time < $3 ORDER BY reading_time LIMIT $4"
+            );
+            Ok(sqlx::query_as(AssertSqlSafe(sql))
+                .bind(meter_id)
+                .bind(from)
+                .bind(to)
+                .bind(limit)
+                .fetch_all(&mut *conn)
+                .await?)
+        }
+
+        /// Number of stored readings (tests and reports).
+        pub async fn count(conn: &mut Conn) -> Result<i64> {
+            Ok(sqlx::query_scalar("SELECT COUNT(*) FROM readings")
+                .fetch_one(&mut *conn)
+                .await?)
+        }
+    };
+}
+
+/// Queries on SQLite.
+pub(crate) mod sqlite {
+    reading_queries!(sqlx::Sqlite);
+}
+
+/// Queries on PostgreSQL.
+pub(crate) mod postgres {
+    reading_queries!(sqlx::Postgres);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn storage_window_is_400_days_back_and_one_day_ahead() {
+        let now = DateTime::parse_from_rfc3339("2026-07-23T00:00:00Z")
+            .expect("valid")
+            .to_utc();
+        assert!(within_storage_window(now, now));
+        assert!(within_storage_window(now - Duration::days(400), now));
+        assert!(!within_storage_window(
+            now - Duration::days(400) - Duration::seconds(1),
+            now
+        ));
+        assert!(within_storage_window(now + Duration::days(1), now));
+        assert!(!within_storage_window(
+            now + Duration::days(1) + Duration::seconds(1),
+            now
+        ));
+    }
+}

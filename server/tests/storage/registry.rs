@@ -1,0 +1,153 @@
+use meterhub::storage::Error;
+use meterhub::storage::meters::{LinkUpdate, Registered};
+
+use crate::{at, meter, now, stores};
+
+#[tokio::test]
+async fn registering_is_idempotent_and_updates_only_what_changed() {
+    for f in stores().await {
+        let s = &f.store;
+        let m = meter(1);
+        assert_eq!(
+            s.register_meter(&m, now()).await.expect("insert"),
+            Registered::Inserted
+        );
+        assert_eq!(
+            s.register_meter(&m, now()).await.expect("again"),
+            Registered::Unchanged
+        );
+        let moved = meterhub::storage::meters::NewMeter {
+            region_id: "east".into(),
+            ..m.clone()
+        };
+        assert_eq!(
+            s.register_meter(&moved, now()).await.expect("update"),
+            Registered::Updated
+        );
+        let stored = s
+            .meter_by_dev_eui(&m.dev_eui)
+            .await
+            .expect("query")
+            .expect("registered");
+        assert!(stored.matches(&moved));
+        assert_eq!(stored.status, "installed");
+        assert_eq!(stored.created_at, now());
+        let regions: Vec<String> = s
+            .regions()
+            .await
+            .expect("regions")
+            .into_iter()
+            .map(|r| r.id)
+            .collect();
+        assert_eq!(regions, ["east", "south"]);
+    }
+}
+
+#[tokio::test]
+async fn a_serial_held_by_another_meter_is_a_conflict() {
+    for f in stores().await {
+        let s = &f.store;
+        s.register_meter(&meter(1), now()).await.expect("insert");
+        let thief = meterhub::storage::meters::NewMeter {
+            dev_eui: "ffffffffffffffff".into(),
+            ..meter(1)
+        };
+        let err = s.register_meter(&thief, now()).await.expect_err("conflict");
+        assert!(
+            matches!(err, Error::Conflict(ref m) if m.contains(&meter(1).dev_eui)),
+            "{err}"
+        );
+        assert!(
+            s.meter_by_dev_eui("ffffffffffffffff")
+                .await
+                .expect("query")
+                .is_none()
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_failing_batch_registers_nothing() {
+    for f in stores().await {
+        let s = &f.store;
+        s.register_meter(&meter(1), now()).await.expect("insert");
+        let batch = vec![
+            meter(2),
+            meterhub::storage::meters::NewMeter {
+                dev_eui: "eeeeeeeeeeeeeeee".into(),
+                ..meter(1)
+            },
+        ];
+        assert!(s.register_meters(&batch, now()).await.is_err());
+        assert!(
+            s.meter_by_dev_eui(&meter(2).dev_eui)
+                .await
+                .expect("query")
+                .is_none()
+        );
+    }
+}
+
+#[tokio::test]
+async fn meters_page_by_id_and_filter_by_region() {
+    for f in stores().await {
+        let s = &f.store;
+        let batch: Vec<_> = (1..=7).map(meter).collect();
+        s.register_meters(&batch, now()).await.expect("insert");
+        let first = s.meters(None, 0, 3).await.expect("page 1");
+        assert_eq!(first.len(), 3);
+        let rest = s.meters(None, first[2].id, 10).await.expect("page 2");
+        assert_eq!(rest.len(), 4);
+        let north = s.meters(Some("north"), 0, 10).await.expect("north");
+        assert_eq!(north.len(), 3);
+        assert!(north.iter().all(|m| m.region_id == "north"));
+        let by_serial = s
+            .meter_by_serial(&meter(5).serial)
+            .await
+            .expect("query")
+            .expect("found");
+        assert_eq!(by_serial.dev_eui, meter(5).dev_eui);
+    }
+}
+
+#[tokio::test]
+async fn link_state_moves_forward_only() {
+    for f in stores().await {
+        let s = &f.store;
+        s.register_meter(&meter(1), now()).await.expect("insert");
+        let id = s
+            .meter_by_dev_eui(&meter(1).dev_eui)
+            .await
+            .expect("q")
+            .expect("m")
+            .id;
+        let update = |t: &str, mv: Option<i32>| LinkUpdate {
+            meter_id: id,
+            last_seen_at: at(t),
+            overdue_at: at(t) + chrono::Duration::days(2),
+            battery_millivolts: mv,
+            battery_percent: None,
+            rssi: Some(-100),
+            snr: Some(7.5),
+        };
+        s.update_links(&[update("2026-07-23T10:00:00Z", Some(3600))])
+            .await
+            .expect("update");
+        // An older uplink redelivered later must not move the state back.
+        s.update_links(&[update("2026-07-22T10:00:00Z", Some(3000))])
+            .await
+            .expect("update");
+        s.update_links(&[update("2026-07-23T11:00:00Z", None)])
+            .await
+            .expect("update");
+        let m = s
+            .meter_by_dev_eui(&meter(1).dev_eui)
+            .await
+            .expect("q")
+            .expect("m");
+        assert_eq!(m.last_seen_at, Some(at("2026-07-23T11:00:00Z")));
+        assert_eq!(m.battery_millivolts, Some(3600));
+        assert_eq!(m.status, "active");
+        assert_eq!(m.snr, Some(7.5));
+    }
+}

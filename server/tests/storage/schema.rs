@@ -1,0 +1,68 @@
+use std::collections::BTreeSet;
+
+use meterhub::storage::Store;
+use test_support::{Dialect, TestDb};
+
+use crate::{now, stores};
+
+async fn columns(store: &Store) -> BTreeSet<(String, String)> {
+    match store {
+        Store::Sqlite { reader, .. } => sqlx::query_as(
+            "SELECT m.name, p.name FROM sqlite_master m, pragma_table_info(m.name) p \
+             WHERE m.type = 'table' AND m.name NOT LIKE 'sqlite_%' AND m.name NOT LIKE '\\_sqlx%' ESCAPE '\\'",
+        )
+        .fetch_all(reader)
+        .await
+        .expect("sqlite columns")
+        .into_iter()
+        .collect(),
+        Store::Postgres(pool) => sqlx::query_as(
+            "SELECT c.table_name::text, c.column_name::text FROM information_schema.columns c \
+             JOIN pg_class t ON t.relname = c.table_name AND NOT t.relispartition \
+             WHERE c.table_schema = 'public' AND c.table_name NOT LIKE '\\_sqlx%'",
+        )
+        .fetch_all(pool)
+        .await
+        .expect("postgres columns")
+        .into_iter()
+        .collect(),
+    }
+}
+
+#[tokio::test]
+async fn both_dialects_define_the_same_tables_and_columns() {
+    let Some(pg) = TestDb::create(Dialect::Postgres).await else {
+        return;
+    };
+    let sqlite = TestDb::create(Dialect::Sqlite)
+        .await
+        .expect("sqlite never skips");
+    let pg = Store::connect(pg.url(), 2).await.expect("connect");
+    let sqlite = Store::connect(sqlite.url(), 2).await.expect("connect");
+    let (a, b) = (columns(&sqlite).await, columns(&pg).await);
+    assert!(a.len() > 50, "too few columns: {a:?}");
+    assert_eq!(
+        a.symmetric_difference(&b).collect::<Vec<_>>(),
+        Vec::<&(String, String)>::new(),
+        "columns only in one dialect"
+    );
+}
+
+#[tokio::test]
+async fn migrating_twice_changes_nothing() {
+    for f in stores().await {
+        f.store.migrate(now()).await.expect("second migrate");
+        assert_eq!(f.store.regions().await.expect("regions"), vec![]);
+    }
+}
+
+#[tokio::test]
+async fn an_unsupported_url_is_refused_clearly() {
+    let err = Store::connect("mysql://localhost/x", 1)
+        .await
+        .expect_err("refused");
+    assert!(
+        err.to_string().contains("unsupported database URL"),
+        "{err}"
+    );
+}

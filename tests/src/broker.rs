@@ -1,0 +1,135 @@
+//! A private MQTT broker per test.
+//!
+//! With `METERHUB_TEST_MOSQUITTO` naming a `mosquitto` binary, [`Broker::start`] runs one on a
+//! free loopback port with the project's `tests/mosquitto.conf` (queue limits lifted, persistence
+//! off). Without it the test is skipped under the rule in [`crate::services`].
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use tempfile::TempDir;
+
+use crate::process::Process;
+use crate::services;
+
+/// How long a fresh Mosquitto may take to accept connections.
+const STARTUP_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// How many free ports to try: another process may take the one picked before the broker binds.
+const PORT_ATTEMPTS: usize = 5;
+
+/// A running MQTT broker that only this test uses; stopped when dropped.
+#[derive(Debug)]
+pub struct Broker {
+    kind: BrokerKind,
+}
+
+/// The broker implementations; more may join (an in-process broker for machines without
+/// Mosquitto), all behind the same [`Broker`] methods.
+#[derive(Debug)]
+enum BrokerKind {
+    Mosquitto(Mosquitto),
+}
+
+impl Broker {
+    /// A private broker, or `None` when the test is skipped because no broker is configured.
+    ///
+    /// Panics with Mosquitto's log when it cannot be started: the test cannot go on.
+    pub async fn start() -> Option<Broker> {
+        let binary = services::mosquitto_binary()?;
+        match Mosquitto::start(&binary).await {
+            Ok(mosquitto) => Some(Broker {
+                kind: BrokerKind::Mosquitto(mosquitto),
+            }),
+            Err(e) => panic!("cannot start a private Mosquitto: {e:#}"),
+        }
+    }
+
+    /// The host to connect to: always the loopback address.
+    pub fn host(&self) -> &str {
+        "127.0.0.1"
+    }
+
+    /// The TCP port the broker listens on.
+    pub fn port(&self) -> u16 {
+        match &self.kind {
+            BrokerKind::Mosquitto(m) => m.port,
+        }
+    }
+
+    /// The broker's socket address.
+    pub fn addr(&self) -> SocketAddr {
+        SocketAddr::from((Ipv4Addr::LOCALHOST, self.port()))
+    }
+
+    /// The broker's URL, `mqtt://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("mqtt://{}:{}", self.host(), self.port())
+    }
+
+    /// The broker's log so far.
+    pub fn log(&self) -> String {
+        match &self.kind {
+            BrokerKind::Mosquitto(m) => m.process.stderr(),
+        }
+    }
+}
+
+/// A `mosquitto` child process and the folder holding its configuration.
+#[derive(Debug)]
+struct Mosquitto {
+    port: u16,
+    // Killed (and its log printed if the test failed) when dropped, before the folder goes.
+    process: Process,
+    _dir: TempDir,
+}
+
+impl Mosquitto {
+    async fn start(binary: &Path) -> anyhow::Result<Mosquitto> {
+        let project_config = Path::new(env!("CARGO_MANIFEST_DIR")).join("mosquitto.conf");
+        let settings = std::fs::read_to_string(&project_config)
+            .with_context(|| format!("cannot read {}", project_config.display()))?;
+        let dir = tempfile::Builder::new()
+            .prefix("meterhub-mosquitto-")
+            .tempdir()
+            .context("cannot create a folder for Mosquitto")?;
+        let config = dir.path().join("mosquitto.conf");
+
+        let mut last_error = None;
+        for _ in 0..PORT_ATTEMPTS {
+            let port = crate::free_port().context("cannot find a free port")?;
+            // Mosquitto 2.0 can include only folders, not files, so the project's settings are
+            // copied and this run's listener appended.
+            let run_config = format!(
+                "{settings}\n# This run's listener.\nlistener {port} 127.0.0.1\nlog_dest stderr\n"
+            );
+            std::fs::write(&config, run_config)
+                .with_context(|| format!("cannot write {}", config.display()))?;
+
+            let mut process = Process::builder(binary)
+                .arg("-c")
+                .arg(&config)
+                .start()
+                .with_context(|| format!("cannot run {}", binary.display()))?;
+            match process.wait_for_port(port, STARTUP_TIMEOUT).await {
+                Ok(()) => {
+                    return Ok(Mosquitto {
+                        port,
+                        process,
+                        _dir: dir,
+                    });
+                }
+                Err(e) if process.stderr().contains("Address already in use") => {
+                    last_error = Some(e);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        match last_error {
+            Some(e) => Err(e.context(format!("no free port in {PORT_ATTEMPTS} attempts"))),
+            None => bail!("no attempt to start Mosquitto was made"),
+        }
+    }
+}

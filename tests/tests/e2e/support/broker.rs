@@ -1,0 +1,117 @@
+use std::collections::HashSet;
+use std::time::Duration;
+
+use test_support::Broker;
+use tokio::net::TcpStream;
+
+use super::mqtt::{PUBACK, PUBLISH, RawMqtt, parse_publish_qos1};
+
+#[tokio::test]
+async fn private_mosquitto_accepts_connections() {
+    let Some(broker) = Broker::start().await else {
+        return;
+    };
+    assert_eq!(broker.host(), "127.0.0.1");
+    assert_eq!(broker.url(), format!("mqtt://127.0.0.1:{}", broker.port()));
+
+    TcpStream::connect(broker.addr())
+        .await
+        .expect("a plain TCP connect");
+    let (session, code, _) = RawMqtt::connect(broker.addr(), "selftest-connect", true).await;
+    assert_eq!(code, 0, "connection accepted without credentials");
+    session.disconnect().await;
+}
+
+#[tokio::test]
+async fn private_brokers_are_separate() {
+    let Some(a) = Broker::start().await else {
+        return;
+    };
+    let Some(b) = Broker::start().await else {
+        return;
+    };
+    assert_ne!(a.port(), b.port());
+    let port = a.port();
+    drop(a);
+    assert!(
+        TcpStream::connect(("127.0.0.1", port)).await.is_err(),
+        "a dropped broker stops listening"
+    );
+    RawMqtt::connect(b.addr(), "selftest-separate", true).await;
+}
+
+/// Mosquitto's defaults would keep 20 messages in flight and 1 000 queued for a subscriber that
+/// is away, then drop the rest; the project's configuration must keep them all.
+#[tokio::test]
+async fn private_mosquitto_keeps_every_queued_qos1_message() {
+    const MESSAGES: u16 = 2_500;
+    let Some(broker) = Broker::start().await else {
+        return;
+    };
+    let topic = "application/selftest/device/0102030405060708/event/up";
+
+    // A persistent session that subscribes and goes away, as a bridge does in an outage.
+    let (mut subscriber, _, _) = RawMqtt::connect(broker.addr(), "selftest-bridge", false).await;
+    subscriber
+        .subscribe_qos1("application/+/device/+/event/up")
+        .await;
+    subscriber.disconnect().await;
+
+    let (mut publisher, _, _) = RawMqtt::connect(broker.addr(), "selftest-publisher", true).await;
+    for id in 1..=MESSAGES {
+        publisher.publish_qos1(topic, id, &id.to_be_bytes()).await;
+    }
+    for _ in 1..=MESSAGES {
+        let ack = publisher.read().await;
+        assert_eq!(ack.kind(), PUBACK);
+    }
+
+    // Back again: the session holds everything published meanwhile, with no acknowledgement
+    // sent until all have arrived (the bridge acknowledges only after its batch commits).
+    let (mut subscriber, _, session_present) =
+        RawMqtt::connect(broker.addr(), "selftest-bridge", false).await;
+    assert!(session_present, "the broker kept the session");
+    let mut received = HashSet::new();
+    let mut ids = Vec::new();
+    while received.len() < usize::from(MESSAGES) {
+        let Some(packet) = subscriber.try_read(Duration::from_secs(10)).await else {
+            panic!(
+                "received {} of {MESSAGES} messages, then nothing: the broker dropped or held \
+                 back the rest",
+                received.len()
+            );
+        };
+        if packet.kind() != PUBLISH {
+            continue;
+        }
+        let (id, payload) = parse_publish_qos1(&packet);
+        received.insert(payload.to_vec());
+        ids.push(id);
+    }
+    for id in ids {
+        subscriber.puback(id).await;
+    }
+    assert_eq!(received.len(), usize::from(MESSAGES));
+    subscriber.disconnect().await;
+}
+
+#[tokio::test]
+async fn private_mosquitto_accepts_large_packets() {
+    let Some(broker) = Broker::start().await else {
+        return;
+    };
+    let (mut subscriber, _, _) = RawMqtt::connect(broker.addr(), "selftest-large-sub", true).await;
+    subscriber.subscribe_qos1("large").await;
+
+    let payload = vec![0x5a; 300 * 1024];
+    let (mut publisher, _, _) = RawMqtt::connect(broker.addr(), "selftest-large-pub", true).await;
+    publisher.publish_qos1("large", 7, &payload).await;
+    assert_eq!(publisher.read().await.kind(), PUBACK);
+
+    let packet = tokio::time::timeout(Duration::from_secs(20), subscriber.read())
+        .await
+        .expect("the large message arrives");
+    let (id, received) = parse_publish_qos1(&packet);
+    assert_eq!(received.len(), payload.len());
+    subscriber.puback(id).await;
+}

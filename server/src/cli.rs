@@ -61,8 +61,26 @@ impl SettingsArgs {
 pub enum Command {
     /// Print the settings file with every default, commented.
     Configfile,
+    /// Create or update the database schema (and PostgreSQL's readings partitions).
+    Migrate,
+    /// Manage the meter registry.
+    #[command(subcommand)]
+    Meters(MetersCommand),
     /// Decode a meter frame (hex) to its JSON form, as the server and the ChirpStack codec do.
     Decode(DecodeArgs),
     /// Encode a message's JSON form (as printed by `decode`) to a hex frame and its fPort.
     Encode(EncodeArgs),
+}
+
+/// `meterhub meters …`.
+#[derive(Debug, Subcommand)]
+pub enum MetersCommand {
+    /// Register meters from a CSV (header row) or JSON (array of objects) file with the fields
+    /// serial, devEui, applicationId, bodyNumber, userId, region, usageType, mode,
+    /// productionDate and optionally reportingIntervalMinutes. Every row is validated; good
+    /// rows are registered (again and again without harm), bad rows reported by line and field.
+    Import {
+        /// The file.
+        file: PathBuf,
+    },
 }

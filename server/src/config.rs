@@ -229,7 +229,9 @@ impl Settings {
             merge(&mut tree, from_file);
         }
         for (key, value) in env {
-            if let Some(name) = key.strip_prefix(ENV_PREFIX) {
+            // Only `METERHUB_SECTION__KEY` names are settings; other `METERHUB_…` variables
+            // (the test suite's, `METERHUB_CONFIG`) are not.
+            if let Some(name) = key.strip_prefix(ENV_PREFIX).filter(|n| n.contains("__")) {
                 apply_env(&mut tree, name, &value).with_context(|| format!("in ${key}"))?;
             }
         }
@@ -293,6 +295,17 @@ impl Settings {
             bail!("clock.speed must be at least 1");
         }
         Ok(())
+    }
+
+    /// The clock these settings describe: wall time, or accelerated.
+    pub fn clock(&self) -> Result<firmware_protocol::clock::Clock> {
+        match self.clock_epoch()? {
+            Some(epoch) if self.clock.speed > 1 => {
+                firmware_protocol::clock::Clock::accelerated(self.clock.speed, epoch.into())
+                    .context("clock.speed must be at least 1")
+            }
+            _ => Ok(firmware_protocol::clock::Clock::System),
+        }
     }
 
     /// The clock epoch, parsed; required when the clock is accelerated.
@@ -453,6 +466,8 @@ mod tests {
                 ("METERHUB_MQTT__PASSWORD", "123456"),
                 ("METERHUB_CHIRPSTACK__APPLICATION_IDS", "a, b"),
                 ("OTHER_VARIABLE", "ignored"),
+                ("METERHUB_TEST_DATABASE_URL", "not a setting"),
+                ("METERHUB_CONFIG", "not a setting either"),
             ]),
             Overrides {
                 mqtt_url: Some("mqtt://flag:1883".into()),

@@ -2,7 +2,10 @@
 //! LoRaWAN smart meters. `main.rs` only parses the command line; everything it runs lives here
 //! so that tests drive the same code.
 
+pub mod admin;
 pub mod cli;
 pub mod config;
 pub mod frame;
+pub mod registry;
 pub mod storage;
+pub mod time;

@@ -77,3 +77,40 @@ fn configfile_prints_commented_defaults_that_parse_as_toml() {
         Some("sqlite://./meterhub.db")
     );
 }
+
+#[test]
+fn migrate_then_import_on_a_fresh_sqlite_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = format!("sqlite://{}/m.db", dir.path().display());
+    let out = meterhub(&["migrate", "--database-url", &db]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("up to date"));
+
+    let file = dir.path().join("meters.csv");
+    std::fs::write(
+        &file,
+        "serial,dev_eui,application_id,body_number,user_id,region,usage_type,mode,production_date\n\
+         12261000012348,70b3d5e75e000001,0b7d6a4e-3b44-4b6e-9f3c-0a1c2b3d4e5f,1,u1,north,residential,credit,2026-03-15\n\
+         12261000012349,70b3d5e75e000002,0b7d6a4e-3b44-4b6e-9f3c-0a1c2b3d4e5f,2,u2,north,residential,credit,2026-03-15\n",
+    )
+    .expect("write");
+    let file = file.to_string_lossy().into_owned();
+    let out = meterhub(&["meters", "import", &file, "--database-url", &db]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        !out.status.success(),
+        "a refused row makes the exit status a failure"
+    );
+    assert!(
+        stdout.contains("line 3: serial: bad check digit"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("1 new, 0 updated, 0 unchanged, 1 refused"),
+        "{stdout}"
+    );
+}

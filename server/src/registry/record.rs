@@ -1,9 +1,7 @@
 //! One meter's registration record and its validation, shared by every way of registering.
 
 use chrono::NaiveDate;
-use firmware_protocol::{
-    MAX_REPORTING_INTERVAL_MINUTES, MIN_REPORTING_INTERVAL_MINUTES, Serial,
-};
+use firmware_protocol::{MAX_REPORTING_INTERVAL_MINUTES, MIN_REPORTING_INTERVAL_MINUTES, Serial};
 use serde::Deserialize;
 
 use crate::storage::meters::NewMeter;
@@ -147,14 +145,16 @@ pub fn validate(r: &MeterRecord) -> Result<NewMeter, Vec<FieldError>> {
         required(&r.usage_type, "usageType").and_then(|s| one_of(s, &USAGE_TYPES, "usageType")),
     );
     let mode = check(required(&r.mode, "mode").and_then(|s| one_of(s, &MODES, "mode")));
-    let production_date = check(required(&r.production_date, "productionDate").and_then(|s| {
-        NaiveDate::parse_from_str(s, "%Y-%m-%d")
-            .map(|d| d.to_string())
-            .map_err(|_| FieldError {
-                field: "productionDate",
-                message: format!("{s:?} is not a date YYYY-MM-DD"),
-            })
-    }));
+    let production_date = check(
+        required(&r.production_date, "productionDate").and_then(|s| {
+            NaiveDate::parse_from_str(s, "%Y-%m-%d")
+                .map(|d| d.to_string())
+                .map_err(|_| FieldError {
+                    field: "productionDate",
+                    message: format!("{s:?} is not a date YYYY-MM-DD"),
+                })
+        }),
+    );
     let body_number = match integer(&r.body_number, "bodyNumber", 0..=i64::from(u32::MAX)) {
         Ok(Some(n)) => Some(n),
         Ok(None) => {

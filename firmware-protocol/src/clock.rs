@@ -50,12 +50,19 @@ impl Clock {
 
     /// The current time in microseconds since the Unix epoch.
     pub fn now_unix_micros(&self) -> i64 {
+        self.at_wall_unix_micros(unix_micros(SystemTime::now()))
+    }
+
+    /// This clock's time when the wall clock reads `wall` (Unix microseconds): the mapping
+    /// every process applies, exposed so that two processes can be compared exactly. A manual
+    /// clock ignores the wall clock.
+    pub fn at_wall_unix_micros(&self, wall: i64) -> i64 {
         match self {
-            Clock::System => unix_micros(SystemTime::now()),
+            Clock::System => wall,
             Clock::Accelerated {
                 speed,
                 epoch_unix_micros,
-            } => accelerate(unix_micros(SystemTime::now()), *speed, *epoch_unix_micros),
+            } => accelerate(wall, *speed, *epoch_unix_micros),
             Clock::Manual(t) => t.load(Ordering::SeqCst),
         }
     }

@@ -3,6 +3,7 @@
 use std::path::Path;
 
 use anyhow::{Context, Result};
+use chrono::{DateTime, Utc};
 
 use crate::config::Settings;
 use crate::registry::{ImportReport, import_file};
@@ -49,4 +50,19 @@ pub async fn import_meters(settings: &Settings, file: &Path) -> Result<ImportRep
     let report = import_file(&store, file, now_utc(&clock)).await;
     store.close().await;
     report
+}
+
+/// The clock's time read at one wall instant, as one JSON line.
+pub fn clock_report(clock: &firmware_protocol::clock::Clock) -> String {
+    let wall = DateTime::<Utc>::from(std::time::SystemTime::now());
+    let wall_micros = wall.timestamp_micros();
+    let simulated_micros = clock.at_wall_unix_micros(wall_micros);
+    let simulated = DateTime::from_timestamp_micros(simulated_micros).unwrap_or_default();
+    serde_json::json!({
+        "wallUnixMicros": wall_micros,
+        "simulatedUnixMicros": simulated_micros,
+        "simulated": simulated.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+        "speed": clock.speed(),
+    })
+    .to_string()
 }

@@ -63,6 +63,19 @@ pub enum Command {
     Configfile,
     /// Create or update the database schema (and PostgreSQL's readings partitions).
     Migrate,
+    /// Print the time by the configured clock as JSON, with the wall time it was read at:
+    /// a server and a simulator given the same --clock-speed and --clock-epoch agree.
+    Clock,
+    /// Run the embedded MQTT broker (v5 and 3.1.1) until interrupted, for machines without one.
+    #[cfg(feature = "embedded-broker")]
+    Broker {
+        /// Port of the MQTT v5 listener (loopback).
+        #[arg(long, default_value_t = 1883)]
+        port: u16,
+        /// Port of the MQTT 3.1.1 listener (loopback).
+        #[arg(long, default_value_t = 1884)]
+        v311_port: u16,
+    },
     /// Manage the meter registry.
     #[command(subcommand)]
     Meters(MetersCommand),

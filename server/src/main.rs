@@ -49,6 +49,18 @@ fn run(cli: &Cli) -> Result<(String, bool)> {
             let settings = settings()?;
             (runtime()?.block_on(admin::migrate(&settings))?, true)
         }
+        Command::Clock => (admin::clock_report(&settings()?.clock()?), true),
+        #[cfg(feature = "embedded-broker")]
+        Command::Broker { port, v311_port } => {
+            let broker = meterhub_broker::EmbeddedBroker::start_on(*port, *v311_port)?;
+            println!(
+                "MQTT v5 on {}, MQTT 3.1.1 on {}; Ctrl-C stops",
+                broker.v5_url(),
+                broker.v4_url()
+            );
+            runtime()?.block_on(tokio::signal::ctrl_c())?;
+            ("stopped".to_owned(), true)
+        }
         Command::Meters(MetersCommand::Import { file }) => {
             let settings = settings()?;
             let report = runtime()?.block_on(admin::import_meters(&settings, file))?;

@@ -114,3 +114,41 @@ fn migrate_then_import_on_a_fresh_sqlite_file() {
         "{stdout}"
     );
 }
+
+/// The accelerated clock is a pure function of wall time: another process given the same
+/// speed and epoch maps the same wall instant to the same simulated time.
+#[test]
+fn an_accelerated_clock_agrees_with_another_process() {
+    use firmware_protocol::clock::Clock;
+    let epoch = "2026-11-26T00:00:00Z";
+    let out = meterhub(&["clock", "--clock-speed", "86400", "--clock-epoch", epoch]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let wall = report["wallUnixMicros"].as_i64().expect("wall");
+    let theirs = report["simulatedUnixMicros"].as_i64().expect("simulated");
+    let epoch = chrono::DateTime::parse_from_rfc3339(epoch).expect("valid");
+    let ours = Clock::accelerated(86_400, epoch.into()).expect("speed > 0");
+    let difference = (ours.at_wall_unix_micros(wall) - theirs).abs();
+    // Within a second of simulated time per simulated day: at 86 400× a wall second is a
+    // simulated day, so the two may differ by at most one simulated second here.
+    assert!(difference < 1_000_000, "differ by {difference} µs");
+    assert_eq!(report["speed"], 86_400);
+    // And the simulated time is a day per wall second past the epoch.
+    let wall_days = (wall - epoch.timestamp_micros()) as f64 / 1e6;
+    let simulated_days = (theirs - epoch.timestamp_micros()) as f64 / 86_400e6;
+    assert!(
+        (wall_days - simulated_days).abs() < 1e-6,
+        "{wall_days} vs {simulated_days}"
+    );
+}
+
+#[test]
+fn an_accelerated_clock_without_an_epoch_is_refused() {
+    let out = meterhub(&["clock", "--clock-speed", "60"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("clock.epoch is required"));
+}

@@ -2,7 +2,10 @@
 //!
 //! With `METERHUB_TEST_MOSQUITTO` naming a `mosquitto` binary, [`Broker::start`] runs one on a
 //! free loopback port with the project's `tests/mosquitto.conf` (queue limits lifted, persistence
-//! off). Without it the test is skipped under the rule in [`crate::services`].
+//! off). Without it, on a machine with nothing installed, it starts the in-process broker
+//! (`meterhub-broker`) instead, unless `METERHUB_REQUIRE_SERVICES=1` demands the real one.
+//! [`Broker::mosquitto`] is for tests of Mosquitto itself: they skip under the rule in
+//! [`crate::services`].
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::Path;
@@ -26,18 +29,46 @@ pub struct Broker {
     kind: BrokerKind,
 }
 
-/// The broker implementations; more may join (an in-process broker for machines without
-/// Mosquitto), all behind the same [`Broker`] methods.
+/// The broker implementations, behind the same [`Broker`] methods.
 #[derive(Debug)]
 enum BrokerKind {
     Mosquitto(Mosquitto),
+    /// The in-process broker: v5 and 3.1.1 on separate ports. It cannot be stopped, so it
+    /// lives until the test process ends.
+    Embedded(meterhub_broker::EmbeddedBroker),
 }
 
 impl Broker {
-    /// A private broker, or `None` when the test is skipped because no broker is configured.
+    /// A private broker: Mosquitto when `METERHUB_TEST_MOSQUITTO` is set, otherwise the
+    /// in-process broker (or a panic when `METERHUB_REQUIRE_SERVICES=1` forbids that).
     ///
-    /// Panics with Mosquitto's log when it cannot be started: the test cannot go on.
-    pub async fn start() -> Option<Broker> {
+    /// Panics with the broker's log when it cannot be started: the test cannot go on.
+    pub async fn start() -> Broker {
+        let configured = std::env::var(services::MOSQUITTO_VAR)
+            .ok()
+            .filter(|v| !v.is_empty());
+        if configured.is_none() && !services::services_required() {
+            let test = services::current_test().unwrap_or_default();
+            eprintln!(
+                "note: {test}: {} is not set; using the in-process broker",
+                services::MOSQUITTO_VAR
+            );
+            return match meterhub_broker::EmbeddedBroker::start() {
+                Ok(b) => Broker {
+                    kind: BrokerKind::Embedded(b),
+                },
+                Err(e) => panic!("cannot start the in-process broker: {e:#}"),
+            };
+        }
+        match Broker::mosquitto().await {
+            Some(b) => b,
+            None => unreachable!("the variable is set, or the rule panicked"),
+        }
+    }
+
+    /// A private Mosquitto, or `None` when the test is skipped because none is configured:
+    /// for tests of Mosquitto's own behaviour.
+    pub async fn mosquitto() -> Option<Broker> {
         let binary = services::mosquitto_binary()?;
         match Mosquitto::start(&binary).await {
             Ok(mosquitto) => Some(Broker {
@@ -47,15 +78,30 @@ impl Broker {
         }
     }
 
+    /// Whether this is the in-process broker rather than Mosquitto.
+    pub fn is_embedded(&self) -> bool {
+        matches!(self.kind, BrokerKind::Embedded(_))
+    }
+
     /// The host to connect to: always the loopback address.
     pub fn host(&self) -> &str {
         "127.0.0.1"
     }
 
-    /// The TCP port the broker listens on.
+    /// The TCP port the broker listens on (for MQTT v5; Mosquitto serves every version here).
     pub fn port(&self) -> u16 {
         match &self.kind {
             BrokerKind::Mosquitto(m) => m.port,
+            BrokerKind::Embedded(b) => b.v5_addr().port(),
+        }
+    }
+
+    /// The TCP port for MQTT 3.1.1 clients: the same as [`Broker::port`] for Mosquitto, a
+    /// second listener for the in-process broker.
+    pub fn v311_port(&self) -> u16 {
+        match &self.kind {
+            BrokerKind::Mosquitto(m) => m.port,
+            BrokerKind::Embedded(b) => b.v4_addr().port(),
         }
     }
 
@@ -73,6 +119,7 @@ impl Broker {
     pub fn log(&self) -> String {
         match &self.kind {
             BrokerKind::Mosquitto(m) => m.process.stderr(),
+            BrokerKind::Embedded(_) => "(the in-process broker logs through tracing)".to_owned(),
         }
     }
 }

@@ -8,7 +8,7 @@ use super::mqtt::{PUBACK, PUBLISH, RawMqtt, parse_publish_qos1};
 
 #[tokio::test]
 async fn private_mosquitto_accepts_connections() {
-    let Some(broker) = Broker::start().await else {
+    let Some(broker) = Broker::mosquitto().await else {
         return;
     };
     assert_eq!(broker.host(), "127.0.0.1");
@@ -24,10 +24,10 @@ async fn private_mosquitto_accepts_connections() {
 
 #[tokio::test]
 async fn private_brokers_are_separate() {
-    let Some(a) = Broker::start().await else {
+    let Some(a) = Broker::mosquitto().await else {
         return;
     };
-    let Some(b) = Broker::start().await else {
+    let Some(b) = Broker::mosquitto().await else {
         return;
     };
     assert_ne!(a.port(), b.port());
@@ -45,7 +45,7 @@ async fn private_brokers_are_separate() {
 #[tokio::test]
 async fn private_mosquitto_keeps_every_queued_qos1_message() {
     const MESSAGES: u16 = 2_500;
-    let Some(broker) = Broker::start().await else {
+    let Some(broker) = Broker::mosquitto().await else {
         return;
     };
     let topic = "application/selftest/device/0102030405060708/event/up";
@@ -97,7 +97,7 @@ async fn private_mosquitto_keeps_every_queued_qos1_message() {
 
 #[tokio::test]
 async fn private_mosquitto_accepts_large_packets() {
-    let Some(broker) = Broker::start().await else {
+    let Some(broker) = Broker::mosquitto().await else {
         return;
     };
     let (mut subscriber, _, _) = RawMqtt::connect(broker.addr(), "selftest-large-sub", true).await;
@@ -114,4 +114,13 @@ async fn private_mosquitto_accepts_large_packets() {
     let (id, received) = parse_publish_qos1(&packet);
     assert_eq!(received.len(), payload.len());
     subscriber.puback(id).await;
+}
+
+#[tokio::test]
+async fn start_always_gives_a_broker_that_accepts_v311_clients() {
+    let broker = Broker::start().await;
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], broker.v311_port()));
+    let (session, code, _) = RawMqtt::connect(addr, "selftest-any-broker", true).await;
+    assert_eq!(code, 0, "connection accepted ({})", broker.log());
+    session.disconnect().await;
 }

@@ -1,4 +1,5 @@
--- meterhub schema, PostgreSQL dialect. migrations/sqlite/0001_initial.sql defines the same
+-- meterhub schema, PostgreSQL dialect. Indexes exist only for queries the code runs; each
+-- says which. migrations/sqlite/0001_initial.sql defines the same
 -- tables and columns (a test compares them). Times are always bound from the application's
 -- clock, never taken from the database's, so that an accelerated clock works end to end.
 
@@ -35,12 +36,8 @@ CREATE TABLE meters (
     created_at                  TIMESTAMPTZ NOT NULL,
     updated_at                  TIMESTAMPTZ NOT NULL
 );
--- Region pages list and count a region's meters.
-CREATE INDEX meters_region ON meters (region_id);
--- Lookup by the utility's customer id.
-CREATE INDEX meters_user ON meters (user_id);
--- The silence check reads only meters whose deadline has passed.
-CREATE INDEX meters_overdue ON meters (overdue_at) WHERE overdue_at IS NOT NULL;
+-- A region's meters, page by page in id order.
+CREATE INDEX meters_region ON meters (region_id, id);
 
 -- Readings, one per meter and meter-clock time; partitioned by month (see storage/partitions).
 -- valve, door: wire codes of PROTOCOL.md (valve 0 notFitted, 1 open, 2 closed, 3 fault; door
@@ -84,8 +81,8 @@ CREATE TABLE alarms (
     -- A replayed alarm is stored once.
     UNIQUE (meter_id, kind, raised_at)
 );
--- Alarm lists filter by state and time.
-CREATE INDEX alarms_state_time ON alarms (state, raised_at);
+-- Alarm lists filter by state, newest first (id order).
+CREATE INDEX alarms_state ON alarms (state, id);
 
 -- Messages that could not be used, kept with the reason, never silently dropped.
 CREATE TABLE quarantine (
@@ -100,8 +97,8 @@ CREATE TABLE quarantine (
     dev_eui         TEXT,
     replayed_at     TIMESTAMPTZ
 );
--- The quarantine list filters by reason, newest first.
-CREATE INDEX quarantine_reason_time ON quarantine (reason, received_at);
+-- The quarantine list filters by reason, newest first (id order).
+CREATE INDEX quarantine_reason ON quarantine (reason, id);
 
 -- Identities of events already applied, for exactly-once effects under at-least-once
 -- delivery. A table of its own: a unique key on the event id cannot live on the
@@ -132,8 +129,8 @@ CREATE TABLE commands (
     updated_at      TIMESTAMPTZ NOT NULL,
     expires_at      TIMESTAMPTZ NOT NULL
 );
--- After each uplink: the meter's oldest pending command; also a meter's command list.
-CREATE INDEX commands_meter_state ON commands (meter_id, state, created_at);
+-- A meter's commands, newest first.
+CREATE INDEX commands_meter ON commands (meter_id, created_at);
 
 -- Field visits.
 CREATE TABLE inspections (

@@ -36,9 +36,7 @@ CREATE TABLE meters (
     created_at                  TEXT NOT NULL,
     updated_at                  TEXT NOT NULL
 ) STRICT;
-CREATE INDEX meters_region ON meters (region_id);
-CREATE INDEX meters_user ON meters (user_id);
-CREATE INDEX meters_overdue ON meters (overdue_at) WHERE overdue_at IS NOT NULL;
+CREATE INDEX meters_region ON meters (region_id, id);
 
 CREATE TABLE readings (
     meter_id                        INTEGER NOT NULL REFERENCES meters (id),
@@ -73,7 +71,7 @@ CREATE TABLE alarms (
     cleared_at          TEXT,
     UNIQUE (meter_id, kind, raised_at)
 ) STRICT;
-CREATE INDEX alarms_state_time ON alarms (state, raised_at);
+CREATE INDEX alarms_state ON alarms (state, id);
 
 CREATE TABLE quarantine (
     id              INTEGER PRIMARY KEY,
@@ -86,7 +84,7 @@ CREATE TABLE quarantine (
     dev_eui         TEXT,
     replayed_at     TEXT
 ) STRICT;
-CREATE INDEX quarantine_reason_time ON quarantine (reason, received_at);
+CREATE INDEX quarantine_reason ON quarantine (reason, id);
 
 CREATE TABLE event_identities (
     event_id        TEXT NOT NULL,
@@ -112,7 +110,7 @@ CREATE TABLE commands (
     updated_at      TEXT NOT NULL,
     expires_at      TEXT NOT NULL
 ) STRICT;
-CREATE INDEX commands_meter_state ON commands (meter_id, state, created_at);
+CREATE INDEX commands_meter ON commands (meter_id, created_at);
 
 CREATE TABLE inspections (
     id              INTEGER PRIMARY KEY,

@@ -48,6 +48,46 @@ async fn both_dialects_define_the_same_tables_and_columns() {
     );
 }
 
+/// Indexes created explicitly (not those backing keys), by name.
+async fn indexes(store: &Store) -> BTreeSet<String> {
+    match store {
+        Store::Sqlite { reader, .. } => sqlx::query_scalar(
+            "SELECT name FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL",
+        )
+        .fetch_all(reader)
+        .await
+        .expect("sqlite indexes")
+        .into_iter()
+        .collect(),
+        Store::Postgres(pool) => sqlx::query_scalar(
+            "SELECT i.relname::text FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid \
+             JOIN pg_class t ON t.oid = x.indrelid \
+             WHERE t.relnamespace = 'public'::regnamespace AND NOT t.relispartition \
+             AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = x.indexrelid)",
+        )
+        .fetch_all(pool)
+        .await
+        .expect("postgres indexes")
+        .into_iter()
+        .collect(),
+    }
+}
+
+#[tokio::test]
+async fn both_dialects_define_the_same_indexes() {
+    let Some(pg) = TestDb::create(Dialect::Postgres).await else {
+        return;
+    };
+    let sqlite = TestDb::create(Dialect::Sqlite)
+        .await
+        .expect("sqlite never skips");
+    let pg = Store::connect(pg.url(), 2).await.expect("connect");
+    let sqlite = Store::connect(sqlite.url(), 2).await.expect("connect");
+    let (a, b) = (indexes(&sqlite).await, indexes(&pg).await);
+    assert!(a.contains("meters_region"), "{a:?}");
+    assert_eq!(a, b);
+}
+
 #[tokio::test]
 async fn migrating_twice_changes_nothing() {
     for f in stores().await {

@@ -5,8 +5,8 @@
 //
 // ChirpStack wraps this text into an ES module (strict mode) and puts
 // `import { Buffer } from "buffer";` in front of it, so the script must not declare `Buffer`
-// itself; it does not need it either, as it works on plain arrays of numbers. No `require`,
-// `module.exports` or `console`: none of them exists in ChirpStack's QuickJS.
+// itself; it does not need it either, as it works on plain arrays of numbers. No `require` or
+// `module.exports`, which ChirpStack's QuickJS lacks, and no `console`, which is not relied on.
 //
 // `decodeUplink` never throws and never returns a non-finite number: a thrown exception or an
 // `Infinity` would lose the whole uplink event in ChirpStack instead of logging one decode error.
@@ -135,17 +135,32 @@ function encodeDownlink(input) {
 
 // --- decoding ---
 
+// The decoder of each fPort, per direction.
+const UPLINK_DECODERS = new Map([
+  [1, (b) => decodeReading(checkVersion(b))],
+  [2, (b) => decodeAlarm(checkVersion(b))],
+  [3, (b) => decodeSelfTest(checkVersion(b))],
+  [4, (b) => decodeDeviceInfo(checkVersion(b))],
+  [202, (b) => decodeClockSync(b, CLOCK_SYNC_UPLINK)],
+]);
+const DOWNLINK_DECODERS = new Map([
+  [10, (b) => decodeCommand(checkVersion(b))],
+  [202, (b) => decodeClockSync(b, CLOCK_SYNC_DOWNLINK)],
+]);
+
 function decodeFrame(input, direction) {
   const fPort = input === null || typeof input !== "object" ? undefined : input.fPort;
+  const decoders = direction === "uplink" ? UPLINK_DECODERS : DOWNLINK_DECODERS;
   let bytes;
   try {
     bytes = toByteArray(input === null || typeof input !== "object" ? undefined : input.bytes);
-    // ChirpStack runs the codec for every uplink, also MAC-only frames (fPort 0) and empty
-    // ones: an error for those would log a codec failure for each of them.
-    if (direction === "uplink" && (fPort === 0 || bytes.length === 0)) {
+    // ChirpStack runs the codec for every uplink: MAC-only frames (fPort 0), empty ones and
+    // those on ports this protocol does not use. An error for those would log a codec failure
+    // (UPLINK_CODEC) for each of them, so they decode to empty data.
+    if (direction === "uplink" && (bytes.length === 0 || !decoders.has(fPort))) {
       return { data: {} };
     }
-    return { data: decodeBytes(bytes, fPort, direction) };
+    return { data: decodeBytes(bytes, fPort, decoders) };
   } catch (e) {
     return { data: {}, errors: [errorText(e)] };
   }
@@ -164,32 +179,15 @@ function toByteArray(value) {
   return bytes;
 }
 
-function decodeBytes(b, fPort, direction) {
+function decodeBytes(b, fPort, decoders) {
   if (b.length === 0) {
     fail("empty payload");
   }
-  if (direction === "uplink") {
-    switch (fPort) {
-      case 1:
-        return decodeReading(checkVersion(b));
-      case 2:
-        return decodeAlarm(checkVersion(b));
-      case 3:
-        return decodeSelfTest(checkVersion(b));
-      case 4:
-        return decodeDeviceInfo(checkVersion(b));
-      case 202:
-        return decodeClockSync(b, CLOCK_SYNC_UPLINK);
-    }
-  } else {
-    switch (fPort) {
-      case 10:
-        return decodeCommand(checkVersion(b));
-      case 202:
-        return decodeClockSync(b, CLOCK_SYNC_DOWNLINK);
-    }
+  const decode = decoders.get(fPort);
+  if (decode === undefined) {
+    fail(`unknown fPort ${fPort}`);
   }
-  return fail(`unknown fPort ${fPort}`);
+  return decode(b);
 }
 
 function checkVersion(b) {

@@ -3,6 +3,7 @@
 
 use std::fmt;
 use std::fs;
+use std::num::NonZeroU8;
 use std::path::{Path, PathBuf};
 
 use firmware_protocol::chirpstack::gateway::{
@@ -11,8 +12,8 @@ use firmware_protocol::chirpstack::gateway::{
 };
 use firmware_protocol::chirpstack::udp::{self, CompactTime, DataRate, ExpandedTime, TxAckError};
 use firmware_protocol::chirpstack::{
-    Bytes, CrcStatus, DeviceClass, DownlinkCommand, Duration, Event, EventType, LogCode, LogLevel,
-    Modulation, Timestamp, Timing, UnknownEventType, UplinkEvent, UplinkRxInfo,
+    AckEvent, Bytes, CrcStatus, DeviceClass, DownlinkCommand, Duration, Event, EventType, LogCode,
+    LogLevel, Modulation, Timestamp, Timing, UnknownEventType, UplinkEvent, UplinkRxInfo,
 };
 use serde::de::{DeserializeOwned, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
@@ -338,7 +339,7 @@ fn samples_parse_into_the_expected_values() {
     assert!(written.contains(r#""batteryLevel":88.18897"#), "{written}");
 
     let command = DownlinkCommand::from_json(&read_sample("command-down.json")).unwrap();
-    assert_eq!(command.id, txack.queue_item_uuid());
+    assert_eq!(command.id, txack.queue_item_id);
     assert!(command.id.is_some());
 
     let push: udp::PushData =
@@ -514,10 +515,59 @@ fn integration_defaults_are_always_written_and_absent_messages_never() {
         serde_json::to_string(&UplinkEvent::default()).unwrap(),
         r#"{"deduplicationId":"","devAddr":"","adr":false,"dr":0,"fCnt":0,"fPort":0,"confirmed":false,"data":"","rxInfo":[],"regionConfigId":""}"#
     );
-    let event = Event::from_json(EventType::Ack, br#"{"queueItemId":"x","time":null}"#).unwrap();
+    let event = Event::from_json(
+        EventType::Ack,
+        br#"{"queueItemId":"0c9a4e1f-3b7d-4f2a-9e8c-6d1b5a3f7e20","time":null}"#,
+    )
+    .unwrap();
     assert_eq!(
         String::from_utf8(event.to_json().unwrap()).unwrap(),
-        r#"{"deduplicationId":"","queueItemId":"x","acknowledged":false,"fCntDown":0}"#
+        r#"{"deduplicationId":"","queueItemId":"0c9a4e1f-3b7d-4f2a-9e8c-6d1b5a3f7e20","acknowledged":false,"fCntDown":0}"#
+    );
+    assert_eq!(
+        serde_json::to_string(&AckEvent::default()).unwrap(),
+        r#"{"deduplicationId":"","queueItemId":"","acknowledged":false,"fCntDown":0}"#
+    );
+}
+
+#[test]
+fn queue_item_ids_are_uuids_or_empty() {
+    let Event::TxAck(txack) = Event::from_json(EventType::TxAck, br#"{"queueItemId":""}"#).unwrap()
+    else {
+        panic!("not a txack");
+    };
+    assert_eq!(txack.queue_item_id, None);
+    let id = "0C9A4E1F-3B7D-4F2A-9E8C-6D1B5A3F7E20";
+    let payload = format!(r#"{{"queueItemId":"{id}"}}"#);
+    let Event::Ack(ack) = Event::from_json(EventType::Ack, payload.as_bytes()).unwrap() else {
+        panic!("not an ack");
+    };
+    assert_eq!(ack.queue_item_id, Some(id.parse().unwrap()));
+    assert!(Event::from_json(EventType::Ack, br#"{"queueItemId":"x"}"#).is_err());
+}
+
+#[test]
+fn numbers_in_object_are_written_as_doubles() {
+    let up = UplinkEvent {
+        object: json!({"a": 1, "b": [2], "c": {"d": 3}})
+            .as_object()
+            .cloned(),
+        ..UplinkEvent::default()
+    };
+    let written = serde_json::to_string(&up).unwrap();
+    assert!(
+        written.contains(r#""object":{"a":1.0,"b":[2.0],"c":{"d":3.0}}"#),
+        "{written}"
+    );
+
+    // Read as any number; non-numbers and other fields are untouched.
+    let payload = br#"{"fCnt":7,"object":{"e":[],"n":-4,"s":"7","t":true,"x":0.5,"z":null}}"#;
+    let event = Event::from_json(EventType::Up, payload).unwrap();
+    let written = String::from_utf8(event.to_json().unwrap()).unwrap();
+    assert!(written.contains(r#""fCnt":7,"#), "{written}");
+    assert!(
+        written.contains(r#""object":{"e":[],"n":-4.0,"s":"7","t":true,"x":0.5,"z":null}"#),
+        "{written}"
     );
 }
 
@@ -556,7 +606,7 @@ fn enum_numbers_are_accepted() {
 
 #[test]
 fn command_without_expiry_omits_expires_at() {
-    let command = DownlinkCommand::new("a1b2c3d4e5f60001", 10, vec![0x02, 0x01, 0x00, 0x3c]);
+    let command = DownlinkCommand::new("a1b2c3d4e5f60001", port(10), vec![0x02, 0x01, 0x00, 0x3c]);
     assert_eq!(
         String::from_utf8(command.to_json().unwrap()).unwrap(),
         r#"{"id":"","devEui":"a1b2c3d4e5f60001","confirmed":false,"fPort":10,"data":"AgEAPA=="}"#
@@ -574,8 +624,32 @@ fn command_without_expiry_omits_expires_at() {
     );
 }
 
+fn port(f_port: u8) -> NonZeroU8 {
+    NonZeroU8::new(f_port).unwrap()
+}
+
 #[test]
-fn command_is_read_with_chirpstack_leniency() {
+fn new_command_has_a_lowercase_dev_eui() {
+    let command = DownlinkCommand::new("A1B2C3D4E5F6000A", port(202), [0x01]);
+    assert_eq!(command.dev_eui, "a1b2c3d4e5f6000a");
+    assert_eq!(command.f_port, 202);
+}
+
+#[test]
+fn command_with_f_port_0_is_not_written() {
+    // ChirpStack drops such a command, reporting it only in its own log.
+    let command = DownlinkCommand {
+        f_port: 0,
+        ..DownlinkCommand::new("a1b2c3d4e5f60001", port(10), [0x01])
+    };
+    let error = command.to_json().unwrap_err();
+    assert!(error.to_string().contains("fPort 0"), "{error}");
+    assert!(serde_json::to_vec(&command).is_err());
+    assert!(DownlinkCommand::default().to_json().is_err());
+}
+
+#[test]
+fn command_is_read_leniently_for_inspection() {
     let command = DownlinkCommand::from_json(
         br#"{"dev_eui":"a1b2c3d4e5f60001","f_port":5,"expires_at":"2026-07-24T10:00:00Z","extra":1}"#,
     )
@@ -588,7 +662,9 @@ fn command_is_read_with_chirpstack_leniency() {
     assert!(command.data.is_empty());
 
     assert!(DownlinkCommand::from_json(br#"{"id":"not-a-uuid"}"#).is_err());
+    // Stricter than ChirpStack, which takes quoted numbers and wraps fPorts above 255.
     assert!(DownlinkCommand::from_json(br#"{"fPort":256}"#).is_err());
+    assert!(DownlinkCommand::from_json(br#"{"fPort":"10"}"#).is_err());
     assert!(DownlinkCommand::from_json(br#"{"data":null}"#).is_err());
     assert!(DownlinkCommand::from_json(br#"["", "a1b2c3d4e5f60001", false, 10, ""]"#).is_err());
 }

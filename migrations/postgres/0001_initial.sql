@@ -33,6 +33,9 @@ CREATE TABLE meters (
     snr                         DOUBLE PRECISION,
     -- When the meter counts as silent if nothing arrives: last seen + interval × tolerance.
     overdue_at                  TIMESTAMPTZ,
+    -- From the meter's latest device-info message.
+    firmware_version            TEXT,
+    info_received_at            TIMESTAMPTZ,
     created_at                  TIMESTAMPTZ NOT NULL,
     updated_at                  TIMESTAMPTZ NOT NULL
 );
@@ -64,6 +67,22 @@ CREATE TABLE readings (
 -- A safety net only: readings outside [now − 400 days, now + 1 day] are quarantined, and the
 -- partition job moves any row found here into its month before creating that month.
 CREATE TABLE readings_default PARTITION OF readings DEFAULT;
+
+-- Self-test results, one per meter and meter-clock time; tests_run and tests_failed are the
+-- wire's test bits (PROTOCOL.md, fPort 3). The key also serves a meter's results by time.
+CREATE TABLE self_tests (
+    meter_id                            BIGINT NOT NULL REFERENCES meters (id),
+    meter_time                          TIMESTAMPTZ NOT NULL,
+    received_at                         TIMESTAMPTZ NOT NULL,
+    tests_run                           SMALLINT NOT NULL,
+    tests_failed                        SMALLINT NOT NULL,
+    battery_loaded_millivolts           INTEGER NOT NULL,
+    battery_rest_millivolts             INTEGER NOT NULL,
+    valve_travel_ms                     INTEGER NOT NULL,
+    metrology_deviation_centi_percent   INTEGER NOT NULL,
+    internal_temperature_centi_celsius  INTEGER NOT NULL,
+    PRIMARY KEY (meter_id, meter_time)
+);
 
 -- Alarms from meters (source 'meter') and from meterhub's own rules (source 'server').
 CREATE TABLE alarms (

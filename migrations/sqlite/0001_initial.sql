@@ -33,6 +33,8 @@ CREATE TABLE meters (
     rssi                        INTEGER,
     snr                         REAL,
     overdue_at                  TEXT,
+    firmware_version            TEXT,
+    info_received_at            TEXT,
     created_at                  TEXT NOT NULL,
     updated_at                  TEXT NOT NULL
 ) STRICT;
@@ -55,6 +57,20 @@ CREATE TABLE readings (
     flags                           INTEGER NOT NULL,
     f_cnt                           INTEGER,
     PRIMARY KEY (meter_id, reading_time)
+) STRICT, WITHOUT ROWID;
+
+CREATE TABLE self_tests (
+    meter_id                            INTEGER NOT NULL REFERENCES meters (id),
+    meter_time                          TEXT NOT NULL,
+    received_at                         TEXT NOT NULL,
+    tests_run                           INTEGER NOT NULL,
+    tests_failed                        INTEGER NOT NULL,
+    battery_loaded_millivolts           INTEGER NOT NULL,
+    battery_rest_millivolts             INTEGER NOT NULL,
+    valve_travel_ms                     INTEGER NOT NULL,
+    metrology_deviation_centi_percent   INTEGER NOT NULL,
+    internal_temperature_centi_celsius  INTEGER NOT NULL,
+    PRIMARY KEY (meter_id, meter_time)
 ) STRICT, WITHOUT ROWID;
 
 CREATE TABLE alarms (

@@ -59,6 +59,8 @@ impl SettingsArgs {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run the server: the ChirpStack MQTT bridge and the HTTP endpoints, until SIGINT or SIGTERM.
+    Serve,
     /// Print the settings file with every default, commented.
     Configfile,
     /// Create or update the database schema (and PostgreSQL's readings partitions).

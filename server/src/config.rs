@@ -28,6 +28,27 @@ pub struct Settings {
     pub utility: UtilitySettings,
     /// The time source (accelerated for demos and load tests).
     pub clock: ClockSettings,
+    /// How the bridge batches its writes.
+    pub ingest: IngestSettings,
+}
+
+/// Batching of the MQTT-to-database bridge.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct IngestSettings {
+    /// Most messages committed in one transaction.
+    pub batch_size: usize,
+    /// Longest a message waits for its batch to fill, milliseconds.
+    pub max_wait_ms: u64,
+}
+
+impl Default for IngestSettings {
+    fn default() -> Self {
+        IngestSettings {
+            batch_size: 500,
+            max_wait_ms: 50,
+        }
+    }
 }
 
 /// MQTT connection settings.
@@ -47,6 +68,8 @@ pub struct MqttSettings {
     pub shared_group: Option<String>,
     /// Keep-alive interval, seconds.
     pub keep_alive_secs: u16,
+    /// PEM file of the CA certificates to trust for `mqtts://` (the system's when unset).
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 impl Default for MqttSettings {
@@ -58,6 +81,7 @@ impl Default for MqttSettings {
             client_id: default_client_id(),
             shared_group: None,
             keep_alive_secs: 30,
+            ca_file: None,
         }
     }
 }
@@ -392,6 +416,8 @@ client_id = "{client_id}"
 # Several instances split the event stream with an MQTT shared subscription ($share/GROUP/...).
 # shared_group = "meterhub"
 keep_alive_secs = {keep_alive}
+# CA certificates (PEM) to trust for mqtts://; the system's when unset.
+# ca_file = "/etc/meterhub/broker-ca.pem"
 
 [chirpstack]
 # Must match [integration.mqtt] event_topic and command_topic in chirpstack.toml.
@@ -413,6 +439,12 @@ bind = "{bind}"
 # IANA time zone in which billing days start.
 time_zone = "{tz}"
 
+[ingest]
+# Most messages committed in one transaction, and the longest a message waits for its batch.
+# Messages are acknowledged to the broker only after their transaction commits.
+batch_size = {batch_size}
+max_wait_ms = {max_wait_ms}
+
 [clock]
 # Simulated seconds per wall second: 86400 runs a day per second. Above 1, an epoch is needed;
 # a server and a simulator given the same speed and epoch agree on simulated time.
@@ -429,6 +461,8 @@ speed = {speed}
         bind = d.http.bind,
         tz = d.utility.time_zone,
         speed = d.clock.speed,
+        batch_size = d.ingest.batch_size,
+        max_wait_ms = d.ingest.max_wait_ms,
     )
 }
 

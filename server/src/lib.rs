@@ -3,9 +3,14 @@
 //! so that tests drive the same code.
 
 pub mod admin;
+pub mod app;
 pub mod cli;
 pub mod config;
 pub mod frame;
+pub mod http;
+pub mod metrics;
+pub mod mqtt;
 pub mod registry;
 pub mod storage;
 pub mod time;
+pub mod uplink;

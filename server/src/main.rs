@@ -4,9 +4,11 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::Parser;
+use meterhub::app::Application;
 use meterhub::cli::{Cli, Command, MetersCommand};
 use meterhub::config::Settings;
 use meterhub::{admin, config, frame};
+use tokio_util::sync::CancellationToken;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -42,6 +44,12 @@ fn run(cli: &Cli) -> Result<(String, bool)> {
             .context("starting the async runtime")
     };
     Ok(match &cli.command {
+        Command::Serve => {
+            let settings = settings()?;
+            init_tracing();
+            runtime()?.block_on(serve(settings))?;
+            (String::new(), true)
+        }
         Command::Configfile => (config::commented_defaults(), true),
         Command::Decode(args) => (frame::decode(args)?, true),
         Command::Encode(args) => (frame::encode(args)?, true),
@@ -68,4 +76,43 @@ fn run(cli: &Cli) -> Result<(String, bool)> {
             (report.to_string(), success)
         }
     })
+}
+
+/// Logs to stderr; `RUST_LOG` filters (default: info).
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+async fn serve(settings: Settings) -> Result<()> {
+    let shutdown = CancellationToken::new();
+    let app = Application::build(settings, shutdown.clone()).await?;
+    // Printed for scripts and tests that start the server on port 0.
+    eprintln!("listening on http://{}", app.http_addr());
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("shutting down: finishing the batch in flight");
+        shutdown.cancel();
+    });
+    app.run_until_stopped().await;
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot watch SIGTERM; only Ctrl-C stops the server");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
 }

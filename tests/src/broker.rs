@@ -9,7 +9,7 @@
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use tempfile::TempDir;
@@ -135,6 +135,15 @@ struct Mosquitto {
 
 impl Mosquitto {
     async fn start(binary: &Path) -> anyhow::Result<Mosquitto> {
+        Mosquitto::start_on(binary, crate::free_port).await
+    }
+
+    /// Starts Mosquitto on the first port from `next_port` that it can bind, trying up to
+    /// [`PORT_ATTEMPTS`] of them.
+    async fn start_on(
+        binary: &Path,
+        mut next_port: impl FnMut() -> std::io::Result<u16>,
+    ) -> anyhow::Result<Mosquitto> {
         let project_config = Path::new(env!("CARGO_MANIFEST_DIR")).join("mosquitto.conf");
         let settings = std::fs::read_to_string(&project_config)
             .with_context(|| format!("cannot read {}", project_config.display()))?;
@@ -146,7 +155,7 @@ impl Mosquitto {
 
         let mut last_error = None;
         for _ in 0..PORT_ATTEMPTS {
-            let port = crate::free_port().context("cannot find a free port")?;
+            let port = next_port().context("cannot find a free port")?;
             // Mosquitto 2.0 can include only folders, not files, so the project's settings are
             // copied and this run's listener appended.
             let run_config = format!(
@@ -160,7 +169,7 @@ impl Mosquitto {
                 .arg(&config)
                 .start()
                 .with_context(|| format!("cannot run {}", binary.display()))?;
-            match process.wait_for_port(port, STARTUP_TIMEOUT).await {
+            match wait_until_listening(&mut process, port).await {
                 Ok(()) => {
                     return Ok(Mosquitto {
                         port,
@@ -168,6 +177,7 @@ impl Mosquitto {
                         _dir: dir,
                     });
                 }
+                // Another process took the port between `free_port` and Mosquitto's bind.
                 Err(e) if process.stderr().contains("Address already in use") => {
                     last_error = Some(e);
                 }
@@ -178,5 +188,85 @@ impl Mosquitto {
             Some(e) => Err(e.context(format!("no free port in {PORT_ATTEMPTS} attempts"))),
             None => bail!("no attempt to start Mosquitto was made"),
         }
+    }
+}
+
+/// Waits until this Mosquitto, not some other process, listens on `port`.
+///
+/// A connect alone proves nothing: when another process took the port first, Mosquitto exits
+/// with "Address already in use" and the connect reaches the other listener. So this waits for
+/// Mosquitto's own log: with `log_dest stderr`, Mosquitto 2 prints
+///
+/// ```text
+/// 1700000000: Opening ipv4 listen socket on port 1883.
+/// 1700000000: mosquitto version 2.0.11 running
+/// ```
+///
+/// The first line comes before the bind (a failed bind follows it with "Error: Address already
+/// in use" and an exit); the second only once every listener is bound. Then the port must
+/// accept, with Mosquitto still running.
+async fn wait_until_listening(process: &mut Process, port: u16) -> anyhow::Result<()> {
+    let deadline = Instant::now() + STARTUP_TIMEOUT;
+    let left = || deadline.saturating_duration_since(Instant::now());
+    process
+        .wait_for_output(
+            &format!("Opening ipv4 listen socket on port {port}."),
+            left(),
+        )
+        .await?;
+    let running = process.wait_for_output(" running", left()).await?;
+    if !running.contains("mosquitto version") {
+        bail!(
+            "unexpected line while waiting for Mosquitto to run: {running}\n{}",
+            process.output()
+        );
+    }
+    process.wait_for_port(port, left()).await
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::TcpListener;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn mosquitto_moves_to_another_port_when_its_port_is_taken() {
+        let Some(binary) = services::mosquitto_binary() else {
+            return;
+        };
+        let taken = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind");
+        let taken_port = taken.local_addr().expect("address").port();
+        let mut ports = [Ok(taken_port)].into_iter();
+        let mut mosquitto =
+            Mosquitto::start_on(&binary, || ports.next().unwrap_or_else(crate::free_port))
+                .await
+                .expect("Mosquitto starts on the next port");
+        assert_ne!(mosquitto.port, taken_port);
+        assert!(mosquitto.process.is_running());
+        assert!(
+            mosquitto
+                .process
+                .stderr()
+                .contains(&format!("listen socket on port {}.", mosquitto.port)),
+            "{}",
+            mosquitto.process.stderr()
+        );
+    }
+
+    #[tokio::test]
+    async fn mosquitto_is_not_started_on_someone_elses_port() {
+        let Some(binary) = services::mosquitto_binary() else {
+            return;
+        };
+        // Every port offered is taken: the listener there must not pass for Mosquitto's.
+        let taken = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind");
+        let taken_port = taken.local_addr().expect("address").port();
+        let error = Mosquitto::start_on(&binary, || Ok(taken_port))
+            .await
+            .expect_err("no port of its own");
+        let message = format!("{error:#}");
+        assert!(message.contains("Address already in use"), "{message}");
+        assert!(message.contains("attempts"), "{message}");
     }
 }

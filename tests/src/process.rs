@@ -5,7 +5,10 @@
 //! every readiness error quotes them.
 //!
 //! The child runs in a process group of its own, so that a kill also ends whatever it started
-//! (a shell's children, for instance).
+//! (a shell's children, for instance), even after the child itself has exited. An exited child is
+//! left unreaped (a zombie) until [`Process::kill`], [`Process::restart`] or the drop: while it
+//! is, its pid, which is also the group's id, cannot be handed to another process, so signalling
+//! the group can only reach what this run started.
 //!
 //! ```no_run
 //! # async fn example() -> anyhow::Result<()> {
@@ -31,13 +34,14 @@ use std::ffi::{OsStr, OsString};
 use std::fs::{File, OpenOptions};
 use std::io::{Read as _, Seek as _, SeekFrom, Write as _};
 use std::net::{Ipv4Addr, SocketAddr};
-use std::os::unix::process::CommandExt as _;
+use std::os::unix::process::{CommandExt as _, ExitStatusExt as _};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
-use rustix::process::{Pid, Signal};
+use rustix::io::Errno;
+use rustix::process::{Pid, Signal, WaitId, WaitIdOptions, WaitIdStatus};
 use tempfile::TempDir;
 
 /// How often readiness and exit are polled.
@@ -119,6 +123,7 @@ impl ProcessBuilder {
             builder: self,
             child: None,
             status: None,
+            reaped: false,
             run_offsets: (0, 0),
             runs: 0,
         };
@@ -159,8 +164,11 @@ impl ProcessBuilder {
 pub struct Process {
     builder: ProcessBuilder,
     child: Option<Child>,
-    /// The exit status of the current run, once it has been reaped.
+    /// The exit status of the current run, once it has exited.
     status: Option<ExitStatus>,
+    /// Whether the current run has been reaped: from then on its pid, the group's id, may
+    /// belong to someone else, so the group is not signalled any more.
+    reaped: bool,
     stdout_path: PathBuf,
     stderr_path: PathBuf,
     /// Where the current run's output starts in each file: readiness only looks at this run.
@@ -176,12 +184,10 @@ impl Process {
         ProcessBuilder::new(program)
     }
 
-    /// The operating system's id of the current run, while it has not been reaped.
+    /// The operating system's id of the current run (also the id of its process group), until
+    /// the run is reaped by [`Process::kill`], [`Process::restart`] or the drop.
     pub fn id(&self) -> Option<u32> {
-        self.child
-            .as_ref()
-            .map(Child::id)
-            .filter(|_| self.status.is_none())
+        self.child.as_ref().map(Child::id).filter(|_| !self.reaped)
     }
 
     /// Whether the current run is still going.
@@ -192,22 +198,38 @@ impl Process {
     /// The exit status of the current run if it has exited, without waiting.
     pub fn try_status(&mut self) -> Option<ExitStatus> {
         if self.status.is_none()
-            && let Some(child) = &mut self.child
-            && let Ok(Some(status)) = child.try_wait()
+            && !self.reaped
+            && let Some(pid) = self.child.as_ref().and_then(pid_of)
+            // NOWAIT: look without reaping, so that the group's id stays reserved (see the
+            // module's documentation) until `kill` has signalled the group.
+            && let Ok(Some(info)) = rustix::process::waitid(
+                WaitId::Pid(pid),
+                WaitIdOptions::EXITED | WaitIdOptions::NOHANG | WaitIdOptions::NOWAIT,
+            )
         {
-            self.status = Some(status);
+            self.status = exit_status(&info);
         }
         self.status
     }
 
     /// Waits until something accepts TCP connections on `127.0.0.1:port`.
     ///
-    /// Fails, quoting the output, when the process exits first or `timeout` passes.
+    /// Fails, quoting the output, when the process exits first or `timeout` passes. A connection
+    /// accepted while the process has already exited fails too: another process owns the port
+    /// (the child may have exited because it could not bind it).
     pub async fn wait_for_port(&mut self, port: u16, timeout: Duration) -> anyhow::Result<()> {
         let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
         let deadline = Instant::now() + timeout;
         loop {
             if tokio::net::TcpStream::connect(addr).await.is_ok() {
+                if let Some(status) = self.try_status() {
+                    bail!(
+                        "{} exited ({status}), yet something else accepts connections on port \
+                         {port}\n{}",
+                        self.program(),
+                        self.output()
+                    );
+                }
                 return Ok(());
             }
             self.check_waiting(deadline, &format!("port {port} to accept connections"))?;
@@ -262,23 +284,36 @@ impl Process {
 
     /// Kills the process and its process group with SIGKILL, as a crash or power loss would,
     /// and returns its exit status (the earlier one if it had already exited).
+    ///
+    /// The group is killed even when the process itself has already exited, so that nothing it
+    /// started (a shell's background job, say) outlives it.
     pub fn kill(&mut self) -> anyhow::Result<ExitStatus> {
-        if let Some(status) = self.try_status() {
-            return Ok(status);
-        }
         let Some(child) = &mut self.child else {
             bail!("{} was never started", self.builder.program.display());
         };
-        // The group id is the child's pid (`process_group(0)`); it is still valid because the
-        // child has not been reaped. Fall back on the child alone if the group is gone.
-        let group_killed = pid_of(child)
-            .map(|pid| rustix::process::kill_process_group(pid, Signal::KILL).is_ok())
-            .unwrap_or(false);
-        if !group_killed {
-            child.kill().context("cannot kill the process")?;
+        if self.reaped
+            && let Some(status) = self.status
+        {
+            // Killed (group included) and reaped before: the group's id may be reused by now.
+            return Ok(status);
+        }
+        // The group id is the child's pid (`process_group(0)`). The child is not reaped yet, so
+        // that id still names this run's group, whether the child runs or has exited.
+        if let Some(pid) = pid_of(child) {
+            match rustix::process::kill_process_group(pid, Signal::KILL) {
+                // ESRCH: nobody is left in the group.
+                Ok(()) | Err(Errno::SRCH) => {}
+                // EPERM, say, from a member that changed its credentials: end the child at
+                // least.
+                Err(_) => {
+                    let _ = child.kill();
+                }
+            }
         }
         let status = child.wait().context("cannot reap the killed process")?;
-        self.status = Some(status);
+        self.reaped = true;
+        // An earlier exit keeps its status; `wait` reports the same one.
+        let status = *self.status.get_or_insert(status);
         Ok(status)
     }
 
@@ -361,6 +396,7 @@ impl Process {
             .with_context(|| format!("cannot start {}", self.program()))?;
         self.child = Some(child);
         self.status = None;
+        self.reaped = false;
         Ok(())
     }
 
@@ -397,6 +433,20 @@ impl Drop for Process {
 
 fn pid_of(child: &Child) -> Option<Pid> {
     i32::try_from(child.id()).ok().and_then(Pid::from_raw)
+}
+
+/// The exit status `waitid` describes, as `wait` would have reported it; `None` for a stop or a
+/// continue, which are not exits.
+fn exit_status(info: &WaitIdStatus) -> Option<ExitStatus> {
+    // The encoding of wait(2)'s status word: the exit code in the second byte; or the signal in
+    // the low seven bits, 0x80 marking a core dump.
+    if let Some(code) = info.exit_status() {
+        Some(ExitStatus::from_raw((code & 0xff) << 8))
+    } else {
+        let core = if info.dumped() { 0x80 } else { 0 };
+        info.terminating_signal()
+            .map(|signal| ExitStatus::from_raw((signal & 0x7f) | core))
+    }
 }
 
 fn append(path: &Path) -> anyhow::Result<File> {

@@ -6,12 +6,12 @@
 //! from synchronous tests too.
 
 use std::net::{Ipv4Addr, SocketAddr};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpStream};
+use tokio::runtime::{Handle, RuntimeFlavor};
 use tokio::sync::{oneshot, watch};
 
 /// The longest [`TcpProxy::cut`] waits for the open connections to close.
@@ -27,7 +27,9 @@ pub struct TcpProxy {
     addr: SocketAddr,
     upstream: SocketAddr,
     cut: watch::Sender<bool>,
-    open: Arc<AtomicUsize>,
+    open: Arc<OpenConnections>,
+    /// How long [`TcpProxy::cut`] waits: [`CUT_TIMEOUT`], shorter in this module's tests.
+    cut_timeout: Duration,
     stop: Option<oneshot::Sender<()>>,
     thread: Option<JoinHandle<()>>,
 }
@@ -53,7 +55,7 @@ impl TcpProxy {
             .build()?;
         let (cut, cut_rx) = watch::channel(false);
         let (stop, stop_rx) = oneshot::channel();
-        let open = Arc::new(AtomicUsize::new(0));
+        let open = Arc::new(OpenConnections::default());
         let counter = open.clone();
         let thread = std::thread::Builder::new()
             .name(format!("tcp-proxy-{}", addr.port()))
@@ -75,6 +77,7 @@ impl TcpProxy {
             upstream,
             cut,
             open,
+            cut_timeout: CUT_TIMEOUT,
             stop: Some(stop),
             thread: Some(thread),
         })
@@ -92,14 +95,28 @@ impl TcpProxy {
 
     /// Closes every open connection and resets new ones until [`TcpProxy::restore`].
     ///
-    /// Returns once the open connections are closed (or after a few seconds if the proxy's
-    /// thread is stuck), so that nothing gets through after the cut.
+    /// Returns once the open connections are closed, so that nothing gets through after the cut.
+    ///
+    /// This blocks the calling thread, but only until the proxy's own thread has reset the
+    /// connections, which it does at once (typically well under a millisecond): the wait is
+    /// woken by the last close, not polled, and does not depend on the caller's runtime. On a
+    /// multi-threaded tokio runtime the wait is wrapped in `block_in_place`, so the worker's
+    /// other tasks move to another thread meanwhile; on a current-thread runtime (the default of
+    /// `#[tokio::test]`) the test's tasks pause for that moment, which cannot deadlock since the
+    /// proxy does not run on them.
+    ///
+    /// Panics if connections are still open after five seconds: the proxy's thread is stuck, and
+    /// the test could not trust the cut.
     pub fn cut(&self) {
         self.cut.send_replace(true);
-        let deadline = Instant::now() + CUT_TIMEOUT;
-        while self.open_connections() > 0 && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(1));
-        }
+        let timeout = self.cut_timeout;
+        let remaining = block_briefly(|| self.open.wait_until_none(timeout));
+        assert!(
+            remaining == 0,
+            "TcpProxy::cut: {remaining} connection(s) to {} still open {timeout:?} after the cut; \
+             the proxy's thread is stuck, so the cut cannot be relied on",
+            self.upstream
+        );
     }
 
     /// Forwards new connections again after [`TcpProxy::cut`].
@@ -114,7 +131,61 @@ impl TcpProxy {
 
     /// How many connections are being forwarded right now.
     pub fn open_connections(&self) -> usize {
-        self.open.load(Ordering::SeqCst)
+        *self.open.lock()
+    }
+}
+
+/// Runs `wait`, a short blocking wait, without holding up other tasks of a multi-threaded tokio
+/// runtime the caller may be on. (`block_in_place` would panic on a current-thread runtime;
+/// there, and outside any runtime, `wait` simply runs.)
+fn block_briefly<T>(wait: impl FnOnce() -> T) -> T {
+    match Handle::try_current() {
+        Ok(handle) if handle.runtime_flavor() == RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(wait)
+        }
+        _ => wait(),
+    }
+}
+
+/// The number of connections being forwarded, with a signal when it drops, so that
+/// [`TcpProxy::cut`] wakes as soon as the last one closes.
+#[derive(Debug, Default)]
+struct OpenConnections {
+    count: Mutex<usize>,
+    closed: Condvar,
+}
+
+impl OpenConnections {
+    fn lock(&self) -> MutexGuard<'_, usize> {
+        // The count stays right even if a holder panicked: every update is a single step.
+        self.count.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Counts a connection until the returned guard is dropped (also when its task is aborted
+    /// with the proxy's runtime).
+    fn track(self: &Arc<Self>) -> OpenConnection {
+        *self.lock() += 1;
+        OpenConnection(self.clone())
+    }
+
+    /// Waits until no connection is open, or `timeout` passes; returns how many are.
+    fn wait_until_none(&self, timeout: Duration) -> usize {
+        let (count, _) = self
+            .closed
+            .wait_timeout_while(self.lock(), timeout, |count| *count > 0)
+            .unwrap_or_else(PoisonError::into_inner);
+        *count
+    }
+}
+
+/// One counted connection; see [`OpenConnections::track`].
+struct OpenConnection(Arc<OpenConnections>);
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        let mut count = self.0.lock();
+        *count = count.saturating_sub(1);
+        self.0.closed.notify_all();
     }
 }
 
@@ -134,7 +205,7 @@ async fn accept_loop(
     listener: TcpListener,
     upstream: SocketAddr,
     cut: watch::Receiver<bool>,
-    open: Arc<AtomicUsize>,
+    open: Arc<OpenConnections>,
 ) {
     loop {
         let Ok((client, _)) = listener.accept().await else {
@@ -156,13 +227,13 @@ async fn forward(
     mut client: TcpStream,
     upstream: SocketAddr,
     mut cut: watch::Receiver<bool>,
-    open: Arc<AtomicUsize>,
+    open: Arc<OpenConnections>,
 ) {
     let Ok(mut server) = TcpStream::connect(upstream).await else {
         reset(client);
         return;
     };
-    open.fetch_add(1, Ordering::SeqCst);
+    let _counted = open.track();
     let _ = client.set_nodelay(true);
     let _ = server.set_nodelay(true);
     let was_cut = tokio::select! {
@@ -176,7 +247,6 @@ async fn forward(
         reset(client);
         reset(server);
     }
-    open.fetch_sub(1, Ordering::SeqCst);
 }
 
 /// Closes with a reset rather than a graceful close, so both ends notice at once, as they would
@@ -184,4 +254,29 @@ async fn forward(
 fn reset(stream: TcpStream) {
     let _ = stream.set_zero_linger();
     drop(stream);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    #[should_panic(expected = "still open")]
+    fn cut_fails_loudly_when_connections_stay_open() {
+        let upstream = SocketAddr::from((Ipv4Addr::LOCALHOST, 9));
+        let mut proxy = TcpProxy::start(upstream);
+        proxy.cut_timeout = Duration::from_millis(50);
+        // A connection whose task never gets to close it, as on a stuck proxy thread.
+        let stuck = proxy.open.track();
+        proxy.cut();
+        drop(stuck);
+    }
+
+    #[test]
+    fn cut_returns_at_once_with_nothing_open() {
+        let proxy = TcpProxy::start(SocketAddr::from((Ipv4Addr::LOCALHOST, 9)));
+        let started = std::time::Instant::now();
+        proxy.cut();
+        assert!(started.elapsed() < Duration::from_secs(1));
+    }
 }

@@ -2,13 +2,16 @@
 
 use core::fmt;
 use core::ops::Deref;
+use core::str::FromStr;
 use std::vec::Vec;
 
 use base64::Engine as _;
 use base64::alphabet;
 use base64::engine::DecodePaddingMode;
 use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig, STANDARD};
-use serde::{Deserialize, Deserializer, Serialize, Serializer, de};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::json::deserialize_from_str;
 
 /// Decoding config: padding optional, as proto3 JSON parsers accept it.
 const LENIENT: GeneralPurposeConfig =
@@ -116,23 +119,17 @@ impl Serialize for Bytes {
     }
 }
 
+impl FromStr for Bytes {
+    type Err = base64::DecodeError;
+
+    /// Same as [`Bytes::from_base64`].
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        Self::from_base64(text)
+    }
+}
+
 impl<'de> Deserialize<'de> for Bytes {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct Visitor;
-
-        impl de::Visitor<'_> for Visitor {
-            type Value = Bytes;
-
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("base64 text")
-            }
-
-            fn visit_str<E: de::Error>(self, text: &str) -> Result<Bytes, E> {
-                Bytes::from_base64(text)
-                    .map_err(|error| E::custom(format_args!("invalid base64: {error}")))
-            }
-        }
-
-        deserializer.deserialize_str(Visitor)
+        deserialize_from_str(deserializer, "base64 text")
     }
 }

@@ -1,5 +1,6 @@
 //! The integration events ChirpStack publishes on
-//! `application/{applicationId}/device/{devEui}/event/{eventType}`.
+//! `application/{applicationId}/device/{devEui}/event/{eventType}`, and [`Event`], any of
+//! them parsed according to the topic's [`EventType`].
 //!
 //! Scalar, string, bytes, enum, list and map fields are always written, zero or not, as
 //! ChirpStack writes the `integration` package; message fields (`time`, `deviceInfo`,
@@ -17,7 +18,8 @@ use uuid::Uuid;
 use super::bytes::Bytes;
 use super::common::{JoinServerContext, Location};
 use super::device::DeviceInfo;
-use super::proto3::proto_enum;
+use super::event_type::EventType;
+use super::proto3::{from_json_object, proto_enum, serialize_struct, uuid_or_empty};
 use super::radio::{DownlinkTxInfo, UplinkRxInfo, UplinkTxInfo};
 use super::time::Timestamp;
 
@@ -69,8 +71,12 @@ pub struct UplinkEvent {
     /// there is none.
     pub data: Bytes,
     /// The device-profile codec's output; absent without a codec or when decoding failed.
-    /// Every number in it is a float (`7.0`).
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// Every number in it is written as a float (`7.0`), as ChirpStack writes it; any number
+    /// is read.
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "serialize_struct"
+    )]
     pub object: Option<Map<String, Value>>,
     /// One entry per receiving gateway, in no particular order.
     pub rx_info: Vec<UplinkRxInfo>,
@@ -125,19 +131,14 @@ pub struct AckEvent {
     /// The device.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub device_info: Option<DeviceInfo>,
-    /// The queue item, i.e. the `id` of the [`DownlinkCommand`](super::DownlinkCommand).
-    pub queue_item_id: String,
+    /// The queue item, i.e. the `id` of the [`DownlinkCommand`](super::DownlinkCommand);
+    /// `None` is written `""`.
+    #[serde(with = "uuid_or_empty")]
+    pub queue_item_id: Option<Uuid>,
     /// Whether the device acknowledged it.
     pub acknowledged: bool,
     /// The downlink frame counter it was sent with.
     pub f_cnt_down: u32,
-}
-
-impl AckEvent {
-    /// `queue_item_id` as a UUID, if it is one.
-    pub fn queue_item_uuid(&self) -> Option<Uuid> {
-        Uuid::parse_str(&self.queue_item_id).ok()
-    }
 }
 
 /// A gateway accepted a downlink for transmission (`integration.TxAckEvent`, event type
@@ -153,8 +154,10 @@ pub struct TxAckEvent {
     /// The device (its tags without the application's).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub device_info: Option<DeviceInfo>,
-    /// The queue item, i.e. the `id` of the [`DownlinkCommand`](super::DownlinkCommand).
-    pub queue_item_id: String,
+    /// The queue item, i.e. the `id` of the [`DownlinkCommand`](super::DownlinkCommand);
+    /// `None` is written `""`.
+    #[serde(with = "uuid_or_empty")]
+    pub queue_item_id: Option<Uuid>,
     /// The downlink frame counter used.
     pub f_cnt_down: u32,
     /// Gateway that accepted it, 16 lowercase hex digits.
@@ -162,13 +165,6 @@ pub struct TxAckEvent {
     /// How it is sent.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tx_info: Option<DownlinkTxInfo>,
-}
-
-impl TxAckEvent {
-    /// `queue_item_id` as a UUID, if it is one.
-    pub fn queue_item_uuid(&self) -> Option<Uuid> {
-        Uuid::parse_str(&self.queue_item_id).ok()
-    }
 }
 
 /// The device's answer to a DevStatusReq (`integration.StatusEvent`, event type `status`).
@@ -276,3 +272,121 @@ pub struct LocationEvent {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub location: Option<Location>,
 }
+
+/// Any integration event, as parsed from one MQTT message.
+///
+/// The JSON carries no type tag: the type comes from the topic, so parsing takes it as an
+/// argument, and serialising writes just the inner event.
+///
+/// ```
+/// use firmware_protocol::chirpstack::{Event, EventType};
+///
+/// let payload = br#"{"deduplicationId":"3e9b7d1f-5a2c-4f8e-b6d0-7c1a9e3f5b24","fPort":1,"data":"AQI="}"#;
+/// let Event::Up(up) = Event::from_json(EventType::Up, payload)? else { unreachable!() };
+/// assert_eq!(up.data.as_slice(), &[1, 2]);
+/// assert!(up.time.is_none());
+/// # Ok::<(), serde_json::Error>(())
+/// ```
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum Event {
+    /// `up`.
+    Up(UplinkEvent),
+    /// `join`.
+    Join(JoinEvent),
+    /// `ack`.
+    Ack(AckEvent),
+    /// `txack`.
+    TxAck(TxAckEvent),
+    /// `status`.
+    Status(StatusEvent),
+    /// `log`.
+    Log(LogEvent),
+    /// `location`.
+    Location(LocationEvent),
+}
+
+impl Event {
+    /// Parses the JSON payload of an event of the given type.
+    ///
+    /// Missing fields take their zero values and unknown fields are ignored; malformed JSON,
+    /// a payload that is not a JSON object, a wrong JSON type or an unreadable timestamp,
+    /// duration or base64 value is an error.
+    pub fn from_json(event_type: EventType, payload: &[u8]) -> Result<Self, serde_json::Error> {
+        Ok(match event_type {
+            EventType::Up => Self::Up(from_json_object(payload)?),
+            EventType::Join => Self::Join(from_json_object(payload)?),
+            EventType::Ack => Self::Ack(from_json_object(payload)?),
+            EventType::TxAck => Self::TxAck(from_json_object(payload)?),
+            EventType::Status => Self::Status(from_json_object(payload)?),
+            EventType::Log => Self::Log(from_json_object(payload)?),
+            EventType::Location => Self::Location(from_json_object(payload)?),
+        })
+    }
+
+    /// The compact JSON ChirpStack would publish for this event.
+    pub fn to_json(&self) -> Result<Vec<u8>, serde_json::Error> {
+        serde_json::to_vec(self)
+    }
+
+    /// The type of this event (its topic segment).
+    pub fn event_type(&self) -> EventType {
+        match self {
+            Self::Up(_) => EventType::Up,
+            Self::Join(_) => EventType::Join,
+            Self::Ack(_) => EventType::Ack,
+            Self::TxAck(_) => EventType::TxAck,
+            Self::Status(_) => EventType::Status,
+            Self::Log(_) => EventType::Log,
+            Self::Location(_) => EventType::Location,
+        }
+    }
+
+    /// The device the event is about, if the payload named it (ChirpStack always does).
+    pub fn device_info(&self) -> Option<&DeviceInfo> {
+        match self {
+            Self::Up(event) => event.device_info.as_ref(),
+            Self::Join(event) => event.device_info.as_ref(),
+            Self::Ack(event) => event.device_info.as_ref(),
+            Self::TxAck(event) => event.device_info.as_ref(),
+            Self::Status(event) => event.device_info.as_ref(),
+            Self::Log(event) => event.device_info.as_ref(),
+            Self::Location(event) => event.device_info.as_ref(),
+        }
+    }
+
+    /// The event's time, if the payload had one.
+    pub fn time(&self) -> Option<Timestamp> {
+        match self {
+            Self::Up(event) => event.time,
+            Self::Join(event) => event.time,
+            Self::Ack(event) => event.time,
+            Self::TxAck(event) => event.time,
+            Self::Status(event) => event.time,
+            Self::Log(event) => event.time,
+            Self::Location(event) => event.time,
+        }
+    }
+}
+
+macro_rules! event_from {
+    ($($variant:ident($event:ty)),+ $(,)?) => {
+        $(
+            impl From<$event> for Event {
+                fn from(event: $event) -> Self {
+                    Self::$variant(event)
+                }
+            }
+        )+
+    };
+}
+
+event_from!(
+    Up(UplinkEvent),
+    Join(JoinEvent),
+    Ack(AckEvent),
+    TxAck(TxAckEvent),
+    Status(StatusEvent),
+    Log(LogEvent),
+    Location(LocationEvent),
+);

@@ -59,10 +59,10 @@ pub use self::command::DownlinkCommand;
 pub use self::common::{DeviceClass, JoinServerContext, KeyEnvelope, Location, LocationSource};
 pub use self::device::DeviceInfo;
 pub use self::event::{
-    AckEvent, JoinEvent, LocationEvent, LogCode, LogEvent, LogLevel, StatusEvent, TxAckEvent,
-    UplinkEvent, UplinkRelayRxInfo,
+    AckEvent, Event, JoinEvent, LocationEvent, LogCode, LogEvent, LogLevel, StatusEvent,
+    TxAckEvent, UplinkEvent, UplinkRelayRxInfo,
 };
-pub use self::event_type::{Event, EventType, UnknownEventType};
+pub use self::event_type::{EventType, UnknownEventType};
 pub use self::radio::{
     CodeRate, CrcStatus, DelayTimingInfo, DownlinkTxInfo, FskModulationInfo, GpsEpochTimingInfo,
     ImmediatelyTimingInfo, LoraModulationInfo, LrFhssModulationInfo, Modulation, Timing,

@@ -1,12 +1,15 @@
 //! The parts of the proto3 JSON mapping that serde's derives do not give for free: zero-value
-//! omission for the `gw` and `common` packages, tolerant `oneof`s and enums kept by name.
+//! omission for the `gw` and `common` packages, tolerant `oneof`s, enums kept by name, the
+//! doubles of a `google.protobuf.Struct` and UUID ids that may be empty.
 
 use core::fmt;
 use core::marker::PhantomData;
+use std::string::String;
 
 use serde::de::value::MapAccessDeserializer;
 use serde::de::{DeserializeOwned, MapAccess, Visitor};
-use serde::{Deserialize, Deserializer};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde_json::{Map, Value};
 
 /// Parses a message that must be a JSON object.
 ///
@@ -42,6 +45,93 @@ pub(crate) fn from_json_object<T: DeserializeOwned>(
 /// `NaN` is kept.
 pub(crate) fn is_default<T: Default + PartialEq>(value: &T) -> bool {
     *value == T::default()
+}
+
+/// `serialize_with` for an optional `google.protobuf.Struct` field (`object`): every number,
+/// however deeply nested, is written as a double (`7.0`, not `7`), as ChirpStack writes it,
+/// because a `Struct` has no integer type. Reading needs no counterpart: any JSON number is
+/// accepted.
+pub(crate) fn serialize_struct<S: Serializer>(
+    object: &Option<Map<String, Value>>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    match object {
+        Some(members) => Doubles::Object(members).serialize(serializer),
+        None => serializer.serialize_none(),
+    }
+}
+
+/// A JSON value written with every number as a double.
+enum Doubles<'a> {
+    Value(&'a Value),
+    Object(&'a Map<String, Value>),
+}
+
+impl Serialize for Doubles<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match *self {
+            Self::Object(members) => serializer.collect_map(
+                members
+                    .iter()
+                    .map(|(key, value)| (key, Doubles::Value(value))),
+            ),
+            Self::Value(Value::Object(members)) => Doubles::Object(members).serialize(serializer),
+            Self::Value(Value::Array(items)) => {
+                serializer.collect_seq(items.iter().map(Doubles::Value))
+            }
+            Self::Value(Value::Number(number)) => match number.as_f64() {
+                Some(double) => serializer.serialize_f64(double),
+                // Only a number outside the f64 range under serde_json's
+                // `arbitrary_precision`; ChirpStack could not have produced it.
+                None => number.serialize(serializer),
+            },
+            Self::Value(other) => other.serialize(serializer),
+        }
+    }
+}
+
+/// `serde(with)` for an `Option<Uuid>` written as ChirpStack writes an id string: `""` for
+/// none, lowercase hyphenated otherwise; read from `""` or any UUID text.
+pub(crate) mod uuid_or_empty {
+    use core::fmt;
+
+    use serde::{Deserializer, Serializer, de};
+    use uuid::Uuid;
+
+    pub(crate) fn serialize<S: Serializer>(
+        id: &Option<Uuid>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        match id {
+            Some(id) => serializer.collect_str(&id.hyphenated()),
+            None => serializer.serialize_str(""),
+        }
+    }
+
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Option<Uuid>, D::Error> {
+        struct Visitor;
+
+        impl de::Visitor<'_> for Visitor {
+            type Value = Option<Uuid>;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a UUID or an empty string")
+            }
+
+            fn visit_str<E: de::Error>(self, text: &str) -> Result<Option<Uuid>, E> {
+                if text.is_empty() {
+                    return Ok(None);
+                }
+                Uuid::parse_str(text)
+                    .map(Some)
+                    .map_err(|error| E::custom(format_args!("invalid id {text:?}: {error}")))
+            }
+        }
+
+        deserializer.deserialize_str(Visitor)
+    }
 }
 
 /// A proto3 `oneof` read through a struct with one optional field per member.

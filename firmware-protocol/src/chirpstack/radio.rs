@@ -148,8 +148,7 @@ impl Modulation {
 /// The JSON shape of [`Modulation`].
 #[derive(Default, Deserialize)]
 #[serde(default, rename_all = "camelCase")]
-#[doc(hidden)]
-pub struct ModulationRepr {
+pub(crate) struct ModulationRepr {
     lora: Option<LoraModulationInfo>,
     fsk: Option<FskModulationInfo>,
     lr_fhss: Option<LrFhssModulationInfo>,
@@ -284,8 +283,7 @@ pub struct GpsEpochTimingInfo {
 /// The JSON shape of [`Timing`].
 #[derive(Default, Deserialize)]
 #[serde(default, rename_all = "camelCase")]
-#[doc(hidden)]
-pub struct TimingRepr {
+pub(crate) struct TimingRepr {
     immediately: Option<ImmediatelyTimingInfo>,
     delay: Option<DelayTimingInfo>,
     gps_epoch: Option<GpsEpochTimingInfo>,

@@ -4,7 +4,9 @@
 use chrono::{DateTime, NaiveDateTime, SecondsFormat, Utc};
 use core::fmt;
 use core::str::FromStr;
-use serde::{Deserialize, Deserializer, Serialize, Serializer, de};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::json::deserialize_from_str;
 
 /// A point in time, written as ChirpStack writes `google.protobuf.Timestamp`.
 ///
@@ -63,7 +65,7 @@ impl Serialize for Timestamp {
 
 impl<'de> Deserialize<'de> for Timestamp {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_str(ParseVisitor::<Self>::new("an RFC 3339 timestamp"))
+        deserialize_from_str(deserializer, "an RFC 3339 timestamp")
     }
 }
 
@@ -158,7 +160,7 @@ impl Serialize for Duration {
 
 impl<'de> Deserialize<'de> for Duration {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_str(ParseVisitor::<Self>::new("a duration like \"1.500s\""))
+        deserialize_from_str(deserializer, "a duration like \"1.500s\"")
     }
 }
 
@@ -179,7 +181,7 @@ impl FromStr for CompactTime {
     type Err = chrono::ParseError;
 
     fn from_str(text: &str) -> Result<Self, Self::Err> {
-        DateTime::parse_from_rfc3339(text).map(|time| Self(time.with_timezone(&Utc)))
+        text.parse().map(|Timestamp(time)| Self(time))
     }
 }
 
@@ -191,7 +193,7 @@ impl Serialize for CompactTime {
 
 impl<'de> Deserialize<'de> for CompactTime {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_str(ParseVisitor::<Self>::new("an RFC 3339 timestamp"))
+        deserialize_from_str(deserializer, "an RFC 3339 timestamp")
     }
 }
 
@@ -217,8 +219,9 @@ impl FromStr for ExpandedTime {
     fn from_str(text: &str) -> Result<Self, Self::Err> {
         match NaiveDateTime::parse_from_str(text, EXPANDED_FORMAT) {
             Ok(time) => Ok(Self(time.and_utc())),
-            Err(expanded_error) => DateTime::parse_from_rfc3339(text)
-                .map(|time| Self(time.with_timezone(&Utc)))
+            Err(expanded_error) => text
+                .parse()
+                .map(|Timestamp(time)| Self(time))
                 .map_err(|_| expanded_error),
         }
     }
@@ -232,40 +235,6 @@ impl Serialize for ExpandedTime {
 
 impl<'de> Deserialize<'de> for ExpandedTime {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_str(ParseVisitor::<Self>::new(
-            "a time like \"2026-07-23 10:15:00 GMT\"",
-        ))
-    }
-}
-
-/// Reads a JSON string through `FromStr`, borrowed or not.
-struct ParseVisitor<T> {
-    expecting: &'static str,
-    target: core::marker::PhantomData<T>,
-}
-
-impl<T> ParseVisitor<T> {
-    fn new(expecting: &'static str) -> Self {
-        Self {
-            expecting,
-            target: core::marker::PhantomData,
-        }
-    }
-}
-
-impl<T> de::Visitor<'_> for ParseVisitor<T>
-where
-    T: FromStr,
-    T::Err: fmt::Display,
-{
-    type Value = T;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.expecting)
-    }
-
-    fn visit_str<E: de::Error>(self, text: &str) -> Result<T, E> {
-        text.parse()
-            .map_err(|error| E::custom(format_args!("{error}: {text:?}")))
+        deserialize_from_str(deserializer, "a time like \"2026-07-23 10:15:00 GMT\"")
     }
 }

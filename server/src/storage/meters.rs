@@ -77,6 +77,10 @@ pub struct Meter {
     pub snr: Option<f64>,
     /// When the meter counts as silent if nothing arrives before.
     pub overdue_at: Option<DateTime<Utc>>,
+    /// Firmware version from its latest device info.
+    pub firmware_version: Option<String>,
+    /// When its latest device info arrived.
+    pub info_received_at: Option<DateTime<Utc>>,
     /// Registered at.
     pub created_at: DateTime<Utc>,
     /// Last changed at.
@@ -127,12 +131,27 @@ pub struct LinkUpdate {
     pub rssi: Option<i32>,
     /// Best SNR of the uplink.
     pub snr: Option<f64>,
+    /// ChirpStack application the uplink came from (a device may be moved between them).
+    pub application_id: Option<String>,
+}
+
+/// What a device-info message changes on its meter.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InfoUpdate {
+    /// The meter.
+    pub meter_id: i64,
+    /// Firmware version text.
+    pub firmware_version: String,
+    /// The interval the meter reports at.
+    pub reporting_interval_minutes: i32,
+    /// When the message arrived.
+    pub received_at: DateTime<Utc>,
 }
 
 const METER_COLUMNS: &str = "id, dev_eui, serial, body_number, user_id, application_id, \
      region_id, usage_type, mode, production_date, status, reporting_interval_minutes, \
-     last_seen_at, battery_millivolts, battery_percent, rssi, snr, overdue_at, created_at, \
-     updated_at";
+     last_seen_at, battery_millivolts, battery_percent, rssi, snr, overdue_at, \
+     firmware_version, info_received_at, created_at, updated_at";
 
 macro_rules! meter_queries {
     ($db:ty) => {
@@ -266,6 +285,41 @@ macro_rules! meter_queries {
                 .await?)
         }
 
+        /// The meters with these DevEUIs (those registered).
+        pub async fn by_dev_euis(conn: &mut Conn, dev_euis: &[String]) -> Result<Vec<Meter>> {
+            let mut out = Vec::new();
+            for chunk in dev_euis.chunks(1_000) {
+                let mut q = sqlx::QueryBuilder::<$db>::new(format!(
+                    "SELECT {METER_COLUMNS} FROM meters WHERE dev_eui IN ("
+                ));
+                let mut list = q.separated(", ");
+                for d in chunk {
+                    list.push_bind(d.clone());
+                }
+                q.push(")");
+                out.extend(q.build_query_as::<Meter>().fetch_all(&mut *conn).await?);
+            }
+            Ok(out)
+        }
+
+        /// Records what device-info messages said.
+        pub async fn update_info(conn: &mut Conn, updates: &[InfoUpdate]) -> Result<()> {
+            for u in updates {
+                sqlx::query(
+                    "UPDATE meters SET firmware_version = $2, reporting_interval_minutes = $3, \
+                     info_received_at = $4, updated_at = $4 WHERE id = $1 \
+                     AND (info_received_at IS NULL OR info_received_at <= $4)",
+                )
+                .bind(u.meter_id)
+                .bind(&u.firmware_version)
+                .bind(u.reporting_interval_minutes)
+                .bind(u.received_at)
+                .execute(&mut *conn)
+                .await?;
+            }
+            Ok(())
+        }
+
         /// Applies the link state of a batch, one statement per meter.
         pub async fn update_links(conn: &mut Conn, updates: &[LinkUpdate]) -> Result<()> {
             for u in updates {
@@ -275,6 +329,7 @@ macro_rules! meter_queries {
                      battery_millivolts = COALESCE($4, battery_millivolts), \
                      battery_percent = COALESCE($5, battery_percent), \
                      rssi = COALESCE($6, rssi), snr = COALESCE($7, snr), \
+                     application_id = COALESCE($8, application_id), \
                      status = CASE WHEN status IN ('installed', 'silent') THEN 'active' \
                               ELSE status END, \
                      updated_at = $2 \
@@ -287,6 +342,7 @@ macro_rules! meter_queries {
                 .bind(u.battery_percent)
                 .bind(u.rssi)
                 .bind(u.snr)
+                .bind(&u.application_id)
                 .execute(&mut *conn)
                 .await?;
             }

@@ -14,12 +14,14 @@ pub mod alarms;
 pub mod commands;
 mod error;
 pub mod identities;
+pub mod ingest;
 pub mod inspections;
 pub mod meters;
 mod migrations;
 pub mod partitions;
 pub mod quarantine;
 pub mod readings;
+pub mod self_tests;
 
 use std::collections::HashSet;
 use std::str::FromStr;
@@ -277,6 +279,21 @@ impl Store {
             |c, q| q::meters(c, region, after_id, limit).await,
             meters
         )
+    }
+
+    /// The registered meters among these DevEUIs.
+    pub async fn meters_by_dev_euis(&self, dev_euis: &[String]) -> Result<Vec<Meter>> {
+        on_reader!(self, |c, q| q::by_dev_euis(c, dev_euis).await, meters)
+    }
+
+    /// Applies a batch of plans in one transaction: identities first, then the effects of
+    /// the events not seen before. An error rolls everything back.
+    pub async fn apply_batch(
+        &self,
+        plans: &[ingest::Plan],
+        now: DateTime<Utc>,
+    ) -> Result<ingest::Outcome> {
+        in_transaction!(self, |c, q| q::apply(c, plans, now).await, ingest)
     }
 
     /// Applies a batch's link state.

@@ -129,6 +129,7 @@ async fn link_state_moves_forward_only() {
             battery_percent: None,
             rssi: Some(-100),
             snr: Some(7.5),
+            application_id: None,
         };
         s.update_links(&[update("2026-07-23T10:00:00Z", Some(3600))])
             .await

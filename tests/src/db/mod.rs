@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 
 use sqlx::migrate::Migrator;
 
-pub use postgres::PostgresDb;
+pub use postgres::{PostgresDb, database_exists, quote_ident};
 pub use sqlite::SqliteDb;
 pub use template::template_name;
 

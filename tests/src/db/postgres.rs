@@ -253,8 +253,19 @@ fn redact(url: &str) -> String {
 
 /// Quotes an identifier for PostgreSQL: names built here are plain, but quoting makes any name
 /// safe to splice into SQL.
-pub(super) fn quote_ident(name: &str) -> String {
+pub fn quote_ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// Whether the server `conn` is connected to has a database called `name`.
+pub async fn database_exists(conn: &mut PgConnection, name: &str) -> anyhow::Result<bool> {
+    let exists: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
+            .bind(name)
+            .fetch_one(&mut *conn)
+            .await
+            .context("cannot list databases")?;
+    Ok(exists)
 }
 
 #[cfg(test)]

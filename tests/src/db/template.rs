@@ -14,7 +14,7 @@ use sqlx::postgres::PgConnectOptions;
 use sqlx::{AssertSqlSafe, Connection as _, Executor as _, PgConnection};
 
 use super::load_migrator;
-use super::postgres::{execute_retrying_in_use, quote_ident};
+use super::postgres::{database_exists, execute_retrying_in_use, quote_ident};
 
 /// Serialises template creation across processes; any fixed key works, as long as every
 /// process uses the same one.
@@ -179,16 +179,6 @@ async fn retire_old_templates(conn: &mut PgConnection) {
             let _ = conn.execute(AssertSqlSafe(drop)).await;
         }
     }
-}
-
-async fn database_exists(conn: &mut PgConnection, name: &str) -> anyhow::Result<bool> {
-    let exists: bool =
-        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
-            .bind(name)
-            .fetch_one(&mut *conn)
-            .await
-            .context("cannot list databases")?;
-    Ok(exists)
 }
 
 #[cfg(test)]

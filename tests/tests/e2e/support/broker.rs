@@ -95,8 +95,11 @@ async fn private_mosquitto_keeps_every_queued_qos1_message() {
     subscriber.disconnect().await;
 }
 
+/// `max_packet_size` in the project's configuration: packets well over the 256 KiB the tests
+/// need get through, and packets over the 1 MiB cap are refused by closing the connection.
 #[tokio::test]
-async fn private_mosquitto_accepts_large_packets() {
+async fn private_mosquitto_accepts_large_packets_up_to_the_cap() {
+    const CAP: usize = 1024 * 1024;
     let Some(broker) = Broker::mosquitto().await else {
         return;
     };
@@ -114,6 +117,24 @@ async fn private_mosquitto_accepts_large_packets() {
     let (id, received) = parse_publish_qos1(&packet);
     assert_eq!(received.len(), payload.len());
     subscriber.puback(id).await;
+
+    // The payload alone is the cap, so the packet is over it.
+    let oversized = vec![0xa5; CAP];
+    let (mut publisher, _, _) = RawMqtt::connect(broker.addr(), "selftest-oversized", true).await;
+    // Mosquitto may close the connection before the whole packet is written.
+    let _ = publisher.try_publish_qos1("large", 8, &oversized).await;
+    assert!(
+        publisher.is_closed_by_broker(Duration::from_secs(20)).await,
+        "a packet over max_packet_size is refused\n{}",
+        broker.log()
+    );
+    assert!(
+        subscriber
+            .try_read(Duration::from_millis(500))
+            .await
+            .is_none(),
+        "nothing of the refused packet is delivered"
+    );
 }
 
 #[tokio::test]

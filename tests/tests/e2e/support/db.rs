@@ -3,6 +3,7 @@ use std::str::FromStr as _;
 
 use sqlx::sqlite::SqliteConnectOptions;
 use sqlx::{AssertSqlSafe, Connection as _, Executor as _, PgConnection, PgPool, SqlitePool};
+use test_support::db::{database_exists, quote_ident};
 use test_support::{Dialect, PostgresDb, SqliteDb, TestDb, services};
 
 /// Three migrations valid in both dialects; `marker` makes the folder's contents (and so its
@@ -58,9 +59,7 @@ async fn admin_connection() -> PgConnection {
 }
 
 async fn postgres_database_exists(admin: &mut PgConnection, name: &str) -> bool {
-    sqlx::query_scalar::<_, bool>("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
-        .bind(name)
-        .fetch_one(admin)
+    database_exists(admin, name)
         .await
         .expect("query pg_database")
 }
@@ -93,11 +92,17 @@ async fn sqlite_databases_carry_the_project_migrations() {
         .fetch_one(db.pool())
         .await
         .expect("count migrations");
-    let expected = sqlx::migrate::Migrator::new(Dialect::Sqlite.migrations_dir())
-        .await
-        .expect("read the project's migrations")
-        .iter()
-        .count();
+    // The helper's rule: a missing folder means no migrations.
+    let dir = Dialect::Sqlite.migrations_dir();
+    let expected = if dir.exists() {
+        sqlx::migrate::Migrator::new(dir)
+            .await
+            .expect("read the project's migrations")
+            .iter()
+            .count()
+    } else {
+        0
+    };
     assert_eq!(applied, i64::try_from(expected).expect("a small count"));
 }
 
@@ -192,7 +197,10 @@ async fn postgres_databases_left_by_killed_tests_are_dropped_later() {
     );
     let mut admin = PgConnection::connect(&url).await.expect("connect");
     admin
-        .execute(AssertSqlSafe(format!("CREATE DATABASE \"{stale}\"")))
+        .execute(AssertSqlSafe(format!(
+            "CREATE DATABASE {}",
+            quote_ident(&stale)
+        )))
         .await
         .expect("create a stale database");
 
@@ -213,24 +221,43 @@ async fn postgres_templates_are_built_once_when_tests_race() {
     let template = test_support::db::template_name(dir.path()).expect("hash the migrations");
 
     let dbs = create_four_at_once(dir.path()).await;
+    let mut builds = Vec::new();
     for db in &dbs {
         assert!(postgres_table_exists(db.pool(), "meters").await);
         assert!(postgres_table_exists(db.pool(), "readings").await);
+        builds.push(migration_stamps(db.pool()).await);
     }
+    // Each clone carries the template's bookkeeping, stamped when the template was migrated; a
+    // database migrated on its own (or a second build of the template) would have other stamps.
+    assert_eq!(builds[0].len(), 3, "every migration is recorded");
+    assert!(
+        builds.iter().all(|stamps| *stamps == builds[0]),
+        "the racing databases come from one build of the template: {builds:#?}"
+    );
     drop(dbs);
 
     // Templates normally stay for later runs; this one is unique to the run, so it goes.
     let mut admin = PgConnection::connect(&url).await.expect("connect");
     assert!(postgres_database_exists(&mut admin, &template).await);
+    let quoted = quote_ident(&template);
     for sql in [
-        format!("ALTER DATABASE \"{template}\" WITH IS_TEMPLATE false"),
-        format!("DROP DATABASE \"{template}\""),
+        format!("ALTER DATABASE {quoted} WITH IS_TEMPLATE false"),
+        format!("DROP DATABASE {quoted}"),
     ] {
         admin
             .execute(AssertSqlSafe(sql))
             .await
             .expect("drop the template");
     }
+}
+
+/// Each applied migration's version and the time it was applied, in version order.
+async fn migration_stamps(pool: &PgPool) -> Vec<(i64, String)> {
+    // As text: the stamps only need comparing, to the microsecond PostgreSQL keeps.
+    sqlx::query_as("SELECT version, installed_on::text FROM _sqlx_migrations ORDER BY version")
+        .fetch_all(pool)
+        .await
+        .expect("read _sqlx_migrations")
 }
 
 /// Four databases created at once from the same new migrations.

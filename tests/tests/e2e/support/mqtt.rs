@@ -83,6 +83,32 @@ impl RawMqtt {
         self.send(0x32, &body).await;
     }
 
+    /// Sends a QoS 1 PUBLISH that the broker may refuse by closing the connection while it is
+    /// being written: the write's error is returned instead of failing the test.
+    pub async fn try_publish_qos1(
+        &mut self,
+        topic: &str,
+        packet_id: u16,
+        payload: &[u8],
+    ) -> std::io::Result<()> {
+        let mut body = Vec::with_capacity(payload.len() + topic.len() + 4);
+        put_str(&mut body, topic);
+        body.extend_from_slice(&packet_id.to_be_bytes());
+        body.extend_from_slice(payload);
+        self.stream.write_all(&packet(0x32, &body)).await
+    }
+
+    /// Whether the broker closes the connection within `timeout`, rather than sending a packet
+    /// or keeping it open.
+    pub async fn is_closed_by_broker(&mut self, timeout: Duration) -> bool {
+        let mut byte = [0; 1];
+        // End of stream (0 bytes) or a reset both mean closed.
+        matches!(
+            tokio::time::timeout(timeout, self.stream.read(&mut byte)).await,
+            Ok(Ok(0) | Err(_))
+        )
+    }
+
     /// Acknowledges a QoS 1 PUBLISH.
     pub async fn puback(&mut self, packet_id: u16) {
         self.send(0x40, &packet_id.to_be_bytes()).await;
@@ -128,22 +154,27 @@ impl RawMqtt {
     }
 
     async fn send(&mut self, header: u8, body: &[u8]) {
-        let mut packet = vec![header];
-        let mut len = body.len();
-        loop {
-            let byte = (len % 128) as u8;
-            len /= 128;
-            packet.push(if len > 0 { byte | 0x80 } else { byte });
-            if len == 0 {
-                break;
-            }
-        }
-        packet.extend_from_slice(body);
         self.stream
-            .write_all(&packet)
+            .write_all(&packet(header, body))
             .await
             .expect("write a packet");
     }
+}
+
+/// A packet's bytes: its first byte, the remaining length, the body.
+fn packet(header: u8, body: &[u8]) -> Vec<u8> {
+    let mut packet = vec![header];
+    let mut len = body.len();
+    loop {
+        let byte = (len % 128) as u8;
+        len /= 128;
+        packet.push(if len > 0 { byte | 0x80 } else { byte });
+        if len == 0 {
+            break;
+        }
+    }
+    packet.extend_from_slice(body);
+    packet
 }
 
 /// A QoS 1 PUBLISH's packet id and payload.

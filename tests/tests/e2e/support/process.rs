@@ -117,6 +117,22 @@ async fn readiness_waits_for_a_port_to_accept() {
 }
 
 #[tokio::test]
+async fn readiness_fails_when_the_port_belongs_to_another_process() {
+    // As a server that exits with "address in use" while someone else listens on its port.
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind");
+    let taken = listener.local_addr().expect("address").port();
+    let mut process = shell("echo cannot bind: address in use >&2; exit 1");
+    process.wait(READY).await.expect("exits");
+    let error = process
+        .wait_for_port(taken, READY)
+        .await
+        .expect_err("the listener is not the process's");
+    let message = format!("{error:#}");
+    assert!(message.contains("exit status: 1"), "{message}");
+    assert!(message.contains("address in use"), "{message}");
+}
+
+#[tokio::test]
 async fn process_gets_its_arguments_and_environment() {
     let mut process = Process::builder("/bin/sh")
         .arg("-c")
@@ -168,4 +184,93 @@ async fn kill_reaches_the_whole_process_group() {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// A shell that starts a background `sleep` and exits at once, leaving the `sleep` in its
+/// process group; returns the group's id once the shell has exited.
+async fn shell_that_leaves_a_child_behind() -> (Process, u32) {
+    let mut process = shell("sleep 600 & echo group $$; exit 0");
+    let line = process
+        .wait_for_output("group", READY)
+        .await
+        .expect("the shell reports its group");
+    let group: u32 = line
+        .trim_start_matches("group ")
+        .trim()
+        .parse()
+        .expect("a pid");
+    let status = process.wait(READY).await.expect("the shell exits");
+    assert!(status.success());
+    assert!(
+        !living_members(group).is_empty(),
+        "the background sleep still runs after the shell exited"
+    );
+    (process, group)
+}
+
+/// The processes of group `group` that have not exited (zombies, exited but not yet reaped by
+/// whoever adopted them, do not count).
+fn living_members(group: u32) -> Vec<u32> {
+    let mut members = Vec::new();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return members;
+    };
+    for entry in entries.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        // After the command name in parentheses: state, parent pid, process group, ...
+        let Some(rest) = stat.rsplit_once(')').map(|(_, rest)| rest) else {
+            continue;
+        };
+        let mut fields = rest.split_whitespace();
+        let state = fields.next();
+        let pgrp = fields.nth(1).and_then(|f| f.parse::<u32>().ok());
+        if pgrp == Some(group) && state != Some("Z") {
+            members.push(pid);
+        }
+    }
+    members
+}
+
+async fn wait_until_group_is_gone(group: u32, after: &str) {
+    let deadline = Instant::now() + READY;
+    loop {
+        let members = living_members(group);
+        if members.is_empty() {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "processes {members:?} of group {group} survived {after}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn kill_reaches_the_group_after_the_process_exited() {
+    let (mut process, group) = shell_that_leaves_a_child_behind().await;
+    let status = process.kill().expect("kill");
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "the shell's own exit status is kept"
+    );
+    wait_until_group_is_gone(group, "kill()").await;
+    assert_eq!(process.id(), None, "reaped");
+}
+
+#[tokio::test]
+async fn drop_reaches_the_group_after_the_process_exited() {
+    let (process, group) = shell_that_leaves_a_child_behind().await;
+    drop(process);
+    wait_until_group_is_gone(group, "the drop").await;
 }

@@ -65,12 +65,36 @@ async fn proxy_cut_breaks_connections_and_restore_heals() {
 
     proxy.cut();
     assert!(proxy.is_cut());
+    assert_eq!(proxy.open_connections(), 0, "closed when cut returns");
     assert!(!echoes(&mut before).await, "an open connection breaks");
     assert!(
         !new_connection_echoes(&proxy).await,
         "new connections fail while cut"
     );
     wait_until("nothing is forwarded", || proxy.open_connections() == 0).await;
+
+    proxy.restore();
+    assert!(
+        new_connection_echoes(&proxy).await,
+        "forwards again after restore"
+    );
+}
+
+/// On a multi-threaded runtime `cut` waits inside `block_in_place`, which panics where it is
+/// not allowed: the cut must work there as on the default current-thread runtime.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxy_cut_works_on_a_multi_threaded_runtime() {
+    let proxy = TcpProxy::start(echo_server().await);
+    let mut before = TcpStream::connect(proxy.addr()).await.expect("connect");
+    assert!(echoes(&mut before).await, "forwards before the cut");
+    wait_until("the connection is counted", || {
+        proxy.open_connections() == 1
+    })
+    .await;
+
+    proxy.cut();
+    assert_eq!(proxy.open_connections(), 0, "closed when cut returns");
+    assert!(!echoes(&mut before).await, "an open connection breaks");
 
     proxy.restore();
     assert!(

@@ -1,0 +1,163 @@
+//! `meterhub serve` as a value: built from settings, bound to its own listener (port 0 is
+//! fine), run until a shutdown token fires. Production and tests run this same code.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use firmware_protocol::clock::Clock;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Settings;
+use crate::metrics::Metrics;
+use crate::mqtt::{self, Template};
+use crate::storage::Store;
+use crate::storage::identities::IDENTITY_RETENTION;
+use crate::time::now_utc;
+use crate::uplink::{self, IngestSettings};
+
+/// A running server.
+pub struct Application {
+    http_addr: SocketAddr,
+    metrics: Arc<Metrics>,
+    shutdown: CancellationToken,
+    tasks: Vec<JoinHandle<()>>,
+    store: Store,
+}
+
+impl Application {
+    /// Connects to the database (migrating it), binds the HTTP listener, connects to the
+    /// broker and starts ingesting. Stops when `shutdown` is cancelled.
+    pub async fn build(settings: Settings, shutdown: CancellationToken) -> Result<Application> {
+        // One TLS provider for the whole process (ring): with none chosen, rustls refuses to
+        // pick between those its dependencies enable.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let clock = settings.clock()?;
+        let store = Store::connect(
+            settings.database.url.expose(),
+            settings.database.max_connections,
+        )
+        .await
+        .context("connecting to the database")?;
+        store
+            .migrate(now_utc(&clock))
+            .await
+            .context("migrating the database")?;
+        let listener = tokio::net::TcpListener::bind(settings.http.bind)
+            .await
+            .with_context(|| format!("binding the HTTP listener on {}", settings.http.bind))?;
+        let http_addr = listener.local_addr()?;
+        let metrics = Arc::new(Metrics::default());
+
+        let template = Template::parse(&settings.chirpstack.event_topic)?;
+        let group = settings.mqtt.shared_group.as_deref();
+        let filters = if settings.chirpstack.application_ids.is_empty() {
+            vec![template.filter(None, group)]
+        } else {
+            settings
+                .chirpstack
+                .application_ids
+                .iter()
+                .map(|a| template.filter(Some(a), group))
+                .collect()
+        };
+        let ingest = IngestSettings {
+            batch_size: settings.ingest.batch_size.max(1),
+            max_wait: Duration::from_millis(settings.ingest.max_wait_ms),
+        };
+        // The MQTT task drains for a moment after the writer stops, so it has its own token.
+        let mqtt_stop = CancellationToken::new();
+        let link = mqtt::connect(
+            &settings.mqtt,
+            filters,
+            ingest.batch_size,
+            metrics.clone(),
+            mqtt_stop.clone(),
+        )?;
+        let writer = uplink::writer::Writer {
+            store: store.clone(),
+            client: link.client.clone(),
+            template,
+            settings: ingest,
+            clock: clock.clone(),
+            metrics: metrics.clone(),
+        };
+        let mut tasks = Vec::new();
+        let writer_stop = shutdown.clone();
+        let mqtt_task = link.task;
+        tasks.push(tokio::spawn(async move {
+            uplink::run(writer, link.inbound, writer_stop).await;
+            mqtt_stop.cancel();
+            let _ = mqtt_task.await;
+        }));
+        tasks.push(tokio::spawn(crate::http::serve(
+            listener,
+            metrics.clone(),
+            shutdown.clone(),
+        )));
+        tasks.push(tokio::spawn(maintenance(
+            store.clone(),
+            clock,
+            shutdown.clone(),
+        )));
+        tracing::info!(%http_addr, "meterhub is running");
+        Ok(Application {
+            http_addr,
+            metrics,
+            shutdown,
+            tasks,
+            store,
+        })
+    }
+
+    /// Where the HTTP server listens.
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http_addr
+    }
+
+    /// The counters.
+    pub fn metrics(&self) -> Arc<Metrics> {
+        self.metrics.clone()
+    }
+
+    /// Waits until shutdown: the batch in flight is committed and acknowledged first.
+    pub async fn run_until_stopped(self) {
+        self.shutdown.cancelled().await;
+        for t in self.tasks {
+            let _ = t.await;
+        }
+        self.store.close().await;
+        tracing::info!("meterhub stopped");
+    }
+}
+
+/// Hourly upkeep: partitions ahead of time, old identities forgotten.
+async fn maintenance(store: Store, clock: Clock, shutdown: CancellationToken) {
+    loop {
+        let now = now_utc(&clock);
+        match store.ensure_partitions(now).await {
+            Ok(r) if !r.created.is_empty() => {
+                tracing::info!(created = ?r.created, moved = r.moved, "readings partitions created")
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(error = %format!("{e:#}"), "partition job failed; retrying next hour")
+            }
+        }
+        match store.prune_identities(now - IDENTITY_RETENTION).await {
+            Ok(n) if n > 0 => tracing::debug!(pruned = n, "old event identities pruned"),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %format!("{e:#}"), "identity pruning failed"),
+        }
+        // An hour of simulated time, however fast the clock runs, but at least a second.
+        let wait = clock
+            .wall_duration(Duration::from_secs(3600))
+            .max(Duration::from_secs(1));
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = shutdown.cancelled() => return,
+        }
+    }
+}

@@ -1,0 +1,60 @@
+//! The HTTP side: health, readiness and metrics now; the REST API joins here.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use tokio_util::sync::CancellationToken;
+use warp::Filter;
+use warp::http::StatusCode;
+
+use crate::metrics::Metrics;
+
+/// The routes.
+pub fn routes(
+    metrics: Arc<Metrics>,
+) -> impl Filter<Extract = (impl warp::Reply,), Error = warp::Rejection> + Clone {
+    let health = warp::path!("health")
+        .and(warp::get())
+        .map(|| warp::reply::json(&serde_json::json!({"status": "ok"})));
+    let ready_metrics = metrics.clone();
+    let ready = warp::path!("ready").and(warp::get()).map(move || {
+        let mqtt = ready_metrics.mqtt_connected.load(Ordering::Relaxed) == 1;
+        let db = ready_metrics.db_up.load(Ordering::Relaxed) == 1;
+        let status = if mqtt && db {
+            StatusCode::OK
+        } else {
+            StatusCode::SERVICE_UNAVAILABLE
+        };
+        warp::reply::with_status(
+            warp::reply::json(&serde_json::json!({"mqtt": mqtt, "database": db})),
+            status,
+        )
+    });
+    let metrics_route = warp::path!("metrics").and(warp::get()).map(move || {
+        warp::reply::with_header(
+            metrics.render(),
+            "content-type",
+            "text/plain; version=0.0.4; charset=utf-8",
+        )
+    });
+    health.or(ready).or(metrics_route)
+}
+
+/// Serves `routes` on an already bound listener until `shutdown` fires.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    metrics: Arc<Metrics>,
+    shutdown: CancellationToken,
+) {
+    warp::serve(routes(metrics))
+        .incoming(listener)
+        .graceful(async move { shutdown.cancelled().await })
+        .run()
+        .await;
+}
+
+/// The address a listener ended up on.
+pub fn local_addr(listener: &tokio::net::TcpListener) -> std::io::Result<SocketAddr> {
+    listener.local_addr()
+}

@@ -1,0 +1,288 @@
+//! Counters and histograms, rendered in Prometheus' text format at `/metrics`.
+//!
+//! A handful of fixed series updated with atomics on the ingest path; no registry, no labels
+//! beyond the quarantine reason, which is a closed set.
+
+use std::fmt::Write as _;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::uplink::Reason;
+
+/// A monotonically increasing count.
+#[derive(Debug, Default)]
+pub struct Counter(AtomicU64);
+
+impl Counter {
+    /// Adds one.
+    pub fn inc(&self) {
+        self.add(1);
+    }
+
+    /// Adds `n`.
+    pub fn add(&self, n: u64) {
+        self.0.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// The count.
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// A cumulative histogram with fixed bucket bounds.
+#[derive(Debug)]
+pub struct Histogram {
+    bounds: &'static [f64],
+    counts: Vec<AtomicU64>,
+    // Sum and count change together; the lock is held for two additions, never across await.
+    sum: Mutex<(f64, u64)>,
+}
+
+impl Histogram {
+    fn new(bounds: &'static [f64]) -> Self {
+        Histogram {
+            bounds,
+            counts: bounds.iter().map(|_| AtomicU64::new(0)).collect(),
+            sum: Mutex::new((0.0, 0)),
+        }
+    }
+
+    /// Records one observation.
+    pub fn observe(&self, value: f64) {
+        for (bound, count) in self.bounds.iter().zip(&self.counts) {
+            if value <= *bound {
+                count.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        if let Ok(mut s) = self.sum.lock() {
+            s.0 += value;
+            s.1 += 1;
+        }
+    }
+
+    fn render(&self, out: &mut String, name: &str, help: &str) {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+        for (bound, count) in self.bounds.iter().zip(&self.counts) {
+            let _ = writeln!(
+                out,
+                "{name}_bucket{{le=\"{bound}\"}} {}",
+                count.load(Ordering::Relaxed)
+            );
+        }
+        let (sum, count) = self.sum.lock().map(|s| *s).unwrap_or_default();
+        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {count}");
+        let _ = writeln!(out, "{name}_sum {sum}\n{name}_count {count}");
+    }
+}
+
+/// Every series meterhub exports.
+#[derive(Debug)]
+pub struct Metrics {
+    /// MQTT messages received.
+    pub received: Counter,
+    /// Events parsed and, for uplinks, decoded.
+    pub decoded: Counter,
+    /// Events already applied before (redeliveries, duplicates).
+    pub duplicates: Counter,
+    /// Messages quarantined, by reason (indexed by [`Reason::index`]).
+    pub quarantined: [Counter; Reason::COUNT],
+    /// Readings stored.
+    pub readings_stored: Counter,
+    /// Alarms stored.
+    pub alarms_stored: Counter,
+    /// Messages acknowledged to the broker after their commit.
+    pub acknowledged: Counter,
+    /// Events that arrived at QoS 0.
+    pub qos0_events: Counter,
+    /// Commits retried after a transient database error.
+    pub db_retries: Counter,
+    /// Reconnections to the broker.
+    pub mqtt_reconnects: Counter,
+    /// 1 while connected to the broker.
+    pub mqtt_connected: AtomicU64,
+    /// 1 while the last database commit succeeded.
+    pub db_up: AtomicU64,
+    /// Messages per committed batch.
+    pub batch_size: Histogram,
+    /// Seconds per batch commit.
+    pub commit_seconds: Histogram,
+    /// Seconds from arrival to acknowledgement.
+    pub ingest_latency_seconds: Histogram,
+}
+
+const SIZE_BOUNDS: &[f64] = &[1.0, 10.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2000.0];
+const SECONDS_BOUNDS: &[f64] = &[
+    0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics {
+            received: Counter::default(),
+            decoded: Counter::default(),
+            duplicates: Counter::default(),
+            quarantined: Default::default(),
+            readings_stored: Counter::default(),
+            alarms_stored: Counter::default(),
+            acknowledged: Counter::default(),
+            qos0_events: Counter::default(),
+            db_retries: Counter::default(),
+            mqtt_reconnects: Counter::default(),
+            mqtt_connected: AtomicU64::new(0),
+            db_up: AtomicU64::new(1),
+            batch_size: Histogram::new(SIZE_BOUNDS),
+            commit_seconds: Histogram::new(SECONDS_BOUNDS),
+            ingest_latency_seconds: Histogram::new(SECONDS_BOUNDS),
+        }
+    }
+}
+
+impl Metrics {
+    /// Counts one quarantined message.
+    pub fn quarantine(&self, reason: Reason) {
+        self.quarantined[reason.index()].inc();
+    }
+
+    /// The Prometheus text exposition.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let counters: [(&str, &str, &Counter); 9] = [
+            (
+                "meterhub_mqtt_messages_received_total",
+                "MQTT messages received.",
+                &self.received,
+            ),
+            (
+                "meterhub_events_decoded_total",
+                "Events parsed and decoded.",
+                &self.decoded,
+            ),
+            (
+                "meterhub_events_duplicate_total",
+                "Events already applied before.",
+                &self.duplicates,
+            ),
+            (
+                "meterhub_readings_stored_total",
+                "Readings stored.",
+                &self.readings_stored,
+            ),
+            (
+                "meterhub_alarms_stored_total",
+                "Alarms stored.",
+                &self.alarms_stored,
+            ),
+            (
+                "meterhub_mqtt_messages_acknowledged_total",
+                "Messages acknowledged after their commit.",
+                &self.acknowledged,
+            ),
+            (
+                "meterhub_mqtt_qos0_events_total",
+                "Events received at QoS 0 (ChirpStack qos = 0).",
+                &self.qos0_events,
+            ),
+            (
+                "meterhub_db_commit_retries_total",
+                "Batch commits retried after a transient database error.",
+                &self.db_retries,
+            ),
+            (
+                "meterhub_mqtt_reconnects_total",
+                "Reconnections to the MQTT broker.",
+                &self.mqtt_reconnects,
+            ),
+        ];
+        for (name, help, c) in counters {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
+                c.get()
+            );
+        }
+        let name = "meterhub_events_quarantined_total";
+        let _ = writeln!(
+            out,
+            "# HELP {name} Messages quarantined, by reason.\n# TYPE {name} counter"
+        );
+        for reason in Reason::ALL {
+            let _ = writeln!(
+                out,
+                "{name}{{reason=\"{}\"}} {}",
+                reason.as_str(),
+                self.quarantined[reason.index()].get()
+            );
+        }
+        for (name, help, g) in [
+            (
+                "meterhub_mqtt_connected",
+                "1 while connected to the MQTT broker.",
+                &self.mqtt_connected,
+            ),
+            (
+                "meterhub_db_up",
+                "1 while database commits succeed.",
+                &self.db_up,
+            ),
+        ] {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {}",
+                g.load(Ordering::Relaxed)
+            );
+        }
+        self.batch_size.render(
+            &mut out,
+            "meterhub_batch_size",
+            "Messages per committed batch.",
+        );
+        self.commit_seconds.render(
+            &mut out,
+            "meterhub_commit_seconds",
+            "Seconds per batch commit.",
+        );
+        self.ingest_latency_seconds.render(
+            &mut out,
+            "meterhub_ingest_latency_seconds",
+            "Seconds from a message's arrival to its acknowledgement.",
+        );
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histograms_are_cumulative_and_counters_render() {
+        let m = Metrics::default();
+        m.batch_size.observe(7.0);
+        m.batch_size.observe(300.0);
+        m.received.add(3);
+        m.quarantine(Reason::MalformedJson);
+        let text = m.render();
+        assert!(
+            text.contains("meterhub_batch_size_bucket{le=\"10\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("meterhub_batch_size_bucket{le=\"500\"} 2"),
+            "{text}"
+        );
+        assert!(
+            text.contains("meterhub_batch_size_bucket{le=\"+Inf\"} 2"),
+            "{text}"
+        );
+        assert!(text.contains("meterhub_batch_size_sum 307"), "{text}");
+        assert!(
+            text.contains("meterhub_mqtt_messages_received_total 3"),
+            "{text}"
+        );
+        assert!(
+            text.contains("meterhub_events_quarantined_total{reason=\"malformed_json\"} 1"),
+            "{text}"
+        );
+    }
+}

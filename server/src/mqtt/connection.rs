@@ -1,0 +1,310 @@
+//! The MQTT v5 connection: options for a persistent session with manual acknowledgements, and
+//! the one task that owns rumqttc's event loop.
+//!
+//! The task only polls. It hands every incoming publish to a bounded channel and never waits
+//! on the database; when the writers fall behind the channel fills, the task stops polling, and
+//! the broker stops sending once the receive maximum of unacknowledged messages is reached:
+//! back-pressure instead of an unbounded buffer.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use rumqttc::v5::mqttbytes::QoS;
+use rumqttc::v5::mqttbytes::v5::{Packet, Publish};
+use rumqttc::v5::{AsyncClient, Event, EventLoop, MqttOptions};
+use rumqttc::{TlsConfiguration, Transport};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::MqttSettings;
+use crate::metrics::Metrics;
+
+/// An MQTT message waiting to be applied and then acknowledged.
+#[derive(Debug)]
+pub struct Inbound {
+    /// The publish as received; acknowledging needs it whole.
+    pub publish: Publish,
+    /// When it arrived, for latency figures.
+    pub received: Instant,
+}
+
+/// The running connection: the client (to acknowledge and publish) and the incoming stream.
+#[derive(Debug)]
+pub struct MqttLink {
+    /// The client; cheap to clone.
+    pub client: AsyncClient,
+    /// Incoming publishes, in arrival order.
+    pub inbound: mpsc::Receiver<Inbound>,
+    /// Ends when the connection is closed for good.
+    pub task: tokio::task::JoinHandle<()>,
+}
+
+/// The largest MQTT packet accepted: ChirpStack's `up` events grow with every gateway that
+/// heard the frame and with the codec's object; rumqttc's default of 10 KiB is too small.
+pub const MAX_PACKET_SIZE: u32 = 256 * 1024;
+
+/// Parses `mqtt://host:port` or `mqtts://host:port` into host, port and whether TLS is used.
+pub fn parse_url(url: &str) -> Result<(String, u16, bool)> {
+    let (tls, rest) = if let Some(rest) = url.strip_prefix("mqtts://") {
+        (true, rest)
+    } else if let Some(rest) = url.strip_prefix("mqtt://") {
+        (false, rest)
+    } else {
+        bail!("MQTT URL {url:?} must start with mqtt:// or mqtts://");
+    };
+    let rest = rest.trim_end_matches('/');
+    let default_port = if tls { 8883 } else { 1883 };
+    let port_of = |p: &str| -> Result<u16> {
+        p.parse()
+            .with_context(|| format!("bad port in MQTT URL {url:?}"))
+    };
+    let (host, port) = if let Some(v6) = rest.strip_prefix('[') {
+        let (host, after) = v6
+            .split_once(']')
+            .with_context(|| format!("unclosed [ in MQTT URL {url:?}"))?;
+        match after.strip_prefix(':') {
+            Some(p) => (host, port_of(p)?),
+            None if after.is_empty() => (host, default_port),
+            None => bail!("bad MQTT URL {url:?}"),
+        }
+    } else {
+        match rest.split_once(':') {
+            Some((host, p)) => (host, port_of(p)?),
+            None => (rest, default_port),
+        }
+    };
+    let host = host.to_owned();
+    if host.is_empty() {
+        bail!("MQTT URL {url:?} has no host");
+    }
+    Ok((host, port, tls))
+}
+
+/// The rumqttc options for `settings` and a receive maximum of `receive_maximum`.
+pub fn options(settings: &MqttSettings, receive_maximum: u16) -> Result<MqttOptions> {
+    let (host, port, tls) = parse_url(&settings.url)?;
+    let mut o = MqttOptions::new(settings.client_id.clone(), host, port);
+    o.set_keep_alive(Duration::from_secs(u64::from(
+        settings.keep_alive_secs.max(5),
+    )));
+    // A persistent session: the broker keeps our subscription and queues QoS 1 events while
+    // we are away, for a day (MQTT 5 needs both clean-start off and an expiry above 0).
+    o.set_clean_start(false);
+    o.set_session_expiry_interval(Some(24 * 3600));
+    o.set_receive_maximum(Some(receive_maximum));
+    o.set_max_packet_size(Some(MAX_PACKET_SIZE));
+    // Acknowledgements are sent by the writers after the database commit.
+    o.set_manual_acks(true);
+    if let (Some(user), password) = (&settings.username, &settings.password) {
+        o.set_credentials(
+            user.clone(),
+            password
+                .as_ref()
+                .map(|p| p.expose().to_owned())
+                .unwrap_or_default(),
+        );
+    }
+    if tls {
+        o.set_transport(Transport::tls_with_config(tls_config(settings)?));
+    }
+    Ok(o)
+}
+
+/// TLS with the ring provider, trusting `ca_file` when given, the system's roots otherwise.
+fn tls_config(settings: &MqttSettings) -> Result<TlsConfiguration> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+
+    let mut roots = rustls::RootCertStore::empty();
+    match &settings.ca_file {
+        Some(path) => {
+            for cert in CertificateDer::pem_file_iter(path)
+                .with_context(|| format!("reading CA certificates from {}", path.display()))?
+            {
+                roots
+                    .add(cert.with_context(|| format!("parsing {}", path.display()))?)
+                    .context("adding a CA certificate")?;
+            }
+        }
+        None => {
+            let found = rustls_native_certs::load_native_certs();
+            for cert in found.certs {
+                // A system certificate rustls cannot use is skipped, as browsers do.
+                let _ = roots.add(cert);
+            }
+        }
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .context("TLS protocol versions")?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(TlsConfiguration::Rustls(Arc::new(config)))
+}
+
+/// Connects (lazily: rumqttc connects on the first poll) and starts the polling task, which
+/// subscribes to `filters` on every ConnAck.
+pub fn connect(
+    settings: &MqttSettings,
+    filters: Vec<String>,
+    batch_size: usize,
+    metrics: Arc<Metrics>,
+    shutdown: CancellationToken,
+) -> Result<MqttLink> {
+    // Twice the batch: one batch can fill while the previous one commits.
+    let receive_maximum = u16::try_from(batch_size.saturating_mul(2)).unwrap_or(u16::MAX);
+    let options = options(settings, receive_maximum)?;
+    let (client, eventloop) = AsyncClient::new(options, REQUEST_CAPACITY);
+    let (tx, inbound) = mpsc::channel(batch_size.max(1));
+    let task = tokio::spawn(poll(
+        eventloop,
+        client.clone(),
+        filters,
+        tx,
+        metrics,
+        shutdown,
+    ));
+    Ok(MqttLink {
+        client,
+        inbound,
+        task,
+    })
+}
+
+/// Room in rumqttc's request queue. The writer's acknowledgements go through it while this
+/// task may be waiting for room in the writer's channel; if the queue could fill, each would wait
+/// for the other. It cannot: a broker has at most 65 535 unacknowledged QoS 1 messages out to a
+/// client (packet ids are 16 bits), so there are never more acknowledgements pending than
+/// that, redeliveries included twice over.
+const REQUEST_CAPACITY: usize = 2 * 65_536;
+
+/// How long the task keeps polling after shutdown so that the last acknowledgements and the
+/// DISCONNECT reach the broker.
+const DRAIN: Duration = Duration::from_secs(5);
+
+async fn poll(
+    mut eventloop: EventLoop,
+    client: AsyncClient,
+    filters: Vec<String>,
+    tx: mpsc::Sender<Inbound>,
+    metrics: Arc<Metrics>,
+    shutdown: CancellationToken,
+) {
+    let mut backoff = Duration::from_millis(100);
+    let warned_qos0 = AtomicBool::new(false);
+    let mut drain_deadline: Option<tokio::time::Instant> = None;
+    loop {
+        let event = tokio::select! {
+            e = eventloop.poll() => e,
+            _ = shutdown.cancelled(), if drain_deadline.is_none() => {
+                drain_deadline = Some(tokio::time::Instant::now() + DRAIN);
+                continue;
+            }
+            _ = sleep_until(drain_deadline) => break,
+        };
+        match event {
+            Ok(Event::Incoming(Packet::ConnAck(ack))) => {
+                backoff = Duration::from_millis(100);
+                metrics.mqtt_connected.store(1, Ordering::Relaxed);
+                tracing::info!(
+                    session_present = ack.session_present,
+                    "connected to the MQTT broker"
+                );
+                // Subscribing again on every ConnAck: a broker that lost the session (expiry,
+                // restart without persistence) would otherwise send nothing.
+                for filter in &filters {
+                    if let Err(e) = client.try_subscribe(filter.clone(), QoS::AtLeastOnce) {
+                        tracing::error!(error = %e, %filter, "cannot subscribe");
+                    }
+                }
+            }
+            Ok(Event::Incoming(Packet::SubAck(ack))) => {
+                for code in &ack.return_codes {
+                    if !matches!(
+                        code,
+                        rumqttc::v5::mqttbytes::v5::SubscribeReasonCode::Success(_)
+                    ) {
+                        tracing::error!(?code, "the broker refused a subscription");
+                    }
+                }
+            }
+            Ok(Event::Incoming(Packet::Publish(publish))) => {
+                metrics.received.inc();
+                if publish.qos == QoS::AtMostOnce {
+                    metrics.qos0_events.inc();
+                    if !warned_qos0.swap(true, Ordering::Relaxed) {
+                        tracing::warn!(
+                            "ChirpStack publishes events at QoS 0: events sent while meterhub \
+                             is away are lost; set qos = 1 in [integration.mqtt] (docs/chirpstack.md)"
+                        );
+                    }
+                }
+                if drain_deadline.is_some() {
+                    // Shutting down: left unacknowledged, the broker delivers it again later.
+                    continue;
+                }
+                let item = Inbound {
+                    publish,
+                    received: Instant::now(),
+                };
+                // Waits while the writers are behind: that is the back-pressure.
+                tokio::select! {
+                    r = tx.send(item) => if r.is_err() { break },
+                    _ = shutdown.cancelled() => {
+                        drain_deadline = Some(tokio::time::Instant::now() + DRAIN);
+                    }
+                }
+            }
+            Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect)) => break,
+            Ok(_) => {}
+            Err(e) => {
+                if drain_deadline.is_some() {
+                    break;
+                }
+                metrics.mqtt_connected.store(0, Ordering::Relaxed);
+                metrics.mqtt_reconnects.inc();
+                tracing::warn!(error = %e, retry_in = ?backoff, "MQTT connection lost");
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {}
+                    _ = shutdown.cancelled() => break,
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(30));
+            }
+        }
+    }
+    metrics.mqtt_connected.store(0, Ordering::Relaxed);
+}
+
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_give_host_port_and_tls() {
+        assert_eq!(
+            parse_url("mqtt://127.0.0.1:1883").expect("valid"),
+            ("127.0.0.1".into(), 1883, false)
+        );
+        assert_eq!(
+            parse_url("mqtts://broker.example.com").expect("valid"),
+            ("broker.example.com".into(), 8883, true)
+        );
+        assert_eq!(
+            parse_url("mqtt://[::1]:1884/").expect("valid"),
+            ("::1".into(), 1884, false)
+        );
+        assert!(parse_url("tcp://x:1").is_err());
+        assert!(parse_url("mqtt://:1883").is_err());
+        assert!(parse_url("mqtt://h:port").is_err());
+    }
+}

@@ -1,0 +1,170 @@
+//! Applying a batch of events in one transaction, exactly once each.
+//!
+//! Each message becomes a [`Plan`]: the identity of its event (if it has one) and the effects
+//! it has. The transaction first records every identity; only plans whose identity is new (or
+//! that have none) have their effects applied, so a redelivered or duplicated event changes
+//! nothing, across restarts and across instances sharing a subscription.
+
+use chrono::{DateTime, Utc};
+
+use super::alarms::NewAlarm;
+use super::identities::EventIdentity;
+use super::meters::{InfoUpdate, LinkUpdate};
+use super::quarantine::NewQuarantined;
+use super::readings::StoredReading;
+use super::self_tests::StoredSelfTest;
+
+/// One thing an event does to the store.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Effect {
+    /// Store a reading.
+    Reading(StoredReading),
+    /// Store an alarm raised by a meter.
+    AlarmRaised(NewAlarm),
+    /// A meter reports an alarm condition ended.
+    AlarmCleared {
+        /// The meter.
+        meter_id: i64,
+        /// The alarm kind.
+        kind: String,
+        /// When.
+        at: DateTime<Utc>,
+    },
+    /// Store a self-test result.
+    SelfTest(StoredSelfTest),
+    /// Record a device-info message.
+    Info(InfoUpdate),
+    /// The meter was heard.
+    Link(LinkUpdate),
+    /// Keep the message in quarantine.
+    Quarantine(NewQuarantined),
+}
+
+/// What one message does.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Plan {
+    /// The event's identity; `None` for messages that have none (malformed ones).
+    pub identity: Option<EventIdentity>,
+    /// Its effects, applied only the first time its identity is seen.
+    pub effects: Vec<Effect>,
+}
+
+/// What a batch did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Outcome {
+    /// For each plan: whether its effects were applied (false: a duplicate).
+    pub applied: Vec<bool>,
+    /// Readings stored.
+    pub readings: u64,
+    /// Alarms stored.
+    pub alarms: u64,
+}
+
+/// Chooses which plans to apply: identities not seen before, first occurrence in the batch.
+pub(crate) fn select(plans: &[Plan], new: &std::collections::HashSet<EventIdentity>) -> Vec<bool> {
+    let mut taken = std::collections::HashSet::new();
+    plans
+        .iter()
+        .map(|p| match &p.identity {
+            None => true,
+            Some(id) => new.contains(id) && taken.insert(id.clone()),
+        })
+        .collect()
+}
+
+/// Merges the link updates of one meter into one (the latest wins, battery from the latest
+/// reading that had it), so each meter's row is written once per batch.
+pub(crate) fn merge_links<'a>(links: impl Iterator<Item = &'a LinkUpdate>) -> Vec<LinkUpdate> {
+    let mut by_meter: std::collections::BTreeMap<i64, LinkUpdate> = Default::default();
+    for l in links {
+        by_meter
+            .entry(l.meter_id)
+            .and_modify(|m| {
+                if l.last_seen_at >= m.last_seen_at {
+                    let keep_battery = (m.battery_millivolts, m.battery_percent);
+                    *m = LinkUpdate {
+                        battery_millivolts: l.battery_millivolts.or(keep_battery.0),
+                        battery_percent: l.battery_percent.or(keep_battery.1),
+                        ..l.clone()
+                    };
+                }
+            })
+            .or_insert_with(|| l.clone());
+    }
+    by_meter.into_values().collect()
+}
+
+/// Generates `apply` for one database.
+macro_rules! apply_for {
+    ($db:ty, $dialect:ident) => {
+        /// Records identities and applies the effects of new events, inside the caller's
+        /// transaction.
+        pub(crate) async fn apply(
+            conn: &mut <$db as sqlx::Database>::Connection,
+            plans: &[Plan],
+            now: DateTime<Utc>,
+        ) -> crate::storage::Result<Outcome> {
+            use crate::storage::{alarms, identities, meters, quarantine, readings, self_tests};
+
+            let ids: Vec<EventIdentity> = {
+                let mut seen = std::collections::HashSet::new();
+                plans
+                    .iter()
+                    .filter_map(|p| p.identity.clone())
+                    .filter(|id| seen.insert(id.clone()))
+                    .collect()
+            };
+            let new = identities::$dialect::record(conn, &ids, now).await?;
+            let applied = select(plans, &new);
+
+            let mut rows = Vec::new();
+            let mut raised = Vec::new();
+            let mut cleared = Vec::new();
+            let mut tests = Vec::new();
+            let mut infos = Vec::new();
+            let mut links = Vec::new();
+            let mut kept = Vec::new();
+            for (plan, _) in plans.iter().zip(&applied).filter(|(_, a)| **a) {
+                for effect in &plan.effects {
+                    match effect {
+                        Effect::Reading(r) => rows.push(r.clone()),
+                        Effect::AlarmRaised(a) => raised.push(a.clone()),
+                        Effect::AlarmCleared { meter_id, kind, at } => {
+                            cleared.push((*meter_id, kind.clone(), *at))
+                        }
+                        Effect::SelfTest(t) => tests.push(t.clone()),
+                        Effect::Info(i) => infos.push(i.clone()),
+                        Effect::Link(l) => links.push(l.clone()),
+                        Effect::Quarantine(q) => kept.push(q.clone()),
+                    }
+                }
+            }
+            let readings = readings::$dialect::insert(conn, &rows).await?;
+            let alarms_new = alarms::$dialect::insert(conn, &raised).await?;
+            for (meter_id, kind, at) in &cleared {
+                alarms::$dialect::clear(conn, *meter_id, kind, *at).await?;
+            }
+            self_tests::$dialect::insert(conn, &tests).await?;
+            meters::$dialect::update_info(conn, &infos).await?;
+            meters::$dialect::update_links(conn, &merge_links(links.iter())).await?;
+            quarantine::$dialect::insert(conn, &kept).await?;
+            Ok(Outcome {
+                applied,
+                readings,
+                alarms: alarms_new,
+            })
+        }
+    };
+}
+
+/// On SQLite.
+pub(crate) mod sqlite {
+    use super::*;
+    apply_for!(sqlx::Sqlite, sqlite);
+}
+
+/// On PostgreSQL.
+pub(crate) mod postgres {
+    use super::*;
+    apply_for!(sqlx::Postgres, postgres);
+}

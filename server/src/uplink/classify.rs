@@ -1,0 +1,423 @@
+//! From an MQTT message to a [`Plan`]: parse the ChirpStack event, name its identity, decode
+//! and validate its payload, and say what it does to the store — or why it is quarantined.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Duration, Utc};
+use firmware_protocol::chirpstack::{Event, EventType, UplinkEvent};
+use firmware_protocol::{Error as DecodeError, Uplink, decode_uplink};
+use sha2::{Digest, Sha256};
+
+use super::Reason;
+use super::validate::check_reading;
+use crate::mqtt::Template;
+use crate::storage::alarms::NewAlarm;
+use crate::storage::identities::EventIdentity;
+use crate::storage::ingest::{Effect, Plan};
+use crate::storage::meters::{InfoUpdate, LinkUpdate, Meter};
+use crate::storage::quarantine::NewQuarantined;
+use crate::storage::readings::{StoredReading, within_storage_window};
+use crate::storage::self_tests::StoredSelfTest;
+
+/// A meter counts as silent after this many reporting intervals without an uplink.
+pub const SILENCE_TOLERANCE: i32 = 2;
+
+/// A message parsed as far as its topic and JSON allow.
+#[derive(Debug)]
+pub enum Parsed {
+    /// A ChirpStack event.
+    Event {
+        /// The event.
+        event: Box<Event>,
+        /// Its device, lowercase.
+        dev_eui: String,
+    },
+    /// Not usable: why.
+    Bad {
+        /// The reason.
+        reason: Reason,
+        /// What exactly.
+        detail: String,
+        /// The device, if the topic named one.
+        dev_eui: Option<String>,
+    },
+}
+
+impl Parsed {
+    /// The device a plan needs looked up in the registry, if any.
+    pub fn registry_key(&self) -> Option<&str> {
+        match self {
+            Parsed::Event { event, dev_eui }
+                if matches!(**event, Event::Up(_) | Event::Join(_)) =>
+            {
+                Some(dev_eui)
+            }
+            _ => None,
+        }
+    }
+}
+
+/// Parses a message's topic and payload.
+pub fn parse(template: &Template, topic: &str, payload: &[u8]) -> Parsed {
+    let Some(parts) = template.parse_topic(topic) else {
+        return Parsed::Bad {
+            reason: Reason::UnknownEvent,
+            detail: format!("topic {topic:?} does not fit the event topic template"),
+            dev_eui: None,
+        };
+    };
+    let topic_dev_eui = parts.dev_eui.to_ascii_lowercase();
+    let bad = |reason, detail: String| Parsed::Bad {
+        reason,
+        detail,
+        dev_eui: Some(topic_dev_eui.clone()),
+    };
+    let event_type = match parts.kind.parse::<EventType>() {
+        Ok(t) => t,
+        Err(_) => {
+            return bad(
+                Reason::UnknownEvent,
+                format!("unknown event type {:?}", parts.kind),
+            );
+        }
+    };
+    let event = match Event::from_json(event_type, payload) {
+        Ok(e) => e,
+        Err(e) => {
+            // ChirpStack's protobuf encoding is binary; JSON is text that starts with `{`.
+            let text = std::str::from_utf8(payload).is_ok();
+            return if text {
+                bad(Reason::MalformedJson, e.to_string())
+            } else {
+                bad(
+                    Reason::Protobuf,
+                    "binary payload: ChirpStack's MQTT integration must use json = true".into(),
+                )
+            };
+        }
+    };
+    // The body names the device too; when it disagrees with the topic, trust neither.
+    if let Some(info) = event.device_info()
+        && !info.dev_eui.is_empty()
+        && !info.dev_eui.eq_ignore_ascii_case(&topic_dev_eui)
+    {
+        return bad(
+            Reason::UnknownEvent,
+            format!(
+                "devEui {} in the body, {topic_dev_eui} in the topic",
+                info.dev_eui
+            ),
+        );
+    }
+    Parsed::Event {
+        event: Box::new(event),
+        dev_eui: topic_dev_eui,
+    }
+}
+
+/// The identity under which an event is applied once: ChirpStack's own ids where it has them,
+/// else a digest of the message.
+pub fn identity(event: &Event, payload: &[u8]) -> EventIdentity {
+    let digest = || hex_digest(payload);
+    let (event_id, event_type) = match event {
+        Event::Up(e) => (non_empty(&e.deduplication_id).unwrap_or_else(digest), "up"),
+        Event::Join(e) => (
+            non_empty(&e.deduplication_id).unwrap_or_else(digest),
+            "join",
+        ),
+        Event::Status(e) => (
+            non_empty(&e.deduplication_id).unwrap_or_else(digest),
+            "status",
+        ),
+        Event::Location(e) => (
+            non_empty(&e.deduplication_id).unwrap_or_else(digest),
+            "location",
+        ),
+        Event::Ack(e) => (
+            e.queue_item_id.map_or_else(digest, |u| u.to_string()),
+            "ack",
+        ),
+        Event::TxAck(e) => (
+            e.queue_item_id.map_or_else(digest, |u| u.to_string()),
+            "txack",
+        ),
+        Event::Log(e) => {
+            let code = serde_json::to_value(&e.code)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default();
+            let context = e
+                .context
+                .get("deduplication_id")
+                .or_else(|| e.context.get("queue_item_id"))
+                .cloned()
+                .unwrap_or_default();
+            (format!("{code}:{context}:{}", digest()), "log")
+        }
+    };
+    EventIdentity {
+        event_id,
+        event_type: event_type.to_owned(),
+    }
+}
+
+fn non_empty(s: &str) -> Option<String> {
+    (!s.is_empty()).then(|| s.to_owned())
+}
+
+fn hex_digest(payload: &[u8]) -> String {
+    let d = Sha256::digest(payload);
+    d.iter().take(16).map(|b| format!("{b:02x}")).collect()
+}
+
+/// Everything a plan needs besides the message.
+pub struct Context<'a> {
+    /// Registered meters by DevEUI (only those the batch names).
+    pub meters: &'a HashMap<String, Meter>,
+    /// The server's clock, now.
+    pub now: DateTime<Utc>,
+}
+
+/// The plan for one message.
+pub fn plan(parsed: Parsed, topic: &str, payload: &[u8], ctx: &Context<'_>) -> Plan {
+    let quarantine = |reason: Reason, detail: String, dev_eui: Option<String>| {
+        Effect::Quarantine(NewQuarantined {
+            received_at: ctx.now,
+            topic: topic.to_owned(),
+            payload: payload.to_vec(),
+            reason: reason.as_str().to_owned(),
+            detail,
+            dev_eui,
+        })
+    };
+    let (event, dev_eui) = match parsed {
+        Parsed::Bad {
+            reason,
+            detail,
+            dev_eui,
+        } => {
+            return Plan {
+                identity: None,
+                effects: vec![quarantine(reason, detail, dev_eui)],
+            };
+        }
+        Parsed::Event { event, dev_eui } => (event, dev_eui),
+    };
+    let identity = Some(identity(&event, payload));
+    let effects = match *event {
+        Event::Up(up) => match ctx.meters.get(&dev_eui) {
+            None => vec![quarantine(
+                Reason::UnregisteredDevice,
+                format!("devEui {dev_eui} is not registered"),
+                Some(dev_eui),
+            )],
+            Some(meter) => uplink_effects(&up, meter, ctx, |r, d| {
+                quarantine(r, d, Some(dev_eui.clone()))
+            }),
+        },
+        Event::Join(join) => match ctx.meters.get(&dev_eui) {
+            None => vec![quarantine(
+                Reason::UnregisteredDevice,
+                format!("devEui {dev_eui} joined but is not registered"),
+                Some(dev_eui),
+            )],
+            Some(meter) => {
+                let seen = join.time.map_or(ctx.now, |t| t.0);
+                vec![Effect::Link(link(meter, seen, None, None, None, None))]
+            }
+        },
+        // Status, acknowledgements, transmissions and logs carry no meter data; they are
+        // recorded (once) so that downlink tracking can build on them.
+        Event::Status(_) | Event::Ack(_) | Event::TxAck(_) | Event::Log(_) | Event::Location(_) => {
+            Vec::new()
+        }
+    };
+    Plan { identity, effects }
+}
+
+fn link(
+    meter: &Meter,
+    seen: DateTime<Utc>,
+    battery: Option<(i32, i16)>,
+    rssi: Option<i32>,
+    snr: Option<f64>,
+    application_id: Option<String>,
+) -> LinkUpdate {
+    let silence = Duration::minutes(i64::from(
+        meter.reporting_interval_minutes * SILENCE_TOLERANCE,
+    ));
+    LinkUpdate {
+        meter_id: meter.id,
+        last_seen_at: seen,
+        overdue_at: seen + silence,
+        battery_millivolts: battery.map(|b| b.0),
+        battery_percent: battery.map(|b| b.1),
+        rssi,
+        snr,
+        application_id,
+    }
+}
+
+fn gps_to_utc(t: firmware_protocol::GpsTime) -> DateTime<Utc> {
+    DateTime::from_timestamp(t.to_unix(), 0).unwrap_or_default()
+}
+
+fn uplink_effects(
+    up: &UplinkEvent,
+    meter: &Meter,
+    ctx: &Context<'_>,
+    quarantine: impl Fn(Reason, String) -> Effect,
+) -> Vec<Effect> {
+    let seen = up.time.map_or(ctx.now, |t| t.0);
+    let rssi = up.rx_info.iter().map(|r| r.rssi).filter(|r| *r != 0).max();
+    let snr = up.rx_info.iter().map(|r| f64::from(r.snr)).reduce(f64::max);
+    let application_id = up
+        .device_info
+        .as_ref()
+        .map(|d| d.application_id.clone())
+        .filter(|a| !a.is_empty());
+    let heard = |battery| {
+        Effect::Link(link(
+            meter,
+            seen,
+            battery,
+            rssi,
+            snr,
+            application_id.clone(),
+        ))
+    };
+    // fPort 0 (MAC commands only) and the clock-sync port are link activity, not data.
+    if up.f_port == 0 || up.f_port == u32::from(firmware_protocol::PORT_CLOCK_SYNC) {
+        return vec![heard(None)];
+    }
+    let Ok(port) = u8::try_from(up.f_port) else {
+        return vec![
+            quarantine(Reason::UnknownFport, format!("fPort {}", up.f_port)),
+            heard(None),
+        ];
+    };
+    let message = match decode_uplink(port, up.data.as_slice()) {
+        Ok(m) => m,
+        Err(e) => {
+            let reason = match e {
+                DecodeError::UnknownPort(_) => Reason::UnknownFport,
+                DecodeError::InvalidSerial(_) => Reason::BadSerial,
+                _ => Reason::Undecodable,
+            };
+            return vec![quarantine(reason, e.to_string()), heard(None)];
+        }
+    };
+    let wrong_serial = |serial: firmware_protocol::Serial| {
+        let s = serial.to_string();
+        (s != meter.serial).then(|| {
+            quarantine(
+                Reason::BadSerial,
+                format!(
+                    "serial {s} is not the one registered for devEui {} ({})",
+                    meter.dev_eui, meter.serial
+                ),
+            )
+        })
+    };
+    match message {
+        Uplink::Reading(r) => {
+            if let Some(q) = wrong_serial(r.serial) {
+                return vec![q, heard(None)];
+            }
+            let reading_time = gps_to_utc(r.meter_time);
+            if !within_storage_window(reading_time, ctx.now) {
+                return vec![
+                    quarantine(
+                        Reason::OutOfRange,
+                        format!(
+                            "meter clock {reading_time} is outside the storage window around {}",
+                            ctx.now
+                        ),
+                    ),
+                    heard(None),
+                ];
+            }
+            if let Err(detail) = check_reading(&r) {
+                return vec![quarantine(Reason::OutOfRange, detail), heard(None)];
+            }
+            let battery = (
+                i32::from(r.battery_millivolts),
+                i16::from(r.battery_percent),
+            );
+            vec![
+                Effect::Reading(StoredReading {
+                    meter_id: meter.id,
+                    reading_time,
+                    received_at: ctx.now,
+                    gas_volume_litres: r.gas_volume_litres.map(i64::from),
+                    energy_wh: r.energy_wh.map(i64::from),
+                    voltage_decivolts: r.voltage_decivolts.map(i32::from),
+                    current_milliamps: r.current_milliamps.map(i64::from),
+                    gas_temperature_centi_celsius: r.gas_temperature_centi_celsius.map(i32::from),
+                    gas_pressure_pa: r.gas_pressure_pa.map(i64::from),
+                    valve: r.valve as i16,
+                    door: r.door as i16,
+                    battery_millivolts: battery.0,
+                    battery_percent: battery.1,
+                    flags: i32::from(r.flags.bits()),
+                    f_cnt: Some(i64::from(up.f_cnt)),
+                }),
+                heard(Some(battery)),
+            ]
+        }
+        Uplink::Alarm(a) => {
+            let kind = serde_json::to_value(a.kind)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default();
+            let at = gps_to_utc(a.meter_time);
+            let effect = if a.raised {
+                Effect::AlarmRaised(NewAlarm {
+                    meter_id: meter.id,
+                    kind,
+                    source: "meter".into(),
+                    raised_at: at,
+                    value: Some(i64::from(a.value)),
+                    received_at: ctx.now,
+                })
+            } else {
+                Effect::AlarmCleared {
+                    meter_id: meter.id,
+                    kind,
+                    at: ctx.now,
+                }
+            };
+            vec![effect, heard(None)]
+        }
+        Uplink::SelfTest(t) => vec![
+            Effect::SelfTest(StoredSelfTest {
+                meter_id: meter.id,
+                meter_time: gps_to_utc(t.meter_time),
+                received_at: ctx.now,
+                tests_run: i16::from(t.tests_run.bits()),
+                tests_failed: i16::from(t.tests_failed.bits()),
+                battery_loaded_millivolts: i32::from(t.battery_loaded_millivolts),
+                battery_rest_millivolts: i32::from(t.battery_rest_millivolts),
+                valve_travel_ms: i32::from(t.valve_travel_ms),
+                metrology_deviation_centi_percent: i32::from(t.metrology_deviation_centi_percent),
+                internal_temperature_centi_celsius: i32::from(t.internal_temperature_centi_celsius),
+            }),
+            heard(None),
+        ],
+        Uplink::DeviceInfo(i) => {
+            if let Some(q) = wrong_serial(i.serial) {
+                return vec![q, heard(None)];
+            }
+            vec![
+                Effect::Info(InfoUpdate {
+                    meter_id: meter.id,
+                    firmware_version: i.firmware_version.to_string(),
+                    reporting_interval_minutes: i32::from(i.reporting_interval_minutes),
+                    received_at: ctx.now,
+                }),
+                heard(None),
+            ]
+        }
+        Uplink::ClockSync(_) => vec![heard(None)],
+    }
+}

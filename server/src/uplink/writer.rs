@@ -1,0 +1,257 @@
+//! The writer: gathers messages into batches bounded by size and time, applies each batch in
+//! one transaction, and acknowledges its messages only after the commit.
+//!
+//! Errors: a transient one (database unreachable, busy, restarting) is retried with backoff,
+//! holding every message unacknowledged, so the broker keeps them and, once the channel
+//! fills, stops sending; nothing is dropped. A permanent one (a row the database refuses) is
+//! isolated by splitting the batch until the one message is found; that message is
+//! quarantined with the database's reason and the rest are committed.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use firmware_protocol::clock::Clock;
+use rumqttc::v5::AsyncClient;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::Reason;
+use super::classify::{Context, Parsed, parse, plan};
+use super::registry::RegistryCache;
+use crate::metrics::Metrics;
+use crate::mqtt::{Inbound, Template};
+use crate::storage::ingest::{Effect, Outcome, Plan};
+use crate::storage::quarantine::NewQuarantined;
+use crate::storage::{Error as StorageError, Store};
+use crate::time::now_utc;
+
+/// How batches are formed.
+#[derive(Debug, Clone)]
+pub struct IngestSettings {
+    /// Most messages per batch.
+    pub batch_size: usize,
+    /// Longest a message waits for its batch to fill.
+    pub max_wait: Duration,
+}
+
+/// Everything the writer needs.
+pub struct Writer {
+    /// The store.
+    pub store: Store,
+    /// To acknowledge messages.
+    pub client: AsyncClient,
+    /// The event topic template.
+    pub template: Template,
+    /// Batch bounds.
+    pub settings: IngestSettings,
+    /// The shared clock.
+    pub clock: Clock,
+    /// Counters.
+    pub metrics: Arc<Metrics>,
+}
+
+/// Runs until the channel closes or `shutdown` fires; the batch in hand is always finished
+/// and acknowledged first.
+pub async fn run(
+    writer: Writer,
+    mut inbound: mpsc::Receiver<Inbound>,
+    shutdown: CancellationToken,
+) {
+    let mut registry = RegistryCache::default();
+    loop {
+        let first = tokio::select! {
+            m = inbound.recv() => m,
+            _ = shutdown.cancelled() => None,
+        };
+        let Some(first) = first else { break };
+        let mut batch = vec![first];
+        let deadline = tokio::time::Instant::now() + writer.settings.max_wait;
+        while batch.len() < writer.settings.batch_size {
+            // Take what is already waiting without a timer; wait only when the channel is dry.
+            match inbound.try_recv() {
+                Ok(m) => batch.push(m),
+                Err(_) => {
+                    tokio::select! {
+                        m = inbound.recv() => match m {
+                            Some(m) => batch.push(m),
+                            None => break,
+                        },
+                        _ = tokio::time::sleep_until(deadline) => break,
+                        _ = shutdown.cancelled() => break,
+                    }
+                }
+            }
+        }
+        if !writer.commit(&mut registry, &batch, &shutdown).await {
+            // Shutting down while the database is away: leave the batch unacknowledged; the
+            // broker delivers it again to the next session.
+            break;
+        }
+        for m in &batch {
+            if let Err(e) = writer.client.ack(&m.publish).await {
+                tracing::warn!(error = %e, "cannot acknowledge; the broker will redeliver");
+            }
+            writer
+                .metrics
+                .ingest_latency_seconds
+                .observe(m.received.elapsed().as_secs_f64());
+        }
+        writer.metrics.acknowledged.add(batch.len() as u64);
+    }
+    if let Err(e) = writer.client.disconnect().await {
+        tracing::debug!(error = %e, "disconnect");
+    }
+}
+
+impl Writer {
+    /// Plans and commits a batch; false when shutdown interrupted a wait for the database.
+    async fn commit(
+        &self,
+        registry: &mut RegistryCache,
+        batch: &[Inbound],
+        shutdown: &CancellationToken,
+    ) -> bool {
+        let started = Instant::now();
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            match self.try_commit(registry, batch).await {
+                Ok(()) => {
+                    self.metrics.db_up.store(1, Ordering::Relaxed);
+                    self.metrics.batch_size.observe(batch.len() as f64);
+                    self.metrics
+                        .commit_seconds
+                        .observe(started.elapsed().as_secs_f64());
+                    return true;
+                }
+                Err(e) => {
+                    self.metrics.db_up.store(0, Ordering::Relaxed);
+                    self.metrics.db_retries.inc();
+                    tracing::warn!(error = %format!("{e:#}"), retry_in = ?backoff, "database unavailable; holding the batch");
+                    tokio::select! {
+                        _ = tokio::time::sleep(backoff) => {}
+                        _ = shutdown.cancelled() => return false,
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+    }
+
+    /// One attempt: transient errors come back; permanent ones are dealt with here.
+    async fn try_commit(
+        &self,
+        registry: &mut RegistryCache,
+        batch: &[Inbound],
+    ) -> Result<(), StorageError> {
+        let now = now_utc(&self.clock);
+        let parsed: Vec<Parsed> = batch
+            .iter()
+            .map(|m| parse(&self.template, topic(m), &m.publish.payload))
+            .collect();
+        let keys = parsed
+            .iter()
+            .filter_map(Parsed::registry_key)
+            .map(str::to_owned)
+            .collect::<Vec<_>>();
+        let meters = registry.resolve(&self.store, keys).await?;
+        let ctx = Context {
+            meters: &meters,
+            now,
+        };
+        let plans: Vec<Plan> = parsed
+            .into_iter()
+            .zip(batch)
+            .map(|(p, m)| plan(p, topic(m), &m.publish.payload, &ctx))
+            .collect();
+        self.apply(&plans, batch, now).await
+    }
+
+    /// Applies plans, splitting around a permanent error until the refused message is found.
+    async fn apply(
+        &self,
+        plans: &[Plan],
+        batch: &[Inbound],
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<(), StorageError> {
+        // Recursion through an explicit stack: async recursion would need boxing.
+        let mut pending = vec![(0, plans.len())];
+        while let Some((start, end)) = pending.pop() {
+            match self.store.apply_batch(&plans[start..end], now).await {
+                Ok(outcome) => self.count(&plans[start..end], &outcome),
+                Err(e) if e.is_transient() => return Err(e),
+                Err(e) if end - start > 1 => {
+                    tracing::debug!(error = %e, "a row was refused; splitting the batch");
+                    let mid = start + (end - start) / 2;
+                    pending.push((mid, end));
+                    pending.push((start, mid));
+                }
+                Err(e) => {
+                    let reason = database_reason(&e);
+                    tracing::warn!(%reason, "the database refused a message; quarantined");
+                    let m = &batch[start];
+                    let refused = Plan {
+                        identity: None,
+                        effects: vec![Effect::Quarantine(NewQuarantined {
+                            received_at: now,
+                            topic: topic(m).to_owned(),
+                            payload: m.publish.payload.to_vec(),
+                            reason: Reason::Refused.as_str().to_owned(),
+                            detail: reason,
+                            dev_eui: None,
+                        })],
+                    };
+                    let outcome = self
+                        .store
+                        .apply_batch(std::slice::from_ref(&refused), now)
+                        .await?;
+                    self.count(std::slice::from_ref(&refused), &outcome);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn count(&self, plans: &[Plan], outcome: &Outcome) {
+        let m = &self.metrics;
+        for (plan, applied) in plans.iter().zip(&outcome.applied) {
+            if !applied {
+                m.duplicates.inc();
+                continue;
+            }
+            let mut quarantined = false;
+            for e in &plan.effects {
+                if let Effect::Quarantine(q) = e {
+                    quarantined = true;
+                    if let Some(r) = Reason::from_name(&q.reason) {
+                        m.quarantine(r);
+                        if r == Reason::Protobuf && m.quarantined[r.index()].get() == 1 {
+                            tracing::error!(
+                                "ChirpStack publishes protobuf, not JSON: every event is being \
+                                 quarantined; set json = true in [integration.mqtt] \
+                                 (docs/chirpstack.md)"
+                            );
+                        }
+                    }
+                }
+            }
+            if !quarantined {
+                m.decoded.inc();
+            }
+        }
+        m.readings_stored.add(outcome.readings);
+        m.alarms_stored.add(outcome.alarms);
+    }
+}
+
+fn topic(m: &Inbound) -> &str {
+    std::str::from_utf8(&m.publish.topic).unwrap_or_default()
+}
+
+/// The database's own words for a refusal, without connection details.
+fn database_reason(e: &StorageError) -> String {
+    match e {
+        StorageError::Db(sqlx::Error::Database(db)) => db.message().to_owned(),
+        other => other.to_string(),
+    }
+}

@@ -1,4 +1,7 @@
 //! The bridge end to end: ChirpStack-shaped events over a real broker into a real database.
 
+mod http;
 mod ingest;
+mod quarantine;
 mod support;
+mod tls;

@@ -157,7 +157,11 @@ pub struct Publisher {
 
 impl Publisher {
     pub async fn connect(broker: &Broker, client_id: &str) -> Publisher {
-        let mut o = MqttOptions::new(client_id, broker.host(), broker.port());
+        Publisher::connect_to(broker.host(), broker.port(), client_id).await
+    }
+
+    pub async fn connect_to(host: &str, port: u16, client_id: &str) -> Publisher {
+        let mut o = MqttOptions::new(client_id, host, port);
         o.set_keep_alive(Duration::from_secs(30));
         o.set_max_packet_size(Some(1024 * 1024));
         let (client, mut eventloop) = AsyncClient::new(o, 1_000);

@@ -61,6 +61,23 @@ impl SettingsArgs {
 pub enum Command {
     /// Run the server: the ChirpStack MQTT bridge and the HTTP endpoints, until SIGINT or SIGTERM.
     Serve,
+    /// Run everything on this machine with nothing installed: an embedded MQTT broker, a SQLite
+    /// database, the server, and a simulated fleet publishing as ChirpStack would.
+    #[cfg(feature = "demo")]
+    Demo {
+        /// Meters in the simulated fleet.
+        #[arg(long, default_value_t = 1_000)]
+        meters: u32,
+        /// Simulated days to run.
+        #[arg(long, default_value_t = 30)]
+        days: u32,
+        /// Simulated seconds per wall second (86400: a day per second).
+        #[arg(long, default_value_t = 86_400)]
+        speed: u32,
+        /// The SQLite database file (created when missing).
+        #[arg(long, default_value = "meterhub-demo.db")]
+        database: PathBuf,
+    },
     /// Print the settings file with every default, commented.
     Configfile,
     /// Create or update the database schema (and PostgreSQL's readings partitions).

@@ -6,6 +6,8 @@ pub mod admin;
 pub mod app;
 pub mod cli;
 pub mod config;
+#[cfg(feature = "demo")]
+pub mod demo;
 pub mod frame;
 pub mod http;
 pub mod metrics;

@@ -50,6 +50,43 @@ fn run(cli: &Cli) -> Result<(String, bool)> {
             runtime()?.block_on(serve(settings))?;
             (String::new(), true)
         }
+        #[cfg(feature = "demo")]
+        Command::Demo {
+            meters,
+            days,
+            speed,
+            database,
+        } => {
+            let options = meterhub::demo::DemoOptions {
+                meters: *meters,
+                days: *days,
+                speed: *speed,
+                database: database.clone(),
+                http_bind: cli
+                    .settings
+                    .http_bind
+                    .unwrap_or_else(|| std::net::SocketAddr::from(([127, 0, 0, 1], 8080))),
+            };
+            let stop = CancellationToken::new();
+            let ctrl_c = stop.clone();
+            let summary = runtime()?.block_on(async move {
+                tokio::spawn(async move {
+                    let _ = tokio::signal::ctrl_c().await;
+                    ctrl_c.cancel();
+                });
+                meterhub::demo::run(options, stop, |line| eprintln!("{line}")).await
+            })?;
+            (
+                format!(
+                    "{} uplinks published; {} readings of registered meters; {} stored in {}",
+                    summary.published,
+                    summary.expected,
+                    summary.stored,
+                    database.display()
+                ),
+                summary.stored == i64::try_from(summary.expected).unwrap_or(i64::MAX),
+            )
+        }
         Command::Configfile => (config::commented_defaults(), true),
         Command::Decode(args) => (frame::decode(args)?, true),
         Command::Encode(args) => (frame::encode(args)?, true),

@@ -5,6 +5,10 @@ use std::process::ExitCode;
 use anyhow::{Result, bail};
 use clap::{Parser, Subcommand};
 use firmware_protocol::Serial;
+use firmware_protocol::clock::Clock;
+use meterhub_sim::fleet::{self, FleetSpec};
+use meterhub_sim::runner::{self, RunSpec};
+use tokio_util::sync::CancellationToken;
 
 /// A fleet of simulated LoRaWAN gas and electricity meters for meterhub.
 #[derive(Debug, Parser)]
@@ -16,6 +20,13 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run a fleet against an MQTT broker, publishing what ChirpStack would for each uplink.
+    Run(RunArgs),
+    /// Write the fleet's registry (CSV for `meterhub meters import`) and exit.
+    Registry {
+        #[command(flatten)]
+        fleet: FleetArgs,
+    },
     /// Print valid meter serial numbers (consecutive sequence numbers, check digit computed).
     Serials {
         /// How many serials.
@@ -34,6 +45,118 @@ enum Command {
         #[arg(long, default_value_t = 1)]
         first: u32,
     },
+}
+
+/// The fleet's make-up.
+#[derive(Debug, Clone, clap::Args)]
+struct FleetArgs {
+    /// Number of meters.
+    #[arg(long, default_value_t = 1_000)]
+    meters: u32,
+    /// Seed of every random choice: the same seed gives the same run, byte for byte.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Minutes between readings.
+    #[arg(long, default_value_t = 1_440)]
+    reporting_interval: u16,
+    /// Share of electricity meters (the rest are gas).
+    #[arg(long, default_value_t = 0.5)]
+    electricity_share: f64,
+    /// Share of meters left out of the registry (their data is quarantined by the server).
+    #[arg(long, default_value_t = 0.0)]
+    unregistered_share: f64,
+}
+
+impl FleetArgs {
+    fn spec(&self) -> FleetSpec {
+        FleetSpec {
+            meters: self.meters,
+            seed: self.seed,
+            reporting_interval_minutes: self.reporting_interval,
+            electricity_share: self.electricity_share,
+            unregistered_share: self.unregistered_share,
+            ..FleetSpec::default()
+        }
+    }
+}
+
+/// `meterhub-sim run`.
+#[derive(Debug, clap::Args)]
+struct RunArgs {
+    #[command(flatten)]
+    fleet: FleetArgs,
+    /// MQTT broker (v5), as ChirpStack's integration would publish to.
+    #[arg(long, default_value = "mqtt://127.0.0.1:1883")]
+    mqtt_url: String,
+    /// Simulated days to run (forever when absent).
+    #[arg(long)]
+    days: Option<f64>,
+    /// Simulated seconds per wall second; 86400 runs a day per second.
+    #[arg(long, default_value_t = 1)]
+    clock_speed: u32,
+    /// RFC 3339 instant at which simulated and wall time coincide (needed above speed 1);
+    /// give the server the same two values.
+    #[arg(long)]
+    clock_epoch: Option<String>,
+    /// Also write the registry CSV here before starting.
+    #[arg(long)]
+    registry: Option<std::path::PathBuf>,
+}
+
+async fn run(args: RunArgs) -> Result<String> {
+    let spec = args.fleet.spec();
+    let clock = match (&args.clock_epoch, args.clock_speed) {
+        (_, 0) => bail!("--clock-speed must be at least 1"),
+        (None, 1) => Clock::System,
+        (None, _) => bail!("--clock-epoch is required when --clock-speed is above 1"),
+        (Some(epoch), speed) => {
+            let epoch = chrono::DateTime::parse_from_rfc3339(epoch)
+                .map_err(|e| anyhow::anyhow!("--clock-epoch {epoch:?}: {e}"))?;
+            Clock::accelerated(speed, epoch.to_utc().into())
+                .ok_or_else(|| anyhow::anyhow!("--clock-speed must be at least 1"))?
+        }
+    };
+    if let Some(path) = &args.registry {
+        let start = clock.now_unix();
+        let meters = fleet::build(&spec, start);
+        std::fs::write(path, fleet::registry_csv(&spec, &meters))?;
+    }
+    let (host, port) = parse_mqtt_url(&args.mqtt_url)?;
+    let run = RunSpec {
+        fleet: spec,
+        host,
+        port,
+        client_id: format!("meterhub-sim-{}", std::process::id()),
+        duration: args.days.map(|d| (d * 86_400.0) as i64),
+    };
+    let stop = CancellationToken::new();
+    let ctrl_c = stop.clone();
+    tokio::spawn(async move {
+        let _ = tokio::signal::ctrl_c().await;
+        ctrl_c.cancel();
+    });
+    let started = std::time::Instant::now();
+    let report = runner::run(run, clock, stop, |r| {
+        let rate = r.uplinks as f64 / started.elapsed().as_secs_f64().max(1e-3);
+        eprintln!("uplinks: {} ({rate:.0}/s)", r.uplinks);
+    })
+    .await?;
+    Ok(format!(
+        "{} uplinks published, {} readings of registered meters\n",
+        report.uplinks, report.registered_readings
+    ))
+}
+
+/// `mqtt://host:port` → host and port.
+fn parse_mqtt_url(url: &str) -> Result<(String, u16)> {
+    let rest = url
+        .strip_prefix("mqtt://")
+        .ok_or_else(|| anyhow::anyhow!("--mqtt-url must start with mqtt://"))?;
+    let (host, port) = rest
+        .trim_end_matches('/')
+        .rsplit_once(':')
+        .unwrap_or((rest, "1883"));
+    Ok((host.to_owned(), port.parse()?))
 }
 
 fn serials(count: u32, manufacturer: u8, year: u8, medium: u8, first: u32) -> Result<String> {
@@ -56,6 +179,16 @@ fn serials(count: u32, manufacturer: u8, year: u8, medium: u8, first: u32) -> Re
 
 fn main() -> ExitCode {
     let result = match Cli::parse().command {
+        Command::Run(args) => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .map_err(anyhow::Error::from)
+            .and_then(|rt| rt.block_on(run(args))),
+        Command::Registry { fleet: f } => {
+            let spec = f.spec();
+            let meters = fleet::build(&spec, 0);
+            Ok(fleet::registry_csv(&spec, &meters))
+        }
         Command::Serials {
             count,
             manufacturer,

@@ -1,5 +1,6 @@
 //! The bridge end to end: ChirpStack-shaped events over a real broker into a real database.
 
+mod demo;
 mod http;
 mod ingest;
 mod quarantine;

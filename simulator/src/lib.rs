@@ -1,0 +1,10 @@
+//! meterhub's simulator: a fleet of LoRaWAN gas and electricity meter firmwares, each a small
+//! state machine with its own seeded random stream, publishing what ChirpStack's MQTT
+//! integration would publish for their frames.
+
+pub mod emulator;
+pub mod fleet;
+pub mod meter;
+pub mod profile;
+pub mod rng;
+pub mod runner;

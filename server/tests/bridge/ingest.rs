@@ -67,3 +67,34 @@ async fn distinct_uplinks_are_stored_exactly_once_on_sqlite() {
 async fn distinct_uplinks_are_stored_exactly_once_on_postgres() {
     distinct_uplinks_are_stored_exactly_once_even_when_republished(Dialect::Postgres).await;
 }
+
+/// ChirpStack's default `qos = 0` loses events while meterhub is away; the bridge still stores
+/// what arrives, and counts it so that the misconfiguration shows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_at_qos_0_are_stored_and_counted() {
+    let Some(env) = Env::new(Dialect::Sqlite).await else {
+        return;
+    };
+    let meters = env.register(5).await;
+    let server = Server::start(env.settings(&format!("q0-{}", uuid::Uuid::new_v4()))).await;
+    let mut publisher =
+        Publisher::connect(&env.broker, &format!("cs-{}", uuid::Uuid::new_v4())).await;
+    let now = Utc::now();
+    for (i, (dev_eui, serial)) in meters.iter().enumerate() {
+        let data = reading_frame(*serial, now - chrono::Duration::minutes(i as i64), 7);
+        let dedup = uuid::Uuid::new_v4().to_string();
+        publisher
+            .publish_qos0(topic(dev_eui, "up"), up_event(dev_eui, &dedup, 1, 1, &data))
+            .await;
+    }
+    let store = env.store.clone();
+    let stored = wait_for(Duration::from_secs(30), 5, || {
+        let s = store.clone();
+        async move { s.count_readings().await.expect("count") }
+    })
+    .await;
+    assert_eq!(stored, 5);
+    let metrics = server.app.as_ref().expect("running").metrics();
+    assert_eq!(metrics.qos0_events.get(), 5);
+    server.stop().await;
+}

@@ -194,6 +194,14 @@ impl Publisher {
         self.sent += 1;
     }
 
+    /// Publishes at QoS 0, as ChirpStack does with its default `qos = 0`.
+    pub async fn publish_qos0(&mut self, topic: String, payload: Vec<u8>) {
+        self.client
+            .publish(topic, QoS::AtMostOnce, false, payload)
+            .await
+            .expect("publish");
+    }
+
     /// Waits until the broker acknowledged everything published.
     pub async fn flush(&mut self) {
         while self.sent > 0 {

@@ -29,16 +29,23 @@ async fn columns(store: &Store) -> BTreeSet<(String, String)> {
     }
 }
 
-#[tokio::test]
-async fn both_dialects_define_the_same_tables_and_columns() {
-    let Some(pg) = TestDb::create(Dialect::Postgres).await else {
-        return;
-    };
+/// A migrated SQLite store and a migrated PostgreSQL store (with their databases), or `None`
+/// when PostgreSQL is not configured.
+async fn both() -> Option<((TestDb, Store), (TestDb, Store))> {
+    let pg = TestDb::create(Dialect::Postgres).await?;
     let sqlite = TestDb::create(Dialect::Sqlite)
         .await
         .expect("sqlite never skips");
-    let pg = Store::connect(pg.url(), 2).await.expect("connect");
-    let sqlite = Store::connect(sqlite.url(), 2).await.expect("connect");
+    let pg_store = Store::connect(pg.url(), 2).await.expect("connect");
+    let sqlite_store = Store::connect(sqlite.url(), 2).await.expect("connect");
+    Some(((sqlite, sqlite_store), (pg, pg_store)))
+}
+
+#[tokio::test]
+async fn both_dialects_define_the_same_tables_and_columns() {
+    let Some(((_a, sqlite), (_b, pg))) = both().await else {
+        return;
+    };
     let (a, b) = (columns(&sqlite).await, columns(&pg).await);
     assert!(a.len() > 50, "too few columns: {a:?}");
     assert_eq!(
@@ -75,14 +82,9 @@ async fn indexes(store: &Store) -> BTreeSet<String> {
 
 #[tokio::test]
 async fn both_dialects_define_the_same_indexes() {
-    let Some(pg) = TestDb::create(Dialect::Postgres).await else {
+    let Some(((_a, sqlite), (_b, pg))) = both().await else {
         return;
     };
-    let sqlite = TestDb::create(Dialect::Sqlite)
-        .await
-        .expect("sqlite never skips");
-    let pg = Store::connect(pg.url(), 2).await.expect("connect");
-    let sqlite = Store::connect(sqlite.url(), 2).await.expect("connect");
     let (a, b) = (indexes(&sqlite).await, indexes(&pg).await);
     assert!(a.contains("meters_region"), "{a:?}");
     assert_eq!(a, b);

@@ -3,8 +3,8 @@
 
 use chrono::{DateTime, Utc};
 use firmware_protocol::chirpstack::{
-    Bytes, CodeRate, CrcStatus, DeviceInfo, Duration, LoraModulationInfo, Modulation, Timestamp,
-    UplinkEvent, UplinkRxInfo, UplinkTxInfo,
+    AckEvent, Bytes, CodeRate, CrcStatus, DeviceInfo, Duration, LogCode, LogEvent, LogLevel,
+    LoraModulationInfo, Modulation, Timestamp, TxAckEvent, UplinkEvent, UplinkRxInfo, UplinkTxInfo,
 };
 use firmware_protocol::{GPS_EPOCH_UNIX, leap_seconds_at_unix};
 
@@ -63,17 +63,7 @@ impl Network {
         UplinkEvent {
             deduplication_id,
             time: Some(Timestamp(at)),
-            device_info: Some(DeviceInfo {
-                tenant_id: self.tenant_id.clone(),
-                tenant_name: "meterhub-sim".into(),
-                application_id: self.application_id.clone(),
-                application_name: "meters".into(),
-                device_profile_id: self.device_profile_id.clone(),
-                device_profile_name: "meterhub-meter-eu868".into(),
-                device_name: format!("meter-{:07}", meter.index),
-                dev_eui: meter.dev_eui_hex(),
-                ..DeviceInfo::default()
-            }),
+            device_info: Some(self.device_info(meter)),
             dev_addr: format!("{:08x}", meter.index),
             adr: true,
             dr: 5,
@@ -100,6 +90,78 @@ impl Network {
             }),
             region_config_id: "eu868".into(),
             ..UplinkEvent::default()
+        }
+    }
+}
+
+impl Network {
+    fn device_info(&self, meter: &Meter) -> DeviceInfo {
+        DeviceInfo {
+            tenant_id: self.tenant_id.clone(),
+            tenant_name: "meterhub-sim".into(),
+            application_id: self.application_id.clone(),
+            application_name: "meters".into(),
+            device_profile_id: self.device_profile_id.clone(),
+            device_profile_name: "meterhub-meter-eu868".into(),
+            device_name: format!("meter-{:07}", meter.index),
+            dev_eui: meter.dev_eui_hex(),
+            ..DeviceInfo::default()
+        }
+    }
+
+    /// The `txack` ChirpStack publishes when the gateway accepted a downlink.
+    pub fn txack_event(
+        &self,
+        meter: &mut Meter,
+        queue_item_id: uuid::Uuid,
+        f_cnt_down: u32,
+        at: DateTime<Utc>,
+    ) -> TxAckEvent {
+        TxAckEvent {
+            downlink_id: meter.rng.next_u32(),
+            time: Some(Timestamp(at)),
+            device_info: Some(self.device_info(meter)),
+            queue_item_id: Some(queue_item_id),
+            f_cnt_down,
+            gateway_id: "0016c001ff1e5a7b".into(),
+            ..TxAckEvent::default()
+        }
+    }
+
+    /// The `ack` that settles a confirmed downlink at the device's next uplink.
+    pub fn ack_event(
+        &self,
+        meter: &Meter,
+        deduplication_id: &str,
+        queue_item_id: uuid::Uuid,
+        acknowledged: bool,
+        f_cnt_down: u32,
+        at: DateTime<Utc>,
+    ) -> AckEvent {
+        AckEvent {
+            deduplication_id: deduplication_id.to_owned(),
+            time: Some(Timestamp(at)),
+            device_info: Some(self.device_info(meter)),
+            queue_item_id: Some(queue_item_id),
+            acknowledged,
+            f_cnt_down,
+        }
+    }
+
+    /// The EXPIRED `log` of a queue item dropped unsent.
+    pub fn expired_event(
+        &self,
+        meter: &Meter,
+        queue_item_id: uuid::Uuid,
+        at: DateTime<Utc>,
+    ) -> LogEvent {
+        LogEvent {
+            time: Some(Timestamp(at)),
+            device_info: Some(self.device_info(meter)),
+            level: LogLevel::Error,
+            code: LogCode::Expired,
+            description: "Queue item has expired and has been removed".into(),
+            context: [("queue_item_id".to_owned(), queue_item_id.to_string())].into(),
         }
     }
 }

@@ -82,6 +82,8 @@ pub fn build(spec: &FleetSpec, start: i64) -> Vec<Meter> {
                 last_reading: start - rng.range(0, interval - 1),
                 interval,
                 rng,
+                time_token: 0,
+                disconnected: false,
             }
         })
         .collect()

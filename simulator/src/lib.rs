@@ -6,5 +6,7 @@ pub mod emulator;
 pub mod fleet;
 pub mod meter;
 pub mod profile;
+pub mod queue;
 pub mod rng;
 pub mod runner;
+pub mod simulation;

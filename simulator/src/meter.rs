@@ -1,7 +1,11 @@
 //! One meter's firmware as state: its clock, registers, battery and valve, and the frames it
 //! sends. A meter is a small struct driven by the scheduler, not a task.
 
-use firmware_protocol::{DoorState, GpsTime, Reading, Serial, StatusFlags, Uplink, ValveState};
+use firmware_protocol::{
+    Alarm, AlarmKind, Capabilities, ClockSyncDown, ClockSyncUp, ClockSyncUplink, Command, Date,
+    DeviceInfo, DoorState, Downlink, FirmwareVersion, GpsTime, Reading, SelfTestResult, Serial,
+    StatusFlags, Tests, Uplink, UsageType, ValveState, decode_downlink,
+};
 
 use crate::profile::{Medium, consumption};
 use crate::rng::Pcg32;
@@ -40,6 +44,27 @@ pub struct Meter {
     pub interval: i64,
     /// The meter's own random stream.
     pub rng: Pcg32,
+    /// Token of its last AppTimeReq; an AppTimeAns with another token is ignored.
+    pub time_token: u8,
+    /// Disconnected: it has stopped reporting.
+    pub disconnected: bool,
+}
+
+/// An uplink the firmware owes after a downlink.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reply {
+    /// A reading now.
+    Reading,
+    /// Its device info.
+    Info,
+    /// The result of these self-tests.
+    SelfTest(Tests),
+    /// An alarm (valve moved).
+    Alarm(AlarmKind),
+    /// A clock-sync request.
+    AppTimeReq,
+    /// A clock-sync uplink answering a server request.
+    ClockSync(ClockSyncUp),
 }
 
 impl Meter {
@@ -77,6 +102,160 @@ impl Meter {
         let f = self.f_cnt;
         self.f_cnt = self.f_cnt.wrapping_add(1);
         f
+    }
+
+    /// Applies a downlink received at true time `now`, as the firmware would; returns the
+    /// uplinks it owes. Frames it cannot decode are ignored, as a meter must.
+    pub fn receive(&mut self, f_port: u8, data: &[u8], now: i64) -> Vec<Reply> {
+        let Ok(message) = decode_downlink(f_port, data) else {
+            return Vec::new();
+        };
+        match message {
+            Downlink::ClockSync(commands) => {
+                let mut replies = Vec::new();
+                for c in commands.iter() {
+                    match *c {
+                        ClockSyncDown::AppTimeAns {
+                            time_correction,
+                            token_ans,
+                        } => {
+                            // The answer is for the request with this token only: an answer to an
+                            // older request would apply a stale correction.
+                            if token_ans == self.time_token {
+                                self.clock_offset += f64::from(time_correction);
+                            }
+                        }
+                        ClockSyncDown::ForceDeviceResyncReq { nb_transmissions } => {
+                            if nb_transmissions > 0 {
+                                replies.push(Reply::AppTimeReq);
+                            }
+                        }
+                        ClockSyncDown::DeviceAppTimePeriodicityReq { .. } => replies.push(
+                            Reply::ClockSync(ClockSyncUp::DeviceAppTimePeriodicityAns {
+                                not_supported: false,
+                                device_time: self.meter_time(now).0,
+                            }),
+                        ),
+                        ClockSyncDown::PackageVersionReq => {
+                            replies.push(Reply::ClockSync(ClockSyncUp::PackageVersionAns {
+                                package_identifier: firmware_protocol::CLOCK_SYNC_PACKAGE_ID,
+                                package_version: firmware_protocol::CLOCK_SYNC_PACKAGE_VERSION,
+                            }))
+                        }
+                    }
+                }
+                replies
+            }
+            Downlink::Command(command) => match command {
+                Command::ValveOpen => self.move_valve(ValveState::Open, AlarmKind::ValveOpened),
+                Command::ValveClose => self.move_valve(ValveState::Closed, AlarmKind::ValveClosed),
+                Command::RunSelfTest { tests } => vec![Reply::SelfTest(tests)],
+                Command::ReadNow => vec![Reply::Reading],
+                Command::SendInfo => vec![Reply::Info],
+                Command::SetReportingInterval { minutes } => {
+                    self.interval = i64::from(minutes) * 60;
+                    vec![Reply::Info]
+                }
+                Command::Disconnect => {
+                    self.valve = match self.medium {
+                        Medium::Gas => ValveState::Closed,
+                        Medium::Electricity => self.valve,
+                    };
+                    self.disconnected = true;
+                    vec![Reply::Reading]
+                }
+            },
+        }
+    }
+
+    fn move_valve(&mut self, to: ValveState, alarm: AlarmKind) -> Vec<Reply> {
+        if self.medium != Medium::Gas || self.valve == to {
+            return Vec::new();
+        }
+        self.valve = to;
+        vec![Reply::Alarm(alarm)]
+    }
+
+    /// The frame for a reply at true time `now`.
+    pub fn reply(&mut self, reply: Reply, now: i64) -> (u32, Uplink) {
+        match reply {
+            Reply::Reading => self.reading(now),
+            Reply::Info => {
+                let f = self.transmit();
+                let (capabilities, usage) = match self.medium {
+                    Medium::Gas => (
+                        Capabilities::GAS | Capabilities::VALVE | Capabilities::GAS_CONDITIONS,
+                        UsageType::Residential,
+                    ),
+                    Medium::Electricity => (
+                        Capabilities::ELECTRICITY | Capabilities::ELECTRICAL,
+                        UsageType::Residential,
+                    ),
+                };
+                let info = DeviceInfo {
+                    serial: self.serial,
+                    body_number: 1_000_000 + self.index,
+                    firmware_version: FirmwareVersion {
+                        major: 1,
+                        minor: 4,
+                        patch: 2,
+                    },
+                    production_date: Date::new(2026, 1, 15)
+                        .unwrap_or(Date::new(2000, 1, 1).expect("a real date")),
+                    usage_type: usage,
+                    capabilities,
+                    reporting_interval_minutes: u16::try_from(self.interval / 60)
+                        .unwrap_or(u16::MAX)
+                        .clamp(15, 10_080),
+                };
+                (f, Uplink::DeviceInfo(info))
+            }
+            Reply::SelfTest(tests) => {
+                let f = self.transmit();
+                let result = SelfTestResult {
+                    tests_run: tests,
+                    tests_failed: Tests::empty(),
+                    meter_time: self.meter_time(now),
+                    battery_loaded_millivolts: self.battery_millivolts().saturating_sub(180),
+                    battery_rest_millivolts: self.battery_millivolts(),
+                    valve_travel_ms: if tests.contains(Tests::VALVE) {
+                        2_300
+                    } else {
+                        0
+                    },
+                    metrology_deviation_centi_percent: self.rng.range(-30, 30) as i16,
+                    internal_temperature_centi_celsius: 2_000,
+                };
+                (f, Uplink::SelfTest(result))
+            }
+            Reply::Alarm(kind) => {
+                let f = self.transmit();
+                let alarm = Alarm {
+                    kind,
+                    raised: true,
+                    meter_time: self.meter_time(now),
+                    value: 0,
+                };
+                (f, Uplink::Alarm(alarm))
+            }
+            Reply::AppTimeReq => self.app_time_req(now),
+            Reply::ClockSync(up) => {
+                let f = self.transmit();
+                (f, Uplink::ClockSync(ClockSyncUplink::single(up)))
+            }
+        }
+    }
+
+    /// A TS003 AppTimeReq with a fresh token, at true time `now`.
+    pub fn app_time_req(&mut self, now: i64) -> (u32, Uplink) {
+        self.time_token = (self.time_token + 1) & 0x0F;
+        let f = self.transmit();
+        let req = ClockSyncUp::AppTimeReq {
+            device_time: self.meter_time(now).0,
+            token_req: self.time_token,
+            ans_required: false,
+        };
+        (f, Uplink::ClockSync(ClockSyncUplink::single(req)))
     }
 
     /// The periodic reading at true time `now`: registers advanced along the profile.
@@ -150,7 +329,77 @@ mod tests {
             last_reading: 1_784_678_400,
             interval: 86_400,
             rng: Pcg32::for_meter(1, 0),
+            time_token: 0,
+            disconnected: false,
         }
+    }
+
+    fn app_time_ans(correction: i32, token: u8) -> Vec<u8> {
+        let ans = firmware_protocol::ClockSyncDownlink::single(ClockSyncDown::AppTimeAns {
+            time_correction: correction,
+            token_ans: token,
+        });
+        let mut buf = [0u8; 16];
+        let n = ans.encode(&mut buf).expect("encodes");
+        buf[..n].to_vec()
+    }
+
+    #[test]
+    fn a_drifting_clock_converges_after_app_time_ans_with_its_token() {
+        let mut m = meter();
+        let now = 1_784_678_400;
+        m.clock_offset = 7.0;
+        let (_, req) = m.app_time_req(now);
+        let Uplink::ClockSync(cmds) = req else {
+            panic!("clock sync")
+        };
+        let Some(&ClockSyncUp::AppTimeReq {
+            device_time,
+            token_req,
+            ..
+        }) = cmds.iter().next()
+        else {
+            panic!("AppTimeReq")
+        };
+        let reference = GpsTime::from_unix(now).expect("range").0;
+        let correction = i64::from(reference) - i64::from(device_time);
+        assert_eq!(correction, -7);
+        // An answer with another token is ignored.
+        m.receive(
+            202,
+            &app_time_ans(correction as i32, (token_req + 1) & 0x0F),
+            now,
+        );
+        assert_eq!(m.clock_offset, 7.0);
+        m.receive(202, &app_time_ans(correction as i32, token_req), now);
+        assert_eq!(m.clock_offset, 0.0);
+        assert_eq!(m.meter_time(now).0, reference);
+    }
+
+    #[test]
+    fn commands_move_the_valve_and_ask_for_uplinks() {
+        let mut m = meter();
+        let close = [0x01, 0x02];
+        assert_eq!(
+            m.receive(10, &close, 0),
+            vec![Reply::Alarm(AlarmKind::ValveClosed)]
+        );
+        assert_eq!(m.valve, ValveState::Closed);
+        assert_eq!(m.receive(10, &close, 0), vec![], "already closed");
+        assert_eq!(m.receive(10, &[0x01, 0x04], 0), vec![Reply::Reading]);
+        assert_eq!(
+            m.receive(10, &[0x01, 0x03, 0x03], 0),
+            vec![Reply::SelfTest(Tests::BATTERY | Tests::VALVE)]
+        );
+        assert_eq!(
+            m.receive(10, &[0x01, 0x06, 0x3c, 0x00], 0),
+            vec![Reply::Info]
+        );
+        assert_eq!(m.interval, 3_600);
+        assert_eq!(m.receive(10, &[0xff], 0), vec![], "garbage is ignored");
+        let (_, info) = m.reply(Reply::Info, 0);
+        let mut buf = [0u8; 64];
+        assert!(info.encode(&mut buf).is_ok());
     }
 
     #[test]

@@ -1,20 +1,24 @@
-//! Runs a fleet: one scheduler keeps every meter's next reading in time order, sleeps until
-//! the earliest is due (in simulated time), and publishes what falls due over MQTT as
-//! ChirpStack would.
+//! Runs a fleet over MQTT: one scheduler publishes what falls due (in simulated time) as
+//! ChirpStack would, and plays ChirpStack's downlink queue for the commands it receives.
 
-use std::cmp::Reverse;
-use std::collections::BinaryHeap;
+use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use chrono::DateTime;
+use firmware_protocol::chirpstack::DownlinkCommand;
 use firmware_protocol::clock::Clock;
 use rumqttc::v5::mqttbytes::QoS;
+use rumqttc::v5::mqttbytes::v5::Packet;
 use rumqttc::v5::{AsyncClient, Event, MqttOptions};
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::emulator::Network;
-use crate::fleet::{FleetSpec, build};
+use crate::fleet::FleetSpec;
+use crate::simulation::{Message, Simulation};
+
+/// How long ChirpStack waits after publishing an `up` before it takes the next queue item
+/// (`get_downlink_data_delay`): commands enqueued later wait for the next uplink.
+pub const RX_WINDOW: Duration = Duration::from_millis(100);
 
 /// What to run.
 #[derive(Debug, Clone)]
@@ -34,88 +38,14 @@ pub struct RunSpec {
 /// What a run did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Report {
-    /// Uplinks published (and acknowledged by the broker when the run ended normally).
+    /// Uplinks published.
     pub uplinks: u64,
-    /// Of which readings of registered meters.
+    /// Periodic readings of registered meters among them.
     pub registered_readings: u64,
-}
-
-/// One uplink ready to publish.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Emitted {
-    /// MQTT topic.
-    pub topic: String,
-    /// The event's JSON.
-    pub payload: Vec<u8>,
-    /// Whether the meter is in the registry.
-    pub registered: bool,
-}
-
-/// A fleet in motion: meters and the time each one next reports. Pure: no I/O, no clock, so a
-/// seed always yields the same events in the same order.
-pub struct Simulation {
-    meters: Vec<crate::meter::Meter>,
-    registered: Vec<bool>,
-    network: Network,
-    due: BinaryHeap<Reverse<(i64, u32)>>,
-}
-
-impl Simulation {
-    /// The fleet of `spec` starting at true time `start` (Unix seconds).
-    pub fn new(spec: &FleetSpec, start: i64) -> Simulation {
-        let meters = build(spec, start);
-        let registered = meters
-            .iter()
-            .map(|m| !crate::fleet::is_unregistered(spec, m))
-            .collect();
-        let due = meters
-            .iter()
-            .map(|m| Reverse((m.last_reading + m.interval, m.index)))
-            .collect();
-        Simulation {
-            meters,
-            registered,
-            network: Network {
-                tenant_id: "52f14cd4-c6f1-4fbd-8f87-4025e1d49242".into(),
-                application_id: spec.application_id.clone(),
-                device_profile_id: "b7e4c2a1-0f3d-4c8b-a6e9-5d2f1b7c9e04".into(),
-            },
-            due,
-        }
-    }
-
-    /// When the next uplink is due (Unix seconds).
-    pub fn next_due(&self) -> Option<i64> {
-        self.due.peek().map(|Reverse((at, _))| *at)
-    }
-
-    /// The next uplink, at its due time; the meter is rescheduled one interval later.
-    pub fn emit(&mut self) -> Result<Option<Emitted>> {
-        let Some(Reverse((at, index))) = self.due.pop() else {
-            return Ok(None);
-        };
-        let Some(meter) = self.meters.get_mut(index as usize) else {
-            return Ok(None);
-        };
-        let (f_cnt, message) = meter.reading(at);
-        let mut buf = [0u8; 64];
-        let n = message.encode(&mut buf).context("encoding a reading")?;
-        let when = DateTime::from_timestamp(at, 0).unwrap_or_default();
-        let event = self
-            .network
-            .up_event(meter, f_cnt, message.fport(), &buf[..n], when);
-        let payload = serde_json::to_vec(&event).context("serialising an event")?;
-        self.due.push(Reverse((at + meter.interval, index)));
-        Ok(Some(Emitted {
-            topic: self.network.topic(meter, "up"),
-            payload,
-            registered: self
-                .registered
-                .get(index as usize)
-                .copied()
-                .unwrap_or(false),
-        }))
-    }
+    /// Downlinks received and queued.
+    pub downlinks: u64,
+    /// Downlinks refused (unknown device, duplicate id, fPort 0, unreadable).
+    pub refused: u64,
 }
 
 /// Runs `spec` on `clock` until its duration has passed in simulated time or `stop` fires.
@@ -134,9 +64,23 @@ pub async fn run(
     options.set_keep_alive(Duration::from_secs(30));
     options.set_max_packet_size(Some(1024 * 1024));
     let (client, mut eventloop) = AsyncClient::new(options, 10_000);
+    let command_filter = format!(
+        "application/{}/device/+/command/down",
+        spec.fleet.application_id
+    );
+    let (commands_tx, mut commands) = mpsc::unbounded_channel::<Vec<u8>>();
+    let subscriber = client.clone();
     let poller = tokio::spawn(async move {
         loop {
             match eventloop.poll().await {
+                Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                    let _ = subscriber.try_subscribe(command_filter.clone(), QoS::AtLeastOnce);
+                }
+                Ok(Event::Incoming(Packet::Publish(p))) => {
+                    if commands_tx.send(p.payload.to_vec()).is_err() {
+                        return;
+                    }
+                }
                 Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect)) => return,
                 Ok(_) => {}
                 Err(e) => {
@@ -149,26 +93,55 @@ pub async fn run(
 
     let mut report = Report::default();
     let mut last_progress = Instant::now();
-    while let Some(at) = sim.next_due() {
-        if end.is_some_and(|e| at > e) || stop.is_cancelled() {
+    // Open RX windows: (wall deadline, meter).
+    let mut windows: VecDeque<(Instant, u32)> = VecDeque::new();
+    loop {
+        // Commands first: one that arrived before a window closes must make that window.
+        while let Ok(payload) = commands.try_recv() {
+            take_command(&mut sim, &mut report, &payload);
+        }
+        while let Some(&(deadline, index)) = windows.front() {
+            if deadline > Instant::now() {
+                break;
+            }
+            windows.pop_front();
+            let now = chrono::DateTime::from_timestamp(clock.now_unix(), 0).unwrap_or_default();
+            for m in sim.rx_window(index, now)? {
+                publish(&client, m).await?;
+            }
+        }
+        let Some(at) = sim.next_due() else {
+            if windows.is_empty() {
+                break;
+            }
+            tokio::time::sleep(RX_WINDOW).await;
+            continue;
+        };
+        if (end.is_some_and(|e| at > e) && windows.is_empty()) || stop.is_cancelled() {
             break;
         }
         let now = clock.now_unix();
-        if at > now {
-            let wait = clock.wall_duration(Duration::from_secs((at - now) as u64));
+        if at > now || end.is_some_and(|e| at > e) {
+            let mut wait =
+                clock.wall_duration(Duration::from_secs(at.saturating_sub(now).max(0) as u64));
+            if let Some(&(deadline, _)) = windows.front() {
+                wait = wait.min(deadline.saturating_duration_since(Instant::now()));
+            }
             tokio::select! {
                 _ = tokio::time::sleep(wait.max(Duration::from_millis(1))) => {}
+                Some(payload) = commands.recv() => take_command(&mut sim, &mut report, &payload),
                 _ = stop.cancelled() => break,
             }
             continue;
         }
         let Some(up) = sim.emit()? else { break };
-        client
-            .publish(up.topic, QoS::AtLeastOnce, false, up.payload)
-            .await
-            .context("publishing")?;
+        publish(&client, up.up).await?;
+        for m in up.also {
+            publish(&client, m).await?;
+        }
+        windows.push_back((Instant::now() + RX_WINDOW, up.meter));
         report.uplinks += 1;
-        if up.registered {
+        if up.registered && up.periodic {
             report.registered_readings += 1;
         }
         if last_progress.elapsed() >= Duration::from_secs(1) {
@@ -182,43 +155,24 @@ pub async fn run(
     Ok(report)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn first_events(seed: u64, count: usize) -> Vec<Emitted> {
-        let spec = FleetSpec {
-            meters: 300,
-            seed,
-            ..FleetSpec::default()
-        };
-        let mut sim = Simulation::new(&spec, 1_784_678_400);
-        (0..count)
-            .map(|_| sim.emit().expect("emits").expect("an event"))
-            .collect()
-    }
-
-    #[test]
-    fn the_same_seed_gives_the_same_bytes_twice() {
-        let a = first_events(42, 1_000);
-        assert_eq!(a, first_events(42, 1_000));
-        assert_ne!(a, first_events(43, 1_000));
-    }
-
-    #[test]
-    fn every_event_carries_a_decodable_reading_in_time_order() {
-        use firmware_protocol::chirpstack::{Event, EventType};
-        let mut last = 0;
-        for e in first_events(7, 600) {
-            let Ok(Event::Up(up)) = Event::from_json(EventType::Up, &e.payload) else {
-                panic!("an up event");
-            };
-            let time = up.time.expect("time").0.timestamp();
-            assert!(time >= last, "in time order");
-            last = time;
-            let message = firmware_protocol::decode_uplink(1, up.data.as_slice()).expect("decodes");
-            assert!(matches!(message, firmware_protocol::Uplink::Reading(_)));
-            assert_eq!(up.rx_info.len(), 2);
+/// Queues a received `command/down`, counting what ChirpStack would refuse (it says so only
+/// in its own log).
+fn take_command(sim: &mut Simulation, report: &mut Report, payload: &[u8]) {
+    let queued = DownlinkCommand::from_json(payload)
+        .map_err(|e| e.to_string())
+        .and_then(|c| sim.enqueue(&c).map_err(|e| format!("{e:?}")));
+    match queued {
+        Ok(()) => report.downlinks += 1,
+        Err(e) => {
+            report.refused += 1;
+            tracing::debug!(error = %e, "command refused");
         }
     }
+}
+
+async fn publish(client: &AsyncClient, m: Message) -> Result<()> {
+    client
+        .publish(m.topic, QoS::AtLeastOnce, false, m.payload)
+        .await
+        .context("publishing")
 }

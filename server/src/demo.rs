@@ -103,6 +103,10 @@ pub async fn run(
         }
     })
     .await?;
+    say(format!(
+        "fleet done: {} uplinks; waiting for the server to commit them",
+        report.uplinks
+    ));
     // The server commits in batches behind the fleet; give it a moment to catch up.
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     let expected = i64::try_from(report.registered_readings).unwrap_or(i64::MAX);
@@ -111,6 +115,7 @@ pub async fn run(
         tokio::time::sleep(Duration::from_millis(200)).await;
         stored = store.count_readings().await?;
     }
+    say(format!("{stored} readings stored; stopping the server"));
     server_stop.cancel();
     app.run_until_stopped().await;
     store.close().await;

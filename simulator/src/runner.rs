@@ -63,7 +63,12 @@ pub async fn run(
     let mut options = MqttOptions::new(spec.client_id.clone(), spec.host.clone(), spec.port);
     options.set_keep_alive(Duration::from_secs(30));
     options.set_max_packet_size(Some(1024 * 1024));
+    // Many QoS 1 publishes in flight: with rumqttc's default of 100, the round trips to the
+    // broker, not the fleet, would set the pace.
+    options.set_outgoing_inflight_upper_limit(5_000);
     let (client, mut eventloop) = AsyncClient::new(options, 10_000);
+    let acked = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let acked_by_poller = acked.clone();
     let command_filter = format!(
         "application/{}/device/+/command/down",
         spec.fleet.application_id
@@ -81,6 +86,9 @@ pub async fn run(
                         return;
                     }
                 }
+                Ok(Event::Incoming(Packet::PubAck(_))) => {
+                    acked_by_poller.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
                 Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect)) => return,
                 Ok(_) => {}
                 Err(e) => {
@@ -92,6 +100,7 @@ pub async fn run(
     });
 
     let mut report = Report::default();
+    let mut published = 0u64;
     let mut last_progress = Instant::now();
     // Open RX windows: (wall deadline, meter).
     let mut windows: VecDeque<(Instant, u32)> = VecDeque::new();
@@ -107,7 +116,7 @@ pub async fn run(
             windows.pop_front();
             let now = chrono::DateTime::from_timestamp(clock.now_unix(), 0).unwrap_or_default();
             for m in sim.rx_window(index, now)? {
-                publish(&client, m).await?;
+                publish(&client, m, &mut published).await?;
             }
         }
         let Some(at) = sim.next_due() else {
@@ -135,9 +144,9 @@ pub async fn run(
             continue;
         }
         let Some(up) = sim.emit()? else { break };
-        publish(&client, up.up).await?;
+        publish(&client, up.up, &mut published).await?;
         for m in up.also {
-            publish(&client, m).await?;
+            publish(&client, m, &mut published).await?;
         }
         windows.push_back((Instant::now() + RX_WINDOW, up.meter));
         report.uplinks += 1;
@@ -149,8 +158,14 @@ pub async fn run(
             last_progress = Instant::now();
         }
     }
+    // Published means acknowledged by the broker: wait for the last acknowledgements.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while acked.load(std::sync::atomic::Ordering::Relaxed) < published && Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let _ = client.disconnect().await;
-    let _ = tokio::time::timeout(Duration::from_secs(10), poller).await;
+    let _ = tokio::time::timeout(Duration::from_secs(5), poller).await;
     progress(&report);
     Ok(report)
 }
@@ -170,7 +185,8 @@ fn take_command(sim: &mut Simulation, report: &mut Report, payload: &[u8]) {
     }
 }
 
-async fn publish(client: &AsyncClient, m: Message) -> Result<()> {
+async fn publish(client: &AsyncClient, m: Message, published: &mut u64) -> Result<()> {
+    *published += 1;
     client
         .publish(m.topic, QoS::AtLeastOnce, false, m.payload)
         .await

@@ -22,6 +22,15 @@ struct Cli {
 enum Command {
     /// Run a fleet against an MQTT broker, publishing what ChirpStack would for each uplink.
     Run(RunArgs),
+    /// Measure how fast the fleet generates uplinks (events built and serialised, no network),
+    /// and the memory it takes.
+    Bench {
+        #[command(flatten)]
+        fleet: FleetArgs,
+        /// Uplinks to generate.
+        #[arg(long, default_value_t = 2_000_000)]
+        uplinks: u64,
+    },
     /// Write the fleet's registry (CSV for `meterhub meters import`) and exit.
     Registry {
         #[command(flatten)]
@@ -147,6 +156,35 @@ async fn run(args: RunArgs) -> Result<String> {
     ))
 }
 
+fn bench(spec: &FleetSpec, uplinks: u64) -> Result<String> {
+    let started = std::time::Instant::now();
+    let mut sim = meterhub_sim::simulation::Simulation::new(spec, 1_784_678_400);
+    let built = started.elapsed();
+    let started = std::time::Instant::now();
+    let mut bytes = 0u64;
+    for _ in 0..uplinks {
+        let Some(e) = sim.emit()? else { break };
+        bytes += e.up.payload.len() as u64;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let peak = peak_rss_kib().map_or("unknown".to_owned(), |k| format!("{} MiB", k / 1024));
+    Ok(format!(
+        "{} meters built in {:.2} s; {uplinks} uplinks in {elapsed:.2} s = {:.0} uplinks/s \
+         ({:.0} bytes of JSON each); peak memory {peak}\n",
+        spec.meters,
+        built.as_secs_f64(),
+        uplinks as f64 / elapsed,
+        bytes as f64 / uplinks.max(1) as f64,
+    ))
+}
+
+/// Peak resident memory of this process, KiB (Linux).
+fn peak_rss_kib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
 /// `mqtt://host:port` → host and port.
 fn parse_mqtt_url(url: &str) -> Result<(String, u16)> {
     let rest = url
@@ -184,6 +222,7 @@ fn main() -> ExitCode {
             .build()
             .map_err(anyhow::Error::from)
             .and_then(|rt| rt.block_on(run(args))),
+        Command::Bench { fleet: f, uplinks } => bench(&f.spec(), uplinks),
         Command::Registry { fleet: f } => {
             let spec = f.spec();
             let meters = fleet::build(&spec, 0);

@@ -146,10 +146,13 @@ async fn maintenance(store: Store, clock: Clock, shutdown: CancellationToken) {
                 tracing::warn!(error = %format!("{e:#}"), "partition job failed; retrying next hour")
             }
         }
-        match store.prune_identities(now - IDENTITY_RETENTION).await {
+        // The retention is wall time (how long a broker may redeliver), so on an accelerated
+        // clock it spans that many more simulated seconds.
+        let retention = IDENTITY_RETENTION * i32::try_from(clock.speed()).unwrap_or(i32::MAX);
+        match store.prune_identities(now - retention).await {
             Ok(n) if n > 0 => tracing::debug!(pruned = n, "old event identities pruned"),
             Ok(_) => {}
-            Err(e) => tracing::warn!(error = %format!("{e:#}"), "identity pruning failed"),
+            Err(e) => tracing::warn!(error = %e, "identity pruning failed"),
         }
         // An hour of simulated time, however fast the clock runs, but at least a second.
         let wait = clock

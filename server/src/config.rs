@@ -315,6 +315,13 @@ impl Settings {
                 )
             })?;
         self.clock_epoch()?;
+        // Twice the batch is the MQTT receive maximum, a 16-bit number.
+        if !(1..=32_767).contains(&self.ingest.batch_size) {
+            bail!("ingest.batch_size must be between 1 and 32767");
+        }
+        if self.ingest.max_wait_ms > 60_000 {
+            bail!("ingest.max_wait_ms must be at most 60000");
+        }
         if self.clock.speed == 0 {
             bail!("clock.speed must be at least 1");
         }

@@ -1,6 +1,5 @@
-//! The HTTP side: health, readiness and metrics now; the REST API joins here.
+//! The HTTP endpoints: health, readiness and Prometheus metrics.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
@@ -10,7 +9,7 @@ use warp::http::StatusCode;
 
 use crate::metrics::Metrics;
 
-/// The routes.
+/// `/health`, `/ready` (503 until the broker and the database both answer) and `/metrics`.
 pub fn routes(
     metrics: Arc<Metrics>,
 ) -> impl Filter<Extract = (impl warp::Reply,), Error = warp::Rejection> + Clone {
@@ -52,9 +51,4 @@ pub async fn serve(
         .graceful(async move { shutdown.cancelled().await })
         .run()
         .await;
-}
-
-/// The address a listener ended up on.
-pub fn local_addr(listener: &tokio::net::TcpListener) -> std::io::Result<SocketAddr> {
-    listener.local_addr()
 }

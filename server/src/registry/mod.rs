@@ -1,5 +1,5 @@
-//! The meter registry's entry points: validating meter records from any source (an import
-//! file now, the REST API later) and registering them.
+//! The meter registry's entry points: validating meter records from any source and
+//! registering them.
 
 pub mod import;
 pub mod record;

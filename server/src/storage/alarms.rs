@@ -86,16 +86,17 @@ macro_rules! alarm_queries {
             before_id: i64,
             limit: i64,
         ) -> Result<Vec<Alarm>> {
-            Ok(sqlx::query_as(
+            // The filter is added only when given, so that the (state, id) index serves it.
+            let mut q = QueryBuilder::<$db>::new(
                 "SELECT id, meter_id, kind, source, raised_at, value, state, received_at, \
-                 acknowledged_at, acknowledged_by, cleared_at FROM alarms \
-                 WHERE ($1 IS NULL OR state = $1) AND id < $2 ORDER BY id DESC LIMIT $3",
-            )
-            .bind(state)
-            .bind(before_id)
-            .bind(limit)
-            .fetch_all(&mut *conn)
-            .await?)
+                 acknowledged_at, acknowledged_by, cleared_at FROM alarms WHERE id < ",
+            );
+            q.push_bind(before_id);
+            if let Some(s) = state {
+                q.push(" AND state = ").push_bind(s.to_owned());
+            }
+            q.push(" ORDER BY id DESC LIMIT ").push_bind(limit);
+            Ok(q.build_query_as().fetch_all(&mut *conn).await?)
         }
 
         /// Marks an open alarm acknowledged.
@@ -121,7 +122,8 @@ macro_rules! alarm_queries {
             Ok(())
         }
 
-        /// Clears a meter's alarms of a kind that are not cleared yet; returns how many.
+        /// Clears a meter's alarms of a kind raised at or before `at` that are not cleared yet;
+        /// returns how many. An alarm raised after the clear (events arrive in any order) stays.
         pub async fn clear(
             conn: &mut Conn,
             meter_id: i64,
@@ -130,7 +132,7 @@ macro_rules! alarm_queries {
         ) -> Result<u64> {
             Ok(sqlx::query(
                 "UPDATE alarms SET state = 'cleared', cleared_at = $3 \
-                 WHERE meter_id = $1 AND kind = $2 AND state <> 'cleared'",
+                 WHERE meter_id = $1 AND kind = $2 AND state <> 'cleared' AND raised_at <= $3",
             )
             .bind(meter_id)
             .bind(kind)

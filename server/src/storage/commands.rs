@@ -110,6 +110,9 @@ macro_rules! command_queries {
             error: Option<&str>,
             now: DateTime<Utc>,
         ) -> Result<bool> {
+            if from.is_empty() {
+                return Ok(false);
+            }
             let mut q = sqlx::QueryBuilder::<$db>::new("UPDATE commands SET state = ");
             q.push_bind(to.to_owned())
                 .push(", error = COALESCE(")

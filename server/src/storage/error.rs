@@ -13,11 +13,14 @@ pub enum Error {
     #[error("unsupported database URL {0:?}: use sqlite://PATH or postgres://…")]
     UnsupportedUrl(String),
     /// Applying the migrations failed.
-    #[error("migrating the database")]
+    #[error("migrating the database: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
     /// The database refused or failed the statement.
-    #[error("database error")]
+    #[error("database error: {0}")]
     Db(#[from] sqlx::Error),
+    /// The database did not answer in time (a half-open connection, an overloaded server).
+    #[error("the database did not answer within {0:?}")]
+    Timeout(std::time::Duration),
 }
 
 impl Error {
@@ -25,11 +28,14 @@ impl Error {
     /// as opposed to refusing this particular write.
     pub fn is_transient(&self) -> bool {
         match self {
+            Error::Timeout(_) => true,
             Error::Db(e) => match e {
                 sqlx::Error::Io(_)
                 | sqlx::Error::Tls(_)
                 | sqlx::Error::PoolTimedOut
                 | sqlx::Error::PoolClosed
+                | sqlx::Error::Protocol(_)
+                | sqlx::Error::BeginFailed
                 | sqlx::Error::WorkerCrashed => true,
                 sqlx::Error::Database(db) => db.code().is_some_and(|c| transient_code(&c)),
                 _ => false,
@@ -49,10 +55,16 @@ fn transient_code(code: &str) -> bool {
             || code.starts_with("57P")
             || code == "40001"
             || code == "40P01"
+            // Lock or statement timeout, and a read-only server (a failover in progress).
+            || code == "55P03"
+            || code == "57014"
+            || code == "25006"
     } else {
-        // SQLite result codes (at most four digits): BUSY (5) and LOCKED (6), with their
-        // extended variants, which keep the primary code in the low byte.
-        code.parse::<u32>().is_ok_and(|n| matches!(n & 0xff, 5 | 6))
+        // SQLite result codes (at most four digits), with their extended variants, which keep
+        // the primary code in the low byte: BUSY (5), LOCKED (6), I/O error (10) and a full
+        // disk (13) pass; a constraint (19) or a type mismatch does not.
+        code.parse::<u32>()
+            .is_ok_and(|n| matches!(n & 0xff, 5 | 6 | 10 | 13))
     }
 }
 

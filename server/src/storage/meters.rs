@@ -273,16 +273,16 @@ macro_rules! meter_queries {
             after_id: i64,
             limit: i64,
         ) -> Result<Vec<Meter>> {
-            let sql = format!(
-                "SELECT {METER_COLUMNS} FROM meters WHERE ($1 IS NULL OR region_id = $1) \
-                 AND id > $2 ORDER BY id LIMIT $3"
-            );
-            Ok(sqlx::query_as(AssertSqlSafe(sql))
-                .bind(region)
-                .bind(after_id)
-                .bind(limit)
-                .fetch_all(&mut *conn)
-                .await?)
+            // The filter is added only when given, so that the (region_id, id) index serves it.
+            let mut q = sqlx::QueryBuilder::<$db>::new(format!(
+                "SELECT {METER_COLUMNS} FROM meters WHERE id > "
+            ));
+            q.push_bind(after_id);
+            if let Some(r) = region {
+                q.push(" AND region_id = ").push_bind(r.to_owned());
+            }
+            q.push(" ORDER BY id LIMIT ").push_bind(limit);
+            Ok(q.build_query_as().fetch_all(&mut *conn).await?)
         }
 
         /// The meters with these DevEUIs (those registered).

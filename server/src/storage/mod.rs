@@ -44,6 +44,9 @@ use partitions::PartitionReport;
 use quarantine::{NewQuarantined, Quarantined};
 use readings::StoredReading;
 
+/// Longest a batch transaction may take before it counts as a transient failure.
+const BATCH_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// Which database a store talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Dialect {
@@ -293,7 +296,11 @@ impl Store {
         plans: &[ingest::Plan],
         now: DateTime<Utc>,
     ) -> Result<ingest::Outcome> {
-        in_transaction!(self, |c, q| q::apply(c, plans, now).await, ingest)
+        // A half-open connection would otherwise hold the writer (and shutdown) forever.
+        let work = async { in_transaction!(self, |c, q| q::apply(c, plans, now).await, ingest) };
+        tokio::time::timeout(BATCH_TIMEOUT, work)
+            .await
+            .unwrap_or(Err(Error::Timeout(BATCH_TIMEOUT)))
     }
 
     /// Applies a batch's link state.

@@ -61,23 +61,42 @@ pub async fn ensure(pool: &PgPool, now: DateTime<Utc>) -> Result<PartitionReport
         if existing.contains(&name) {
             continue;
         }
-        report.moved += create(pool, month, &name).await?;
-        report.created.push(name);
+        if let Some(moved) = create(pool, month, &name).await? {
+            report.moved += moved;
+            report.created.push(name);
+        }
     }
     Ok(report)
 }
 
-async fn create(pool: &PgPool, month: NaiveDate, name: &str) -> Result<u64> {
+/// Creates one month's partition; `None` when another instance created it first.
+async fn create(pool: &PgPool, month: NaiveDate, name: &str) -> Result<Option<u64>> {
     let from = month.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc();
     let to = month_start(month, 1)
         .and_hms_opt(0, 0, 0)
         .unwrap_or_default()
         .and_utc();
     let mut tx = pool.begin().await?;
-    // Inserts routed to DEFAULT wait until the partition exists; none can land in between.
+    // One instance at a time creates partitions (two starting together would both try).
+    sqlx::query("SELECT pg_advisory_xact_lock(7364211)")
+        .execute(&mut *tx)
+        .await?;
+    // The parent first, then DEFAULT: the order `CREATE TABLE … PARTITION OF` itself takes
+    // them in, so an insert routed to both cannot deadlock with this job. Inserts wait until
+    // the partition exists; none can land in DEFAULT in between.
+    sqlx::query("LOCK TABLE ONLY readings IN SHARE ROW EXCLUSIVE MODE")
+        .execute(&mut *tx)
+        .await?;
     sqlx::query("LOCK TABLE readings_default IN ACCESS EXCLUSIVE MODE")
         .execute(&mut *tx)
         .await?;
+    let exists: bool = sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
+        .bind(name)
+        .fetch_one(&mut *tx)
+        .await?;
+    if exists {
+        return Ok(None);
+    }
     sqlx::query("CREATE TEMP TABLE readings_moving (LIKE readings) ON COMMIT DROP")
         .execute(&mut *tx)
         .await?;
@@ -101,7 +120,7 @@ async fn create(pool: &PgPool, month: NaiveDate, name: &str) -> Result<u64> {
         .execute(&mut *tx)
         .await?;
     tx.commit().await?;
-    Ok(moved)
+    Ok(Some(moved))
 }
 
 #[cfg(test)]

@@ -90,16 +90,17 @@ macro_rules! quarantine_queries {
             before_id: i64,
             limit: i64,
         ) -> Result<Vec<Quarantined>> {
-            Ok(sqlx::query_as(
+            // The filter is added only when given, so that the (reason, id) index serves it.
+            let mut q = QueryBuilder::<$db>::new(
                 "SELECT id, received_at, topic, payload, reason, detail, dev_eui, replayed_at \
-                 FROM quarantine WHERE ($1 IS NULL OR reason = $1) AND id < $2 \
-                 ORDER BY id DESC LIMIT $3",
-            )
-            .bind(reason)
-            .bind(before_id)
-            .bind(limit)
-            .fetch_all(&mut *conn)
-            .await?)
+                 FROM quarantine WHERE id < ",
+            );
+            q.push_bind(before_id);
+            if let Some(r) = reason {
+                q.push(" AND reason = ").push_bind(r.to_owned());
+            }
+            q.push(" ORDER BY id DESC LIMIT ").push_bind(limit);
+            Ok(q.build_query_as().fetch_all(&mut *conn).await?)
         }
     };
 }

@@ -203,7 +203,7 @@ pub fn plan(parsed: Parsed, topic: &str, payload: &[u8], ctx: &Context<'_>) -> P
         }
         Parsed::Event { event, dev_eui } => (event, dev_eui),
     };
-    let identity = Some(identity(&event, payload));
+    let id = identity(&event, payload);
     let effects = match *event {
         Event::Up(up) => match ctx.meters.get(&dev_eui) {
             None => vec![quarantine(
@@ -222,17 +222,23 @@ pub fn plan(parsed: Parsed, topic: &str, payload: &[u8], ctx: &Context<'_>) -> P
                 Some(dev_eui),
             )],
             Some(meter) => {
-                let seen = join.time.map_or(ctx.now, |t| t.0);
+                let seen = join.time.map_or(ctx.now, |t| t.0.min(ctx.now));
                 vec![Effect::Link(link(meter, seen, None, None, None, None))]
             }
         },
-        // Status, acknowledgements, transmissions and logs carry no meter data; they are
-        // recorded (once) so that downlink tracking can build on them.
+        // Status, acknowledgements, transmissions and logs carry no meter data: their identity
+        // is recorded so that a redelivery is counted as a duplicate, nothing more.
         Event::Status(_) | Event::Ack(_) | Event::TxAck(_) | Event::Log(_) | Event::Location(_) => {
             Vec::new()
         }
     };
-    Plan { identity, effects }
+    // A quarantined event keeps no identity: once its cause is fixed (the meter registered),
+    // a replay must be applied; the quarantine's own digest keeps it from being kept twice.
+    let quarantined = effects.iter().any(|e| matches!(e, Effect::Quarantine(_)));
+    Plan {
+        identity: (!quarantined).then_some(id),
+        effects,
+    }
 }
 
 fn link(
@@ -268,7 +274,8 @@ fn uplink_effects(
     ctx: &Context<'_>,
     quarantine: impl Fn(Reason, String) -> Effect,
 ) -> Vec<Effect> {
-    let seen = up.time.map_or(ctx.now, |t| t.0);
+    // A gateway clock far ahead must not pin the meter's last-seen time in the future.
+    let seen = up.time.map_or(ctx.now, |t| t.0.min(ctx.now));
     let rssi = up.rx_info.iter().map(|r| r.rssi).filter(|r| *r != 0).max();
     let snr = up.rx_info.iter().map(|r| f64::from(r.snr)).reduce(f64::max);
     let application_id = up
@@ -302,6 +309,7 @@ fn uplink_effects(
             let reason = match e {
                 DecodeError::UnknownPort(_) => Reason::UnknownFport,
                 DecodeError::InvalidSerial(_) => Reason::BadSerial,
+                DecodeError::OutOfRange { .. } => Reason::OutOfRange,
                 _ => Reason::Undecodable,
             };
             return vec![quarantine(reason, e.to_string()), heard(None)];
@@ -384,7 +392,7 @@ fn uplink_effects(
                 Effect::AlarmCleared {
                     meter_id: meter.id,
                     kind,
-                    at: ctx.now,
+                    at,
                 }
             };
             vec![effect, heard(None)]

@@ -75,6 +75,12 @@ async fn events_at_qos_0_are_stored_and_counted() {
     let Some(env) = Env::new(Dialect::Sqlite).await else {
         return;
     };
+    if env.broker.is_embedded() {
+        // The in-process broker delivers at the subscription's QoS, not the publisher's, so
+        // only a real broker shows what ChirpStack's qos = 0 does.
+        eprintln!("skipped: events_at_qos_0_are_stored_and_counted: needs Mosquitto");
+        return;
+    }
     let meters = env.register(5).await;
     let server = Server::start(env.settings(&format!("q0-{}", uuid::Uuid::new_v4()))).await;
     let mut publisher =

@@ -77,6 +77,7 @@ impl Application {
             mqtt_stop.clone(),
         )?;
         let writer = uplink::writer::Writer {
+            session: link.session.clone(),
             store: store.clone(),
             client: link.client.clone(),
             template,

@@ -99,6 +99,9 @@ pub struct Metrics {
     pub db_retries: Counter,
     /// Reconnections to the broker.
     pub mqtt_reconnects: Counter,
+    /// Messages committed but not acknowledged because their connection had been replaced
+    /// (the broker redelivers them; the database recognises them).
+    pub stale_acks: Counter,
     /// 1 while connected to the broker.
     pub mqtt_connected: AtomicU64,
     /// 1 while the last database commit succeeded.
@@ -129,6 +132,7 @@ impl Default for Metrics {
             qos0_events: Counter::default(),
             db_retries: Counter::default(),
             mqtt_reconnects: Counter::default(),
+            stale_acks: Counter::default(),
             mqtt_connected: AtomicU64::new(0),
             db_up: AtomicU64::new(1),
             batch_size: Histogram::new(SIZE_BOUNDS),
@@ -147,7 +151,7 @@ impl Metrics {
     /// The Prometheus text exposition.
     pub fn render(&self) -> String {
         let mut out = String::new();
-        let counters: [(&str, &str, &Counter); 9] = [
+        let counters: [(&str, &str, &Counter); 10] = [
             (
                 "meterhub_mqtt_messages_received_total",
                 "MQTT messages received.",
@@ -192,6 +196,11 @@ impl Metrics {
                 "meterhub_mqtt_reconnects_total",
                 "Reconnections to the MQTT broker.",
                 &self.mqtt_reconnects,
+            ),
+            (
+                "meterhub_mqtt_stale_acks_total",
+                "Committed messages left unacknowledged because their connection was replaced.",
+                &self.stale_acks,
             ),
         ];
         for (name, help, c) in counters {

@@ -2,12 +2,11 @@
 //! the one task that owns rumqttc's event loop.
 //!
 //! The task only polls. It hands every incoming publish to a bounded channel and never waits
-//! on the database; when the writers fall behind the channel fills, the task stops polling, and
-//! the broker stops sending once the receive maximum of unacknowledged messages is reached:
-//! back-pressure instead of an unbounded buffer.
+//! on the database. The broker stops sending once the receive maximum of unacknowledged
+//! messages is reached, so while the writer commits, messages wait at the broker, not here.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
@@ -28,6 +27,8 @@ pub struct Inbound {
     pub publish: Publish,
     /// When it arrived, for latency figures.
     pub received: Instant,
+    /// The connection it arrived on (see [`MqttLink::session`]).
+    pub session: u64,
 }
 
 /// The running connection: the client (to acknowledge and publish) and the incoming stream.
@@ -39,6 +40,12 @@ pub struct MqttLink {
     pub inbound: mpsc::Receiver<Inbound>,
     /// Ends when the connection is closed for good.
     pub task: tokio::task::JoinHandle<()>,
+    /// The number of the current connection, counted up at every ConnAck. A packet id means
+    /// something only on the connection it arrived on: after a reconnect the broker may give
+    /// the same id to another message, which an old acknowledgement would then acknowledge
+    /// before it is stored. Messages from an older connection are not acknowledged; the broker
+    /// delivers them again and the database recognises them.
+    pub session: Arc<AtomicU64>,
 }
 
 /// The largest MQTT packet accepted: ChirpStack's `up` events grow with every gateway that
@@ -159,18 +166,21 @@ pub fn connect(
     let options = options(settings, receive_maximum)?;
     let (client, eventloop) = AsyncClient::new(options, REQUEST_CAPACITY);
     let (tx, inbound) = mpsc::channel(batch_size.max(1));
+    let session = Arc::new(AtomicU64::new(0));
     let task = tokio::spawn(poll(
         eventloop,
         client.clone(),
         filters,
         tx,
         metrics,
+        session.clone(),
         shutdown,
     ));
     Ok(MqttLink {
         client,
         inbound,
         task,
+        session,
     })
 }
 
@@ -191,10 +201,11 @@ async fn poll(
     filters: Vec<String>,
     tx: mpsc::Sender<Inbound>,
     metrics: Arc<Metrics>,
+    session: Arc<AtomicU64>,
     shutdown: CancellationToken,
 ) {
     let mut backoff = Duration::from_millis(100);
-    let warned_qos0 = AtomicBool::new(false);
+    let mut warned_qos0 = false;
     let mut drain_deadline: Option<tokio::time::Instant> = None;
     loop {
         let event = tokio::select! {
@@ -207,6 +218,7 @@ async fn poll(
         };
         match event {
             Ok(Event::Incoming(Packet::ConnAck(ack))) => {
+                session.fetch_add(1, Ordering::SeqCst);
                 backoff = Duration::from_millis(100);
                 metrics.mqtt_connected.store(1, Ordering::Relaxed);
                 tracing::info!(
@@ -235,24 +247,30 @@ async fn poll(
                 metrics.received.inc();
                 if publish.qos == QoS::AtMostOnce {
                     metrics.qos0_events.inc();
-                    if !warned_qos0.swap(true, Ordering::Relaxed) {
+                    if !std::mem::replace(&mut warned_qos0, true) {
                         tracing::warn!(
                             "ChirpStack publishes events at QoS 0: events sent while meterhub \
                              is away are lost; set qos = 1 in [integration.mqtt] (docs/chirpstack.md)"
                         );
                     }
                 }
-                if drain_deadline.is_some() {
+                if drain_deadline.is_some() || tx.is_closed() {
                     // Shutting down: left unacknowledged, the broker delivers it again later.
                     continue;
                 }
                 let item = Inbound {
                     publish,
                     received: Instant::now(),
+                    session: session.load(Ordering::SeqCst),
                 };
-                // Waits while the writers are behind: that is the back-pressure.
+                // Waits while the writer is behind (QoS 0 traffic, redeliveries after a
+                // reconnect: otherwise the receive maximum already bounds what comes).
                 tokio::select! {
-                    r = tx.send(item) => if r.is_err() { break },
+                    r = tx.send(item) => if r.is_err() {
+                        // The writer has finished: keep polling so that its last
+                        // acknowledgements and the DISCONNECT are written.
+                        drain_deadline.get_or_insert_with(|| tokio::time::Instant::now() + DRAIN);
+                    },
                     _ = shutdown.cancelled() => {
                         drain_deadline = Some(tokio::time::Instant::now() + DRAIN);
                     }

@@ -37,6 +37,8 @@ pub struct IngestSettings {
 
 /// Everything the writer needs.
 pub struct Writer {
+    /// The current MQTT connection's number: acknowledgements go only to messages of it.
+    pub session: Arc<std::sync::atomic::AtomicU64>,
     /// The store.
     pub store: Store,
     /// To acknowledge messages.
@@ -61,8 +63,9 @@ pub async fn run(
     let mut registry = RegistryCache::default();
     loop {
         let first = tokio::select! {
-            m = inbound.recv() => m,
+            biased;
             _ = shutdown.cancelled() => None,
+            m = inbound.recv() => m,
         };
         let Some(first) = first else { break };
         let mut batch = vec![first];
@@ -73,12 +76,13 @@ pub async fn run(
                 Ok(m) => batch.push(m),
                 Err(_) => {
                     tokio::select! {
+                        biased;
+                        _ = shutdown.cancelled() => break,
+                        _ = tokio::time::sleep_until(deadline) => break,
                         m = inbound.recv() => match m {
                             Some(m) => batch.push(m),
                             None => break,
                         },
-                        _ = tokio::time::sleep_until(deadline) => break,
-                        _ = shutdown.cancelled() => break,
                     }
                 }
             }
@@ -88,16 +92,23 @@ pub async fn run(
             // broker delivers it again to the next session.
             break;
         }
+        let session = writer.session.load(Ordering::SeqCst);
         for m in &batch {
-            if let Err(e) = writer.client.ack(&m.publish).await {
-                tracing::warn!(error = %e, "cannot acknowledge; the broker will redeliver");
+            if m.session != session {
+                writer.metrics.stale_acks.inc();
+                continue;
+            }
+            match writer.client.ack(&m.publish).await {
+                Ok(()) => writer.metrics.acknowledged.inc(),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot acknowledge; the broker will redeliver")
+                }
             }
             writer
                 .metrics
                 .ingest_latency_seconds
                 .observe(m.received.elapsed().as_secs_f64());
         }
-        writer.metrics.acknowledged.add(batch.len() as u64);
     }
     if let Err(e) = writer.client.disconnect().await {
         tracing::debug!(error = %e, "disconnect");
@@ -124,10 +135,25 @@ impl Writer {
                         .observe(started.elapsed().as_secs_f64());
                     return true;
                 }
+                Err(e) if !e.is_transient() => {
+                    // A refusal outside the split (reading the registry, quarantining a refused
+                    // message): keep each message in quarantine rather than stall on it.
+                    tracing::error!(error = %e, "the database refuses this batch; quarantining it");
+                    match self.refuse_all(batch, &e).await {
+                        Ok(()) => return true,
+                        Err(e) => tracing::warn!(error = %e, "cannot quarantine the batch either"),
+                    }
+                    self.metrics.db_retries.inc();
+                    tokio::select! {
+                        _ = tokio::time::sleep(backoff) => {}
+                        _ = shutdown.cancelled() => return false,
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
                 Err(e) => {
                     self.metrics.db_up.store(0, Ordering::Relaxed);
                     self.metrics.db_retries.inc();
-                    tracing::warn!(error = %format!("{e:#}"), retry_in = ?backoff, "database unavailable; holding the batch");
+                    tracing::warn!(error = %e, retry_in = ?backoff, "database unavailable; holding the batch");
                     tokio::select! {
                         _ = tokio::time::sleep(backoff) => {}
                         _ = shutdown.cancelled() => return false,
@@ -147,7 +173,7 @@ impl Writer {
         let now = now_utc(&self.clock);
         let parsed: Vec<Parsed> = batch
             .iter()
-            .map(|m| parse(&self.template, topic(m), &m.publish.payload))
+            .map(|m| parse(&self.template, &topic(m), &m.publish.payload))
             .collect();
         let keys = parsed
             .iter()
@@ -162,7 +188,7 @@ impl Writer {
         let plans: Vec<Plan> = parsed
             .into_iter()
             .zip(batch)
-            .map(|(p, m)| plan(p, topic(m), &m.publish.payload, &ctx))
+            .map(|(p, m)| plan(p, &topic(m), &m.publish.payload, &ctx))
             .collect();
         self.apply(&plans, batch, now).await
     }
@@ -187,27 +213,53 @@ impl Writer {
                     pending.push((start, mid));
                 }
                 Err(e) => {
-                    let reason = database_reason(&e);
-                    tracing::warn!(%reason, "the database refused a message; quarantined");
-                    let m = &batch[start];
-                    let refused = Plan {
-                        identity: None,
-                        effects: vec![Effect::Quarantine(NewQuarantined {
-                            received_at: now,
-                            topic: topic(m).to_owned(),
-                            payload: m.publish.payload.to_vec(),
-                            reason: Reason::Refused.as_str().to_owned(),
-                            detail: reason,
-                            dev_eui: None,
-                        })],
-                    };
-                    let outcome = self
-                        .store
-                        .apply_batch(std::slice::from_ref(&refused), now)
-                        .await?;
-                    self.count(std::slice::from_ref(&refused), &outcome);
+                    tracing::warn!(error = %e, "the database refused a message; quarantined");
+                    self.refuse(&batch[start], &e, now).await?;
                 }
             }
+        }
+        Ok(())
+    }
+
+    /// Quarantines one message with the database's reason for refusing it.
+    async fn refuse(
+        &self,
+        m: &Inbound,
+        error: &StorageError,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<(), StorageError> {
+        let topic = topic(m);
+        let dev_eui = self
+            .template
+            .parse_topic(&topic)
+            .map(|p| p.dev_eui.to_ascii_lowercase());
+        let refused = Plan {
+            identity: None,
+            effects: vec![Effect::Quarantine(NewQuarantined {
+                received_at: now,
+                topic: topic.into_owned(),
+                payload: m.publish.payload.to_vec(),
+                reason: Reason::Refused.as_str().to_owned(),
+                detail: database_reason(error),
+                dev_eui,
+            })],
+        };
+        let outcome = self
+            .store
+            .apply_batch(std::slice::from_ref(&refused), now)
+            .await?;
+        self.count(std::slice::from_ref(&refused), &outcome);
+        Ok(())
+    }
+
+    async fn refuse_all(
+        &self,
+        batch: &[Inbound],
+        error: &StorageError,
+    ) -> Result<(), StorageError> {
+        let now = now_utc(&self.clock);
+        for m in batch {
+            self.refuse(m, error, now).await?;
         }
         Ok(())
     }
@@ -244,8 +296,8 @@ impl Writer {
     }
 }
 
-fn topic(m: &Inbound) -> &str {
-    std::str::from_utf8(&m.publish.topic).unwrap_or_default()
+fn topic(m: &Inbound) -> std::borrow::Cow<'_, str> {
+    String::from_utf8_lossy(&m.publish.topic)
 }
 
 /// The database's own words for a refusal, without connection details.

@@ -195,6 +195,10 @@ const REQUEST_CAPACITY: usize = 2 * 65_536;
 /// DISCONNECT reach the broker.
 const DRAIN: Duration = Duration::from_secs(5);
 
+/// How long, once the DISCONNECT is written, the task waits for the broker to close the
+/// connection before closing it itself.
+const CLOSE_WAIT: Duration = Duration::from_secs(1);
+
 async fn poll(
     mut eventloop: EventLoop,
     client: AsyncClient,
@@ -276,7 +280,16 @@ async fn poll(
                     }
                 }
             }
-            Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect)) => break,
+            Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect)) => {
+                // Everything queued before the DISCONNECT, the writer's last acknowledgements
+                // included, is written, but perhaps not yet read by the broker. Closing now,
+                // with publishes still arriving unread, would make the kernel reset the
+                // connection, and the broker would lose what it had not read: it would
+                // deliver those messages again. The broker closes the connection once it reads
+                // the DISCONNECT; the read error that follows ends the loop.
+                let close_by = tokio::time::Instant::now() + CLOSE_WAIT;
+                drain_deadline = Some(drain_deadline.map_or(close_by, |d| d.min(close_by)));
+            }
             Ok(_) => {}
             Err(e) => {
                 if drain_deadline.is_some() {

@@ -154,7 +154,7 @@ const METER_COLUMNS: &str = "id, dev_eui, serial, body_number, user_id, applicat
      firmware_version, info_received_at, created_at, updated_at";
 
 macro_rules! meter_queries {
-    ($db:ty) => {
+    ($db:ty, $types:expr) => {
         use chrono::{DateTime, Utc};
         use sqlx::AssertSqlSafe;
 
@@ -322,29 +322,46 @@ macro_rules! meter_queries {
 
         /// Applies the link state of a batch, one statement per meter.
         pub async fn update_links(conn: &mut Conn, updates: &[LinkUpdate]) -> Result<()> {
-            for u in updates {
+            let [big, time, int, small, real, text] = $types;
+            // One statement for the whole batch: a round trip per meter is what limited the
+            // bridge. The casts give the VALUES columns their types (PostgreSQL cannot infer
+            // them from parameters alone).
+            for chunk in updates.chunks(1_000) {
+                let mut q = sqlx::QueryBuilder::<$db>::new(
+                    "WITH v (id, seen, overdue, mv, pct, rssi, snr, app) AS (",
+                );
+                q.push_values(chunk, |mut b, u| {
+                    b.push(format_args!("CAST(")).push_bind_unseparated(u.meter_id)
+                        .push_unseparated(format_args!(" AS {big})"))
+                        .push("CAST(").push_bind_unseparated(u.last_seen_at)
+                        .push_unseparated(format_args!(" AS {time})"))
+                        .push("CAST(").push_bind_unseparated(u.overdue_at)
+                        .push_unseparated(format_args!(" AS {time})"))
+                        .push("CAST(").push_bind_unseparated(u.battery_millivolts)
+                        .push_unseparated(format_args!(" AS {int})"))
+                        .push("CAST(").push_bind_unseparated(u.battery_percent)
+                        .push_unseparated(format_args!(" AS {small})"))
+                        .push("CAST(").push_bind_unseparated(u.rssi)
+                        .push_unseparated(format_args!(" AS {int})"))
+                        .push("CAST(").push_bind_unseparated(u.snr)
+                        .push_unseparated(format_args!(" AS {real})"))
+                        .push("CAST(").push_bind_unseparated(u.application_id.clone())
+                        .push_unseparated(format_args!(" AS {text})"));
+                });
                 // A redelivered older uplink must not move the meter's state back in time.
-                sqlx::query(
-                    "UPDATE meters SET last_seen_at = $2, overdue_at = $3, \
-                     battery_millivolts = COALESCE($4, battery_millivolts), \
-                     battery_percent = COALESCE($5, battery_percent), \
-                     rssi = COALESCE($6, rssi), snr = COALESCE($7, snr), \
-                     application_id = COALESCE($8, application_id), \
-                     status = CASE WHEN status IN ('installed', 'silent') THEN 'active' \
-                              ELSE status END, \
-                     updated_at = $2 \
-                     WHERE id = $1 AND (last_seen_at IS NULL OR last_seen_at <= $2)",
-                )
-                .bind(u.meter_id)
-                .bind(u.last_seen_at)
-                .bind(u.overdue_at)
-                .bind(u.battery_millivolts)
-                .bind(u.battery_percent)
-                .bind(u.rssi)
-                .bind(u.snr)
-                .bind(&u.application_id)
-                .execute(&mut *conn)
-                .await?;
+                q.push(
+                    ") UPDATE meters SET last_seen_at = v.seen, overdue_at = v.overdue, \
+                     battery_millivolts = COALESCE(v.mv, meters.battery_millivolts), \
+                     battery_percent = COALESCE(v.pct, meters.battery_percent), \
+                     rssi = COALESCE(v.rssi, meters.rssi), snr = COALESCE(v.snr, meters.snr), \
+                     application_id = COALESCE(v.app, meters.application_id), \
+                     status = CASE WHEN meters.status IN ('installed', 'silent') THEN 'active' \
+                              ELSE meters.status END, \
+                     updated_at = v.seen \
+                     FROM v WHERE meters.id = v.id \
+                     AND (meters.last_seen_at IS NULL OR meters.last_seen_at <= v.seen)",
+                );
+                q.build().execute(&mut *conn).await?;
             }
             Ok(())
         }
@@ -353,10 +370,23 @@ macro_rules! meter_queries {
 
 /// Queries on SQLite.
 pub(crate) mod sqlite {
-    meter_queries!(sqlx::Sqlite);
+    meter_queries!(
+        sqlx::Sqlite,
+        ["INTEGER", "TEXT", "INTEGER", "INTEGER", "REAL", "TEXT"]
+    );
 }
 
 /// Queries on PostgreSQL.
 pub(crate) mod postgres {
-    meter_queries!(sqlx::Postgres);
+    meter_queries!(
+        sqlx::Postgres,
+        [
+            "BIGINT",
+            "TIMESTAMPTZ",
+            "INTEGER",
+            "SMALLINT",
+            "DOUBLE PRECISION",
+            "TEXT"
+        ]
+    );
 }

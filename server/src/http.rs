@@ -9,7 +9,7 @@ use warp::http::StatusCode;
 
 use crate::metrics::Metrics;
 
-/// `/health`, `/ready` (503 until the broker and the database both answer) and `/metrics`.
+/// `/health`, `/ready` (503 until subscribed at the broker and the database answers) and `/metrics`.
 pub fn routes(
     metrics: Arc<Metrics>,
 ) -> impl Filter<Extract = (impl warp::Reply,), Error = warp::Rejection> + Clone {
@@ -18,7 +18,7 @@ pub fn routes(
         .map(|| warp::reply::json(&serde_json::json!({"status": "ok"})));
     let ready_metrics = metrics.clone();
     let ready = warp::path!("ready").and(warp::get()).map(move || {
-        let mqtt = ready_metrics.mqtt_connected.load(Ordering::Relaxed) == 1;
+        let mqtt = ready_metrics.mqtt_subscribed.load(Ordering::Relaxed) == 1;
         let db = ready_metrics.db_up.load(Ordering::Relaxed) == 1;
         let status = if mqtt && db {
             StatusCode::OK

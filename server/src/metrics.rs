@@ -104,6 +104,8 @@ pub struct Metrics {
     pub stale_acks: Counter,
     /// 1 while connected to the broker.
     pub mqtt_connected: AtomicU64,
+    /// 1 once the broker has granted the event subscription on the current connection.
+    pub mqtt_subscribed: AtomicU64,
     /// 1 while the last database commit succeeded.
     pub db_up: AtomicU64,
     /// Messages per committed batch.
@@ -134,6 +136,7 @@ impl Default for Metrics {
             mqtt_reconnects: Counter::default(),
             stale_acks: Counter::default(),
             mqtt_connected: AtomicU64::new(0),
+            mqtt_subscribed: AtomicU64::new(0),
             db_up: AtomicU64::new(1),
             batch_size: Histogram::new(SIZE_BOUNDS),
             commit_seconds: Histogram::new(SECONDS_BOUNDS),

@@ -2,8 +2,9 @@
 //! the one task that owns rumqttc's event loop.
 //!
 //! The task only polls. It hands every incoming publish to a bounded channel and never waits
-//! on the database. The broker stops sending once the receive maximum of unacknowledged
-//! messages is reached, so while the writer commits, messages wait at the broker, not here.
+//! on the database. A broker should stop sending at the receive maximum of unacknowledged
+//! messages (Mosquitto 2.0.11 overshoots it when acknowledgements lag), so while the writer
+//! commits, messages mostly wait at the broker, not here.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -238,6 +239,15 @@ async fn poll(
                 }
             }
             Ok(Event::Incoming(Packet::SubAck(ack))) => {
+                let granted = ack.return_codes.iter().all(|c| {
+                    matches!(
+                        c,
+                        rumqttc::v5::mqttbytes::v5::SubscribeReasonCode::Success(_)
+                    )
+                });
+                metrics
+                    .mqtt_subscribed
+                    .store(u64::from(granted), Ordering::Relaxed);
                 for code in &ack.return_codes {
                     if !matches!(
                         code,
@@ -267,8 +277,9 @@ async fn poll(
                     received: Instant::now(),
                     session: session.load(Ordering::SeqCst),
                 };
-                // Waits while the writer is behind (QoS 0 traffic, redeliveries after a
-                // reconnect: otherwise the receive maximum already bounds what comes).
+                // Waits while the writer is behind; the writer never waits on this task in
+                // turn (its acknowledgements are offered without blocking), so the two cannot
+                // hold each other up.
                 tokio::select! {
                     r = tx.send(item) => if r.is_err() {
                         // The writer has finished: keep polling so that its last
@@ -296,6 +307,7 @@ async fn poll(
                     break;
                 }
                 metrics.mqtt_connected.store(0, Ordering::Relaxed);
+                metrics.mqtt_subscribed.store(0, Ordering::Relaxed);
                 metrics.mqtt_reconnects.inc();
                 tracing::warn!(error = %e, retry_in = ?backoff, "MQTT connection lost");
                 tokio::select! {

@@ -7,12 +7,14 @@
 //! isolated by splitting the batch until the one message is found; that message is
 //! quarantined with the database's reason and the rest are committed.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use firmware_protocol::clock::Clock;
 use rumqttc::v5::AsyncClient;
+use rumqttc::v5::mqttbytes::v5::Publish;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -61,11 +63,21 @@ pub async fn run(
     shutdown: CancellationToken,
 ) {
     let mut registry = RegistryCache::default();
+    // Acknowledgements not yet handed to rumqttc. Its event loop writes one queued request per
+    // turn while it reads incoming messages in bulk, and a broker may send beyond the receive
+    // maximum, so its request queue can fill; waiting on it here would stop this loop from
+    // taking messages, which would stop the poll task, which drains that queue: a deadlock.
+    // They wait here instead, and are offered again after every batch and while idle.
+    let mut unsent: VecDeque<(u64, Publish)> = VecDeque::new();
     loop {
         let first = tokio::select! {
             biased;
             _ = shutdown.cancelled() => None,
             m = inbound.recv() => m,
+            _ = tokio::time::sleep(Duration::from_millis(10)), if !unsent.is_empty() => {
+                writer.flush_acks(&mut unsent);
+                continue;
+            }
         };
         let Some(first) = first else { break };
         let mut batch = vec![first];
@@ -92,23 +104,20 @@ pub async fn run(
             // broker delivers it again to the next session.
             break;
         }
-        let session = writer.session.load(Ordering::SeqCst);
         for m in &batch {
-            if m.session != session {
-                writer.metrics.stale_acks.inc();
-                continue;
-            }
-            match writer.client.ack(&m.publish).await {
-                Ok(()) => writer.metrics.acknowledged.inc(),
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot acknowledge; the broker will redeliver")
-                }
-            }
+            unsent.push_back((m.session, m.publish.clone()));
             writer
                 .metrics
                 .ingest_latency_seconds
                 .observe(m.received.elapsed().as_secs_f64());
         }
+        writer.flush_acks(&mut unsent);
+    }
+    // The last acknowledgements: the event loop is still polling until the DISCONNECT.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while !unsent.is_empty() && tokio::time::Instant::now() < deadline {
+        writer.flush_acks(&mut unsent);
+        tokio::time::sleep(Duration::from_millis(5)).await;
     }
     if let Err(e) = writer.client.disconnect().await {
         tracing::debug!(error = %e, "disconnect");
@@ -116,6 +125,27 @@ pub async fn run(
 }
 
 impl Writer {
+    /// Hands waiting acknowledgements to rumqttc until its queue is full; those of a replaced
+    /// connection are dropped (the broker redelivers them, the database recognises them).
+    fn flush_acks(&self, unsent: &mut VecDeque<(u64, Publish)>) {
+        let session = self.session.load(Ordering::SeqCst);
+        while let Some((s, publish)) = unsent.front() {
+            if *s != session {
+                self.metrics.stale_acks.inc();
+                unsent.pop_front();
+                continue;
+            }
+            match self.client.try_ack(publish) {
+                Ok(()) => {
+                    self.metrics.acknowledged.inc();
+                    unsent.pop_front();
+                }
+                // Full (or closing): offered again later.
+                Err(_) => break,
+            }
+        }
+    }
+
     /// Plans and commits a batch; false when shutdown interrupted a wait for the database.
     async fn commit(
         &self,

@@ -88,6 +88,15 @@ impl Server {
         let app = Application::build(settings, stop.clone())
             .await
             .expect("server starts");
+        // Events published before the subscription exists are not delivered to anyone (as
+        // with ChirpStack and a server that is not yet subscribed); tests start after it.
+        let metrics = app.metrics();
+        let subscribed = wait_for(Duration::from_secs(20), 1, || {
+            let m = metrics.clone();
+            async move { m.mqtt_subscribed.load(std::sync::atomic::Ordering::Relaxed) as i64 }
+        })
+        .await;
+        assert_eq!(subscribed, 1, "the server subscribed within 20 s");
         Server {
             app: Some(app),
             stop,

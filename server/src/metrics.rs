@@ -233,6 +233,11 @@ impl Metrics {
                 &self.mqtt_connected,
             ),
             (
+                "meterhub_mqtt_subscribed",
+                "1 once the broker granted the event subscription on this connection.",
+                &self.mqtt_subscribed,
+            ),
+            (
                 "meterhub_db_up",
                 "1 while database commits succeed.",
                 &self.db_up,

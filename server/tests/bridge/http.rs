@@ -48,6 +48,7 @@ async fn health_readiness_and_metrics_are_served() {
     for series in [
         "meterhub_mqtt_messages_received_total 0",
         "meterhub_mqtt_connected 1",
+        "meterhub_mqtt_subscribed 1",
         "meterhub_events_quarantined_total{reason=\"unregistered_device\"} 0",
         "meterhub_commit_seconds_bucket{le=\"+Inf\"} 0",
     ] {

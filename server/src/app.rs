@@ -11,11 +11,17 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Settings;
+use crate::downlink::dispatch::{self, TAP_CAPACITY};
+use crate::downlink::{Downlinks, Publisher};
 use crate::metrics::Metrics;
+use crate::monitor::rules::Rules;
+use crate::monitor::scheduler::Scheduler;
+use crate::monitor::webhook::Webhook;
 use crate::mqtt::{self, Template};
 use crate::storage::Store;
 use crate::storage::identities::IDENTITY_RETENTION;
 use crate::time::now_utc;
+use crate::uplink::classify::Policy;
 use crate::uplink::{self, IngestSettings};
 
 /// A running server.
@@ -25,6 +31,7 @@ pub struct Application {
     shutdown: CancellationToken,
     tasks: Vec<JoinHandle<()>>,
     store: Store,
+    downlinks: Downlinks,
 }
 
 impl Application {
@@ -69,13 +76,53 @@ impl Application {
         };
         // The MQTT task drains for a moment after the writer stops, so it has its own token.
         let mqtt_stop = CancellationToken::new();
+        let mut tasks = Vec::new();
+        let (downlinks, tap) = if settings.downlink.enabled {
+            let (publisher, publisher_task) = Publisher::connect(
+                &settings.mqtt,
+                &settings.chirpstack.command_topic,
+                metrics.clone(),
+                shutdown.clone(),
+            )?;
+            tasks.push(publisher_task);
+            let downlinks = Downlinks::new(
+                store.clone(),
+                clock.clone(),
+                settings.downlink.clone(),
+                Some(publisher.clone()),
+            );
+            downlinks
+                .refresh_pending()
+                .await
+                .context("reading the command queue")?;
+            let (tap_tx, tap_rx) = tokio::sync::mpsc::channel(TAP_CAPACITY);
+            tasks.push(tokio::spawn(dispatch::run(
+                downlinks.clone(),
+                publisher,
+                template.clone(),
+                metrics.clone(),
+                tap_rx,
+                shutdown.clone(),
+            )));
+            (downlinks, Some(tap_tx))
+        } else {
+            let downlinks = Downlinks::new(
+                store.clone(),
+                clock.clone(),
+                settings.downlink.clone(),
+                None,
+            );
+            (downlinks, None)
+        };
         let link = mqtt::connect(
             &settings.mqtt,
             filters,
             ingest.batch_size,
             metrics.clone(),
+            tap,
             mqtt_stop.clone(),
         )?;
+        let policy = policy(&settings, &downlinks);
         let writer = uplink::writer::Writer {
             session: link.session.clone(),
             store: store.clone(),
@@ -84,8 +131,9 @@ impl Application {
             settings: ingest,
             clock: clock.clone(),
             metrics: metrics.clone(),
+            policy,
+            downlinks: Some(downlinks.clone()),
         };
-        let mut tasks = Vec::new();
         let writer_stop = shutdown.clone();
         let mqtt_task = link.task;
         tasks.push(tokio::spawn(async move {
@@ -98,6 +146,23 @@ impl Application {
             metrics.clone(),
             shutdown.clone(),
         )));
+        let webhook = match &settings.monitor.webhook_url {
+            Some(url) => Some(Webhook::new(
+                url,
+                Duration::from_secs(settings.monitor.webhook_timeout_secs.max(1)),
+            )?),
+            None => None,
+        };
+        let scheduler = Scheduler {
+            store: store.clone(),
+            clock: clock.clone(),
+            downlinks: downlinks.clone(),
+            settings: settings.monitor.clone(),
+            webhook,
+            metrics: metrics.clone(),
+            holder: format!("{}-{}", settings.mqtt.client_id, uuid::Uuid::new_v4()),
+        };
+        tasks.push(tokio::spawn(scheduler.run(shutdown.clone())));
         tasks.push(tokio::spawn(maintenance(
             store.clone(),
             clock,
@@ -110,6 +175,7 @@ impl Application {
             shutdown,
             tasks,
             store,
+            downlinks,
         })
     }
 
@@ -123,6 +189,16 @@ impl Application {
         self.metrics.clone()
     }
 
+    /// The command queue (what the REST API's command routes call).
+    pub fn downlinks(&self) -> Downlinks {
+        self.downlinks.clone()
+    }
+
+    /// The store.
+    pub fn store(&self) -> Store {
+        self.store.clone()
+    }
+
     /// Waits until shutdown: the batch in flight is committed and acknowledged first.
     pub async fn run_until_stopped(self) {
         self.shutdown.cancelled().await;
@@ -131,6 +207,26 @@ impl Application {
         }
         self.store.close().await;
         tracing::info!("meterhub stopped");
+    }
+}
+
+/// The rules and command timing the bridge applies, from the settings.
+fn policy(settings: &Settings, downlinks: &Downlinks) -> Policy {
+    let d = &settings.downlink;
+    let m = &settings.monitor;
+    Policy {
+        rules: Rules {
+            low_battery_percent: m.low_battery_percent,
+            over_consumption_factor: m.over_consumption_factor,
+            min_samples: m.over_consumption_min_samples,
+            max_drift_ms: i64::try_from(d.max_drift_secs.saturating_mul(1000)).unwrap_or(i64::MAX),
+        },
+        silence_tolerance: i32::try_from(m.silence_tolerance).unwrap_or(i32::MAX),
+        answer_deadline: chrono::Duration::minutes(
+            i64::try_from(d.answer_timeout_minutes).unwrap_or(60),
+        ),
+        resync_expiry: chrono::Duration::hours(i64::try_from(d.command_expiry_hours).unwrap_or(72)),
+        answer_expiry: downlinks.simulated(d.answer_expiry_secs),
     }
 }
 

@@ -30,6 +30,75 @@ pub struct Settings {
     pub clock: ClockSettings,
     /// How the bridge batches its writes.
     pub ingest: IngestSettings,
+    /// Commands to meters and clock synchronisation.
+    pub downlink: DownlinkSettings,
+    /// Alarm rules, silence detection and alarm delivery.
+    pub monitor: MonitorSettings,
+}
+
+/// Commands to meters and clock synchronisation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DownlinkSettings {
+    /// Answer AppTimeReq and release queued commands; off for a read-only instance.
+    pub enabled: bool,
+    /// How long ChirpStack may hold a clock answer before dropping it, seconds (wall time on
+    /// the network's side: the answer is only useful in the next receive windows).
+    pub answer_expiry_secs: u64,
+    /// A command not sent within this many hours of its request expires.
+    pub command_expiry_hours: u64,
+    /// A read, info or self-test request fails when its answer has not arrived this many
+    /// minutes after it was sent.
+    pub answer_timeout_minutes: u64,
+    /// A meter whose clock is off by more than this many seconds is asked to resynchronise.
+    pub max_drift_secs: u64,
+}
+
+impl Default for DownlinkSettings {
+    fn default() -> Self {
+        DownlinkSettings {
+            enabled: true,
+            answer_expiry_secs: 60,
+            command_expiry_hours: 72,
+            answer_timeout_minutes: 60,
+            max_drift_secs: 30,
+        }
+    }
+}
+
+/// Alarm rules, silence detection and alarm delivery.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MonitorSettings {
+    /// A meter is silent after its reporting interval times this without an uplink.
+    pub silence_tolerance: u32,
+    /// A reading with the battery below this percentage raises `lowBattery`.
+    pub low_battery_percent: u8,
+    /// Consumption per day above this multiple of the meter's own trailing average raises
+    /// `overConsumption`.
+    pub over_consumption_factor: f64,
+    /// Readings a meter needs before its average is trusted by the over-consumption rule.
+    pub over_consumption_min_samples: u32,
+    /// Each new alarm is POSTed here as JSON, retried until accepted; none when unset.
+    pub webhook_url: Option<String>,
+    /// Timeout of one webhook request, seconds.
+    pub webhook_timeout_secs: u64,
+    /// How often (wall seconds) the scheduler looks for due work.
+    pub tick_secs: u64,
+}
+
+impl Default for MonitorSettings {
+    fn default() -> Self {
+        MonitorSettings {
+            silence_tolerance: 2,
+            low_battery_percent: 10,
+            over_consumption_factor: 3.0,
+            over_consumption_min_samples: 3,
+            webhook_url: None,
+            webhook_timeout_secs: 10,
+            tick_secs: 1,
+        }
+    }
 }
 
 /// Batching of the MQTT-to-database bridge.
@@ -325,6 +394,22 @@ impl Settings {
         if self.clock.speed == 0 {
             bail!("clock.speed must be at least 1");
         }
+        if self.monitor.silence_tolerance == 0 {
+            bail!("monitor.silence_tolerance must be at least 1");
+        }
+        if self.monitor.over_consumption_factor.is_nan()
+            || self.monitor.over_consumption_factor <= 1.0
+        {
+            bail!("monitor.over_consumption_factor must be above 1");
+        }
+        if self.monitor.tick_secs == 0 {
+            bail!("monitor.tick_secs must be at least 1");
+        }
+        if let Some(url) = &self.monitor.webhook_url
+            && !(url.starts_with("http://") || url.starts_with("https://"))
+        {
+            bail!("monitor.webhook_url must start with http:// or https://");
+        }
         Ok(())
     }
 
@@ -457,7 +542,44 @@ max_wait_ms = {max_wait_ms}
 # a server and a simulator given the same speed and epoch agree on simulated time.
 speed = {speed}
 # epoch = "2026-01-01T00:00:00Z"
+
+[downlink]
+# Answer clock requests (TS003 AppTimeReq) and release queued commands, one per uplink.
+enabled = {dl_enabled}
+# ChirpStack drops a clock answer it could not send within this many seconds.
+answer_expiry_secs = {answer_expiry}
+# A command not sent within this many hours of its request expires.
+command_expiry_hours = {command_expiry}
+# A read, info or self-test request fails without its answer this many minutes after sending.
+answer_timeout_minutes = {answer_timeout}
+# Meters whose clock is off by more than this many seconds are asked to resynchronise.
+max_drift_secs = {max_drift}
+
+[monitor]
+# Silent after reporting interval x tolerance without an uplink.
+silence_tolerance = {silence}
+low_battery_percent = {low_battery}
+# Daily consumption above factor x the meter's own trailing average raises overConsumption,
+# once the meter has at least min_samples readings.
+over_consumption_factor = {factor:?}
+over_consumption_min_samples = {min_samples}
+# Each new alarm is POSTed here as JSON, retried until a 2xx answer.
+# webhook_url = "https://example.org/meterhub/alarms"
+webhook_timeout_secs = {webhook_timeout}
+# How often, in wall seconds, due work (silence, schedules, expiry, delivery) is looked for.
+tick_secs = {tick}
 "#,
+        dl_enabled = d.downlink.enabled,
+        answer_expiry = d.downlink.answer_expiry_secs,
+        command_expiry = d.downlink.command_expiry_hours,
+        answer_timeout = d.downlink.answer_timeout_minutes,
+        max_drift = d.downlink.max_drift_secs,
+        silence = d.monitor.silence_tolerance,
+        low_battery = d.monitor.low_battery_percent,
+        factor = d.monitor.over_consumption_factor,
+        min_samples = d.monitor.over_consumption_min_samples,
+        webhook_timeout = d.monitor.webhook_timeout_secs,
+        tick = d.monitor.tick_secs,
         mqtt_url = d.mqtt.url,
         client_id = d.mqtt.client_id,
         keep_alive = d.mqtt.keep_alive_secs,

@@ -8,9 +8,11 @@ pub mod cli;
 pub mod config;
 #[cfg(feature = "demo")]
 pub mod demo;
+pub mod downlink;
 pub mod frame;
 pub mod http;
 pub mod metrics;
+pub mod monitor;
 pub mod mqtt;
 pub mod registry;
 pub mod storage;

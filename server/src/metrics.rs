@@ -114,6 +114,22 @@ pub struct Metrics {
     pub commit_seconds: Histogram,
     /// Seconds from arrival to acknowledgement.
     pub ingest_latency_seconds: Histogram,
+    /// Downlinks published to ChirpStack (clock answers and commands).
+    pub downlinks_published: Counter,
+    /// Clock answers published.
+    pub clock_answers: Counter,
+    /// AppTimeReq seen again (replays) and not answered twice.
+    pub clock_replays: Counter,
+    /// Uplinks the downlink dispatcher had no room for (their clock requests unanswered).
+    pub dispatcher_dropped: Counter,
+    /// Downlink publishing or dispatching errors.
+    pub downlink_errors: Counter,
+    /// Alarms delivered to the webhook.
+    pub alarms_delivered: Counter,
+    /// Failed webhook deliveries (retried).
+    pub alarm_delivery_failures: Counter,
+    /// Seconds from an AppTimeReq uplink's arrival to its answer's publish.
+    pub clock_answer_seconds: Histogram,
 }
 
 const SIZE_BOUNDS: &[f64] = &[1.0, 10.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2000.0];
@@ -141,6 +157,14 @@ impl Default for Metrics {
             batch_size: Histogram::new(SIZE_BOUNDS),
             commit_seconds: Histogram::new(SECONDS_BOUNDS),
             ingest_latency_seconds: Histogram::new(SECONDS_BOUNDS),
+            downlinks_published: Counter::default(),
+            clock_answers: Counter::default(),
+            clock_replays: Counter::default(),
+            dispatcher_dropped: Counter::default(),
+            downlink_errors: Counter::default(),
+            alarms_delivered: Counter::default(),
+            alarm_delivery_failures: Counter::default(),
+            clock_answer_seconds: Histogram::new(SECONDS_BOUNDS),
         }
     }
 }
@@ -154,7 +178,42 @@ impl Metrics {
     /// The Prometheus text exposition.
     pub fn render(&self) -> String {
         let mut out = String::new();
-        let counters: [(&str, &str, &Counter); 10] = [
+        let counters: [(&str, &str, &Counter); 17] = [
+            (
+                "meterhub_downlinks_published_total",
+                "Downlinks published to ChirpStack (clock answers and commands).",
+                &self.downlinks_published,
+            ),
+            (
+                "meterhub_clock_answers_total",
+                "TS003 AppTimeAns published.",
+                &self.clock_answers,
+            ),
+            (
+                "meterhub_clock_replays_total",
+                "AppTimeReq uplinks seen again and not answered twice.",
+                &self.clock_replays,
+            ),
+            (
+                "meterhub_dispatcher_dropped_total",
+                "Uplinks the downlink dispatcher had no room for.",
+                &self.dispatcher_dropped,
+            ),
+            (
+                "meterhub_downlink_errors_total",
+                "Downlink publishing or dispatching errors.",
+                &self.downlink_errors,
+            ),
+            (
+                "meterhub_alarms_delivered_total",
+                "Alarms delivered to the webhook.",
+                &self.alarms_delivered,
+            ),
+            (
+                "meterhub_alarm_delivery_failures_total",
+                "Webhook deliveries that failed and will be retried.",
+                &self.alarm_delivery_failures,
+            ),
             (
                 "meterhub_mqtt_messages_received_total",
                 "MQTT messages received.",
@@ -263,6 +322,11 @@ impl Metrics {
             &mut out,
             "meterhub_ingest_latency_seconds",
             "Seconds from a message's arrival to its acknowledgement.",
+        );
+        self.clock_answer_seconds.render(
+            &mut out,
+            "meterhub_clock_answer_seconds",
+            "Seconds from an AppTimeReq uplink's arrival to its answer's publish.",
         );
         out
     }

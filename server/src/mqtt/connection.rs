@@ -19,6 +19,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::MqttSettings;
+use crate::downlink::dispatch::Tapped;
 use crate::metrics::Metrics;
 
 /// An MQTT message waiting to be applied and then acknowledged.
@@ -160,6 +161,7 @@ pub fn connect(
     filters: Vec<String>,
     batch_size: usize,
     metrics: Arc<Metrics>,
+    tap: Option<mpsc::Sender<Tapped>>,
     shutdown: CancellationToken,
 ) -> Result<MqttLink> {
     // Twice the batch: one batch can fill while the previous one commits.
@@ -174,6 +176,7 @@ pub fn connect(
         filters,
         tx,
         metrics,
+        tap,
         session.clone(),
         shutdown,
     ));
@@ -200,12 +203,14 @@ const DRAIN: Duration = Duration::from_secs(5);
 /// connection before closing it itself.
 const CLOSE_WAIT: Duration = Duration::from_secs(1);
 
+#[allow(clippy::too_many_arguments)]
 async fn poll(
     mut eventloop: EventLoop,
     client: AsyncClient,
     filters: Vec<String>,
     tx: mpsc::Sender<Inbound>,
     metrics: Arc<Metrics>,
+    tap: Option<mpsc::Sender<Tapped>>,
     session: Arc<AtomicU64>,
     shutdown: CancellationToken,
 ) {
@@ -271,6 +276,18 @@ async fn poll(
                 if drain_deadline.is_some() || tx.is_closed() {
                     // Shutting down: left unacknowledged, the broker delivers it again later.
                     continue;
+                }
+                // Uplinks also go to the downlink dispatcher at once, so that a clock answer
+                // does not wait for the batch to commit.
+                if let Some(tap) = &tap
+                    && tap
+                        .try_send(Tapped {
+                            publish: publish.clone(),
+                            received: Instant::now(),
+                        })
+                        .is_err()
+                {
+                    metrics.dispatcher_dropped.inc();
                 }
                 let item = Inbound {
                     publish,

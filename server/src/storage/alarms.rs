@@ -17,6 +17,8 @@ pub struct NewAlarm {
     pub value: Option<i64>,
     /// When meterhub received it.
     pub received_at: DateTime<Utc>,
+    /// What raised it, in words (server rules).
+    pub detail: Option<String>,
 }
 
 /// A stored alarm.
@@ -44,6 +46,27 @@ pub struct Alarm {
     pub acknowledged_by: Option<String>,
     /// When it was cleared.
     pub cleared_at: Option<DateTime<Utc>>,
+    /// How many times it was raised while open.
+    pub occurrences: i32,
+    /// The latest time it was raised.
+    pub last_raised_at: Option<DateTime<Utc>>,
+    /// What raised it, in words.
+    pub detail: Option<String>,
+}
+
+/// The JSON an alarm leaves the system as (webhook), written when it is first raised.
+pub fn outbox_payload(id: i64, a: &NewAlarm) -> String {
+    serde_json::json!({
+        "alarmId": id,
+        "meterId": a.meter_id,
+        "kind": a.kind,
+        "source": a.source,
+        "raisedAt": a.raised_at,
+        "value": a.value,
+        "detail": a.detail,
+        "receivedAt": a.received_at,
+    })
+    .to_string()
 }
 
 macro_rules! alarm_queries {
@@ -56,25 +79,54 @@ macro_rules! alarm_queries {
 
         type Conn = <$db as sqlx::Database>::Connection;
 
-        /// Stores alarms as open; a replayed alarm (same meter, kind and time) is stored once.
-        /// Returns how many were new.
+        /// Raises alarms: a meter's open alarm of the same kind counts a repeat, otherwise a
+        /// new open alarm is stored and queued for delivery (outbox). A replayed alarm (same
+        /// meter, kind and time) changes nothing. Returns how many alarms were new.
         pub async fn insert(conn: &mut Conn, rows: &[NewAlarm]) -> Result<u64> {
             let mut inserted = 0;
-            for chunk in rows.chunks(2_000) {
-                let mut q = QueryBuilder::<$db>::new(
-                    "INSERT INTO alarms (meter_id, kind, source, raised_at, value, state, received_at) ",
-                );
-                q.push_values(chunk, |mut b, a| {
-                    b.push_bind(a.meter_id)
-                        .push_bind(a.kind.clone())
-                        .push_bind(a.source.clone())
-                        .push_bind(a.raised_at)
-                        .push_bind(a.value)
-                        .push("'open'")
-                        .push_bind(a.received_at);
-                });
-                q.push(" ON CONFLICT (meter_id, kind, raised_at) DO NOTHING");
-                inserted += q.build().execute(&mut *conn).await?.rows_affected();
+            for a in rows {
+                let repeated = sqlx::query(
+                    "UPDATE alarms SET occurrences = occurrences + 1, \
+                     last_raised_at = CASE WHEN last_raised_at IS NULL OR last_raised_at < $3 \
+                     THEN $3 ELSE last_raised_at END \
+                     WHERE meter_id = $1 AND kind = $2 AND state <> 'cleared' AND raised_at <> $3",
+                )
+                .bind(a.meter_id)
+                .bind(&a.kind)
+                .bind(a.raised_at)
+                .execute(&mut *conn)
+                .await?
+                .rows_affected();
+                if repeated > 0 {
+                    continue;
+                }
+                // No conflict target: the replay key and the one-open-alarm key both hold.
+                let id: Option<i64> = sqlx::query_scalar(
+                    "INSERT INTO alarms (meter_id, kind, source, raised_at, value, state, \
+                     received_at, occurrences, last_raised_at, detail) \
+                     VALUES ($1, $2, $3, $4, $5, 'open', $6, 1, $4, $7) \
+                     ON CONFLICT DO NOTHING RETURNING id",
+                )
+                .bind(a.meter_id)
+                .bind(&a.kind)
+                .bind(&a.source)
+                .bind(a.raised_at)
+                .bind(a.value)
+                .bind(a.received_at)
+                .bind(&a.detail)
+                .fetch_optional(&mut *conn)
+                .await?;
+                let Some(id) = id else { continue };
+                sqlx::query(
+                    "INSERT INTO alarm_outbox (alarm_id, payload, created_at, attempts, \
+                     next_attempt_at) VALUES ($1, $2, $3, 0, $3)",
+                )
+                .bind(id)
+                .bind(outbox_payload(id, a))
+                .bind(a.received_at)
+                .execute(&mut *conn)
+                .await?;
+                inserted += 1;
             }
             Ok(inserted)
         }
@@ -89,7 +141,8 @@ macro_rules! alarm_queries {
             // The filter is added only when given, so that the (state, id) index serves it.
             let mut q = QueryBuilder::<$db>::new(
                 "SELECT id, meter_id, kind, source, raised_at, value, state, received_at, \
-                 acknowledged_at, acknowledged_by, cleared_at FROM alarms WHERE id < ",
+                 acknowledged_at, acknowledged_by, cleared_at, occurrences, last_raised_at, \
+                 detail FROM alarms WHERE id < ",
             );
             q.push_bind(before_id);
             if let Some(s) = state {

@@ -45,6 +45,44 @@ pub struct CommandRow {
     pub updated_at: DateTime<Utc>,
     /// Dropped unless sent by then.
     pub expires_at: DateTime<Utc>,
+    /// When ChirpStack reported it transmitted (`txack`).
+    pub sent_at: Option<DateTime<Utc>>,
+    /// When the answering uplink arrived.
+    pub completed_at: Option<DateTime<Utc>>,
+    /// Fails unless answered by then (commands that wait for an answer).
+    pub deadline_at: Option<DateTime<Utc>>,
+    /// What completed it (JSON).
+    pub result: Option<String>,
+    /// The schedule that created it.
+    pub schedule_id: Option<i64>,
+}
+
+/// A command with where to send it.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct Routed {
+    /// The command.
+    #[sqlx(flatten)]
+    pub command: CommandRow,
+    /// Its meter's DevEUI.
+    pub dev_eui: String,
+    /// Its meter's ChirpStack application.
+    pub application_id: String,
+}
+
+/// What ChirpStack reported about a queue item.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Reported {
+    /// `txack`: transmitted.
+    Sent,
+    /// `ack`: the device acknowledged (true) or missed (false) a confirmed item.
+    Ack(bool),
+    /// `log`: dropped, with the state it ends in (`expired` or `failed`) and why.
+    Dropped {
+        /// `expired` or `failed`.
+        state: &'static str,
+        /// ChirpStack's words.
+        error: String,
+    },
 }
 
 macro_rules! command_queries {
@@ -58,15 +96,25 @@ macro_rules! command_queries {
         type Conn = <$db as sqlx::Database>::Connection;
 
         const COLUMNS: &str = "id, meter_id, kind, fport, payload, confirmed, requested_by, \
-             state, attempts, error, created_at, updated_at, expires_at";
+             state, attempts, error, created_at, updated_at, expires_at, sent_at, completed_at, \
+             deadline_at, result, schedule_id";
 
         /// Stores a new command (its state as given, normally `pending`).
         pub async fn insert(conn: &mut Conn, c: &CommandRow) -> Result<()> {
+            if !record(conn, c).await? {
+                return Err(Error::Conflict(format!("command {} exists", c.id)));
+            }
+            Ok(())
+        }
+
+        /// Stores a command unless one with its id exists; returns whether it was new.
+        pub async fn record(conn: &mut Conn, c: &CommandRow) -> Result<bool> {
             let done = sqlx::query(
                 "INSERT INTO commands (id, meter_id, kind, fport, payload, confirmed, \
-                 requested_by, state, attempts, error, created_at, updated_at, expires_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) \
-                 ON CONFLICT (id) DO NOTHING",
+                 requested_by, state, attempts, error, created_at, updated_at, expires_at, \
+                 sent_at, completed_at, deadline_at, result, schedule_id) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, \
+                 $16, $17, $18) ON CONFLICT (id) DO NOTHING",
             )
             .bind(c.id)
             .bind(c.meter_id)
@@ -81,13 +129,219 @@ macro_rules! command_queries {
             .bind(c.created_at)
             .bind(c.updated_at)
             .bind(c.expires_at)
+            .bind(c.sent_at)
+            .bind(c.completed_at)
+            .bind(c.deadline_at)
+            .bind(&c.result)
+            .bind(c.schedule_id)
             .execute(&mut *conn)
             .await?
             .rows_affected();
-            if done == 0 {
-                return Err(Error::Conflict(format!("command {} exists", c.id)));
+            Ok(done == 1)
+        }
+
+        /// A meter's unfinished commands (pending, queued, sent), oldest first, with where
+        /// to send them.
+        pub async fn open_for_device(conn: &mut Conn, dev_eui: &str) -> Result<Vec<Routed>> {
+            let sql = format!(
+                "SELECT {}, m.dev_eui, m.application_id FROM commands c \
+                 JOIN meters m ON m.id = c.meter_id \
+                 WHERE m.dev_eui = $1 AND c.state IN ('pending', 'queued', 'sent') \
+                 ORDER BY c.created_at, c.id",
+                prefixed("c.")
+            );
+            Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql))
+                .bind(dev_eui)
+                .fetch_all(&mut *conn)
+                .await?)
+        }
+
+        /// DevEUIs of meters with commands waiting to be released.
+        pub async fn pending_devices(conn: &mut Conn) -> Result<Vec<String>> {
+            Ok(sqlx::query_scalar(
+                "SELECT DISTINCT m.dev_eui FROM commands c JOIN meters m ON m.id = c.meter_id \
+                 WHERE c.state = 'pending'",
+            )
+            .fetch_all(&mut *conn)
+            .await?)
+        }
+
+        /// Applies what ChirpStack reported about a queue item; returns whether it changed
+        /// anything (a redelivered report changes nothing). `deadline` is set for commands
+        /// that wait for an answer when they are sent.
+        pub async fn report(
+            conn: &mut Conn,
+            id: Uuid,
+            reported: &Reported,
+            deadline: DateTime<Utc>,
+            now: DateTime<Utc>,
+        ) -> Result<bool> {
+            let q = match reported {
+                Reported::Sent => sqlx::query(
+                    "UPDATE commands SET state = 'sent', sent_at = $2, updated_at = $2, \
+                     deadline_at = CASE WHEN kind IN ('selfTest', 'readNow', 'sendInfo', \
+                     'setReportingInterval', 'forceResync', 'clockPeriodicity', \
+                     'packageVersion') THEN $3 ELSE NULL END \
+                     WHERE id = $1 AND state IN ('pending', 'queued')",
+                )
+                .bind(id)
+                .bind(now)
+                .bind(deadline),
+                // A command the meter answered may be completed before its ack is read.
+                Reported::Ack(true) => sqlx::query(
+                    "UPDATE commands SET state = CASE WHEN state = 'completed' THEN state \
+                     ELSE 'acknowledged' END, sent_at = COALESCE(sent_at, $2), updated_at = $2 \
+                     WHERE id = $1 AND state IN ('queued', 'sent', 'completed')",
+                )
+                .bind(id)
+                .bind(now),
+                Reported::Ack(false) => sqlx::query(
+                    "UPDATE commands SET state = 'nacked', updated_at = $2, \
+                     error = 'the meter did not acknowledge it' \
+                     WHERE id = $1 AND state IN ('queued', 'sent')",
+                )
+                .bind(id)
+                .bind(now),
+                Reported::Dropped { state, error } => sqlx::query(
+                    "UPDATE commands SET state = $3, error = $4, updated_at = $2 \
+                     WHERE id = $1 AND state IN ('pending', 'queued', 'sent')",
+                )
+                .bind(id)
+                .bind(now)
+                .bind(*state)
+                .bind(error.clone()),
+            };
+            Ok(q.execute(&mut *conn).await?.rows_affected() == 1)
+        }
+
+        /// Completes the oldest command of one of `kinds` for the meter sent before `now` (the
+        /// answering uplink's time); returns its id.
+        pub async fn complete(
+            conn: &mut Conn,
+            meter_id: i64,
+            kinds: &[&str],
+            result: &str,
+            now: DateTime<Utc>,
+        ) -> Result<Option<Uuid>> {
+            let mut q = sqlx::QueryBuilder::<$db>::new(
+                "SELECT id FROM commands WHERE meter_id = ",
+            );
+            q.push_bind(meter_id)
+                .push(" AND state IN ('pending', 'queued', 'sent') AND sent_at < ")
+                // Only an uplink after the transmission answers it: the uplink whose receive
+                // window carried the command was sent before it.
+                .push_bind(now)
+                .push(" AND kind IN (");
+            let mut list = q.separated(", ");
+            for k in kinds {
+                list.push_bind((*k).to_owned());
             }
+            q.push(") ORDER BY created_at, id LIMIT 1");
+            let id: Option<Uuid> = q.build_query_scalar().fetch_optional(&mut *conn).await?;
+            let Some(id) = id else { return Ok(None) };
+            sqlx::query(
+                "UPDATE commands SET state = 'completed', completed_at = $2, updated_at = $2, \
+                 result = $3 WHERE id = $1",
+            )
+            .bind(id)
+            .bind(now)
+            .bind(result)
+            .execute(&mut *conn)
+            .await?;
+            Ok(Some(id))
+        }
+
+        /// Hands a pending command over (pending → queued, one more attempt); false when
+        /// another instance took it first.
+        pub async fn claim(conn: &mut Conn, id: Uuid, now: DateTime<Utc>) -> Result<bool> {
+            Ok(sqlx::query(
+                "UPDATE commands SET state = 'queued', attempts = attempts + 1, updated_at = $2 \
+                 WHERE id = $1 AND state = 'pending'",
+            )
+            .bind(id)
+            .bind(now)
+            .execute(&mut *conn)
+            .await?
+            .rows_affected()
+                == 1)
+        }
+
+        /// Puts a claimed command back (its publish failed): it goes with the next uplink.
+        pub async fn unclaim(conn: &mut Conn, id: Uuid, now: DateTime<Utc>) -> Result<()> {
+            sqlx::query(
+                "UPDATE commands SET state = 'pending', updated_at = $2 \
+                 WHERE id = $1 AND state = 'queued'",
+            )
+            .bind(id)
+            .bind(now)
+            .execute(&mut *conn)
+            .await?;
             Ok(())
+        }
+
+        /// Reporting meters of a region: (id, DevEUI).
+        pub async fn region_routes(conn: &mut Conn, region_id: &str) -> Result<Vec<(i64, String)>> {
+            Ok(sqlx::query_as(
+                "SELECT id, dev_eui FROM meters WHERE region_id = $1 \
+                 AND status NOT IN ('disconnected', 'removed') ORDER BY id",
+            )
+            .bind(region_id)
+            .fetch_all(&mut *conn)
+            .await?)
+        }
+
+        /// Commands past their expiry that were never sent → `expired`; commands waiting
+        /// for an answer past their deadline → `failed`. Returns (expired, failed).
+        pub async fn sweep(conn: &mut Conn, now: DateTime<Utc>) -> Result<(u64, u64)> {
+            let expired = sqlx::query(
+                "UPDATE commands SET state = 'expired', updated_at = $1, \
+                 error = COALESCE(error, 'not sent before it expired') \
+                 WHERE state IN ('pending', 'queued') AND expires_at < $1",
+            )
+            .bind(now)
+            .execute(&mut *conn)
+            .await?
+            .rows_affected();
+            let failed = sqlx::query(
+                "UPDATE commands SET state = 'failed', updated_at = $1, \
+                 error = 'no answer from the meter by the deadline' \
+                 WHERE state = 'sent' AND deadline_at < $1",
+            )
+            .bind(now)
+            .execute(&mut *conn)
+            .await?
+            .rows_affected();
+            Ok((expired, failed))
+        }
+
+        /// Meters among `meter_ids` with an unfinished command of `kind`.
+        pub async fn meters_with_open(
+            conn: &mut Conn,
+            meter_ids: &[i64],
+            kind: &str,
+        ) -> Result<Vec<i64>> {
+            if meter_ids.is_empty() {
+                return Ok(Vec::new());
+            }
+            let mut q = sqlx::QueryBuilder::<$db>::new(
+                "SELECT DISTINCT meter_id FROM commands WHERE state IN ('pending', 'queued', 'sent') AND kind = ",
+            );
+            q.push_bind(kind.to_owned()).push(" AND meter_id IN (");
+            let mut list = q.separated(", ");
+            for id in meter_ids {
+                list.push_bind(*id);
+            }
+            q.push(")");
+            Ok(q.build_query_scalar().fetch_all(&mut *conn).await?)
+        }
+
+        /// The DevEUI and status of a meter.
+        pub async fn meter_route(conn: &mut Conn, meter_id: i64) -> Result<(String, String)> {
+            sqlx::query_as("SELECT dev_eui, status FROM meters WHERE id = $1")
+                .bind(meter_id)
+                .fetch_optional(&mut *conn)
+                .await?
+                .ok_or(Error::NotFound)
         }
 
         /// The command with this id.
@@ -150,6 +404,34 @@ macro_rules! command_queries {
                 .await?)
         }
     };
+}
+
+/// The column list with each name prefixed (`c.id, c.meter_id, …`).
+fn prefixed(prefix: &str) -> String {
+    [
+        "id",
+        "meter_id",
+        "kind",
+        "fport",
+        "payload",
+        "confirmed",
+        "requested_by",
+        "state",
+        "attempts",
+        "error",
+        "created_at",
+        "updated_at",
+        "expires_at",
+        "sent_at",
+        "completed_at",
+        "deadline_at",
+        "result",
+        "schedule_id",
+    ]
+    .iter()
+    .map(|c| format!("{prefix}{c}"))
+    .collect::<Vec<_>>()
+    .join(", ")
 }
 
 /// Queries on SQLite.

@@ -8,11 +8,13 @@
 use chrono::{DateTime, Utc};
 
 use super::alarms::NewAlarm;
+use super::commands::{CommandRow, Reported};
 use super::identities::EventIdentity;
 use super::meters::{InfoUpdate, LinkUpdate};
 use super::quarantine::NewQuarantined;
 use super::readings::StoredReading;
 use super::self_tests::StoredSelfTest;
+use crate::monitor::rules::{Observed, Rules};
 
 /// One thing an event does to the store.
 #[derive(Debug, Clone, PartialEq)]
@@ -38,6 +40,49 @@ pub enum Effect {
     Link(LinkUpdate),
     /// Keep the message in quarantine.
     Quarantine(NewQuarantined),
+    /// Record a command (a clock answer already sent); nothing if its id exists.
+    RecordCommand(CommandRow),
+    /// ChirpStack reported on a queue item.
+    CommandReport {
+        /// The queue item: our command id.
+        id: uuid::Uuid,
+        /// What happened.
+        reported: Reported,
+        /// When a sent command that waits for an answer fails without one.
+        deadline: DateTime<Utc>,
+        /// When.
+        at: DateTime<Utc>,
+    },
+    /// An uplink answered the meter's oldest sent command of one of these kinds.
+    Complete {
+        /// The meter.
+        meter_id: i64,
+        /// The kinds this uplink answers.
+        kinds: &'static [&'static str],
+        /// What it answered (JSON).
+        result: String,
+        /// When.
+        at: DateTime<Utc>,
+    },
+    /// A reading for the alarm rules and the clock-drift check.
+    Observe(Observation),
+}
+
+/// A reading as the rules see it, with what acting on it needs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Observation {
+    /// The meter.
+    pub meter_id: i64,
+    /// Its DevEUI (to release a resynchronisation request).
+    pub dev_eui: String,
+    /// The reading.
+    pub observed: Observed,
+    /// The thresholds.
+    pub rules: Rules,
+    /// When a resynchronisation request made now expires.
+    pub resync_expires_at: DateTime<Utc>,
+    /// When it was received.
+    pub at: DateTime<Utc>,
 }
 
 /// What one message does.
@@ -58,6 +103,8 @@ pub struct Outcome {
     pub readings: u64,
     /// Alarms stored.
     pub alarms: u64,
+    /// DevEUIs of meters given a new pending command by this batch.
+    pub pending_devices: Vec<String>,
 }
 
 /// Chooses which plans to apply: identities not seen before, first occurrence in the batch.
@@ -104,7 +151,9 @@ macro_rules! apply_for {
             plans: &[Plan],
             now: DateTime<Utc>,
         ) -> crate::storage::Result<Outcome> {
-            use crate::storage::{alarms, identities, meters, quarantine, readings, self_tests};
+            use crate::storage::{
+                alarms, commands, identities, meters, monitor, quarantine, readings, self_tests,
+            };
 
             let ids: Vec<EventIdentity> = {
                 let mut seen = std::collections::HashSet::new();
@@ -124,6 +173,10 @@ macro_rules! apply_for {
             let mut infos = Vec::new();
             let mut links = Vec::new();
             let mut kept = Vec::new();
+            let mut records = Vec::new();
+            let mut reports = Vec::new();
+            let mut completions = Vec::new();
+            let mut observations = Vec::new();
             for (plan, _) in plans.iter().zip(&applied).filter(|(_, a)| **a) {
                 for effect in &plan.effects {
                     match effect {
@@ -136,10 +189,68 @@ macro_rules! apply_for {
                         Effect::Info(i) => infos.push(i.clone()),
                         Effect::Link(l) => links.push(l.clone()),
                         Effect::Quarantine(q) => kept.push(q.clone()),
+                        Effect::RecordCommand(c) => records.push(c),
+                        Effect::CommandReport {
+                            id,
+                            reported,
+                            deadline,
+                            at,
+                        } => reports.push((*id, reported, *deadline, *at)),
+                        Effect::Complete {
+                            meter_id,
+                            kinds,
+                            result,
+                            at,
+                        } => completions.push((*meter_id, *kinds, result, *at)),
+                        Effect::Observe(o) => observations.push(o),
                     }
                 }
             }
             let readings = readings::$dialect::insert(conn, &rows).await?;
+            let pending_devices = {
+                let mut ids: Vec<i64> = observations.iter().map(|o| o.meter_id).collect();
+                ids.sort_unstable();
+                ids.dedup();
+                let states = monitor::$dialect::states(conn, &ids).await?;
+                crate::monitor::evaluate_batch(
+                    states.into_iter().collect(),
+                    &observations,
+                    &mut raised,
+                )
+            };
+            let pending_devices = {
+                let (updates, resyncs, devices) = pending_devices;
+                monitor::$dialect::update_states(conn, &updates).await?;
+                let ids: Vec<i64> = resyncs.iter().map(|c| c.meter_id).collect();
+                let open = commands::$dialect::meters_with_open(conn, &ids, "forceResync").await?;
+                let mut released = Vec::new();
+                for (command, device) in resyncs.iter().zip(devices) {
+                    if !open.contains(&command.meter_id)
+                        && commands::$dialect::record(conn, command).await?
+                    {
+                        released.push(device);
+                    }
+                }
+                released
+            };
+            // Commands first (a clock answer is recorded before its txack is applied), then
+            // what ChirpStack reported, then what uplinks answered.
+            for c in records {
+                commands::$dialect::record(conn, c).await?;
+            }
+            for (id, reported, deadline, at) in reports {
+                commands::$dialect::report(conn, id, reported, deadline, at).await?;
+            }
+            for (meter_id, kinds, result, at) in completions {
+                commands::$dialect::complete(conn, meter_id, kinds, result, at).await?;
+            }
+            let heard: Vec<i64> = {
+                let mut ids: Vec<i64> = links.iter().map(|l| l.meter_id).collect();
+                ids.sort_unstable();
+                ids.dedup();
+                ids
+            };
+            monitor::$dialect::clear_kind(conn, &heard, "noConnection", now).await?;
             let alarms_new = alarms::$dialect::insert(conn, &raised).await?;
             for (meter_id, kind, at) in &cleared {
                 alarms::$dialect::clear(conn, *meter_id, kind, *at).await?;
@@ -152,6 +263,7 @@ macro_rules! apply_for {
                 applied,
                 readings,
                 alarms: alarms_new,
+                pending_devices,
             })
         }
     };

@@ -18,9 +18,11 @@ pub mod ingest;
 pub mod inspections;
 pub mod meters;
 mod migrations;
+pub mod monitor;
 pub mod partitions;
 pub mod quarantine;
 pub mod readings;
+pub mod schedules;
 pub mod self_tests;
 
 use std::collections::HashSet;
@@ -437,6 +439,185 @@ impl Store {
             self,
             |c, q| q::for_meter(c, meter_id, limit).await,
             commands
+        )
+    }
+
+    /// Stores commands in one transaction.
+    pub async fn insert_commands(&self, rows: &[CommandRow]) -> Result<()> {
+        in_transaction!(
+            self,
+            |c, q| {
+                for r in rows {
+                    q::insert(c, r).await?;
+                }
+                Ok::<(), Error>(())
+            },
+            commands
+        )
+    }
+
+    /// The DevEUI and status of a meter.
+    pub async fn meter_route(&self, meter_id: i64) -> Result<(String, String)> {
+        on_reader!(self, |c, q| q::meter_route(c, meter_id).await, commands)
+    }
+
+    /// Reporting meters of a region: (id, DevEUI).
+    pub async fn region_routes(&self, region_id: &str) -> Result<Vec<(i64, String)>> {
+        on_reader!(self, |c, q| q::region_routes(c, region_id).await, commands)
+    }
+
+    /// A meter's unfinished commands, oldest first.
+    pub async fn open_commands_for_device(&self, dev_eui: &str) -> Result<Vec<commands::Routed>> {
+        on_reader!(self, |c, q| q::open_for_device(c, dev_eui).await, commands)
+    }
+
+    /// DevEUIs with commands waiting to be released.
+    pub async fn pending_devices(&self) -> Result<Vec<String>> {
+        on_reader!(self, |c, q| q::pending_devices(c).await, commands)
+    }
+
+    /// pending → queued; false when another instance took it.
+    pub async fn claim_command(&self, id: Uuid, now: DateTime<Utc>) -> Result<bool> {
+        on_writer!(self, |c, q| q::claim(c, id, now).await, commands)
+    }
+
+    /// queued → pending after a failed publish.
+    pub async fn unclaim_command(&self, id: Uuid, now: DateTime<Utc>) -> Result<()> {
+        on_writer!(self, |c, q| q::unclaim(c, id, now).await, commands)
+    }
+
+    /// Applies a report from ChirpStack (or the dispatcher's own expiry).
+    pub async fn report_command(
+        &self,
+        id: Uuid,
+        reported: &commands::Reported,
+        deadline: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<bool> {
+        on_writer!(
+            self,
+            |c, q| q::report(c, id, reported, deadline, now).await,
+            commands
+        )
+    }
+
+    /// Expires unsent commands and fails unanswered ones; (expired, failed).
+    pub async fn sweep_commands(&self, now: DateTime<Utc>) -> Result<(u64, u64)> {
+        in_transaction!(self, |c, q| q::sweep(c, now).await, commands)
+    }
+
+    // ---- monitoring ----
+
+    /// Marks overdue meters silent and raises their alarms; returns them.
+    pub async fn mark_silent(
+        &self,
+        now: DateTime<Utc>,
+        limit: i64,
+    ) -> Result<Vec<monitor::Overdue>> {
+        in_transaction!(self, |c, q| q::mark_silent(c, now, limit).await, monitor)
+    }
+
+    /// Alarms due for delivery.
+    pub async fn due_outbox(
+        &self,
+        now: DateTime<Utc>,
+        limit: i64,
+    ) -> Result<Vec<monitor::OutboxItem>> {
+        on_reader!(self, |c, q| q::due_outbox(c, now, limit).await, monitor)
+    }
+
+    /// Records a delivery attempt.
+    pub async fn outbox_delivery(
+        &self,
+        id: i64,
+        outcome: std::result::Result<(), (&str, DateTime<Utc>)>,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        on_writer!(self, |c, q| q::delivery(c, id, outcome, now).await, monitor)
+    }
+
+    /// Gives a lease up.
+    pub async fn release_lease(&self, name: &str, holder: &str) -> Result<()> {
+        on_writer!(
+            self,
+            |c, q| q::release_lease(c, name, holder).await,
+            monitor
+        )
+    }
+
+    /// Takes or renews a lease; whether `holder` has it.
+    pub async fn take_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<bool> {
+        on_writer!(
+            self,
+            |c, q| q::take_lease(c, name, holder, now, until).await,
+            monitor
+        )
+    }
+
+    // ---- self-test schedules ----
+
+    /// Creates a schedule.
+    pub async fn create_schedule(
+        &self,
+        spec: &schedules::ScheduleSpec,
+        by: &str,
+        now: DateTime<Utc>,
+    ) -> Result<schedules::Schedule> {
+        on_writer!(self, |c, q| q::create(c, spec, by, now).await, schedules)
+    }
+
+    /// Changes a schedule.
+    pub async fn update_schedule(
+        &self,
+        id: i64,
+        spec: &schedules::ScheduleSpec,
+        now: DateTime<Utc>,
+    ) -> Result<schedules::Schedule> {
+        on_writer!(self, |c, q| q::update(c, id, spec, now).await, schedules)
+    }
+
+    /// Deletes a schedule.
+    pub async fn delete_schedule(&self, id: i64) -> Result<()> {
+        on_writer!(self, |c, q| q::delete(c, id).await, schedules)
+    }
+
+    /// Schedules after `after_id`, in id order.
+    pub async fn schedules(&self, after_id: i64, limit: i64) -> Result<Vec<schedules::Schedule>> {
+        on_reader!(self, |c, q| q::list(c, after_id, limit).await, schedules)
+    }
+
+    /// One schedule.
+    pub async fn schedule(&self, id: i64) -> Result<schedules::Schedule> {
+        on_reader!(self, |c, q| q::get(c, id).await, schedules)
+    }
+
+    /// Schedules due now.
+    pub async fn due_schedules(
+        &self,
+        now: DateTime<Utc>,
+        limit: i64,
+    ) -> Result<Vec<schedules::Schedule>> {
+        on_reader!(self, |c, q| q::due(c, now, limit).await, schedules)
+    }
+
+    /// Runs one due occurrence of a schedule in one transaction.
+    pub async fn run_schedule(
+        &self,
+        schedule: &schedules::Schedule,
+        frame: &crate::downlink::kind::Frame,
+        expires_at: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<Option<schedules::Run>> {
+        in_transaction!(
+            self,
+            |c, q| q::run(c, schedule, frame, expires_at, now).await,
+            schedules
         )
     }
 

@@ -4,23 +4,52 @@
 use std::collections::HashMap;
 
 use chrono::{DateTime, Duration, Utc};
-use firmware_protocol::chirpstack::{Event, EventType, UplinkEvent};
-use firmware_protocol::{Error as DecodeError, Uplink, decode_uplink};
+use firmware_protocol::chirpstack::{Event, EventType, LogCode, UplinkEvent};
+use firmware_protocol::{ClockSyncUp, Error as DecodeError, Uplink, decode_uplink};
 use sha2::{Digest, Sha256};
 
 use super::Reason;
 use super::validate::check_reading;
+use crate::downlink::clock_sync::reference_gps_seconds;
+use crate::downlink::dispatch::clock_answer_at;
+use crate::downlink::kind::{Answer, completed_by};
+use crate::monitor::rules::{Observed, Rules};
 use crate::mqtt::Template;
 use crate::storage::alarms::NewAlarm;
+use crate::storage::commands::{CommandRow, Reported};
 use crate::storage::identities::EventIdentity;
-use crate::storage::ingest::{Effect, Plan};
+use crate::storage::ingest::{Effect, Observation, Plan};
 use crate::storage::meters::{InfoUpdate, LinkUpdate, Meter};
 use crate::storage::quarantine::NewQuarantined;
 use crate::storage::readings::{StoredReading, within_storage_window};
 use crate::storage::self_tests::StoredSelfTest;
 
-/// A meter counts as silent after this many reporting intervals without an uplink.
-pub const SILENCE_TOLERANCE: i32 = 2;
+/// What the rules and the command tracking need besides the message.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Policy {
+    /// Alarm rule thresholds.
+    pub rules: Rules,
+    /// A meter counts as silent after this many reporting intervals without an uplink.
+    pub silence_tolerance: i32,
+    /// A sent command that waits for an answer fails this long after it was sent.
+    pub answer_deadline: Duration,
+    /// How long a resynchronisation request may wait to be sent.
+    pub resync_expiry: Duration,
+    /// How long ChirpStack may hold a clock answer.
+    pub answer_expiry: Duration,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Policy {
+            rules: Rules::default(),
+            silence_tolerance: 2,
+            answer_deadline: Duration::hours(1),
+            resync_expiry: Duration::days(3),
+            answer_expiry: Duration::minutes(1),
+        }
+    }
+}
 
 /// A message parsed as far as its topic and JSON allow.
 #[derive(Debug)]
@@ -52,6 +81,7 @@ impl Parsed {
             {
                 Some(dev_eui)
             }
+            Parsed::Event { event, dev_eui } if link_alarm(event).is_some() => Some(dev_eui),
             _ => None,
         }
     }
@@ -176,6 +206,8 @@ pub struct Context<'a> {
     pub meters: &'a HashMap<String, Meter>,
     /// The server's clock, now.
     pub now: DateTime<Utc>,
+    /// Rules and command timing.
+    pub policy: &'a Policy,
 }
 
 /// The plan for one message.
@@ -223,14 +255,24 @@ pub fn plan(parsed: Parsed, topic: &str, payload: &[u8], ctx: &Context<'_>) -> P
             )],
             Some(meter) => {
                 let seen = join.time.map_or(ctx.now, |t| t.0.min(ctx.now));
-                vec![Effect::Link(link(meter, seen, None, None, None, None))]
+                vec![Effect::Link(link(
+                    meter,
+                    seen,
+                    None,
+                    None,
+                    None,
+                    None,
+                    ctx.policy.silence_tolerance,
+                ))]
             }
         },
-        // Status, acknowledgements, transmissions and logs carry no meter data: their identity
-        // is recorded so that a redelivery is counted as a duplicate, nothing more.
-        Event::Status(_) | Event::Ack(_) | Event::TxAck(_) | Event::Log(_) | Event::Location(_) => {
-            Vec::new()
-        }
+        // What ChirpStack reports about our queue items moves the commands along.
+        Event::TxAck(e) => report(e.queue_item_id, Reported::Sent, e.time, ctx),
+        Event::Ack(e) => report(e.queue_item_id, Reported::Ack(e.acknowledged), e.time, ctx),
+        Event::Log(e) => log_effects(&e, &dev_eui, ctx),
+        // Status and location carry no meter data: their identity is recorded so that a
+        // redelivery is counted as a duplicate, nothing more.
+        Event::Status(_) | Event::Location(_) => Vec::new(),
     };
     // A quarantined event keeps no identity: once its cause is fixed (the meter registered),
     // a replay must be applied; the quarantine's own digest keeps it from being kept twice.
@@ -241,6 +283,88 @@ pub fn plan(parsed: Parsed, topic: &str, payload: &[u8], ctx: &Context<'_>) -> P
     }
 }
 
+fn report(
+    id: Option<uuid::Uuid>,
+    reported: Reported,
+    time: Option<firmware_protocol::chirpstack::Timestamp>,
+    ctx: &Context<'_>,
+) -> Vec<Effect> {
+    // Items without an id were not ours (enqueued by someone else through ChirpStack).
+    let Some(id) = id else { return Vec::new() };
+    let at = time.map_or(ctx.now, |t| t.0.min(ctx.now));
+    vec![Effect::CommandReport {
+        id,
+        reported,
+        deadline: at + ctx.policy.answer_deadline,
+        at,
+    }]
+}
+
+/// The alarm a `log` event means for its meter: ChirpStack discards the meter's uplinks.
+fn link_alarm(event: &Event) -> Option<&'static str> {
+    match event {
+        Event::Log(l) => match l.code {
+            LogCode::UplinkFCntReset => Some("frameCounterReset"),
+            LogCode::UplinkFCntRetransmission => Some("frameCounterRetransmission"),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+fn log_effects(
+    e: &firmware_protocol::chirpstack::LogEvent,
+    dev_eui: &str,
+    ctx: &Context<'_>,
+) -> Vec<Effect> {
+    let at = e.time.map_or(ctx.now, |t| t.0.min(ctx.now));
+    let queue_item = || {
+        e.context
+            .get("queue_item_id")
+            .and_then(|s| uuid::Uuid::parse_str(s).ok())
+    };
+    let dropped = |state: &'static str| {
+        let error = if e.description.is_empty() {
+            format!("{:?}", e.code)
+        } else {
+            e.description.clone()
+        };
+        report(
+            queue_item(),
+            Reported::Dropped { state, error },
+            e.time,
+            ctx,
+        )
+    };
+    match e.code {
+        LogCode::Expired => dropped("expired"),
+        LogCode::DownlinkPayloadSize | LogCode::FCntDown => dropped("failed"),
+        LogCode::UplinkFCntReset | LogCode::UplinkFCntRetransmission => {
+            let Some(meter) = ctx.meters.get(dev_eui) else {
+                return Vec::new();
+            };
+            let kind = link_alarm(&Event::Log(e.clone())).unwrap_or("frameCounterReset");
+            vec![Effect::AlarmRaised(NewAlarm {
+                meter_id: meter.id,
+                kind: kind.to_owned(),
+                source: "server".into(),
+                raised_at: at,
+                value: None,
+                received_at: ctx.now,
+                detail: Some(format!(
+                    "ChirpStack discards this meter's uplinks: {}",
+                    if e.description.is_empty() {
+                        "frame counter"
+                    } else {
+                        &e.description
+                    }
+                )),
+            })]
+        }
+        _ => Vec::new(),
+    }
+}
+
 fn link(
     meter: &Meter,
     seen: DateTime<Utc>,
@@ -248,9 +372,10 @@ fn link(
     rssi: Option<i32>,
     snr: Option<f64>,
     application_id: Option<String>,
+    tolerance: i32,
 ) -> LinkUpdate {
     let silence = Duration::minutes(i64::from(
-        meter.reporting_interval_minutes * SILENCE_TOLERANCE,
+        meter.reporting_interval_minutes.saturating_mul(tolerance),
     ));
     LinkUpdate {
         meter_id: meter.id,
@@ -291,12 +416,20 @@ fn uplink_effects(
             rssi,
             snr,
             application_id.clone(),
+            ctx.policy.silence_tolerance,
         ))
     };
-    // fPort 0 (MAC commands only) and the clock-sync port are link activity, not data.
-    if up.f_port == 0 || up.f_port == u32::from(firmware_protocol::PORT_CLOCK_SYNC) {
+    // fPort 0 (MAC commands only) is link activity, not data.
+    if up.f_port == 0 {
         return vec![heard(None)];
     }
+    let complete = |answer: Answer, result: serde_json::Value| Effect::Complete {
+        meter_id: meter.id,
+        kinds: completed_by(answer),
+        result: result.to_string(),
+        // ChirpStack's clock, as the `txack` that set the command's sent time.
+        at: seen,
+    };
     let Ok(port) = u8::try_from(up.f_port) else {
         return vec![
             quarantine(Reason::UnknownFport, format!("fPort {}", up.f_port)),
@@ -352,7 +485,31 @@ fn uplink_effects(
                 i32::from(r.battery_millivolts),
                 i16::from(r.battery_percent),
             );
+            let (reference, _) = reference_gps_seconds(up, ctx.now);
+            let drift_ms = ((f64::from(r.meter_time.0) - reference) * 1000.0).round() as i64;
+            let observe = Effect::Observe(Observation {
+                meter_id: meter.id,
+                dev_eui: meter.dev_eui.clone(),
+                observed: Observed {
+                    at: reading_time,
+                    register: r
+                        .gas_volume_litres
+                        .map(i64::from)
+                        .or(r.energy_wh.map(i64::from)),
+                    valve: r.valve as i16,
+                    battery_percent: i16::from(r.battery_percent),
+                    drift_ms: Some(drift_ms),
+                },
+                rules: ctx.policy.rules,
+                resync_expires_at: ctx.now + ctx.policy.resync_expiry,
+                at: ctx.now,
+            });
             vec![
+                observe,
+                complete(
+                    Answer::Reading,
+                    serde_json::json!({ "readingTime": reading_time }),
+                ),
                 Effect::Reading(StoredReading {
                     meter_id: meter.id,
                     reading_time,
@@ -387,6 +544,7 @@ fn uplink_effects(
                     raised_at: at,
                     value: Some(i64::from(a.value)),
                     received_at: ctx.now,
+                    detail: None,
                 })
             } else {
                 Effect::AlarmCleared {
@@ -397,8 +555,32 @@ fn uplink_effects(
             };
             vec![effect, heard(None)]
         }
-        Uplink::SelfTest(t) => vec![
-            Effect::SelfTest(StoredSelfTest {
+        Uplink::SelfTest(t) => {
+            let meter_time = gps_to_utc(t.meter_time);
+            let failed = t.tests_failed.bits();
+            let mut effects = vec![complete(
+                Answer::SelfTest,
+                serde_json::json!({
+                    "meterTime": meter_time,
+                    "testsRun": t.tests_run.bits(),
+                    "testsFailed": failed,
+                }),
+            )];
+            if failed != 0 {
+                effects.push(Effect::AlarmRaised(NewAlarm {
+                    meter_id: meter.id,
+                    kind: "selfTestFailed".into(),
+                    source: "server".into(),
+                    raised_at: meter_time,
+                    value: Some(i64::from(failed)),
+                    received_at: ctx.now,
+                    detail: Some(format!(
+                        "failed: {}",
+                        t.tests_failed.names().collect::<Vec<_>>().join(", ")
+                    )),
+                }));
+            }
+            effects.push(Effect::SelfTest(StoredSelfTest {
                 meter_id: meter.id,
                 meter_time: gps_to_utc(t.meter_time),
                 received_at: ctx.now,
@@ -409,14 +591,22 @@ fn uplink_effects(
                 valve_travel_ms: i32::from(t.valve_travel_ms),
                 metrology_deviation_centi_percent: i32::from(t.metrology_deviation_centi_percent),
                 internal_temperature_centi_celsius: i32::from(t.internal_temperature_centi_celsius),
-            }),
-            heard(None),
-        ],
+            }));
+            effects.push(heard(None));
+            effects
+        }
         Uplink::DeviceInfo(i) => {
             if let Some(q) = wrong_serial(i.serial) {
                 return vec![q, heard(None)];
             }
             vec![
+                complete(
+                    Answer::Info,
+                    serde_json::json!({
+                        "firmwareVersion": i.firmware_version.to_string(),
+                        "reportingIntervalMinutes": i.reporting_interval_minutes,
+                    }),
+                ),
                 Effect::Info(InfoUpdate {
                     meter_id: meter.id,
                     firmware_version: i.firmware_version.to_string(),
@@ -426,6 +616,66 @@ fn uplink_effects(
                 heard(None),
             ]
         }
-        Uplink::ClockSync(_) => vec![heard(None)],
+        Uplink::ClockSync(requests) => {
+            let mut effects = Vec::new();
+            for c in requests.iter() {
+                match *c {
+                    ClockSyncUp::AppTimeReq { device_time, .. } => {
+                        effects.push(complete(
+                            Answer::AppTimeReq,
+                            serde_json::json!({ "deviceTime": device_time }),
+                        ));
+                    }
+                    ClockSyncUp::DeviceAppTimePeriodicityAns {
+                        not_supported,
+                        device_time,
+                    } => effects.push(complete(
+                        Answer::Periodicity,
+                        serde_json::json!({ "notSupported": not_supported, "deviceTime": device_time }),
+                    )),
+                    ClockSyncUp::PackageVersionAns {
+                        package_identifier,
+                        package_version,
+                    } => effects.push(complete(
+                        Answer::PackageVersion,
+                        serde_json::json!({
+                            "packageIdentifier": package_identifier,
+                            "packageVersion": package_version,
+                        }),
+                    )),
+                }
+            }
+            // The answer the dispatcher published, into the audit trail under the same id.
+            if let Some(answer) = clock_answer_at(
+                &meter.dev_eui,
+                up,
+                ctx.now,
+                ctx.now + ctx.policy.answer_expiry,
+            ) && let Some(id) = answer.id
+            {
+                effects.push(Effect::RecordCommand(CommandRow {
+                    id,
+                    meter_id: meter.id,
+                    kind: "appTimeAns".into(),
+                    fport: i16::from(answer.f_port),
+                    payload: answer.data.0,
+                    confirmed: false,
+                    requested_by: "clockSync".into(),
+                    state: "queued".into(),
+                    attempts: 1,
+                    error: None,
+                    created_at: ctx.now,
+                    updated_at: ctx.now,
+                    expires_at: ctx.now + ctx.policy.answer_expiry,
+                    sent_at: None,
+                    completed_at: None,
+                    deadline_at: None,
+                    result: None,
+                    schedule_id: None,
+                }));
+            }
+            effects.push(heard(None));
+            effects
+        }
     }
 }

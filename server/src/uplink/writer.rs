@@ -19,8 +19,9 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::Reason;
-use super::classify::{Context, Parsed, parse, plan};
+use super::classify::{Context, Parsed, Policy, parse, plan};
 use super::registry::RegistryCache;
+use crate::downlink::Downlinks;
 use crate::metrics::Metrics;
 use crate::mqtt::{Inbound, Template};
 use crate::storage::ingest::{Effect, Outcome, Plan};
@@ -53,6 +54,10 @@ pub struct Writer {
     pub clock: Clock,
     /// Counters.
     pub metrics: Arc<Metrics>,
+    /// Rules and command timing.
+    pub policy: Policy,
+    /// To note meters a batch gave new commands (released at their next uplink).
+    pub downlinks: Option<Downlinks>,
 }
 
 /// Runs until the channel closes or `shutdown` fires; the batch in hand is always finished
@@ -214,6 +219,7 @@ impl Writer {
         let ctx = Context {
             meters: &meters,
             now,
+            policy: &self.policy,
         };
         let plans: Vec<Plan> = parsed
             .into_iter()
@@ -323,6 +329,11 @@ impl Writer {
         }
         m.readings_stored.add(outcome.readings);
         m.alarms_stored.add(outcome.alarms);
+        if let Some(d) = &self.downlinks {
+            for dev_eui in &outcome.pending_devices {
+                d.mark_pending(dev_eui.clone());
+            }
+        }
     }
 }
 

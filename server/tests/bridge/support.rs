@@ -238,3 +238,75 @@ where
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// Receives what the server publishes on `command/down`, as ChirpStack would.
+pub struct CommandListener {
+    _client: AsyncClient,
+    rx: tokio::sync::mpsc::UnboundedReceiver<(
+        String,
+        firmware_protocol::chirpstack::DownlinkCommand,
+    )>,
+}
+
+impl CommandListener {
+    /// Subscribes (and waits for the subscription) before returning.
+    pub async fn connect(broker: &Broker, client_id: &str) -> CommandListener {
+        let mut o = MqttOptions::new(client_id, broker.host(), broker.port());
+        o.set_keep_alive(Duration::from_secs(30));
+        let (client, mut eventloop) = AsyncClient::new(o, 100);
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let (sub_tx, sub_rx) = tokio::sync::oneshot::channel();
+        client
+            .subscribe("application/+/device/+/command/+", QoS::AtLeastOnce)
+            .await
+            .expect("subscribe");
+        tokio::spawn(async move {
+            let mut sub_tx = Some(sub_tx);
+            loop {
+                match eventloop.poll().await {
+                    Ok(Event::Incoming(rumqttc::v5::mqttbytes::v5::Packet::SubAck(_))) => {
+                        if let Some(s) = sub_tx.take() {
+                            let _ = s.send(());
+                        }
+                    }
+                    Ok(Event::Incoming(rumqttc::v5::mqttbytes::v5::Packet::Publish(p))) => {
+                        let topic = String::from_utf8_lossy(&p.topic).into_owned();
+                        let command =
+                            serde_json::from_slice(&p.payload).expect("a DownlinkCommand");
+                        if tx.send((topic, command)).is_err() {
+                            return;
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+                }
+            }
+        });
+        tokio::time::timeout(Duration::from_secs(10), sub_rx)
+            .await
+            .expect("subscribed within 10 s")
+            .expect("listener running");
+        CommandListener {
+            _client: client,
+            rx,
+        }
+    }
+
+    /// The next command, within `limit`.
+    pub async fn next(
+        &mut self,
+        limit: Duration,
+    ) -> Option<(String, firmware_protocol::chirpstack::DownlinkCommand)> {
+        tokio::time::timeout(limit, self.rx.recv())
+            .await
+            .ok()
+            .flatten()
+    }
+}
+
+/// A ChirpStack event of another type for a device, with a body.
+pub fn event(dev_eui: &str, body: Value) -> Vec<u8> {
+    let mut v = body;
+    v["deviceInfo"] = json!({"devEui": dev_eui, "applicationId": APP, "tenantId": "t"});
+    serde_json::to_vec(&v).expect("json")
+}

@@ -168,6 +168,7 @@ async fn alarms_are_stored_once_then_acknowledged_and_cleared() {
             raised_at: at("2026-07-23T03:00:00Z"),
             value: Some(3),
             received_at: now(),
+            detail: None,
         };
         assert_eq!(
             s.insert_alarms(&[alarm.clone(), alarm.clone()])
@@ -175,8 +176,16 @@ async fn alarms_are_stored_once_then_acknowledged_and_cleared() {
                 .expect("insert"),
             1
         );
+        // Raised again later while open: one alarm, two occurrences.
+        let again = NewAlarm {
+            raised_at: at("2026-07-23T05:00:00Z"),
+            ..alarm.clone()
+        };
+        assert_eq!(s.insert_alarms(&[again]).await.expect("insert"), 0);
         let open = s.alarms(Some("open"), i64::MAX, 10).await.expect("list");
         assert_eq!(open.len(), 1);
+        assert_eq!(open[0].occurrences, 2);
+        assert_eq!(open[0].last_raised_at, Some(at("2026-07-23T05:00:00Z")));
         s.acknowledge_alarm(open[0].id, "operator@utility", now())
             .await
             .expect("ack");
@@ -193,6 +202,13 @@ async fn alarms_are_stored_once_then_acknowledged_and_cleared() {
         let all = s.alarms(None, i64::MAX, 10).await.expect("list");
         assert_eq!(all[0].state, "cleared");
         assert_eq!(all[0].acknowledged_by.as_deref(), Some("operator@utility"));
+        // Once cleared, the kind can be raised anew as a second alarm.
+        let later = NewAlarm {
+            raised_at: at("2026-07-24T01:00:00Z"),
+            ..alarm.clone()
+        };
+        assert_eq!(s.insert_alarms(&[later]).await.expect("insert"), 1);
+        assert_eq!(s.alarms(None, i64::MAX, 10).await.expect("list").len(), 2);
     }
 }
 
@@ -215,6 +231,11 @@ async fn commands_move_through_their_states_once() {
             created_at: now(),
             updated_at: now(),
             expires_at: now() + Duration::hours(1),
+            sent_at: None,
+            completed_at: None,
+            deadline_at: None,
+            result: None,
+            schedule_id: None,
         };
         s.insert_command(&c).await.expect("insert");
         assert!(matches!(

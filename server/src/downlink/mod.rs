@@ -1,0 +1,310 @@
+//! Downlinks: meterhub's own command queue in front of ChirpStack's.
+//!
+//! ChirpStack sends one queued item per uplink, first in first out, and its queue cannot be
+//! reordered or flushed over MQTT. So every command waits in the `commands` table (the queue
+//! and the audit trail) and at most one is released to ChirpStack per meter, right after that
+//! meter's uplink and after the answer to any clock request in it ([`dispatch`]). What
+//! ChirpStack reports back (`txack`, `ack`, `log`) and the uplinks that answer a command move
+//! it through its states inside the ingest transaction.
+
+pub mod clock_sync;
+pub mod dispatch;
+pub mod kind;
+pub mod publisher;
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+
+use chrono::{DateTime, Utc};
+use firmware_protocol::chirpstack::{Bytes, DownlinkCommand, Timestamp};
+use firmware_protocol::clock::Clock;
+use uuid::Uuid;
+
+pub use kind::{CommandKind, InvalidCommand};
+pub use publisher::Publisher;
+
+use crate::config::DownlinkSettings;
+use crate::storage::commands::{CommandRow, Reported};
+use crate::storage::{Error as StorageError, Store};
+use crate::time::now_utc;
+
+/// A command an operator (or a rule) asks for.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CommandRequest {
+    /// The meter.
+    pub meter_id: i64,
+    /// What to do.
+    pub kind: CommandKind,
+    /// Who asks (an API key's name, `schedule:7`, `rule:clockDrift`).
+    pub requested_by: String,
+    /// How long it may wait to be sent; the configured default when `None`.
+    pub expires_in: Option<chrono::Duration>,
+}
+
+/// Why a command was not queued.
+#[derive(Debug, thiserror::Error)]
+pub enum EnqueueError {
+    /// The command's arguments are out of range.
+    #[error(transparent)]
+    Invalid(#[from] InvalidCommand),
+    /// No such meter.
+    #[error("no meter with id {0}")]
+    UnknownMeter(i64),
+    /// The meter cannot take commands (disconnected or removed).
+    #[error("meter {meter_id} is {status} and takes no commands")]
+    Unavailable {
+        /// The meter.
+        meter_id: i64,
+        /// Its status.
+        status: String,
+    },
+    /// Only some commands can go to a whole region.
+    #[error("{0} cannot be sent to a whole region")]
+    NotForRegion(&'static str),
+    /// The store failed.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+/// The handle the REST API, the scheduler and the dispatcher share. Cheap to clone.
+#[derive(Clone)]
+pub struct Downlinks {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Store,
+    clock: Clock,
+    settings: DownlinkSettings,
+    /// DevEUIs with commands waiting in the table: an uplink of any other meter needs no
+    /// database query. Filled from the table at start and on every refresh, and on enqueue.
+    pending: Mutex<HashSet<String>>,
+    publisher: Option<Publisher>,
+}
+
+impl Downlinks {
+    /// A handle over `store`; `publisher` is `None` on an instance that only queues
+    /// (commands are then released by an instance that dispatches).
+    pub fn new(
+        store: Store,
+        clock: Clock,
+        settings: DownlinkSettings,
+        publisher: Option<Publisher>,
+    ) -> Downlinks {
+        Downlinks {
+            inner: Arc::new(Inner {
+                store,
+                clock,
+                settings,
+                pending: Mutex::new(HashSet::new()),
+                publisher,
+            }),
+        }
+    }
+
+    /// The settings in force.
+    pub fn settings(&self) -> &DownlinkSettings {
+        &self.inner.settings
+    }
+
+    /// The shared clock.
+    pub fn clock(&self) -> &Clock {
+        &self.inner.clock
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    fn now(&self) -> DateTime<Utc> {
+        now_utc(&self.inner.clock)
+    }
+
+    /// Simulated time spanning `wall` seconds of real time (network-side timeouts are wall
+    /// time; an accelerated clock stretches them).
+    pub fn simulated(&self, wall_secs: u64) -> chrono::Duration {
+        let secs = wall_secs.saturating_mul(u64::from(self.inner.clock.speed()));
+        chrono::Duration::seconds(i64::try_from(secs).unwrap_or(i64::MAX / 2_000))
+    }
+
+    /// Queues a command for one meter; it goes out after the meter's next uplink.
+    pub async fn enqueue(&self, request: CommandRequest) -> Result<CommandRow, EnqueueError> {
+        let frame = request.kind.frame()?;
+        let (dev_eui, status) = match self.inner.store.meter_route(request.meter_id).await {
+            Ok(r) => r,
+            Err(StorageError::NotFound) => {
+                return Err(EnqueueError::UnknownMeter(request.meter_id));
+            }
+            Err(e) => return Err(e.into()),
+        };
+        if status == "disconnected" || status == "removed" {
+            return Err(EnqueueError::Unavailable {
+                meter_id: request.meter_id,
+                status,
+            });
+        }
+        let row = self.row(request.meter_id, &request, &frame);
+        self.inner.store.insert_command(&row).await?;
+        self.mark_pending(dev_eui);
+        Ok(row)
+    }
+
+    /// Queues a self-test or clock resynchronisation for every reporting meter of a region;
+    /// returns the commands.
+    pub async fn enqueue_region(
+        &self,
+        region_id: &str,
+        kind: CommandKind,
+        requested_by: &str,
+        expires_in: Option<chrono::Duration>,
+    ) -> Result<Vec<CommandRow>, EnqueueError> {
+        if !matches!(
+            kind,
+            CommandKind::SelfTest { .. } | CommandKind::ForceResync { .. }
+        ) {
+            return Err(EnqueueError::NotForRegion(kind.name()));
+        }
+        let frame = kind.frame()?;
+        let meters = self.inner.store.region_routes(region_id).await?;
+        let rows: Vec<CommandRow> = meters
+            .iter()
+            .map(|(id, _)| {
+                let request = CommandRequest {
+                    meter_id: *id,
+                    kind,
+                    requested_by: requested_by.to_owned(),
+                    expires_in,
+                };
+                self.row(*id, &request, &frame)
+            })
+            .collect();
+        self.inner.store.insert_commands(&rows).await?;
+        for (_, dev_eui) in meters {
+            self.mark_pending(dev_eui);
+        }
+        Ok(rows)
+    }
+
+    fn row(&self, meter_id: i64, request: &CommandRequest, frame: &kind::Frame) -> CommandRow {
+        let now = self.now();
+        let expires_in = request.expires_in.unwrap_or_else(|| {
+            chrono::Duration::hours(
+                i64::try_from(self.inner.settings.command_expiry_hours).unwrap_or(72),
+            )
+        });
+        CommandRow {
+            id: Uuid::new_v4(),
+            meter_id,
+            kind: request.kind.name().into(),
+            fport: i16::from(frame.fport),
+            payload: frame.payload.clone(),
+            confirmed: request.kind.confirmed(),
+            requested_by: request.requested_by.clone(),
+            state: "pending".into(),
+            attempts: 0,
+            error: None,
+            created_at: now,
+            updated_at: now,
+            expires_at: now + expires_in,
+            sent_at: None,
+            completed_at: None,
+            deadline_at: None,
+            result: None,
+            schedule_id: None,
+        }
+    }
+
+    /// Notes that a meter has commands waiting (created elsewhere: a rule, a schedule).
+    pub fn mark_pending(&self, dev_eui: String) {
+        if let Ok(mut p) = self.inner.pending.lock() {
+            p.insert(dev_eui);
+        }
+    }
+
+    /// Whether a meter may have commands waiting.
+    pub fn has_pending(&self, dev_eui: &str) -> bool {
+        self.inner
+            .pending
+            .lock()
+            .map(|p| p.contains(dev_eui))
+            .unwrap_or(true)
+    }
+
+    /// Reloads the set of meters with waiting commands (commands queued by another
+    /// instance, or before a restart).
+    pub async fn refresh_pending(&self) -> Result<(), StorageError> {
+        let devices = self.inner.store.pending_devices().await?;
+        if let Ok(mut p) = self.inner.pending.lock() {
+            p.extend(devices);
+        }
+        Ok(())
+    }
+
+    /// Right after an uplink of `dev_eui`: hands its oldest waiting command to ChirpStack,
+    /// unless one is still in ChirpStack's hands (queued, or confirmed and not yet
+    /// acknowledged). Returns the command released.
+    pub async fn release(&self, dev_eui: &str) -> Result<Option<Uuid>, StorageError> {
+        let Some(publisher) = &self.inner.publisher else {
+            return Ok(None);
+        };
+        let now = self.now();
+        let open = self.inner.store.open_commands_for_device(dev_eui).await?;
+        // Clock answers go straight to ChirpStack and never hold other commands back.
+        let in_flight = open.iter().any(|r| {
+            r.command.kind != "appTimeAns"
+                && (r.command.state == "queued"
+                    || (r.command.state == "sent" && r.command.confirmed))
+        });
+        if in_flight {
+            return Ok(None);
+        }
+        let mut released = None;
+        let mut waiting = 0;
+        for r in open.iter().filter(|r| r.command.state == "pending") {
+            if released.is_some() {
+                waiting += 1;
+                continue;
+            }
+            let c = &r.command;
+            if c.expires_at <= now {
+                let dropped = Reported::Dropped {
+                    state: "expired",
+                    error: "not sent before it expired".into(),
+                };
+                self.inner
+                    .store
+                    .report_command(c.id, &dropped, now, now)
+                    .await?;
+                continue;
+            }
+            if !self.inner.store.claim_command(c.id, now).await? {
+                // Another instance took it.
+                continue;
+            }
+            let command = DownlinkCommand {
+                id: Some(c.id),
+                dev_eui: r.dev_eui.to_ascii_lowercase(),
+                confirmed: c.confirmed,
+                f_port: u8::try_from(c.fport).unwrap_or(firmware_protocol::PORT_COMMAND),
+                data: Bytes(c.payload.clone()),
+                object: None,
+                expires_at: Some(Timestamp(c.expires_at)),
+            };
+            if let Err(e) = publisher.send(&r.application_id, &command).await {
+                // Not published: back to pending, so it goes with the next uplink under the
+                // same id (never a new one while the old may be queued).
+                tracing::warn!(error = %e, command = %c.id, "publishing a command failed");
+                self.inner.store.unclaim_command(c.id, now).await?;
+                return Ok(None);
+            }
+            released = Some(c.id);
+        }
+        if waiting == 0
+            && let Ok(mut p) = self.inner.pending.lock()
+        {
+            p.remove(dev_eui);
+        }
+        Ok(released)
+    }
+}

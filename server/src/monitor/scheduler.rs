@@ -1,0 +1,152 @@
+//! Time-driven work, done by one instance at a time: the holder of the `scheduler` lease
+//! (taken with a conditional UPDATE, so it works on either store) marks overdue meters silent,
+//! runs due self-test schedules, expires and times out commands, and delivers alarms. A run
+//! of a schedule occurrence is keyed by (schedule, due time), so even two holders (a lease
+//! lost mid-run) create its commands once.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use firmware_protocol::clock::Clock;
+use tokio_util::sync::CancellationToken;
+
+use super::webhook::{Webhook, retry_at};
+use crate::config::MonitorSettings;
+use crate::downlink::{CommandKind, Downlinks};
+use crate::metrics::Metrics;
+use crate::storage::Store;
+use crate::time::now_utc;
+
+/// The lease's name in the `leases` table.
+pub const LEASE: &str = "scheduler";
+
+/// How long a lease lasts without renewal, in ticks: a holder that stops is replaced after
+/// this many ticks.
+const LEASE_TICKS: u32 = 10;
+
+/// Meters marked silent per pass (a backlog clears over several ticks).
+const SILENCE_BATCH: i64 = 5_000;
+
+/// Everything the scheduler needs.
+pub struct Scheduler {
+    /// The store.
+    pub store: Store,
+    /// The shared clock.
+    pub clock: Clock,
+    /// To note meters given new commands.
+    pub downlinks: Downlinks,
+    /// Settings.
+    pub settings: MonitorSettings,
+    /// Alarm delivery, when configured.
+    pub webhook: Option<Webhook>,
+    /// Counters.
+    pub metrics: Arc<Metrics>,
+    /// This instance's name in the lease.
+    pub holder: String,
+}
+
+impl Scheduler {
+    /// Runs until `shutdown`, one pass per tick.
+    pub async fn run(self, shutdown: CancellationToken) {
+        let tick = Duration::from_secs(self.settings.tick_secs.max(1));
+        loop {
+            if let Err(e) = self.pass().await {
+                tracing::warn!(error = %format!("{e:#}"), "scheduler pass failed; retrying next tick");
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(tick) => {}
+                _ = shutdown.cancelled() => break,
+            }
+        }
+        // Another instance takes over at once instead of waiting for the lease to lapse.
+        if let Err(e) = self.store.release_lease(LEASE, &self.holder).await {
+            tracing::debug!(error = %e, "releasing the scheduler lease");
+        }
+    }
+
+    /// One pass: everything due now, if this instance holds the lease. Returns whether it
+    /// did.
+    pub async fn pass(&self) -> anyhow::Result<bool> {
+        // Commands queued elsewhere (another instance, the REST API of one) become visible.
+        self.downlinks.refresh_pending().await?;
+        let now = now_utc(&self.clock);
+        let lease = self
+            .downlinks
+            .simulated(self.settings.tick_secs.max(1) * u64::from(LEASE_TICKS));
+        if !self
+            .store
+            .take_lease(LEASE, &self.holder, now, now + lease)
+            .await?
+        {
+            return Ok(false);
+        }
+        let silent = self.store.mark_silent(now, SILENCE_BATCH).await?;
+        if !silent.is_empty() {
+            tracing::info!(meters = silent.len(), "meters marked silent");
+        }
+        self.run_schedules(now).await?;
+        let (expired, failed) = self.store.sweep_commands(now).await?;
+        if expired + failed > 0 {
+            tracing::debug!(expired, failed, "commands swept");
+        }
+        self.deliver(now).await?;
+        Ok(true)
+    }
+
+    async fn run_schedules(&self, now: chrono::DateTime<chrono::Utc>) -> anyhow::Result<()> {
+        for schedule in self.store.due_schedules(now, 100).await? {
+            let kind = CommandKind::SelfTest {
+                tests: u8::try_from(schedule.tests).unwrap_or(u8::MAX),
+            };
+            let frame = match kind.frame() {
+                Ok(f) => f,
+                Err(e) => {
+                    tracing::warn!(schedule = schedule.id, error = %e, "schedule skipped");
+                    continue;
+                }
+            };
+            let expiry = chrono::Duration::minutes(i64::from(schedule.interval_minutes));
+            if let Some(run) = self
+                .store
+                .run_schedule(&schedule, &frame, now + expiry, now)
+                .await?
+            {
+                tracing::info!(
+                    schedule = run.schedule_id,
+                    due = %run.due_at,
+                    meters = run.dev_euis.len(),
+                    "self-test schedule ran"
+                );
+                for d in run.dev_euis {
+                    self.downlinks.mark_pending(d);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn deliver(&self, now: chrono::DateTime<chrono::Utc>) -> anyhow::Result<()> {
+        let Some(webhook) = &self.webhook else {
+            return Ok(());
+        };
+        for item in self.store.due_outbox(now, 100).await? {
+            match webhook.deliver(&item).await {
+                Ok(()) => {
+                    self.metrics.alarms_delivered.inc();
+                    self.store.outbox_delivery(item.id, Ok(()), now).await?;
+                }
+                Err(error) => {
+                    self.metrics.alarm_delivery_failures.inc();
+                    tracing::warn!(outbox = item.id, %error, "alarm delivery failed; will retry");
+                    let again = retry_at(now, item.attempts, u64::from(self.clock.speed()));
+                    self.store
+                        .outbox_delivery(item.id, Err((&error, again)), now)
+                        .await?;
+                    // The receiver is likely down: the rest waits for the next tick.
+                    break;
+                }
+            }
+        }
+        Ok(())
+    }
+}

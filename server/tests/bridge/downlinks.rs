@@ -1,0 +1,354 @@
+//! Downlinks end to end: clock answers, the command queue and what ChirpStack reports back,
+//! over a real broker into a real database.
+
+use std::time::Duration;
+
+use chrono::Utc;
+use firmware_protocol::{
+    ClockSync, ClockSyncDown, ClockSyncUp, Command, Downlink, GpsTime, Uplink, decode_downlink,
+};
+use meterhub::downlink::clock_sync::answer_id;
+use meterhub::downlink::{CommandKind, CommandRequest};
+use meterhub::storage::Store;
+use serde_json::json;
+use test_support::Dialect;
+
+use crate::support::{
+    APP, CommandListener, Env, Publisher, Server, event, reading_frame, topic, up_event, wait_for,
+};
+
+const QUIET: Duration = Duration::from_millis(1_500);
+const WAIT: Duration = Duration::from_secs(10);
+
+fn app_time_req(device_time: u32, token: u8, ans_required: bool) -> Vec<u8> {
+    let m = Uplink::ClockSync(ClockSync::single(ClockSyncUp::AppTimeReq {
+        device_time,
+        token_req: token,
+        ans_required,
+    }));
+    let mut buf = [0u8; 16];
+    let n = m.encode(&mut buf).expect("encodes");
+    buf[..n].to_vec()
+}
+
+fn gps_now() -> u32 {
+    GpsTime::from_unix(Utc::now().timestamp()).expect("GPS").0
+}
+
+/// The clock answers a downlink carries.
+fn answers(data: &[u8]) -> Vec<ClockSyncDown> {
+    match decode_downlink(202, data).expect("decodes") {
+        Downlink::ClockSync(c) => c.iter().copied().collect(),
+        other => panic!("not a clock-sync downlink: {other:?}"),
+    }
+}
+
+async fn command_state(store: &Store, id: uuid::Uuid) -> String {
+    store.command(id).await.expect("command").state
+}
+
+async fn wait_state(store: &Store, id: uuid::Uuid, want: &str) -> String {
+    let start = std::time::Instant::now();
+    loop {
+        let s = command_state(store, id).await;
+        if s == want || start.elapsed() > WAIT {
+            return s;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A reading uplink, each with a new deduplication id and frame counter.
+async fn uplink(
+    publisher: &mut Publisher,
+    dev_eui: &str,
+    serial: firmware_protocol::Serial,
+    f_cnt: &mut u32,
+) {
+    *f_cnt += 1;
+    let data = reading_frame(serial, Utc::now(), 1_000 + *f_cnt);
+    let up = up_event(dev_eui, &uuid::Uuid::new_v4().to_string(), *f_cnt, 1, &data);
+    publisher.publish(topic(dev_eui, "up"), up).await;
+}
+
+async fn clock_requests_get_exactly_one_answer(dialect: Dialect) {
+    let Some(env) = Env::new(dialect).await else {
+        return;
+    };
+    let meters = env.register(2).await;
+    let (dev_eui, _) = &meters[0];
+    let server = Server::start(env.settings(&format!("dl-{}", uuid::Uuid::new_v4()))).await;
+    let mut chirpstack = CommandListener::connect(&env.broker, "cs-down-1").await;
+    let mut publisher = Publisher::connect(&env.broker, "cs-up-1").await;
+
+    // Reference from the event's `time` (the sample's gateways have no GPS time): a device
+    // 25 s behind gets +25 (± the second the event's time rounds to).
+    let device_time = gps_now() - 25;
+    let dedup = uuid::Uuid::new_v4().to_string();
+    let up = up_event(
+        dev_eui,
+        &dedup,
+        7,
+        202,
+        &app_time_req(device_time, 5, false),
+    );
+    publisher.publish(topic(dev_eui, "up"), up.clone()).await;
+    let (t, down) = chirpstack.next(WAIT).await.expect("an answer");
+    assert_eq!(
+        t,
+        format!("application/{APP}/device/{dev_eui}/command/down")
+    );
+    assert_eq!(down.dev_eui, *dev_eui, "lowercase DevEUI, as in the topic");
+    assert_eq!(down.f_port, 202);
+    assert!(!down.confirmed);
+    assert_eq!(down.id, Some(answer_id(&dedup)));
+    assert!(down.expires_at.is_some(), "a short expiresAt");
+    match answers(&down.data.0)[..] {
+        [
+            ClockSyncDown::AppTimeAns {
+                time_correction,
+                token_ans,
+            },
+        ] => {
+            assert!((24..=26).contains(&time_correction), "{time_correction}");
+            assert_eq!(token_ans, 5);
+        }
+        ref other => panic!("{other:?}"),
+    }
+    // The same uplink again (a redelivery): no second answer.
+    publisher.publish(topic(dev_eui, "up"), up).await;
+    assert!(
+        chirpstack.next(QUIET).await.is_none(),
+        "a replay is not answered twice"
+    );
+
+    // A gateway's GPS time wins over the event's time.
+    let mut v: serde_json::Value = serde_json::from_slice(&up_event(
+        dev_eui,
+        &uuid::Uuid::new_v4().to_string(),
+        8,
+        202,
+        &app_time_req(1_400_000_000, 9, false),
+    ))
+    .expect("json");
+    v["rxInfo"][1]["timeSinceGpsEpoch"] = json!("1400000100.250s");
+    publisher
+        .publish(topic(dev_eui, "up"), serde_json::to_vec(&v).expect("json"))
+        .await;
+    let (_, down) = chirpstack.next(WAIT).await.expect("an answer");
+    assert_eq!(
+        answers(&down.data.0),
+        vec![ClockSyncDown::AppTimeAns {
+            time_correction: 100,
+            token_ans: 9
+        }]
+    );
+
+    // Nothing to correct and no answer required: nothing sent.
+    let mut v: serde_json::Value = serde_json::from_slice(&up_event(
+        dev_eui,
+        &uuid::Uuid::new_v4().to_string(),
+        9,
+        202,
+        &app_time_req(1_400_000_100, 2, false),
+    ))
+    .expect("json");
+    v["rxInfo"][0]["timeSinceGpsEpoch"] = json!("1400000100s");
+    publisher
+        .publish(topic(dev_eui, "up"), serde_json::to_vec(&v).expect("json"))
+        .await;
+    assert!(chirpstack.next(QUIET).await.is_none(), "no answer due");
+    publisher.flush().await;
+
+    // The answers are in the audit trail, under the ids they were sent with.
+    let meter = env
+        .store
+        .meter_by_dev_eui(dev_eui)
+        .await
+        .expect("lookup")
+        .expect("registered");
+    let store = env.store.clone();
+    let recorded = wait_for(WAIT, 2, || {
+        let store = store.clone();
+        async move {
+            store
+                .commands_for_meter(meter.id, 10)
+                .await
+                .expect("list")
+                .iter()
+                .filter(|c| c.kind == "appTimeAns")
+                .count() as i64
+        }
+    })
+    .await;
+    assert_eq!(recorded, 2);
+    let first = env
+        .store
+        .command(answer_id(&dedup))
+        .await
+        .expect("recorded");
+    assert_eq!((first.fport, first.state.as_str()), (202, "queued"));
+    server.stop().await;
+}
+
+async fn commands_wait_for_an_uplink_and_follow_chirpstacks_reports(dialect: Dialect) {
+    let Some(env) = Env::new(dialect).await else {
+        return;
+    };
+    let meters = env.register(1).await;
+    let (dev_eui, serial) = meters[0].clone();
+    let server = Server::start(env.settings(&format!("dl-{}", uuid::Uuid::new_v4()))).await;
+    let downlinks = server.app.as_ref().expect("running").downlinks();
+    let store = env.store.clone();
+    let meter_id = store
+        .meter_by_dev_eui(&dev_eui)
+        .await
+        .expect("lookup")
+        .expect("registered")
+        .id;
+    let mut chirpstack = CommandListener::connect(&env.broker, "cs-down-2").await;
+    let mut publisher = Publisher::connect(&env.broker, "cs-up-2").await;
+    let mut f_cnt = 0;
+    let request = |kind| CommandRequest {
+        meter_id,
+        kind,
+        requested_by: "operator@utility".into(),
+        expires_in: None,
+    };
+
+    // Queued in meterhub, not sent before the meter is heard.
+    let close = downlinks
+        .enqueue(request(CommandKind::ValveClose))
+        .await
+        .expect("enqueue");
+    assert_eq!(close.state, "pending");
+    assert!(
+        chirpstack.next(QUIET).await.is_none(),
+        "held until an uplink"
+    );
+    uplink(&mut publisher, &dev_eui, serial, &mut f_cnt).await;
+    let (_, down) = chirpstack.next(WAIT).await.expect("released");
+    assert_eq!(down.id, Some(close.id));
+    assert!(down.confirmed, "a valve command is confirmed");
+    assert_eq!(down.f_port, 10);
+    assert_eq!(
+        decode_downlink(10, &down.data.0).expect("decodes"),
+        Downlink::Command(Command::ValveClose)
+    );
+    assert_eq!(down.expires_at.map(|t| t.0), Some(close.expires_at));
+    assert_eq!(command_state(&store, close.id).await, "queued");
+    let report =
+        |kind: &str, body: serde_json::Value| (topic(&dev_eui, kind), event(&dev_eui, body));
+    let (t, b) = report(
+        "txack",
+        json!({"downlinkId": 1, "queueItemId": close.id, "fCntDown": 3, "gatewayId": "0016c001ff1e5a7b", "time": Utc::now()}),
+    );
+    publisher.publish(t, b).await;
+    assert_eq!(wait_state(&store, close.id, "sent").await, "sent");
+    let (t, b) = report(
+        "ack",
+        json!({"deduplicationId": uuid::Uuid::new_v4(), "queueItemId": close.id, "acknowledged": true, "fCntDown": 3, "time": Utc::now()}),
+    );
+    publisher.publish(t, b).await;
+    assert_eq!(
+        wait_state(&store, close.id, "acknowledged").await,
+        "acknowledged"
+    );
+
+    // Missed by the device: nacked.
+    let open = downlinks
+        .enqueue(request(CommandKind::ValveOpen))
+        .await
+        .expect("enqueue");
+    uplink(&mut publisher, &dev_eui, serial, &mut f_cnt).await;
+    let (_, down) = chirpstack.next(WAIT).await.expect("released");
+    assert_eq!(down.id, Some(open.id));
+    for (kind, body) in [
+        (
+            "txack",
+            json!({"queueItemId": open.id, "fCntDown": 4, "time": Utc::now()}),
+        ),
+        (
+            "ack",
+            json!({"queueItemId": open.id, "acknowledged": false, "fCntDown": 4, "time": Utc::now()}),
+        ),
+    ] {
+        let (t, b) = report(kind, body);
+        publisher.publish(t, b).await;
+    }
+    assert_eq!(wait_state(&store, open.id, "nacked").await, "nacked");
+
+    // Dropped by ChirpStack after its expiry: expired.
+    let read = downlinks
+        .enqueue(request(CommandKind::ReadNow))
+        .await
+        .expect("enqueue");
+    uplink(&mut publisher, &dev_eui, serial, &mut f_cnt).await;
+    let (_, down) = chirpstack.next(WAIT).await.expect("released");
+    assert_eq!(down.id, Some(read.id));
+    assert!(!down.confirmed, "a read changes nothing: unconfirmed");
+    let (t, b) = report(
+        "log",
+        json!({"level": "ERROR", "code": "EXPIRED", "description": "expired", "context": {"queue_item_id": read.id.to_string()}, "time": Utc::now()}),
+    );
+    publisher.publish(t, b).await;
+    assert_eq!(wait_state(&store, read.id, "expired").await, "expired");
+
+    // A read that reaches the meter is completed by the reading it asks for.
+    let read = downlinks
+        .enqueue(request(CommandKind::ReadNow))
+        .await
+        .expect("enqueue");
+    uplink(&mut publisher, &dev_eui, serial, &mut f_cnt).await;
+    let (_, down) = chirpstack.next(WAIT).await.expect("released");
+    assert_eq!(down.id, Some(read.id));
+    let (t, b) = report(
+        "txack",
+        json!({"queueItemId": read.id, "fCntDown": 6, "time": Utc::now()}),
+    );
+    publisher.publish(t, b).await;
+    assert_eq!(wait_state(&store, read.id, "sent").await, "sent");
+    uplink(&mut publisher, &dev_eui, serial, &mut f_cnt).await;
+    assert_eq!(wait_state(&store, read.id, "completed").await, "completed");
+    let done = store.command(read.id).await.expect("command");
+    assert!(done.result.expect("result").contains("readingTime"));
+
+    // With a valve command waiting, the clock answer goes out first, the command after it.
+    let valve = downlinks
+        .enqueue(request(CommandKind::ValveOpen))
+        .await
+        .expect("enqueue");
+    let req = app_time_req(gps_now() - 100, 1, false);
+    publisher
+        .publish(
+            topic(&dev_eui, "up"),
+            up_event(&dev_eui, &uuid::Uuid::new_v4().to_string(), 99, 202, &req),
+        )
+        .await;
+    let (_, first) = chirpstack.next(WAIT).await.expect("first downlink");
+    let (_, second) = chirpstack.next(WAIT).await.expect("second downlink");
+    assert_eq!(first.f_port, 202, "the clock answer first");
+    assert_eq!(second.id, Some(valve.id));
+    publisher.flush().await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn clock_requests_get_exactly_one_answer_sqlite() {
+    clock_requests_get_exactly_one_answer(Dialect::Sqlite).await;
+}
+
+#[tokio::test]
+async fn clock_requests_get_exactly_one_answer_postgres() {
+    clock_requests_get_exactly_one_answer(Dialect::Postgres).await;
+}
+
+#[tokio::test]
+async fn commands_wait_for_an_uplink_and_follow_chirpstacks_reports_sqlite() {
+    commands_wait_for_an_uplink_and_follow_chirpstacks_reports(Dialect::Sqlite).await;
+}
+
+#[tokio::test]
+async fn commands_wait_for_an_uplink_and_follow_chirpstacks_reports_postgres() {
+    commands_wait_for_an_uplink_and_follow_chirpstacks_reports(Dialect::Postgres).await;
+}

@@ -28,6 +28,7 @@ pub fn evaluate_batch(
     raised: &mut Vec<NewAlarm>,
 ) -> (Vec<StateUpdate>, Vec<CommandRow>, Vec<String>) {
     let mut order: Vec<&Observation> = observations.to_vec();
+    // Stable: readings with the same meter time keep their arrival order.
     order.sort_by_key(|o| (o.meter_id, o.observed.at));
     let mut updates: HashMap<i64, StateUpdate> = HashMap::new();
     let mut resyncs: Vec<CommandRow> = Vec::new();
@@ -53,10 +54,25 @@ pub fn evaluate_batch(
             drift: None,
         });
         update.state = verdict.state;
-        if let Some(d) = o.observed.drift_ms {
-            update.drift = Some((d, o.at));
+    }
+    // The clock is judged by the latest reading to arrive, not the latest by the meter's
+    // clock: a reading sent after a correction carries an earlier meter time.
+    let mut latest: HashMap<i64, &Observation> = HashMap::new();
+    for o in observations {
+        if o.observed.drift_ms.is_some() {
+            latest.insert(o.meter_id, o);
         }
-        if verdict.resync && !resyncs.iter().any(|c| c.meter_id == o.meter_id) {
+    }
+    let mut latest: Vec<&Observation> = latest.into_values().collect();
+    latest.sort_by_key(|o| o.meter_id);
+    for o in latest {
+        let Some(drift) = o.observed.drift_ms else {
+            continue;
+        };
+        if let Some(update) = updates.get_mut(&o.meter_id) {
+            update.drift = Some((drift, o.at));
+        }
+        if rules::needs_resync(drift, &o.rules) {
             let kind = CommandKind::ForceResync { transmissions: 1 };
             if let Ok(frame) = kind.frame() {
                 resyncs.push(CommandRow {
@@ -86,4 +102,49 @@ pub fn evaluate_batch(
     let mut updates: Vec<StateUpdate> = updates.into_values().collect();
     updates.sort_by_key(|u| u.meter_id);
     (updates, resyncs, devices)
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::{Duration, TimeZone, Utc};
+
+    use super::*;
+    use crate::monitor::rules::{Observed, Rules};
+
+    fn observation(meter_id: i64, minute: i64, drift_ms: i64) -> Observation {
+        let t0 = Utc
+            .with_ymd_and_hms(2026, 3, 1, 0, 0, 0)
+            .single()
+            .expect("date");
+        Observation {
+            meter_id,
+            dev_eui: format!("{meter_id:016x}"),
+            observed: Observed {
+                at: t0 + Duration::minutes(minute),
+                register: Some(100 * minute),
+                valve: 1,
+                battery_percent: 80,
+                drift_ms: Some(drift_ms),
+            },
+            rules: Rules::default(),
+            resync_expires_at: t0 + Duration::days(3),
+            at: t0,
+        }
+    }
+
+    #[test]
+    fn the_last_reading_to_arrive_judges_the_clock() {
+        // A reading sent after a correction carries an earlier meter time than the one
+        // before it; its drift is the meter's drift now.
+        let before = observation(1, 10, 120_000);
+        let after = observation(1, 8, 200);
+        let mut raised = Vec::new();
+        let (updates, resyncs, _) = evaluate_batch(HashMap::new(), &[&before, &after], &mut raised);
+        assert_eq!(updates[0].drift.map(|d| d.0), Some(200));
+        assert!(resyncs.is_empty());
+        let (_, resyncs, devices) = evaluate_batch(HashMap::new(), &[&after, &before], &mut raised);
+        assert_eq!(resyncs.len(), 1);
+        assert_eq!(resyncs[0].kind, "forceResync");
+        assert_eq!(devices, vec![before.dev_eui.clone()]);
+    }
 }

@@ -84,8 +84,11 @@ pub struct Verdict {
     pub state: MeterState,
     /// Alarms raised.
     pub alarms: Vec<Raised>,
-    /// Whether the meter should be asked to resynchronise its clock.
-    pub resync: bool,
+}
+
+/// Whether a meter whose clock is `drift_ms` off should be asked to resynchronise.
+pub fn needs_resync(drift_ms: i64, rules: &Rules) -> bool {
+    drift_ms.abs() > rules.max_drift_ms
 }
 
 /// Applies the rules to one reading. Readings older than the remembered one (a late
@@ -104,9 +107,6 @@ pub fn evaluate(state: MeterState, reading: &Observed, rules: &Rules) -> Verdict
                 reading.battery_percent, rules.low_battery_percent
             ),
         });
-    }
-    if let Some(drift) = reading.drift_ms {
-        verdict.resync = drift.abs() > rules.max_drift_ms;
     }
     let newer = state.register_at.is_none_or(|t| reading.at > t);
     if !newer {
@@ -255,7 +255,7 @@ mod tests {
     }
 
     #[test]
-    fn valve_changes_low_battery_and_drift() {
+    fn valve_changes_low_battery_and_drift_bound() {
         let state = evaluate(MeterState::default(), &reading(0, 0), &Rules::default()).state;
         let mut r = reading(1, 10);
         r.valve = 2;
@@ -265,8 +265,7 @@ mod tests {
         let kinds: Vec<_> = v.alarms.iter().map(|a| a.kind).collect();
         assert_eq!(kinds, vec!["lowBattery", "valveChanged"]);
         assert_eq!(v.alarms[1].detail, "valve open → closed");
-        assert!(v.resync);
-        r.drift_ms = Some(29_000);
-        assert!(!evaluate(state, &r, &Rules::default()).resync);
+        assert!(needs_resync(-45_000, &Rules::default()));
+        assert!(!needs_resync(29_000, &Rules::default()));
     }
 }

@@ -333,6 +333,184 @@ async fn commands_wait_for_an_uplink_and_follow_chirpstacks_reports(dialect: Dia
     server.stop().await;
 }
 
+/// Publishes a simulated meter's uplink.
+async fn send(publisher: &mut Publisher, dev_eui: &str, f_port: u8, (f_cnt, m): (u32, Uplink)) {
+    let up = up_event(
+        dev_eui,
+        &uuid::Uuid::new_v4().to_string(),
+        f_cnt,
+        f_port,
+        &encode(&m),
+    );
+    publisher.publish(topic(dev_eui, "up"), up).await;
+}
+
+fn encode(m: &Uplink) -> Vec<u8> {
+    let mut buf = [0u8; 64];
+    let n = m.encode(&mut buf).expect("encodes");
+    buf[..n].to_vec()
+}
+
+/// A simulated meter whose clock runs two minutes ahead: its readings show the drift, the
+/// server asks it to resynchronise, it sends AppTimeReq, the answer sets its clock right.
+async fn a_drifting_meter_is_resynchronised(dialect: Dialect) {
+    let Some(env) = Env::new(dialect).await else {
+        return;
+    };
+    let spec = meterhub_sim::fleet::FleetSpec {
+        meters: 1,
+        application_id: APP.into(),
+        ..Default::default()
+    };
+    let start = Utc::now().timestamp();
+    let mut meter = meterhub_sim::fleet::build(&spec, start - 86_400)
+        .pop()
+        .expect("one meter");
+    meter.clock_offset = 120.0;
+    meter.drift_ppm = 0.0;
+    let dev_eui = meter.dev_eui_hex();
+    env.store
+        .register_meter(
+            &meterhub::storage::meters::NewMeter {
+                dev_eui: dev_eui.clone(),
+                serial: meter.serial.to_string(),
+                body_number: 1,
+                user_id: "user-1".into(),
+                application_id: APP.into(),
+                region_id: "north".into(),
+                usage_type: "residential".into(),
+                mode: "credit".into(),
+                production_date: chrono::NaiveDate::from_ymd_opt(2026, 1, 1).expect("date"),
+                reporting_interval_minutes: 1440,
+            },
+            Utc::now(),
+        )
+        .await
+        .expect("register");
+    let meter_id = env
+        .store
+        .meter_by_dev_eui(&dev_eui)
+        .await
+        .expect("lookup")
+        .expect("registered")
+        .id;
+    let server = Server::start(env.settings(&format!("dl-{}", uuid::Uuid::new_v4()))).await;
+    let mut chirpstack = CommandListener::connect(&env.broker, "cs-down-3").await;
+    let mut publisher = Publisher::connect(&env.broker, "cs-up-3").await;
+    let store = env.store.clone();
+    let now = || Utc::now().timestamp();
+
+    send(&mut publisher, &dev_eui, 1, meter.reading(now())).await;
+    let resync = wait_for(WAIT, 1, || {
+        let store = store.clone();
+        async move {
+            store
+                .commands_for_meter(meter_id, 10)
+                .await
+                .expect("list")
+                .iter()
+                .filter(|c| c.kind == "forceResync")
+                .count() as i64
+        }
+    })
+    .await;
+    assert_eq!(resync, 1, "the drift asks for a resynchronisation");
+    assert!(
+        chirpstack.next(QUIET).await.is_none(),
+        "held until the next uplink"
+    );
+
+    // Next uplink: the request goes out; the meter answers with AppTimeReq.
+    send(&mut publisher, &dev_eui, 1, meter.reading(now())).await;
+    let (_, down) = chirpstack.next(WAIT).await.expect("the resync request");
+    assert_eq!(down.f_port, 202);
+    // ChirpStack transmits it in the receive window and says so.
+    publisher
+        .publish(
+            topic(&dev_eui, "txack"),
+            event(
+                &dev_eui,
+                json!({"queueItemId": down.id, "fCntDown": 1, "time": Utc::now()}),
+            ),
+        )
+        .await;
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let replies = meter.receive(down.f_port, &down.data.0, now());
+    assert_eq!(replies, vec![meterhub_sim::meter::Reply::AppTimeReq]);
+    send(&mut publisher, &dev_eui, 202, meter.app_time_req(now())).await;
+    let (_, answer) = chirpstack.next(WAIT).await.expect("the clock answer");
+    assert_eq!(answer.f_port, 202);
+    meter.receive(answer.f_port, &answer.data.0, now());
+    let off =
+        i64::from(meter.meter_time(now()).0) - i64::from(GpsTime::from_unix(now()).expect("gps").0);
+    assert!(
+        off.abs() <= 1,
+        "the meter's clock is {off} s off after the answer"
+    );
+
+    // The resynchronisation is complete, and the next reading shows no drift.
+    send(&mut publisher, &dev_eui, 1, meter.reading(now())).await;
+    publisher.flush().await;
+    let commands = store.commands_for_meter(meter_id, 10).await.expect("list");
+    let resync = commands
+        .iter()
+        .find(|c| c.kind == "forceResync")
+        .expect("resync");
+    assert_eq!(
+        wait_state(&store, resync.id, "completed").await,
+        "completed",
+        "the AppTimeReq that followed completes it"
+    );
+    let store2 = store.clone();
+    let dev = dev_eui.clone();
+    let small = wait_for(WAIT, 1, || {
+        let store = store2.clone();
+        let dev = dev.clone();
+        async move {
+            let m = store.meter_by_dev_eui(&dev).await.expect("q").expect("m");
+            i64::from(
+                m.last_seen_at.is_some()
+                    && matches!(drift_ms(&store, m.id).await, Some(d) if d.abs() <= 1_500),
+            )
+        }
+    })
+    .await;
+    assert_eq!(
+        small,
+        1,
+        "the recorded drift is back under the bound: {:?}",
+        drift_ms(&store, meter_id).await
+    );
+    server.stop().await;
+}
+
+/// The drift recorded for a meter.
+async fn drift_ms(store: &Store, meter_id: i64) -> Option<i64> {
+    let sql = "SELECT clock_drift_ms FROM meters WHERE id = $1";
+    match store {
+        Store::Sqlite { reader, .. } => sqlx::query_scalar(sql)
+            .bind(meter_id)
+            .fetch_one(reader)
+            .await
+            .expect("drift"),
+        Store::Postgres(pool) => sqlx::query_scalar(sql)
+            .bind(meter_id)
+            .fetch_one(pool)
+            .await
+            .expect("drift"),
+    }
+}
+
+#[tokio::test]
+async fn a_drifting_meter_is_resynchronised_sqlite() {
+    a_drifting_meter_is_resynchronised(Dialect::Sqlite).await;
+}
+
+#[tokio::test]
+async fn a_drifting_meter_is_resynchronised_postgres() {
+    a_drifting_meter_is_resynchronised(Dialect::Postgres).await;
+}
+
 #[tokio::test]
 async fn clock_requests_get_exactly_one_answer_sqlite() {
     clock_requests_get_exactly_one_answer(Dialect::Sqlite).await;

@@ -58,8 +58,8 @@ pub enum EnqueueError {
         /// Its status.
         status: String,
     },
-    /// Only some commands can go to a whole region.
-    #[error("{0} cannot be sent to a whole region")]
+    /// Only some commands can go to a whole region or the fleet.
+    #[error("{0} cannot be sent to a whole region or the fleet")]
     NotForRegion(&'static str),
     /// The store failed.
     #[error(transparent)]
@@ -150,18 +150,23 @@ impl Downlinks {
         Ok(row)
     }
 
-    /// Queues a self-test or clock resynchronisation for every reporting meter of a region;
-    /// returns the commands.
-    pub async fn enqueue_region(
+    /// Queues a command for every reporting meter of a region (the whole fleet when
+    /// `region_id` is `None`): self-tests and the clock-synchronisation requests only, as
+    /// commands that move valves or change reporting are decided meter by meter. Returns the
+    /// commands.
+    pub async fn enqueue_many(
         &self,
-        region_id: &str,
+        region_id: Option<&str>,
         kind: CommandKind,
         requested_by: &str,
         expires_in: Option<chrono::Duration>,
     ) -> Result<Vec<CommandRow>, EnqueueError> {
         if !matches!(
             kind,
-            CommandKind::SelfTest { .. } | CommandKind::ForceResync { .. }
+            CommandKind::SelfTest { .. }
+                | CommandKind::ForceResync { .. }
+                | CommandKind::ClockPeriodicity { .. }
+                | CommandKind::PackageVersion
         ) {
             return Err(EnqueueError::NotForRegion(kind.name()));
         }

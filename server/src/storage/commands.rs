@@ -279,15 +279,19 @@ macro_rules! command_queries {
             Ok(())
         }
 
-        /// Reporting meters of a region: (id, DevEUI).
-        pub async fn region_routes(conn: &mut Conn, region_id: &str) -> Result<Vec<(i64, String)>> {
-            Ok(sqlx::query_as(
-                "SELECT id, dev_eui FROM meters WHERE region_id = $1 \
-                 AND status NOT IN ('disconnected', 'removed') ORDER BY id",
-            )
-            .bind(region_id)
-            .fetch_all(&mut *conn)
-            .await?)
+        /// Reporting meters of a region, or of the fleet when `None`: (id, DevEUI).
+        pub async fn region_routes(
+            conn: &mut Conn,
+            region_id: Option<&str>,
+        ) -> Result<Vec<(i64, String)>> {
+            let mut q = sqlx::QueryBuilder::<$db>::new(
+                "SELECT id, dev_eui FROM meters WHERE status NOT IN ('disconnected', 'removed')",
+            );
+            if let Some(r) = region_id {
+                q.push(" AND region_id = ").push_bind(r.to_owned());
+            }
+            q.push(" ORDER BY id");
+            Ok(q.build_query_as().fetch_all(&mut *conn).await?)
         }
 
         /// Commands past their expiry that were never sent → `expired`; commands waiting

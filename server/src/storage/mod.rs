@@ -461,8 +461,8 @@ impl Store {
         on_reader!(self, |c, q| q::meter_route(c, meter_id).await, commands)
     }
 
-    /// Reporting meters of a region: (id, DevEUI).
-    pub async fn region_routes(&self, region_id: &str) -> Result<Vec<(i64, String)>> {
+    /// Reporting meters of a region, or of the fleet when `None`: (id, DevEUI).
+    pub async fn region_routes(&self, region_id: Option<&str>) -> Result<Vec<(i64, String)>> {
         on_reader!(self, |c, q| q::region_routes(c, region_id).await, commands)
     }
 

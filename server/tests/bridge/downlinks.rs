@@ -511,6 +511,131 @@ async fn a_drifting_meter_is_resynchronised_postgres() {
     a_drifting_meter_is_resynchronised(Dialect::Postgres).await;
 }
 
+/// A self-test asked for on demand: its result completes it, a failed test raises an alarm,
+/// and one never answered fails at its deadline.
+async fn self_tests_complete_raise_alarms_or_time_out(dialect: Dialect) {
+    let Some(env) = Env::new(dialect).await else {
+        return;
+    };
+    let meters = env.register(1).await;
+    let (dev_eui, serial) = meters[0].clone();
+    let server = Server::start(env.settings(&format!("dl-{}", uuid::Uuid::new_v4()))).await;
+    let downlinks = server.app.as_ref().expect("running").downlinks();
+    let store = env.store.clone();
+    let meter_id = store
+        .meter_by_dev_eui(&dev_eui)
+        .await
+        .expect("lookup")
+        .expect("registered")
+        .id;
+    let mut chirpstack = CommandListener::connect(&env.broker, "cs-down-4").await;
+    let mut publisher = Publisher::connect(&env.broker, "cs-up-4").await;
+    let mut f_cnt = 0;
+    let request = CommandRequest {
+        meter_id,
+        kind: CommandKind::SelfTest { tests: 0b11 },
+        requested_by: "operator".into(),
+        expires_in: None,
+    };
+    let result = |failed: firmware_protocol::Tests| {
+        encode(&Uplink::SelfTest(firmware_protocol::SelfTestResult {
+            tests_run: firmware_protocol::Tests::BATTERY | firmware_protocol::Tests::VALVE,
+            tests_failed: failed,
+            meter_time: GpsTime::from_unix(Utc::now().timestamp()).expect("gps"),
+            battery_loaded_millivolts: 3_300,
+            battery_rest_millivolts: 3_500,
+            valve_travel_ms: 2_000,
+            metrology_deviation_centi_percent: 10,
+            internal_temperature_centi_celsius: 2_000,
+        }))
+    };
+    let txack = |id| {
+        (
+            topic(&dev_eui, "txack"),
+            event(
+                &dev_eui,
+                json!({"queueItemId": id, "fCntDown": 1, "time": Utc::now()}),
+            ),
+        )
+    };
+    for failed in [
+        firmware_protocol::Tests::empty(),
+        firmware_protocol::Tests::VALVE,
+    ] {
+        let test = downlinks.enqueue(request.clone()).await.expect("enqueue");
+        uplink(&mut publisher, &dev_eui, serial, &mut f_cnt).await;
+        let (_, down) = chirpstack.next(WAIT).await.expect("released");
+        assert_eq!(down.id, Some(test.id));
+        let (t, b) = txack(test.id);
+        publisher.publish(t, b).await;
+        assert_eq!(wait_state(&store, test.id, "sent").await, "sent");
+        f_cnt += 1;
+        publisher
+            .publish(
+                topic(&dev_eui, "up"),
+                up_event(
+                    &dev_eui,
+                    &uuid::Uuid::new_v4().to_string(),
+                    f_cnt,
+                    3,
+                    &result(failed),
+                ),
+            )
+            .await;
+        assert_eq!(wait_state(&store, test.id, "completed").await, "completed");
+    }
+    let alarms = store.alarms(None, i64::MAX, 10).await.expect("alarms");
+    let failed: Vec<_> = alarms
+        .iter()
+        .filter(|a| a.kind == "selfTestFailed")
+        .collect();
+    assert_eq!(failed.len(), 1, "only the failed test raises an alarm");
+    assert_eq!(failed[0].detail.as_deref(), Some("failed: valve"));
+
+    // Sent but never answered: failed once its deadline passes.
+    let test = downlinks.enqueue(request.clone()).await.expect("enqueue");
+    uplink(&mut publisher, &dev_eui, serial, &mut f_cnt).await;
+    chirpstack.next(WAIT).await.expect("released");
+    let (t, b) = txack(test.id);
+    publisher.publish(t, b).await;
+    assert_eq!(wait_state(&store, test.id, "sent").await, "sent");
+    let deadline = store
+        .command(test.id)
+        .await
+        .expect("c")
+        .deadline_at
+        .expect("deadline");
+    assert!(deadline > Utc::now() + chrono::Duration::minutes(50));
+    crate::monitoring::exec(
+        &store,
+        &format!(
+            "UPDATE commands SET deadline_at = sent_at WHERE id = {}",
+            match dialect {
+                Dialect::Sqlite => format!("x'{}'", test.id.simple()),
+                Dialect::Postgres => format!("'{}'", test.id),
+            }
+        ),
+    )
+    .await;
+    assert_eq!(wait_state(&store, test.id, "failed").await, "failed");
+    assert_eq!(
+        store.command(test.id).await.expect("c").error.as_deref(),
+        Some("no answer from the meter by the deadline")
+    );
+    publisher.flush().await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn self_tests_complete_raise_alarms_or_time_out_sqlite() {
+    self_tests_complete_raise_alarms_or_time_out(Dialect::Sqlite).await;
+}
+
+#[tokio::test]
+async fn self_tests_complete_raise_alarms_or_time_out_postgres() {
+    self_tests_complete_raise_alarms_or_time_out(Dialect::Postgres).await;
+}
+
 #[tokio::test]
 async fn clock_requests_get_exactly_one_answer_sqlite() {
     clock_requests_get_exactly_one_answer(Dialect::Sqlite).await;
@@ -529,4 +654,75 @@ async fn commands_wait_for_an_uplink_and_follow_chirpstacks_reports_sqlite() {
 #[tokio::test]
 async fn commands_wait_for_an_uplink_and_follow_chirpstacks_reports_postgres() {
     commands_wait_for_an_uplink_and_follow_chirpstacks_reports(Dialect::Postgres).await;
+}
+
+/// Fleet- and region-wide requests reach exactly the meters in scope; a valve command cannot
+/// go to many meters at once.
+async fn requests_for_many_meters_cover_their_scope(dialect: Dialect) {
+    let Some(env) = Env::new(dialect).await else {
+        return;
+    };
+    let meters = env.register(4).await;
+    env.store
+        .ensure_region("south", "South", Utc::now())
+        .await
+        .expect("region");
+    crate::monitoring::exec(
+        &env.store,
+        &format!(
+            "UPDATE meters SET region_id = 'south' WHERE dev_eui = '{}'",
+            meters[3].0
+        ),
+    )
+    .await;
+    let server = Server::start(env.settings(&format!("dl-{}", uuid::Uuid::new_v4()))).await;
+    let downlinks = server.app.as_ref().expect("running").downlinks();
+    let fleet = downlinks
+        .enqueue_many(
+            None,
+            CommandKind::ClockPeriodicity { period: 9 },
+            "operator",
+            None,
+        )
+        .await
+        .expect("fleet");
+    assert_eq!(fleet.len(), 4);
+    let north = downlinks
+        .enqueue_many(
+            Some("north"),
+            CommandKind::ForceResync { transmissions: 1 },
+            "operator",
+            None,
+        )
+        .await
+        .expect("region");
+    assert_eq!(north.len(), 3);
+    assert!(matches!(
+        downlinks
+            .enqueue_many(Some("north"), CommandKind::ValveClose, "operator", None)
+            .await,
+        Err(meterhub::downlink::EnqueueError::NotForRegion("valveClose"))
+    ));
+    assert!(matches!(
+        downlinks
+            .enqueue(CommandRequest {
+                meter_id: 999_999,
+                kind: CommandKind::ReadNow,
+                requested_by: "operator".into(),
+                expires_in: None,
+            })
+            .await,
+        Err(meterhub::downlink::EnqueueError::UnknownMeter(999_999))
+    ));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn requests_for_many_meters_cover_their_scope_sqlite() {
+    requests_for_many_meters_cover_their_scope(Dialect::Sqlite).await;
+}
+
+#[tokio::test]
+async fn requests_for_many_meters_cover_their_scope_postgres() {
+    requests_for_many_meters_cover_their_scope(Dialect::Postgres).await;
 }

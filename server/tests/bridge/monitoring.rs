@@ -70,7 +70,7 @@ fn settings(env: &Env, webhook: Option<SocketAddr>) -> Settings {
 
 /// Runs SQL on the test database (to move a meter's overdue time into the past instead of
 /// waiting for it).
-async fn exec(store: &Store, sql: &str) {
+pub async fn exec(store: &Store, sql: &str) {
     match store {
         Store::Sqlite { writer, .. } => {
             sqlx::query(sqlx::AssertSqlSafe(sql.to_owned()))
@@ -293,4 +293,74 @@ async fn a_schedule_runs_once_across_two_instances() {
     assert!(after.next_run_at > Utc::now() + chrono::Duration::minutes(55));
     a.stop().await;
     b.stop().await;
+}
+
+/// ChirpStack's frame-counter logs mean it discards the meter's uplinks: a distinct alarm,
+/// and the silence that follows is not reported as a lost connection.
+async fn frame_counter_logs_are_not_mistaken_for_silence(dialect: Dialect) {
+    let Some(env) = Env::new(dialect).await else {
+        return;
+    };
+    let meters = env.register(1).await;
+    let (dev_eui, serial) = meters[0].clone();
+    let server = Server::start(settings(&env, None)).await;
+    let mut publisher = Publisher::connect(&env.broker, "cs-mon-3").await;
+    let store = env.store.clone();
+    let data = reading_frame(serial, Utc::now(), 5_000);
+    publisher
+        .publish(
+            topic(&dev_eui, "up"),
+            up_event(&dev_eui, &uuid::Uuid::new_v4().to_string(), 10, 1, &data),
+        )
+        .await;
+    let log = serde_json::json!({
+        "time": Utc::now(),
+        "level": "WARNING",
+        "code": "UPLINK_F_CNT_RESET",
+        "description": "Frame-counter reset or rollover detected",
+        "context": {"deduplication_id": uuid::Uuid::new_v4().to_string()},
+    });
+    publisher
+        .publish(topic(&dev_eui, "log"), crate::support::event(&dev_eui, log))
+        .await;
+    publisher.flush().await;
+    let s = store.clone();
+    let raised = wait_for(WAIT, 1, || {
+        let s = s.clone();
+        async move { alarm_states(&s, "frameCounterReset").await.len() as i64 }
+    })
+    .await;
+    assert_eq!(raised, 1);
+    exec(
+        &store,
+        &format!("UPDATE meters SET overdue_at = last_seen_at WHERE dev_eui = '{dev_eui}'"),
+    )
+    .await;
+    let s = store.clone();
+    let dev = dev_eui.clone();
+    let silent = wait_for(WAIT, 1, || {
+        let s = s.clone();
+        let dev = dev.clone();
+        async move {
+            let m = s.meter_by_dev_eui(&dev).await.expect("q").expect("m");
+            i64::from(m.status == "silent")
+        }
+    })
+    .await;
+    assert_eq!(silent, 1, "marked silent");
+    assert!(
+        alarm_states(&store, "noConnection").await.is_empty(),
+        "no lost-connection alarm while ChirpStack discards the meter's uplinks"
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn frame_counter_logs_are_not_mistaken_for_silence_sqlite() {
+    frame_counter_logs_are_not_mistaken_for_silence(Dialect::Sqlite).await;
+}
+
+#[tokio::test]
+async fn frame_counter_logs_are_not_mistaken_for_silence_postgres() {
+    frame_counter_logs_are_not_mistaken_for_silence(Dialect::Postgres).await;
 }

@@ -318,6 +318,26 @@ macro_rules! command_queries {
             Ok((expired, failed))
         }
 
+        /// Meters among `meter_ids` with a sent command waiting for an answer: only their
+        /// uplinks can complete one, so the others need no query.
+        pub async fn meters_awaiting_answers(conn: &mut Conn, meter_ids: &[i64]) -> Result<Vec<i64>> {
+            let mut out = Vec::new();
+            for chunk in meter_ids.chunks(1_000) {
+                let mut q = sqlx::QueryBuilder::<$db>::new(
+                    "SELECT DISTINCT meter_id FROM commands WHERE state IN ('pending', 'queued', 'sent') \
+                     AND deadline_at IS NOT NULL AND meter_id IN (",
+                );
+                let mut list = q.separated(", ");
+                for id in chunk {
+                    list.push_bind(*id);
+                }
+                q.push(")");
+                let found: Vec<i64> = q.build_query_scalar().fetch_all(&mut *conn).await?;
+                out.extend(found);
+            }
+            Ok(out)
+        }
+
         /// Meters among `meter_ids` with an unfinished command of `kind`.
         pub async fn meters_with_open(
             conn: &mut Conn,

@@ -241,8 +241,20 @@ macro_rules! apply_for {
             for (id, reported, deadline, at) in reports {
                 commands::$dialect::report(conn, id, reported, deadline, at).await?;
             }
-            for (meter_id, kinds, result, at) in completions {
-                commands::$dialect::complete(conn, meter_id, kinds, result, at).await?;
+            if !completions.is_empty() {
+                let mut ids: Vec<i64> = completions.iter().map(|c| c.0).collect();
+                ids.sort_unstable();
+                ids.dedup();
+                let waiting: std::collections::HashSet<i64> =
+                    commands::$dialect::meters_awaiting_answers(conn, &ids)
+                        .await?
+                        .into_iter()
+                        .collect();
+                for (meter_id, kinds, result, at) in completions {
+                    if waiting.contains(&meter_id) {
+                        commands::$dialect::complete(conn, meter_id, kinds, result, at).await?;
+                    }
+                }
             }
             let heard: Vec<i64> = {
                 let mut ids: Vec<i64> = links.iter().map(|l| l.meter_id).collect();

@@ -228,7 +228,7 @@ async fn run(args: RunArgs) -> Result<String> {
     let report = runner::run(run, clock, stop, |r| {
         let rate = (r.uplinks - last.1) as f64 / last.0.elapsed().as_secs_f64().max(1e-3);
         last = (std::time::Instant::now(), r.uplinks);
-        eprintln!("{}", progress_line(r, rate, started.elapsed()));
+        eprintln!("{}", r.progress_line(rate, started.elapsed()));
     })
     .await?;
     if let Some(path) = &args.summary_json {
@@ -236,56 +236,7 @@ async fn run(args: RunArgs) -> Result<String> {
         std::fs::write(path, json)
             .map_err(|e| anyhow::anyhow!("writing {}: {e}", path.display()))?;
     }
-    Ok(summary(&report, started.elapsed()))
-}
-
-/// One progress line: where the run is and what it has met.
-fn progress_line(r: &runner::Report, rate: f64, elapsed: std::time::Duration) -> String {
-    format!(
-        "[{:>6.1} s] meters active {}, uplinks {} ({rate:.0}/s), published {}, downlinks {}, \
-         errors {}, faults {}",
-        elapsed.as_secs_f64(),
-        r.active_meters,
-        r.uplinks,
-        r.published,
-        r.downlinks,
-        r.errors(),
-        r.faults.total()
-    )
-}
-
-/// The summary printed at the end.
-fn summary(r: &runner::Report, elapsed: std::time::Duration) -> String {
-    let f = &r.faults;
-    format!(
-        "{} uplinks in {:.1} s ({:.0}/s), {} readings; {} readings for the server to store; \
-         {} MQTT messages published\n\
-         downlinks {} queued, {} refused; MQTT errors {}\n\
-         faults: lost {}, silent {} (in {} spells), discarded by fCnt check {}, garbled {}, \
-         bad serial {}, clock jumps {}, fCnt resets {}, duplicates {}, second paths {}, \
-         reordered {}, retransmissions {}\n",
-        r.uplinks,
-        elapsed.as_secs_f64(),
-        r.uplinks as f64 / elapsed.as_secs_f64().max(1e-3),
-        r.readings,
-        r.registered_readings,
-        r.published,
-        r.downlinks,
-        r.refused,
-        r.mqtt_errors,
-        f.lost,
-        f.silent,
-        f.silences,
-        f.discarded,
-        f.garbled,
-        f.bad_serial,
-        f.clock_jumps,
-        f.f_cnt_resets,
-        f.duplicates,
-        f.second_paths,
-        f.reordered,
-        f.retransmissions,
-    )
+    Ok(report.summary(started.elapsed()))
 }
 
 fn bench(spec: &FleetSpec, uplinks: u64) -> Result<String> {

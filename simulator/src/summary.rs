@@ -2,6 +2,8 @@
 //! and its JSON form (`meterhub-sim run --summary-json`), which tests read to know exactly
 //! which readings a server must hold.
 
+use std::time::Duration;
+
 use serde_json::{Value, json};
 
 use crate::simulation::{Emitted, Fate};
@@ -142,6 +144,56 @@ impl Report {
         self.mqtt_errors + self.refused
     }
 
+    /// One progress line: where the run is and what it has met; `rate` is uplinks a second
+    /// since the last line.
+    pub fn progress_line(&self, rate: f64, elapsed: Duration) -> String {
+        format!(
+            "[{:>6.1} s] meters active {}, uplinks {} ({rate:.0}/s), published {}, downlinks {}, \
+             errors {}, faults {}",
+            elapsed.as_secs_f64(),
+            self.active_meters,
+            self.uplinks,
+            self.published,
+            self.downlinks,
+            self.errors(),
+            self.faults.total()
+        )
+    }
+
+    /// The summary printed at the end of a run that took `elapsed`.
+    pub fn summary(&self, elapsed: Duration) -> String {
+        let f = &self.faults;
+        format!(
+            "{} uplinks in {:.1} s ({:.0}/s), {} readings; {} readings for the server to store; \
+             {} MQTT messages published\n\
+             downlinks {} queued, {} refused; MQTT errors {}\n\
+             faults: lost {}, silent {} (in {} spells), discarded by fCnt check {}, garbled {}, \
+             bad serial {}, clock jumps {}, fCnt resets {}, duplicates {}, second paths {}, \
+             reordered {}, retransmissions {}\n",
+            self.uplinks,
+            elapsed.as_secs_f64(),
+            self.uplinks as f64 / elapsed.as_secs_f64().max(1e-3),
+            self.readings,
+            self.registered_readings,
+            self.published,
+            self.downlinks,
+            self.refused,
+            self.mqtt_errors,
+            f.lost,
+            f.silent,
+            f.silences,
+            f.discarded,
+            f.garbled,
+            f.bad_serial,
+            f.clock_jumps,
+            f.f_cnt_resets,
+            f.duplicates,
+            f.second_paths,
+            f.reordered,
+            f.retransmissions,
+        )
+    }
+
     /// The report as JSON: totals, faults by kind, and the readings each meter must have
     /// stored (`expectedReadingsByMeter[i]` for meter `i`).
     pub fn to_json(&self) -> Value {
@@ -157,5 +209,57 @@ impl Report {
             "faults": self.faults.to_json(),
             "expectedReadingsByMeter": self.expected_by_meter,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::faults::Faults;
+    use crate::fleet::FleetSpec;
+    use crate::simulation::Simulation;
+
+    #[test]
+    fn the_json_summary_names_what_each_meter_must_have_stored() {
+        let spec = FleetSpec {
+            meters: 50,
+            reporting_interval_minutes: 60,
+            unregistered_share: 0.1,
+            faults: Faults {
+                loss: 0.1,
+                garble: 0.1,
+                duplicate: 0.1,
+                ..Faults::default()
+            },
+            ..FleetSpec::default()
+        };
+        let mut sim = Simulation::new(&spec, 1_784_678_400);
+        let mut report = Report::for_fleet(sim.len());
+        let mut stored = vec![0u32; sim.len()];
+        for _ in 0..2_000 {
+            let e = sim.emit().expect("emits").expect("an uplink");
+            if e.stores_reading() {
+                stored[e.meter as usize] += 1;
+            }
+            report.add(&e);
+        }
+        assert_eq!(report.uplinks, 2_000);
+        assert_eq!(report.expected_by_meter, stored);
+        assert_eq!(
+            u64::from(stored.iter().sum::<u32>()),
+            report.registered_readings
+        );
+        assert!(report.registered_readings < report.readings);
+        assert!(report.faults.lost > 0 && report.faults.garbled > 0);
+        let json = report.to_json();
+        assert_eq!(json["expectedReadings"], report.registered_readings);
+        assert_eq!(json["faults"]["lost"], report.faults.lost);
+        let by_meter = json["expectedReadingsByMeter"].as_array().expect("array");
+        assert_eq!(by_meter.len(), 50);
+        assert_eq!(by_meter[7], stored[7]);
+        assert!(report.summary(Duration::from_secs(1)).contains(&format!(
+            "{} readings for the server to store",
+            report.registered_readings
+        )));
     }
 }

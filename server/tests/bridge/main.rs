@@ -4,5 +4,6 @@ mod demo;
 mod http;
 mod ingest;
 mod quarantine;
+mod simulator;
 mod support;
 mod tls;

@@ -148,6 +148,49 @@ impl Network {
         }
     }
 
+    /// The `log` ChirpStack publishes instead of an `up` when it refuses an uplink's frame
+    /// counter: `UPLINK_F_CNT_RETRANSMISSION` when it repeats the last one accepted,
+    /// `UPLINK_F_CNT_RESET` when it went back (both WARNING, context as ChirpStack fills it).
+    pub fn f_cnt_event(
+        &self,
+        meter: &Meter,
+        code: LogCode,
+        deduplication_id: &str,
+        f_cnt: u32,
+        at: DateTime<Utc>,
+    ) -> LogEvent {
+        let description = match code {
+            LogCode::UplinkFCntRetransmission => {
+                "Uplink was flagged as re-transmission / frame-counter did not increment"
+            }
+            _ => "Frame-counter reset or rollover detected",
+        };
+        LogEvent {
+            time: Some(Timestamp(at)),
+            device_info: Some(self.device_info(meter)),
+            level: LogLevel::Warning,
+            code,
+            description: description.into(),
+            context: [
+                ("deduplication_id".to_owned(), deduplication_id.to_owned()),
+                ("f_cnt_up".to_owned(), f_cnt.to_string()),
+            ]
+            .into(),
+        }
+    }
+
+    /// The same uplink as it would come by a second path: a new `deduplicationId` and only
+    /// the second gateway's reception (ChirpStack merges copies only within its
+    /// deduplication window; one that misses it is a new uplink event).
+    pub fn second_path(&self, up: &UplinkEvent, deduplication_id: String) -> UplinkEvent {
+        let mut other = up.clone();
+        other.deduplication_id = deduplication_id;
+        if other.rx_info.len() > 1 {
+            other.rx_info.remove(0);
+        }
+        other
+    }
+
     /// The EXPIRED `log` of a queue item dropped unsent.
     pub fn expired_event(
         &self,

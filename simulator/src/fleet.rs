@@ -5,6 +5,7 @@ use std::fmt::Write as _;
 
 use firmware_protocol::{Serial, ValveState};
 
+use crate::faults::{self, Faults};
 use crate::meter::Meter;
 use crate::profile::Medium;
 use crate::rng::Pcg32;
@@ -26,6 +27,8 @@ pub struct FleetSpec {
     pub application_id: String,
     /// Share of meters left out of the registry file (the server quarantines their data).
     pub unregistered_share: f64,
+    /// Faults on demand (none by default).
+    pub faults: Faults,
 }
 
 impl Default for FleetSpec {
@@ -38,6 +41,7 @@ impl Default for FleetSpec {
             seed: 1,
             application_id: "3f2d8b9e-6c1a-4d7e-9b52-7a0e4c1f8d23".into(),
             unregistered_share: 0.0,
+            faults: Faults::default(),
         }
     }
 }
@@ -84,6 +88,13 @@ pub fn build(spec: &FleetSpec, start: i64) -> Vec<Meter> {
                 rng,
                 time_token: 0,
                 disconnected: false,
+                faults: faults::meter_stream(spec.seed, index),
+                silent_until: i64::MIN,
+                bad_serial: Pcg32::new(spec.seed ^ 0xba5e, u64::from(index))
+                    .chance(spec.faults.bad_serial_share),
+                clock_sync_period: None,
+                clock_sync_generation: 0,
+                resync_remaining: 0,
             }
         })
         .collect()

@@ -3,6 +3,7 @@
 //! integration would publish for their frames.
 
 pub mod emulator;
+pub mod faults;
 pub mod fleet;
 pub mod meter;
 pub mod profile;
@@ -10,3 +11,4 @@ pub mod queue;
 pub mod rng;
 pub mod runner;
 pub mod simulation;
+pub mod summary;

@@ -6,6 +6,7 @@ use anyhow::{Result, bail};
 use clap::{Parser, Subcommand};
 use firmware_protocol::Serial;
 use firmware_protocol::clock::Clock;
+use meterhub_sim::faults::Faults;
 use meterhub_sim::fleet::{self, FleetSpec};
 use meterhub_sim::runner::{self, RunSpec};
 use tokio_util::sync::CancellationToken;
@@ -27,6 +28,8 @@ enum Command {
     Bench {
         #[command(flatten)]
         fleet: FleetArgs,
+        #[command(flatten)]
+        faults: FaultArgs,
         /// Uplinks to generate.
         #[arg(long, default_value_t = 2_000_000)]
         uplinks: u64,
@@ -76,6 +79,73 @@ struct FleetArgs {
     unregistered_share: f64,
 }
 
+/// Faults on demand: rates per uplink (0–1) unless named a share of the fleet.
+#[derive(Debug, Clone, clap::Args)]
+struct FaultArgs {
+    /// Uplinks no gateway hears.
+    #[arg(long, default_value_t = 0.0)]
+    loss: f64,
+    /// `up` events published twice with the same deduplicationId.
+    #[arg(long, default_value_t = 0.0)]
+    duplicates: f64,
+    /// Uplinks that also arrive by a second path, under a new deduplicationId.
+    #[arg(long, default_value_t = 0.0)]
+    second_path: f64,
+    /// Uplinks whose events are published after those of the next one to three uplinks.
+    #[arg(long, default_value_t = 0.0)]
+    reorder: f64,
+    /// Uplinks whose payload is garbled (no longer decodes).
+    #[arg(long, default_value_t = 0.0)]
+    garbled: f64,
+    /// Share of meters whose frames carry a serial with a wrong check digit.
+    #[arg(long, default_value_t = 0.0)]
+    bad_serial_share: f64,
+    /// Uplinks that start a silent spell of the meter.
+    #[arg(long, default_value_t = 0.0)]
+    silence: f64,
+    /// Longest silent spell, simulated hours.
+    #[arg(long, default_value_t = 72.0)]
+    silence_max_hours: f64,
+    /// Readings before which the meter's clock jumps.
+    #[arg(long, default_value_t = 0.0)]
+    clock_jumps: f64,
+    /// Largest clock jump, seconds (kept below half the reporting interval).
+    #[arg(long, default_value_t = 3_600)]
+    clock_jump_max: i64,
+    /// Uplinks with which the meter restarts its frame counter at 0.
+    #[arg(long, default_value_t = 0.0)]
+    f_cnt_resets: f64,
+    /// Delivered uplinks the meter sends again with the same frame counter.
+    #[arg(long, default_value_t = 0.0)]
+    retransmissions: f64,
+    /// Play a device profile with frame-counter validation disabled: ChirpStack accepts a
+    /// counter that went back instead of logging UPLINK_F_CNT_RESET and dropping the uplink.
+    #[arg(long)]
+    skip_f_cnt_check: bool,
+}
+
+impl FaultArgs {
+    fn faults(&self) -> Result<Faults> {
+        let faults = Faults {
+            loss: self.loss,
+            duplicate: self.duplicates,
+            second_path: self.second_path,
+            reorder: self.reorder,
+            garble: self.garbled,
+            bad_serial_share: self.bad_serial_share,
+            silence: self.silence,
+            silence_max_seconds: (self.silence_max_hours * 3_600.0) as i64,
+            clock_jump: self.clock_jumps,
+            clock_jump_max_seconds: self.clock_jump_max,
+            f_cnt_reset: self.f_cnt_resets,
+            retransmission: self.retransmissions,
+            skip_f_cnt_check: self.skip_f_cnt_check,
+        };
+        faults.check().map_err(anyhow::Error::msg)?;
+        Ok(faults)
+    }
+}
+
 impl FleetArgs {
     fn spec(&self) -> FleetSpec {
         FleetSpec {
@@ -94,6 +164,8 @@ impl FleetArgs {
 struct RunArgs {
     #[command(flatten)]
     fleet: FleetArgs,
+    #[command(flatten)]
+    faults: FaultArgs,
     /// MQTT broker (v5), as ChirpStack's integration would publish to.
     #[arg(long, default_value = "mqtt://127.0.0.1:1883")]
     mqtt_url: String,
@@ -110,10 +182,17 @@ struct RunArgs {
     /// Also write the registry CSV here before starting.
     #[arg(long)]
     registry: Option<std::path::PathBuf>,
+    /// At the end, write the summary as JSON here: totals, faults by kind, and the readings
+    /// a server must have stored for each meter.
+    #[arg(long)]
+    summary_json: Option<std::path::PathBuf>,
 }
 
 async fn run(args: RunArgs) -> Result<String> {
-    let spec = args.fleet.spec();
+    let spec = FleetSpec {
+        faults: args.faults.faults()?,
+        ..args.fleet.spec()
+    };
     let clock = match (&args.clock_epoch, args.clock_speed) {
         (_, 0) => bail!("--clock-speed must be at least 1"),
         (None, 1) => Clock::System,
@@ -145,15 +224,19 @@ async fn run(args: RunArgs) -> Result<String> {
         ctrl_c.cancel();
     });
     let started = std::time::Instant::now();
+    let mut last = (std::time::Instant::now(), 0u64);
     let report = runner::run(run, clock, stop, |r| {
-        let rate = r.uplinks as f64 / started.elapsed().as_secs_f64().max(1e-3);
-        eprintln!("uplinks: {} ({rate:.0}/s)", r.uplinks);
+        let rate = (r.uplinks - last.1) as f64 / last.0.elapsed().as_secs_f64().max(1e-3);
+        last = (std::time::Instant::now(), r.uplinks);
+        eprintln!("{}", r.progress_line(rate, started.elapsed()));
     })
     .await?;
-    Ok(format!(
-        "{} uplinks published, {} readings of registered meters\n",
-        report.uplinks, report.registered_readings
-    ))
+    if let Some(path) = &args.summary_json {
+        let json = serde_json::to_vec_pretty(&report.to_json())?;
+        std::fs::write(path, json)
+            .map_err(|e| anyhow::anyhow!("writing {}: {e}", path.display()))?;
+    }
+    Ok(report.summary(started.elapsed()))
 }
 
 fn bench(spec: &FleetSpec, uplinks: u64) -> Result<String> {
@@ -222,7 +305,13 @@ fn main() -> ExitCode {
             .build()
             .map_err(anyhow::Error::from)
             .and_then(|rt| rt.block_on(run(args))),
-        Command::Bench { fleet: f, uplinks } => bench(&f.spec(), uplinks),
+        Command::Bench {
+            fleet: f,
+            faults,
+            uplinks,
+        } => faults
+            .faults()
+            .and_then(|faults| bench(&FleetSpec { faults, ..f.spec() }, uplinks)),
         Command::Registry { fleet: f } => {
             let spec = f.spec();
             let meters = fleet::build(&spec, 0);

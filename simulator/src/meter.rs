@@ -48,6 +48,22 @@ pub struct Meter {
     pub time_token: u8,
     /// Disconnected: it has stopped reporting.
     pub disconnected: bool,
+    /// Its fault stream (see [`crate::faults`]), apart from `rng` so that faults never shift
+    /// the draws its readings take.
+    pub faults: Pcg32,
+    /// Nothing it sends is heard before this true time (a silent spell), Unix seconds.
+    pub silent_until: i64,
+    /// Its frames carry its serial with a wrong check digit.
+    pub bad_serial: bool,
+    /// Seconds between the AppTimeReqs the server asked for with DeviceAppTimePeriodicityReq
+    /// (TS003: 128·2^period); `None` until asked.
+    pub clock_sync_period: Option<i64>,
+    /// Bumped at every DeviceAppTimePeriodicityReq, so that the timer of an older period
+    /// stops when it next fires.
+    pub clock_sync_generation: u32,
+    /// AppTimeReqs still owed after a ForceDeviceResyncReq; an AppTimeAns with the right
+    /// token ends the series.
+    pub resync_remaining: u8,
 }
 
 /// An uplink the firmware owes after a downlink.
@@ -123,19 +139,28 @@ impl Meter {
                             // older request would apply a stale correction.
                             if token_ans == self.time_token {
                                 self.clock_offset += f64::from(time_correction);
+                                self.resync_remaining = 0;
                             }
                         }
                         ClockSyncDown::ForceDeviceResyncReq { nb_transmissions } => {
+                            // TS003: up to NbTransmissions requests (3 bits), until one is
+                            // answered; the scheduler spaces out the rest.
+                            self.resync_remaining = nb_transmissions.min(7);
                             if nb_transmissions > 0 {
                                 replies.push(Reply::AppTimeReq);
                             }
                         }
-                        ClockSyncDown::DeviceAppTimePeriodicityReq { .. } => replies.push(
-                            Reply::ClockSync(ClockSyncUp::DeviceAppTimePeriodicityAns {
-                                not_supported: false,
-                                device_time: self.meter_time(now).0,
-                            }),
-                        ),
+                        ClockSyncDown::DeviceAppTimePeriodicityReq { period } => {
+                            // Every 128·2^period seconds; period is 4 bits on the wire.
+                            self.clock_sync_period = Some(128 << (period & 0x0F));
+                            self.clock_sync_generation = self.clock_sync_generation.wrapping_add(1);
+                            replies.push(Reply::ClockSync(
+                                ClockSyncUp::DeviceAppTimePeriodicityAns {
+                                    not_supported: false,
+                                    device_time: self.meter_time(now).0,
+                                },
+                            ))
+                        }
                         ClockSyncDown::PackageVersionReq => {
                             replies.push(Reply::ClockSync(ClockSyncUp::PackageVersionAns {
                                 package_identifier: firmware_protocol::CLOCK_SYNC_PACKAGE_ID,
@@ -249,6 +274,7 @@ impl Meter {
     /// A TS003 AppTimeReq with a fresh token, at true time `now`.
     pub fn app_time_req(&mut self, now: i64) -> (u32, Uplink) {
         self.time_token = (self.time_token + 1) & 0x0F;
+        self.resync_remaining = self.resync_remaining.saturating_sub(1);
         let f = self.transmit();
         let req = ClockSyncUp::AppTimeReq {
             device_time: self.meter_time(now).0,
@@ -331,6 +357,12 @@ mod tests {
             rng: Pcg32::for_meter(1, 0),
             time_token: 0,
             disconnected: false,
+            faults: Pcg32::for_meter(2, 0),
+            silent_until: 0,
+            bad_serial: false,
+            clock_sync_period: None,
+            clock_sync_generation: 0,
+            resync_remaining: 0,
         }
     }
 

@@ -14,7 +14,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::fleet::FleetSpec;
-use crate::simulation::{Message, Simulation};
+use crate::simulation::{Fate, Message, Simulation};
 
 /// How long ChirpStack waits after publishing an `up` before it takes the next queue item
 /// (`get_downlink_data_delay`): commands enqueued later wait for the next uplink.
@@ -35,21 +35,10 @@ pub struct RunSpec {
     pub duration: Option<i64>,
 }
 
-/// What a run did.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Report {
-    /// Uplinks published.
-    pub uplinks: u64,
-    /// Periodic readings of registered meters among them.
-    pub registered_readings: u64,
-    /// Downlinks received and queued.
-    pub downlinks: u64,
-    /// Downlinks refused (unknown device, duplicate id, fPort 0, unreadable).
-    pub refused: u64,
-}
+pub use crate::summary::{FaultCounts, Report};
 
 /// Runs `spec` on `clock` until its duration has passed in simulated time or `stop` fires.
-/// `progress` is called about every second with the report so far.
+/// `progress` is called about every second with the report so far, and once at the end.
 pub async fn run(
     spec: RunSpec,
     clock: Clock,
@@ -69,6 +58,8 @@ pub async fn run(
     let (client, mut eventloop) = AsyncClient::new(options, 10_000);
     let acked = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
     let acked_by_poller = acked.clone();
+    let errors = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let errors_by_poller = errors.clone();
     let command_filter = format!(
         "application/{}/device/+/command/down",
         spec.fleet.application_id
@@ -92,6 +83,7 @@ pub async fn run(
                 Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect)) => return,
                 Ok(_) => {}
                 Err(e) => {
+                    errors_by_poller.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     tracing::warn!(error = %e, "simulator's MQTT connection lost; retrying");
                     tokio::time::sleep(Duration::from_millis(500)).await;
                 }
@@ -99,7 +91,7 @@ pub async fn run(
         }
     });
 
-    let mut report = Report::default();
+    let mut report = Report::for_fleet(sim.len());
     let mut published = 0u64;
     let mut last_progress = Instant::now();
     // Open RX windows: (wall deadline, meter).
@@ -144,19 +136,25 @@ pub async fn run(
             continue;
         }
         let Some(up) = sim.emit()? else { break };
-        publish(&client, up.up, &mut published).await?;
-        for m in up.also {
+        report.add(&up);
+        // ChirpStack opens an RX window only for an uplink it accepted.
+        if up.fate == Fate::Delivered {
+            windows.push_back((Instant::now() + RX_WINDOW, up.meter));
+        }
+        for m in up.messages {
             publish(&client, m, &mut published).await?;
         }
-        windows.push_back((Instant::now() + RX_WINDOW, up.meter));
-        report.uplinks += 1;
-        if up.registered && up.periodic {
-            report.registered_readings += 1;
-        }
         if last_progress.elapsed() >= Duration::from_secs(1) {
+            report.published = published;
+            report.mqtt_errors = errors.load(std::sync::atomic::Ordering::Relaxed);
+            report.active_meters = sim.active_meters(clock.now_unix()) as u64;
             progress(&report);
             last_progress = Instant::now();
         }
+    }
+    // Events that reordering still holds are published last.
+    for m in sim.release_held() {
+        publish(&client, m, &mut published).await?;
     }
     // Published means acknowledged by the broker: wait for the last acknowledgements.
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -166,6 +164,9 @@ pub async fn run(
     }
     let _ = client.disconnect().await;
     let _ = tokio::time::timeout(Duration::from_secs(5), poller).await;
+    report.published = published;
+    report.mqtt_errors = errors.load(std::sync::atomic::Ordering::Relaxed);
+    report.active_meters = sim.active_meters(clock.now_unix()) as u64;
     progress(&report);
     Ok(report)
 }

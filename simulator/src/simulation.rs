@@ -9,13 +9,25 @@ use anyhow::{Context, Result};
 use chrono::{DateTime, Utc};
 use firmware_protocol::chirpstack::DownlinkCommand;
 
+use firmware_protocol::Uplink;
+use firmware_protocol::chirpstack::LogCode;
+
 use crate::emulator::Network;
+use crate::faults::{self, Faults, break_serial, garble, hit};
 use crate::fleet::{FleetSpec, build, is_unregistered};
 use crate::meter::{Meter, Reply};
 use crate::queue::{DeviceQueue, QueueItem, Refusal};
+use crate::rng::Pcg32;
 
 /// Seconds a meter takes to answer a command (listen, act, transmit).
 const REPLY_DELAY: i64 = 5;
+
+/// Seconds between a meter's boot-time AppTimeReq and its first reading.
+const BOOT_LEAD: i64 = 60;
+
+/// Seconds between the AppTimeReqs a ForceDeviceResyncReq asks for (TS003 leaves the spacing
+/// to the device; a minute keeps them in separate RX windows of the server's answers).
+const RESYNC_SPACING: i64 = 60;
 
 /// One MQTT message for the broker.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,12 +38,49 @@ pub struct Message {
     pub payload: Vec<u8>,
 }
 
+/// What became of an uplink between the meter and the broker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fate {
+    /// ChirpStack accepted it and published its `up` event (perhaps late, perhaps twice).
+    Delivered,
+    /// No gateway heard it.
+    Lost,
+    /// The meter was in a silent spell: nothing of it was heard.
+    Silent,
+    /// ChirpStack refused its frame counter and published a `log` instead of an `up`.
+    Discarded,
+}
+
+/// The faults that touched one uplink.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Touched {
+    /// Its payload no longer decodes.
+    pub garbled: bool,
+    /// Its serial has a wrong check digit.
+    pub bad_serial: bool,
+    /// The meter's clock jumped just before this reading.
+    pub clock_jump: bool,
+    /// The meter restarted its frame counter with this uplink.
+    pub f_cnt_reset: bool,
+    /// A silent spell began with this uplink.
+    pub silence_started: bool,
+    /// Its `up` event was published twice with the same `deduplicationId`.
+    pub duplicate: bool,
+    /// It also came by a second path, under a new `deduplicationId`.
+    pub second_path: bool,
+    /// Its events were held back behind later uplinks'.
+    pub reordered: bool,
+    /// The meter sent it again; ChirpStack logged the retransmission.
+    pub retransmission: bool,
+}
+
 /// What one uplink produced.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Emitted {
     /// The meter.
     pub meter: u32,
-    /// Its `up` event.
+    /// Its `up` event as ChirpStack builds it for this frame (also when a fault kept it from
+    /// being published: see `messages`).
     pub up: Message,
     /// Other events the uplink caused (`ack` of a confirmed downlink).
     pub also: Vec<Message>,
@@ -39,6 +88,28 @@ pub struct Emitted {
     pub registered: bool,
     /// Whether the uplink is a periodic reading (not a reply).
     pub periodic: bool,
+    /// What to publish now, in order: this uplink's events as faults left them, then those of
+    /// earlier uplinks that reordering held back until now. Without faults, `up` then `also`.
+    pub messages: Vec<Message>,
+    /// What became of the uplink.
+    pub fate: Fate,
+    /// The faults that touched it.
+    pub touched: Touched,
+    /// Whether the frame is a reading (periodic or asked for).
+    pub reading: bool,
+}
+
+impl Emitted {
+    /// Whether the server must store a reading from this uplink: a reading of a registered
+    /// meter, delivered, its payload intact and its serial valid. Duplicates, second paths
+    /// and reordering do not change that it is stored exactly once.
+    pub fn stores_reading(&self) -> bool {
+        self.reading
+            && self.registered
+            && self.fate == Fate::Delivered
+            && !self.touched.garbled
+            && !self.touched.bad_serial
+    }
 }
 
 /// Why a command was not queued.
@@ -50,6 +121,17 @@ pub enum Refused {
     Queue(Refusal),
 }
 
+/// Work waiting in the schedule besides periodic readings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Job {
+    /// An uplink the firmware owes.
+    Reply(Reply),
+    /// The periodic AppTimeReq of the clock-sync period numbered `generation`.
+    ClockSync { generation: u32 },
+    /// One more AppTimeReq of a ForceDeviceResyncReq series, unless answered meanwhile.
+    Resync,
+}
+
 /// The fleet and its schedule.
 pub struct Simulation {
     meters: Vec<Meter>,
@@ -57,15 +139,22 @@ pub struct Simulation {
     network: Network,
     /// (due time, sequence, meter): the sequence keeps equal times in insertion order.
     due: BinaryHeap<Reverse<(i64, u64, u32)>>,
-    replies: HashMap<u64, Reply>,
+    jobs: HashMap<u64, Job>,
     next_seq: u64,
     queues: HashMap<u32, DeviceQueue>,
     /// Meters that received a confirmed downlink and will set the ACK bit next time.
     owe_ack: HashMap<u32, bool>,
+    faults: Faults,
+    /// ChirpStack's view of each device's uplink counter: the last one it accepted.
+    last_f_cnt: Vec<Option<u32>>,
+    /// Events held back by reordering: (uplinks still to pass them, the events).
+    held: Vec<(i64, Vec<Message>)>,
+    run_faults: Pcg32,
 }
 
 impl Simulation {
-    /// The fleet of `spec` starting at true time `start` (Unix seconds).
+    /// The fleet of `spec` starting at true time `start` (Unix seconds). Each meter boots:
+    /// its first uplink is an AppTimeReq, a minute before its first reading.
     pub fn new(spec: &FleetSpec, start: i64) -> Simulation {
         let meters = build(spec, start);
         let registered = meters.iter().map(|m| !is_unregistered(spec, m)).collect();
@@ -77,24 +166,34 @@ impl Simulation {
                 device_profile_id: "b7e4c2a1-0f3d-4c8b-a6e9-5d2f1b7c9e04".into(),
             },
             due: BinaryHeap::new(),
-            replies: HashMap::new(),
+            jobs: HashMap::new(),
             next_seq: 0,
             queues: HashMap::new(),
             owe_ack: HashMap::new(),
+            faults: spec.faults.clone(),
+            last_f_cnt: vec![None; meters.len()],
+            held: Vec::new(),
+            run_faults: faults::run_stream(spec.seed),
             meters: Vec::new(),
         };
         for m in &meters {
-            sim.schedule(m.last_reading + m.interval, m.index, None);
+            let first = m.last_reading + m.interval;
+            sim.schedule(
+                (first - BOOT_LEAD).max(start),
+                m.index,
+                Some(Job::Reply(Reply::AppTimeReq)),
+            );
+            sim.schedule(first, m.index, None);
         }
         sim.meters = meters;
         sim
     }
 
-    fn schedule(&mut self, at: i64, index: u32, reply: Option<Reply>) {
+    fn schedule(&mut self, at: i64, index: u32, job: Option<Job>) {
         let seq = self.next_seq;
         self.next_seq += 1;
-        if let Some(r) = reply {
-            self.replies.insert(seq, r);
+        if let Some(j) = job {
+            self.jobs.insert(seq, j);
         }
         self.due.push(Reverse((at, seq, index)));
     }
@@ -105,70 +204,238 @@ impl Simulation {
     }
 
     /// The next uplink, at its due time. A periodic reading reschedules its meter one
-    /// interval later; a disconnected meter stays silent.
+    /// interval later; a disconnected meter stays silent. Faults (see [`crate::faults`])
+    /// decide what of it is published: publish `messages`.
     pub fn emit(&mut self) -> Result<Option<Emitted>> {
         loop {
             let Some(Reverse((at, seq, index))) = self.due.pop() else {
                 return Ok(None);
             };
-            let reply = self.replies.remove(&seq);
-            let Some(meter) = self.meters.get_mut(index as usize) else {
+            let job = self.jobs.remove(&seq);
+            let Some(meter) = self.meters.get(index as usize) else {
                 continue;
             };
             if meter.disconnected {
                 continue;
             }
-            let (f_cnt, message) = match reply {
-                Some(r) => meter.reply(r, at),
-                None => meter.reading(at),
+            let reply = match job {
+                None => None,
+                Some(Job::Reply(r)) => Some(r),
+                Some(Job::ClockSync { generation }) => {
+                    if generation != meter.clock_sync_generation {
+                        continue;
+                    }
+                    if let Some(period) = meter.clock_sync_period {
+                        self.schedule(at + period, index, job);
+                    }
+                    Some(Reply::AppTimeReq)
+                }
+                Some(Job::Resync) if meter.resync_remaining == 0 => continue,
+                Some(Job::Resync) => Some(Reply::AppTimeReq),
             };
-            let mut buf = [0u8; 64];
-            let n = message.encode(&mut buf).context("encoding an uplink")?;
-            let when = DateTime::from_timestamp(at, 0).unwrap_or_default();
-            let up = self
-                .network
-                .up_event(meter, f_cnt, message.fport(), &buf[..n], when);
-            let mut also = Vec::new();
-            let ack_bit = self.owe_ack.remove(&index).unwrap_or(false);
-            if let Some(settled) = self
-                .queues
-                .get_mut(&index)
-                .and_then(|q| q.on_uplink(ack_bit))
-            {
-                let ack = self.network.ack_event(
-                    meter,
-                    &up.deduplication_id,
-                    settled.id,
-                    settled.acknowledged,
-                    settled.f_cnt_down,
-                    when,
-                );
-                also.push(Message {
-                    topic: self.network.topic(meter, "ack"),
-                    payload: serde_json::to_vec(&ack).context("serialising an ack")?,
-                });
-            }
-            let up = Message {
-                topic: self.network.topic(meter, "up"),
-                payload: serde_json::to_vec(&up).context("serialising an event")?,
-            };
-            let periodic = reply.is_none();
-            if periodic {
-                let next = at + meter.interval;
-                self.schedule(next, index, None);
-            }
-            return Ok(Some(Emitted {
-                meter: index,
-                up,
-                also,
-                registered: self
-                    .registered
-                    .get(index as usize)
-                    .copied()
-                    .unwrap_or(false),
-                periodic,
-            }));
+            let emitted = self.transmit(at, index, reply)?;
+            return Ok(Some(emitted));
         }
+    }
+
+    /// One frame of meter `index` at true time `at`, through the meter's faults and
+    /// ChirpStack's frame-counter check.
+    fn transmit(&mut self, at: i64, index: u32, reply: Option<Reply>) -> Result<Emitted> {
+        let i = index as usize;
+        let faults = &self.faults;
+        let meter = &mut self.meters[i];
+        let mut touched = Touched::default();
+        if reply.is_none() && hit(&mut meter.faults, faults.clock_jump) {
+            // Below half an interval, so a reading's time never repeats an earlier one's.
+            let max = faults
+                .clock_jump_max_seconds
+                .min(meter.interval / 2 - 1)
+                .max(1);
+            let size = meter.faults.range(1, max);
+            let sign = if meter.faults.chance(0.5) { 1 } else { -1 };
+            meter.clock_offset += (sign * size) as f64;
+            touched.clock_jump = true;
+        }
+        if hit(&mut meter.faults, faults.f_cnt_reset) {
+            meter.f_cnt = 0;
+            touched.f_cnt_reset = true;
+        }
+        let (f_cnt, message) = match reply {
+            Some(r) => meter.reply(r, at),
+            None => meter.reading(at),
+        };
+        let reading = matches!(message, Uplink::Reading(_));
+        let mut buf = [0u8; 64];
+        let n = message.encode(&mut buf).context("encoding an uplink")?;
+        let mut frame = buf[..n].to_vec();
+        let f_port = message.fport();
+        if meter.bad_serial {
+            touched.bad_serial = break_serial(f_port, &mut frame);
+        }
+        if hit(&mut meter.faults, faults.garble) {
+            garble(&mut meter.faults, &mut frame);
+            touched.garbled = true;
+        }
+        let heard = if at < meter.silent_until {
+            Fate::Silent
+        } else if hit(&mut meter.faults, faults.silence) {
+            meter.silent_until = at + meter.faults.range(1, faults.silence_max_seconds);
+            touched.silence_started = true;
+            Fate::Silent
+        } else if hit(&mut meter.faults, faults.loss) {
+            Fate::Lost
+        } else {
+            Fate::Delivered
+        };
+        let when = DateTime::from_timestamp(at, 0).unwrap_or_default();
+        let up = self.network.up_event(meter, f_cnt, f_port, &frame, when);
+        let ack_bit = self.owe_ack.remove(&index).unwrap_or(false);
+        let up_topic = self.network.topic(meter, "up");
+        let up_message = Message {
+            topic: up_topic.clone(),
+            payload: serde_json::to_vec(&up).context("serialising an event")?,
+        };
+        let mut fate = heard;
+        let mut also = Vec::new();
+        let mut messages = Vec::new();
+        if heard == Fate::Delivered {
+            // ChirpStack's frame-counter check: a counter that did not move on is refused
+            // with a log, unless the device profile disables the check.
+            let refused = match self.last_f_cnt[i] {
+                Some(last) if f_cnt <= last && !faults.skip_f_cnt_check => Some(if f_cnt == last {
+                    LogCode::UplinkFCntRetransmission
+                } else {
+                    LogCode::UplinkFCntReset
+                }),
+                _ => None,
+            };
+            if let Some(code) = refused {
+                fate = Fate::Discarded;
+                let log = self
+                    .network
+                    .f_cnt_event(meter, code, &up.deduplication_id, f_cnt, when);
+                messages.push(Message {
+                    topic: self.network.topic(meter, "log"),
+                    payload: serde_json::to_vec(&log).context("serialising a log")?,
+                });
+            } else {
+                self.last_f_cnt[i] = Some(f_cnt);
+                if let Some(settled) = self
+                    .queues
+                    .get_mut(&index)
+                    .and_then(|q| q.on_uplink(ack_bit))
+                {
+                    let ack = self.network.ack_event(
+                        meter,
+                        &up.deduplication_id,
+                        settled.id,
+                        settled.acknowledged,
+                        settled.f_cnt_down,
+                        when,
+                    );
+                    also.push(Message {
+                        topic: self.network.topic(meter, "ack"),
+                        payload: serde_json::to_vec(&ack).context("serialising an ack")?,
+                    });
+                }
+                messages.push(up_message.clone());
+                messages.extend(also.iter().cloned());
+                if hit(&mut meter.faults, faults.duplicate) {
+                    touched.duplicate = true;
+                    messages.push(up_message.clone());
+                }
+                if hit(&mut meter.faults, faults.second_path) {
+                    touched.second_path = true;
+                    let other = self
+                        .network
+                        .second_path(&up, meter.faults.uuid().to_string());
+                    messages.push(Message {
+                        topic: up_topic,
+                        payload: serde_json::to_vec(&other).context("serialising an event")?,
+                    });
+                }
+                if hit(&mut meter.faults, faults.retransmission) {
+                    touched.retransmission = true;
+                    let id = meter.faults.uuid().to_string();
+                    let log = self.network.f_cnt_event(
+                        meter,
+                        LogCode::UplinkFCntRetransmission,
+                        &id,
+                        f_cnt,
+                        when,
+                    );
+                    messages.push(Message {
+                        topic: self.network.topic(meter, "log"),
+                        payload: serde_json::to_vec(&log).context("serialising a log")?,
+                    });
+                }
+            }
+        }
+        if matches!(reply, Some(Reply::AppTimeReq)) && meter.resync_remaining > 0 {
+            self.schedule(at + RESYNC_SPACING, index, Some(Job::Resync));
+        }
+        let periodic = reply.is_none();
+        if periodic {
+            let next = at + self.meters[i].interval;
+            self.schedule(next, index, None);
+        }
+        // Reordering: this uplink's events wait behind the next one to three uplinks'.
+        for entry in &mut self.held {
+            entry.0 -= 1;
+        }
+        let mut released = Vec::new();
+        self.held.retain_mut(|(left, m)| {
+            if *left <= 0 {
+                released.append(m);
+                false
+            } else {
+                true
+            }
+        });
+        if !messages.is_empty() && hit(&mut self.run_faults, self.faults.reorder) {
+            touched.reordered = true;
+            let wait = self.run_faults.range(1, 3);
+            self.held.push((wait, std::mem::take(&mut messages)));
+        }
+        messages.append(&mut released);
+        Ok(Emitted {
+            meter: index,
+            up: up_message,
+            also,
+            registered: self.registered.get(i).copied().unwrap_or(false),
+            periodic,
+            messages,
+            fate,
+            touched,
+            reading,
+        })
+    }
+
+    /// Events still held back by reordering, released now (at the end of a run).
+    pub fn release_held(&mut self) -> Vec<Message> {
+        self.held
+            .drain(..)
+            .flat_map(|(_, messages)| messages)
+            .collect()
+    }
+
+    /// Meters that would be heard at true time `at`: neither disconnected nor in a silent
+    /// spell.
+    pub fn active_meters(&self, at: i64) -> usize {
+        self.meters
+            .iter()
+            .filter(|m| !m.disconnected && m.silent_until <= at)
+            .count()
+    }
+
+    /// Meters in the fleet.
+    pub fn len(&self) -> usize {
+        self.meters.len()
+    }
+
+    /// Whether the fleet has no meters.
+    pub fn is_empty(&self) -> bool {
+        self.meters.is_empty()
     }
 
     /// Queues a `command/down` as ChirpStack would.
@@ -219,9 +486,22 @@ impl Simulation {
             if item.confirmed {
                 self.owe_ack.insert(index, true);
             }
+            let generation = meter.clock_sync_generation;
             let replies = meter.receive(item.f_port, &item.data, now.timestamp());
+            // A new clock-sync period restarts the meter's AppTimeReq timer.
+            let timer = (meter.clock_sync_generation != generation)
+                .then_some(meter.clock_sync_period)
+                .flatten()
+                .map(|period| (period, meter.clock_sync_generation));
             for r in replies {
-                self.schedule(now.timestamp() + REPLY_DELAY, index, Some(r));
+                self.schedule(now.timestamp() + REPLY_DELAY, index, Some(Job::Reply(r)));
+            }
+            if let Some((period, generation)) = timer {
+                self.schedule(
+                    now.timestamp() + period,
+                    index,
+                    Some(Job::ClockSync { generation }),
+                );
             }
         }
         Ok(out)
@@ -266,19 +546,37 @@ mod tests {
     }
 
     #[test]
-    fn every_event_carries_a_decodable_reading_in_time_order() {
+    fn every_event_decodes_in_time_order_and_each_meter_boots_with_an_app_time_req() {
         let mut last = 0;
+        let mut booted = std::collections::HashSet::new();
         for e in first_events(7, 600) {
             let Ok(Event::Up(up)) = Event::from_json(EventType::Up, &e.up.payload) else {
                 panic!("an up event");
             };
+            assert_eq!(
+                e.messages,
+                std::slice::from_ref(&e.up),
+                "no faults, nothing else"
+            );
             let time = up.time.expect("time").0.timestamp();
             assert!(time >= last, "in time order");
             last = time;
-            let message = firmware_protocol::decode_uplink(1, up.data.as_slice()).expect("decodes");
-            assert!(matches!(message, firmware_protocol::Uplink::Reading(_)));
+            let port = u8::try_from(up.f_port).expect("a port");
+            let message =
+                firmware_protocol::decode_uplink(port, up.data.as_slice()).expect("decodes");
+            if booted.insert(e.meter) {
+                assert!(
+                    matches!(message, firmware_protocol::Uplink::ClockSync(_)),
+                    "first uplink of meter {} is {message:?}",
+                    e.meter
+                );
+            } else {
+                assert!(matches!(message, firmware_protocol::Uplink::Reading(_)));
+                assert!(e.reading && e.stores_reading());
+            }
             assert_eq!(up.rx_info.len(), 2);
         }
+        assert!(booted.len() > 100, "{}", booted.len());
     }
 }
 

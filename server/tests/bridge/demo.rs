@@ -18,7 +18,8 @@ async fn the_demo_stores_exactly_what_the_fleet_sent() {
     let summary = run(options, CancellationToken::new(), |_| {})
         .await
         .expect("demo runs");
-    assert_eq!(summary.published, 30_000);
+    // Each meter boots with an AppTimeReq, then sends 30 daily readings.
+    assert_eq!(summary.published, 31_000);
     assert!(
         summary.expected > 29_000 && summary.expected < 30_000,
         "{summary:?}"

@@ -6,5 +6,6 @@ mod http;
 mod ingest;
 mod monitoring;
 mod quarantine;
+mod simulator;
 mod support;
 mod tls;

@@ -1,5 +1,5 @@
 //! The load's ChirpStack `up` events: the project's sample event with this run's device,
-//! identity, frame counter and meter reading spliced in.
+//! identity, frame counter and frame (a daily reading, or a TS003 AppTimeReq) spliced in.
 //!
 //! Each event carries its sequence number twice: as the frame counter (`fCnt`, stored in the
 //! reading's `f_cnt` column) and inside its `deduplicationId`, which the server records as the
@@ -10,7 +10,10 @@ use std::fmt::Write as _;
 
 use anyhow::{Context, Result, bail};
 use base64::Engine;
-use firmware_protocol::{DoorState, GpsTime, Reading, Serial, StatusFlags, Uplink, ValveState};
+use firmware_protocol::{
+    ClockSyncUp, ClockSyncUplink, DoorState, GpsTime, Reading, Serial, StatusFlags, Uplink,
+    ValveState,
+};
 use serde_json::{Value, json};
 
 /// The ChirpStack application the load's meters belong to.
@@ -73,6 +76,7 @@ enum Field {
     DevEui,
     DeviceName,
     FCnt,
+    FPort,
     Data,
 }
 
@@ -97,6 +101,8 @@ pub struct EventValues<'a> {
     pub meter: u32,
     /// ChirpStack's `time`, RFC 3339.
     pub time: &'a str,
+    /// The frame's port: a reading's, or clock synchronisation's.
+    pub f_port: u8,
     /// The frame.
     pub frame: &'a [u8],
 }
@@ -112,6 +118,7 @@ impl EventTemplate {
             (Field::DevEui, "@@deveui@@"),
             (Field::DeviceName, "@@name@@"),
             (Field::FCnt, "@@fcnt@@"),
+            (Field::FPort, "@@fport@@"),
             (Field::Data, "@@data@@"),
         ];
         v["deduplicationId"] = json!(marks[0].1);
@@ -120,14 +127,16 @@ impl EventTemplate {
         v["deviceInfo"]["deviceName"] = json!(marks[3].1);
         v["deviceInfo"]["applicationId"] = json!(APPLICATION_ID);
         v["fCnt"] = json!(marks[4].1);
-        v["fPort"] = json!(firmware_protocol::PORT_READING);
-        v["data"] = json!(marks[5].1);
+        v["fPort"] = json!(marks[5].1);
+        v["data"] = json!(marks[6].1);
         v.as_object_mut()
             .context("the sample event is not an object")?
             .remove("object");
         let mut rest = serde_json::to_string(&v)?;
-        // The frame counter is a number: its mark goes with its quotes.
-        rest = rest.replace("\"@@fcnt@@\"", "@@fcnt@@");
+        // The frame counter and port are numbers: their marks go with their quotes.
+        rest = rest
+            .replace("\"@@fcnt@@\"", "@@fcnt@@")
+            .replace("\"@@fport@@\"", "@@fport@@");
         let mut literals = Vec::new();
         let mut fields = Vec::new();
         loop {
@@ -163,6 +172,9 @@ impl EventTemplate {
                 // ChirpStack's frame counter is 32 bits; the load never gets near that.
                 Field::FCnt => {
                     let _ = write!(text, "{}", v.seq as u32);
+                }
+                Field::FPort => {
+                    let _ = write!(text, "{}", v.f_port);
                 }
                 Field::Data => {
                     base64::engine::general_purpose::STANDARD.encode_string(v.frame, &mut text)
@@ -210,6 +222,37 @@ pub fn reading_frame(serial: Serial, unix_seconds: i64, litres: u32) -> Result<V
     Ok(buf[..n].to_vec())
 }
 
+/// Whether event `seq` is a clock request rather than a reading: one in `every` (none when
+/// `every` is 0), the first of each run of `every` events.
+pub fn is_clock_request(seq: u64, every: u64) -> bool {
+    every > 0 && seq.is_multiple_of(every)
+}
+
+/// The request token of event `seq`'s AppTimeReq (4 bits), which its answer must echo.
+pub fn clock_token(seq: u64) -> u8 {
+    (seq & 0x0f) as u8
+}
+
+/// How far behind the event's time a requesting meter's clock is: far enough that the
+/// correction is never zero, so an answer is due without the meter asking for one
+/// (`AnsRequired` unset, as a device that only wants corrections sends it).
+pub const CLOCK_BEHIND_SECONDS: i64 = 5;
+
+/// A TS003 AppTimeReq frame (fPort 202) from a meter whose clock reads `unix_seconds`.
+pub fn clock_frame(unix_seconds: i64, token: u8) -> Result<Vec<u8>> {
+    let device_time = GpsTime::from_unix(unix_seconds).context("a time GPS time cannot hold")?;
+    let frame = ClockSyncUplink::single(ClockSyncUp::AppTimeReq {
+        device_time: device_time.0,
+        token_req: token & 0x0f,
+        ans_required: false,
+    });
+    let mut buf = [0u8; 16];
+    let n = frame
+        .encode(&mut buf)
+        .map_err(|e| anyhow::anyhow!("encoding an AppTimeReq: {e:?}"))?;
+    Ok(buf[..n].to_vec())
+}
+
 /// Which meter sends event `seq`, and which of its readings it is: the events go round the
 /// fleet, so a batch of fewer events than meters names each meter once, as on a real network
 /// where each meter reports once a day.
@@ -230,6 +273,7 @@ mod tests {
             seq: 70_001,
             meter: 42,
             time: "2026-11-26T10:00:00.000000+00:00",
+            f_port: firmware_protocol::PORT_READING,
             frame,
         }
     }

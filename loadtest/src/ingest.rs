@@ -76,6 +76,16 @@ pub struct Labels {
 pub const SERVER_LABEL: &str = "meterhub under test";
 
 impl Labels {
+    /// The processes of a run with these settings and this started server, if any.
+    pub fn of_run(args: &IngestArgs, server: Option<&ServerProcess>) -> Labels {
+        Labels {
+            server: server.and_then(ServerProcess::pid),
+            broker: args.broker_pid,
+            own: std::process::id(),
+            database: database_name(&args.database_url),
+        }
+    }
+
     /// The label of process `pid`.
     pub fn label(&self, pid: u32, p: &Process) -> String {
         if Some(pid) == self.server {
@@ -170,7 +180,7 @@ fn database_name(url: &str) -> Option<String> {
     options.get_database().map(str::to_owned)
 }
 
-fn total_events(args: &IngestArgs) -> u64 {
+pub fn total_events(args: &IngestArgs) -> u64 {
     u64::from(args.rate) * args.duration.as_secs().max(1)
 }
 
@@ -183,39 +193,16 @@ pub async fn run(args: IngestArgs) -> Result<RunReport> {
     // events for its own; the top bit is left for the start-up probes.
     let run = (started_at.timestamp() as u32) & 0x7fff_ffff;
 
-    let server = match &args.server_bin {
-        Some(bin) => {
-            let s = ServerProcess::start(bin, &args.database_url, &args.mqtt_url, args.server_log)
-                .await?;
-            eprintln!(
-                "started {} serve (pid {}), HTTP on {}",
-                bin.display(),
-                s.pid().unwrap_or_default(),
-                s.http
-            );
-            Some(s)
-        }
-        None => None,
-    };
-    let labels = Labels {
-        server: server.as_ref().and_then(ServerProcess::pid),
-        broker: args.broker_pid,
-        own: std::process::id(),
-        database: database_name(&args.database_url),
-    };
+    let server = ServerProcess::start_if(
+        args.server_bin.as_deref(),
+        &args.database_url,
+        &args.mqtt_url,
+        args.server_log,
+    )
+    .await?;
+    let labels = Labels::of_run(&args, server.as_ref());
     let result = scenario(&args, run, started_at, server.as_ref(), &labels).await;
-    let server_killed = match server {
-        Some(server) => match server.stop().await {
-            Ok(killed) => killed,
-            // The run's own error, if any, says more.
-            Err(e) if result.is_err() => {
-                eprintln!("{e:#}");
-                false
-            }
-            Err(e) => return Err(e),
-        },
-        None => false,
-    };
+    let server_killed = server::stop_if(server, result.is_err()).await?;
     let mut report = result?;
     report.server_killed = server_killed;
     println!("{}", report.summary());
@@ -249,6 +236,7 @@ async fn scenario(
         meters: args.meters,
         first_reading_unix,
         template: template.clone(),
+        clock_every: 0,
     };
 
     eprintln!(
@@ -313,7 +301,7 @@ async fn scenario(
 /// Sends single events until one is committed: proves the server runs, is subscribed and
 /// takes the load's meters before any figure is taken. A server subscribes only once
 /// connected, so the first probes may go nowhere.
-async fn probe(
+pub async fn probe(
     args: &IngestArgs,
     db: &Db,
     run: u32,
@@ -327,6 +315,7 @@ async fn probe(
         meters: args.meters,
         first_reading_unix,
         template: template.clone(),
+        clock_every: 0,
     };
     let deadline = Instant::now() + Duration::from_secs(60);
     // Probe k is meter k + 1's first reading: no two probes collide.
@@ -369,21 +358,21 @@ async fn probe(
     )
 }
 
-/// Prints progress every two seconds until stopped.
-fn ticker(
-    label: &'static str,
+/// Prints progress every two seconds until stopped: the events published, then what
+/// `progress` says of the rest.
+pub fn ticker(
     times: Arc<PublishTimes>,
-    arrived: impl Fn() -> u64 + Send + 'static,
+    progress: impl Fn() -> String + Send + 'static,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let start = Instant::now();
         loop {
             tokio::time::sleep(Duration::from_secs(2)).await;
             eprintln!(
-                "  {:>5.1} s: {} published, {} {label}",
+                "  {:>5.1} s: {} published, {}",
                 start.elapsed().as_secs_f64(),
                 thousands(times.published()),
-                thousands(arrived()),
+                progress(),
             );
         }
     })
@@ -401,8 +390,8 @@ async fn broker_phase(
     let cpu_before = Snapshot::take();
     let start = Instant::now();
     let delivered = subscriber.delivered();
-    let tick = ticker("delivered", times.clone(), move || {
-        delivered.load(Ordering::Relaxed)
+    let tick = ticker(times.clone(), move || {
+        format!("{} delivered", thousands(delivered.load(Ordering::Relaxed)))
     });
     let published = mqtt::publish(
         &args.mqtt_url,
@@ -439,6 +428,25 @@ async fn broker_phase(
     })
 }
 
+/// Waits for the backlog: until `published` events are committed, `timeout` is up, or nothing
+/// has been committed for 15 s (the server is stuck; waiting longer would show nothing).
+/// Returns whether it stalled.
+pub async fn drain(reader: &CommitReader, published: u64, timeout: Duration) -> bool {
+    let drain_end = Instant::now() + timeout;
+    let mut last_progress = (reader.committed(), Instant::now());
+    while reader.committed() < published && Instant::now() < drain_end {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let c = reader.committed();
+        if c > last_progress.0 {
+            last_progress = (c, Instant::now());
+        } else if last_progress.1.elapsed() > Duration::from_secs(15) {
+            eprintln!("  nothing committed for 15 s; giving up on the rest");
+            return true;
+        }
+    }
+    false
+}
+
 async fn server_phase(
     args: &IngestArgs,
     db: &Db,
@@ -458,8 +466,8 @@ async fn server_phase(
     let cpu_before = Snapshot::take();
     let start = Instant::now();
     let committed = reader.counter();
-    let tick = ticker("committed", times.clone(), move || {
-        committed.load(Ordering::Relaxed)
+    let tick = ticker(times.clone(), move || {
+        format!("{} committed", thousands(committed.load(Ordering::Relaxed)))
     });
     let published = mqtt::publish(
         &args.mqtt_url,
@@ -471,22 +479,7 @@ async fn server_phase(
     )
     .await?;
 
-    // Wait for the backlog: until everything is committed, the drain time is up, or nothing
-    // has been committed for 15 s (the server is stuck; waiting longer would show nothing).
-    let drain_end = Instant::now() + args.drain_timeout;
-    let mut last_progress = (reader.committed(), Instant::now());
-    let mut stalled = false;
-    while reader.committed() < published.published && Instant::now() < drain_end {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        let c = reader.committed();
-        if c > last_progress.0 {
-            last_progress = (c, Instant::now());
-        } else if last_progress.1.elapsed() > Duration::from_secs(15) {
-            eprintln!("  nothing committed for 15 s; giving up on the rest");
-            stalled = true;
-            break;
-        }
-    }
+    let stalled = drain(&reader, published.published, args.drain_timeout).await;
     tick.abort();
     let arrivals = reader.finish().await?;
     let cpu = Usage::between(&cpu_before, &Snapshot::take(), &|pid, p| {

@@ -63,16 +63,26 @@ pub struct Load {
     pub first_reading_unix: i64,
     /// The event JSON.
     pub template: Arc<EventTemplate>,
+    /// One event in this many is a clock request (AppTimeReq) instead of a reading; 0 for
+    /// readings only.
+    pub clock_every: u64,
 }
 
 impl Load {
     /// Topic and payload of event `seq`.
     pub fn event(&self, seq: u64, now: chrono::DateTime<chrono::Utc>) -> Result<(String, Vec<u8>)> {
         let (meter, round) = event::meter_and_round(seq, self.meters);
-        let reading_unix = self.first_reading_unix + round as i64;
-        // A cumulative volume that grows with every reading, as a real meter's does.
-        let litres = (round as u32).wrapping_mul(37).wrapping_add(meter);
-        let frame = event::reading_frame(event::serial(meter)?, reading_unix, litres)?;
+        let (f_port, frame) = if event::is_clock_request(seq, self.clock_every) {
+            let meter_clock = now.timestamp() - event::CLOCK_BEHIND_SECONDS;
+            let frame = event::clock_frame(meter_clock, event::clock_token(seq))?;
+            (firmware_protocol::PORT_CLOCK_SYNC, frame)
+        } else {
+            let reading_unix = self.first_reading_unix + round as i64;
+            // A cumulative volume that grows with every reading, as a real meter's does.
+            let litres = (round as u32).wrapping_mul(37).wrapping_add(meter);
+            let frame = event::reading_frame(event::serial(meter)?, reading_unix, litres)?;
+            (firmware_protocol::PORT_READING, frame)
+        };
         let time = now.format("%Y-%m-%dT%H:%M:%S%.6f+00:00").to_string();
         let mut payload = Vec::with_capacity(1_400);
         self.template.render(
@@ -82,6 +92,7 @@ impl Load {
                 seq,
                 meter,
                 time: &time,
+                f_port,
                 frame: &frame,
             },
         );
@@ -235,6 +246,49 @@ async fn count_acks(mut eventloop: EventLoop, acked: Arc<AtomicU64>) {
     }
 }
 
+/// Connects a client (`capacity` requests queued) and subscribes it at QoS 1 to `filter`;
+/// returns once the broker has confirmed the subscription, so that nothing published after
+/// the return is missed.
+pub async fn subscribe(
+    url: &str,
+    client_id: &str,
+    filter: String,
+    capacity: usize,
+) -> Result<(AsyncClient, EventLoop)> {
+    let (client, mut eventloop) = AsyncClient::new(options(url, client_id)?, capacity);
+    client.subscribe(filter.clone(), QoS::AtLeastOnce).await?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(remaining, eventloop.poll()).await {
+            Ok(Ok(Event::Incoming(Packet::SubAck(ack)))) => {
+                if !ack.return_codes.iter().all(|c| {
+                    matches!(
+                        c,
+                        rumqttc::v5::mqttbytes::v5::SubscribeReasonCode::Success(_)
+                    )
+                }) {
+                    bail!("the broker refused the subscription to {filter}: {ack:?}");
+                }
+                return Ok((client, eventloop));
+            }
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => bail!("connecting the subscriber to {filter}: {e}"),
+            Err(_) => bail!("the broker did not confirm the subscription to {filter}"),
+        }
+    }
+}
+
+/// Disconnects a subscriber and lets the DISCONNECT (and acknowledgements still queued) go
+/// out.
+pub async fn close(client: &AsyncClient, eventloop: &mut EventLoop) {
+    let _ = client.disconnect().await;
+    let _ = tokio::time::timeout(Duration::from_millis(500), async {
+        while eventloop.poll().await.is_ok() {}
+    })
+    .await;
+}
+
 /// A subscriber on the pass-through topics, recording arrivals.
 pub struct PassThrough {
     task: JoinHandle<Arrivals>,
@@ -250,32 +304,14 @@ impl PassThrough {
         total: u64,
         times: Arc<PublishTimes>,
     ) -> Result<PassThrough> {
-        let (client, mut eventloop) = AsyncClient::new(
-            options(url, &format!("meterhub-loadtest-{:08x}-sub", load.run))?,
-            100,
-        );
         let filter = format!("{}application/+/device/+/event/up", load.prefix);
-        client.subscribe(filter, QoS::AtLeastOnce).await?;
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let remaining = deadline.saturating_duration_since(Instant::now());
-            match tokio::time::timeout(remaining, eventloop.poll()).await {
-                Ok(Ok(Event::Incoming(Packet::SubAck(ack)))) => {
-                    if !ack.return_codes.iter().all(|c| {
-                        matches!(
-                            c,
-                            rumqttc::v5::mqttbytes::v5::SubscribeReasonCode::Success(_)
-                        )
-                    }) {
-                        bail!("the broker refused the pass-through subscription: {ack:?}");
-                    }
-                    break;
-                }
-                Ok(Ok(_)) => {}
-                Ok(Err(e)) => bail!("connecting the pass-through subscriber: {e}"),
-                Err(_) => bail!("the broker did not confirm the pass-through subscription"),
-            }
-        }
+        let (client, mut eventloop) = subscribe(
+            url,
+            &format!("meterhub-loadtest-{:08x}-sub", load.run),
+            filter,
+            100,
+        )
+        .await?;
         let (stop, mut stopped) = oneshot::channel();
         let run = load.run;
         let delivered = Arc::new(AtomicU64::new(0));
@@ -305,12 +341,7 @@ impl PassThrough {
                     }
                 }
             }
-            let _ = client.disconnect().await;
-            // Let the DISCONNECT (and acknowledgements still queued) go out.
-            let _ = tokio::time::timeout(Duration::from_millis(500), async {
-                while eventloop.poll().await.is_ok() {}
-            })
-            .await;
+            close(&client, &mut eventloop).await;
             arrivals
         });
         Ok(PassThrough {

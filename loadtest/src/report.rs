@@ -19,6 +19,8 @@ pub struct Percentiles {
     pub p90: f64,
     /// 99th percentile.
     pub p99: f64,
+    /// 99.9th percentile.
+    pub p999: f64,
     /// Largest.
     pub max: f64,
 }
@@ -34,8 +36,21 @@ impl Percentiles {
             p50: ms(h.value_at_quantile(0.50)),
             p90: ms(h.value_at_quantile(0.90)),
             p99: ms(h.value_at_quantile(0.99)),
+            p999: ms(h.value_at_quantile(0.999)),
             max: ms(h.max()),
         }
+    }
+
+    /// The percentiles with the 99.9th, for latencies whose tail is the point.
+    pub fn text_with_tail(&self) -> String {
+        format!(
+            "p50 {} ms, p90 {} ms, p99 {} ms, p99.9 {} ms, max {} ms",
+            ms(self.p50),
+            ms(self.p90),
+            ms(self.p99),
+            ms(self.p999),
+            ms(self.max)
+        )
     }
 
     fn text(&self) -> String {
@@ -50,7 +65,7 @@ impl Percentiles {
 }
 
 /// Milliseconds with the precision that matters at their size.
-fn ms(v: f64) -> String {
+pub fn ms(v: f64) -> String {
     if v < 10.0 {
         format!("{v:.2}")
     } else if v < 100.0 {
@@ -276,17 +291,22 @@ impl RunReport {
 
     /// Appends the row to `path`, writing the header first if the file is new or empty.
     pub fn append_csv(&self, path: &Path) -> Result<()> {
-        let mut f = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-            .with_context(|| format!("opening {}", path.display()))?;
-        if f.metadata()?.len() == 0 {
-            writeln!(f, "{}", Self::CSV_HEADER)?;
-        }
-        writeln!(f, "{}", self.csv_row())?;
-        Ok(())
+        append_csv(path, Self::CSV_HEADER, &self.csv_row())
     }
+}
+
+/// Appends `row` to the CSV file `path`, writing `header` first if the file is new or empty.
+pub fn append_csv(path: &Path, header: &str, row: &str) -> Result<()> {
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    if f.metadata()?.len() == 0 {
+        writeln!(f, "{header}")?;
+    }
+    writeln!(f, "{row}")?;
+    Ok(())
 }
 
 #[cfg(test)]

@@ -97,6 +97,26 @@ impl ServerProcess {
         }
     }
 
+    /// Starts `binary` as [`ServerProcess::start`] does when one is given, and says so.
+    pub async fn start_if(
+        binary: Option<&Path>,
+        database_url: &str,
+        mqtt_url: &str,
+        echo: bool,
+    ) -> Result<Option<ServerProcess>> {
+        let Some(bin) = binary else {
+            return Ok(None);
+        };
+        let s = ServerProcess::start(bin, database_url, mqtt_url, echo).await?;
+        eprintln!(
+            "started {} serve (pid {}), HTTP on {}",
+            bin.display(),
+            s.pid().unwrap_or_default(),
+            s.http
+        );
+        Ok(Some(s))
+    }
+
     /// The process id.
     pub fn pid(&self) -> Option<u32> {
         self.child.id()
@@ -141,6 +161,22 @@ impl ServerProcess {
     }
 }
 
+/// Stops a server started for a run, if one was; whether it had to be killed. When the run
+/// itself failed, a failure to stop is only printed: the run's own error says more.
+pub async fn stop_if(server: Option<ServerProcess>, run_failed: bool) -> Result<bool> {
+    match server {
+        Some(server) => match server.stop().await {
+            Ok(killed) => Ok(killed),
+            Err(e) if run_failed => {
+                eprintln!("{e:#}");
+                Ok(false)
+            }
+            Err(e) => Err(e),
+        },
+        None => Ok(false),
+    }
+}
+
 /// `GET /metrics` from a server's HTTP endpoints: the Prometheus text.
 pub async fn fetch_metrics(addr: SocketAddr) -> Result<String> {
     let get = async {
@@ -172,6 +208,92 @@ pub fn metric(text: &str, name: &str) -> Option<f64> {
     text.lines()
         .filter(|l| !l.starts_with('#'))
         .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+}
+
+/// A histogram in Prometheus text: cumulative counts by bucket upper bound (seconds, the
+/// last one `+Inf`), the sum and the count.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct HistogramSeries {
+    /// `(upper bound, observations at or below it)`, in the order exported.
+    pub buckets: Vec<(f64, f64)>,
+    /// Sum of the observations.
+    pub sum: f64,
+    /// Number of observations.
+    pub count: f64,
+}
+
+impl HistogramSeries {
+    /// The histogram `name` in `text`; `None` when it is not exported.
+    pub fn parse(text: &str, name: &str) -> Option<HistogramSeries> {
+        let bucket_prefix = format!("{name}_bucket{{le=\"");
+        let buckets = text
+            .lines()
+            .filter_map(|l| {
+                let rest = l.strip_prefix(&bucket_prefix)?;
+                let (bound, value) = rest.split_once("\"}")?;
+                let bound = match bound {
+                    "+Inf" => f64::INFINITY,
+                    b => b.parse().ok()?,
+                };
+                Some((bound, value.trim().parse().ok()?))
+            })
+            .collect();
+        Some(HistogramSeries {
+            buckets,
+            sum: metric(text, &format!("{name}_sum"))?,
+            count: metric(text, &format!("{name}_count"))?,
+        })
+    }
+
+    /// The observations made after `before` was scraped.
+    pub fn since(&self, before: &HistogramSeries) -> HistogramSeries {
+        let earlier = |bound: f64| {
+            before
+                .buckets
+                .iter()
+                .find(|(b, _)| *b == bound)
+                .map_or(0.0, |(_, c)| *c)
+        };
+        HistogramSeries {
+            buckets: self
+                .buckets
+                .iter()
+                .map(|(b, c)| (*b, c - earlier(*b)))
+                .collect(),
+            sum: self.sum - before.sum,
+            count: self.count - before.count,
+        }
+    }
+
+    /// Mean observation, seconds.
+    pub fn mean(&self) -> Option<f64> {
+        (self.count > 0.0).then(|| self.sum / self.count)
+    }
+
+    /// Share of the observations at or below `bound`, which must be one of the bucket bounds
+    /// (elsewhere a histogram cannot say).
+    pub fn share_within(&self, bound: f64) -> Option<f64> {
+        if self.count <= 0.0 {
+            return None;
+        }
+        let (_, c) = self
+            .buckets
+            .iter()
+            .find(|(b, _)| (*b - bound).abs() < 1e-12)?;
+        Some(c / self.count)
+    }
+
+    /// The smallest bucket bound that at least a share `q` of the observations are at or
+    /// below: the quantile is no larger than it.
+    pub fn quantile_bound(&self, q: f64) -> Option<f64> {
+        if self.count <= 0.0 {
+            return None;
+        }
+        self.buckets
+            .iter()
+            .find(|(_, c)| *c >= q * self.count)
+            .map(|(b, _)| *b)
+    }
 }
 
 /// What the server's own counters say about a phase: the differences of two scrapes.
@@ -228,6 +350,42 @@ mod tests {
             "only the histogram's parts exist"
         );
         assert_eq!(metric(AFTER, "meterhub_commit_seconds_count"), Some(5.0));
+    }
+
+    const CLOCK_BEFORE: &str = "# TYPE meterhub_clock_answer_seconds histogram\n\
+        meterhub_clock_answer_seconds_bucket{le=\"0.001\"} 1\n\
+        meterhub_clock_answer_seconds_bucket{le=\"0.02\"} 2\n\
+        meterhub_clock_answer_seconds_bucket{le=\"+Inf\"} 2\n\
+        meterhub_clock_answer_seconds_sum 0.01\n\
+        meterhub_clock_answer_seconds_count 2\n";
+    const CLOCK_AFTER: &str = "meterhub_clock_answer_seconds_bucket{le=\"0.001\"} 81\n\
+        meterhub_clock_answer_seconds_bucket{le=\"0.02\"} 101\n\
+        meterhub_clock_answer_seconds_bucket{le=\"+Inf\"} 102\n\
+        meterhub_clock_answer_seconds_sum 0.41\n\
+        meterhub_clock_answer_seconds_count 102\n";
+
+    #[test]
+    fn a_histogram_of_a_phase_is_the_difference_of_two_scrapes() {
+        let name = "meterhub_clock_answer_seconds";
+        let before = HistogramSeries::parse(CLOCK_BEFORE, name).expect("exported");
+        assert_eq!(before.buckets.len(), 3);
+        assert_eq!(before.buckets[2], (f64::INFINITY, 2.0));
+        let h = HistogramSeries::parse(CLOCK_AFTER, name)
+            .expect("exported")
+            .since(&before);
+        assert_eq!(h.count, 100.0);
+        assert_eq!(
+            h.buckets,
+            vec![(0.001, 80.0), (0.02, 99.0), (f64::INFINITY, 100.0)]
+        );
+        assert!((h.mean().expect("observations") - 0.004).abs() < 1e-9);
+        assert_eq!(h.share_within(0.02), Some(0.99));
+        assert_eq!(h.share_within(0.05), None, "not a bucket bound");
+        assert_eq!(h.quantile_bound(0.5), Some(0.001));
+        assert_eq!(h.quantile_bound(0.99), Some(0.02));
+        assert_eq!(h.quantile_bound(0.999), Some(f64::INFINITY));
+        assert_eq!(HistogramSeries::parse(CLOCK_AFTER, "meterhub_other"), None);
+        assert_eq!(HistogramSeries::default().mean(), None);
     }
 
     #[test]

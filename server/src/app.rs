@@ -76,6 +76,21 @@ impl Application {
             metrics.clone(),
             mqtt_stop.clone(),
         )?;
+        let cache = crate::cache::ResponseCache::new(
+            settings.api.cache_capacity,
+            Duration::from_secs(settings.api.cache_ttl_secs),
+        );
+        let changes = crate::cache::Changes::new(cache, store.clone());
+        let keys = crate::api::auth::KeyRing::default();
+        keys.reload(&store).await.context("loading the API keys")?;
+        let api = crate::api::Api::new(crate::api::ApiState {
+            store: store.clone(),
+            clock: clock.clone(),
+            changes: changes.clone(),
+            keys: keys.clone(),
+            template: template.clone(),
+            max_body_bytes: settings.api.max_body_bytes,
+        });
         let writer = uplink::writer::Writer {
             session: link.session.clone(),
             store: store.clone(),
@@ -84,8 +99,18 @@ impl Application {
             settings: ingest,
             clock: clock.clone(),
             metrics: metrics.clone(),
+            changes: changes.clone(),
         };
         let mut tasks = Vec::new();
+        tasks.push(tokio::spawn(crate::cache::listen(
+            changes,
+            shutdown.clone(),
+        )));
+        tasks.push(tokio::spawn(crate::api::auth::refresh(
+            keys,
+            store.clone(),
+            shutdown.clone(),
+        )));
         let writer_stop = shutdown.clone();
         let mqtt_task = link.task;
         tasks.push(tokio::spawn(async move {
@@ -96,6 +121,7 @@ impl Application {
         tasks.push(tokio::spawn(crate::http::serve(
             listener,
             metrics.clone(),
+            api,
             shutdown.clone(),
         )));
         tasks.push(tokio::spawn(maintenance(

@@ -30,6 +30,31 @@ pub struct Settings {
     pub clock: ClockSettings,
     /// How the bridge batches its writes.
     pub ingest: IngestSettings,
+    /// The REST API.
+    pub api: ApiSettings,
+}
+
+/// The REST API's cache and limits.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ApiSettings {
+    /// Longest a cached response is kept, seconds. Correctness does not depend on it: every
+    /// write invalidates the responses it changes.
+    pub cache_ttl_secs: u64,
+    /// Most responses cached; the least recently used go first.
+    pub cache_capacity: usize,
+    /// Largest request body accepted, bytes.
+    pub max_body_bytes: usize,
+}
+
+impl Default for ApiSettings {
+    fn default() -> Self {
+        ApiSettings {
+            cache_ttl_secs: 86_400,
+            cache_capacity: 100_000,
+            max_body_bytes: 64 * 1024,
+        }
+    }
 }
 
 /// Batching of the MQTT-to-database bridge.
@@ -325,6 +350,12 @@ impl Settings {
         if self.clock.speed == 0 {
             bail!("clock.speed must be at least 1");
         }
+        if !(1..=10_000_000).contains(&self.api.cache_capacity) {
+            bail!("api.cache_capacity must be between 1 and 10000000");
+        }
+        if !(1..=16 * 1024 * 1024).contains(&self.api.max_body_bytes) {
+            bail!("api.max_body_bytes must be between 1 and 16777216");
+        }
         Ok(())
     }
 
@@ -457,6 +488,14 @@ max_wait_ms = {max_wait_ms}
 # a server and a simulator given the same speed and epoch agree on simulated time.
 speed = {speed}
 # epoch = "2026-01-01T00:00:00Z"
+
+[api]
+# Cached responses: how long each is kept (seconds) and how many. Every write invalidates the
+# responses it changes, so the lifetime bounds memory, not staleness.
+cache_ttl_secs = {cache_ttl}
+cache_capacity = {cache_capacity}
+# Largest request body accepted, bytes.
+max_body_bytes = {max_body}
 "#,
         mqtt_url = d.mqtt.url,
         client_id = d.mqtt.client_id,
@@ -470,6 +509,9 @@ speed = {speed}
         speed = d.clock.speed,
         batch_size = d.ingest.batch_size,
         max_wait_ms = d.ingest.max_wait_ms,
+        cache_ttl = d.api.cache_ttl_secs,
+        cache_capacity = d.api.cache_capacity,
+        max_body = d.api.max_body_bytes,
     )
 }
 

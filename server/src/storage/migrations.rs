@@ -8,18 +8,32 @@ use sqlx::migrate::{MigrateError, Migration, MigrationSource, MigrationType, Mig
 use sqlx::{AssertSqlSafe, SqlSafeStr};
 
 /// (version, description, SQL) of each SQLite migration, in order.
-pub(crate) const SQLITE: &[(i64, &str, &str)] = &[(
-    1,
-    "initial",
-    include_str!("../../../migrations/sqlite/0001_initial.sql"),
-)];
+pub(crate) const SQLITE: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "initial",
+        include_str!("../../../migrations/sqlite/0001_initial.sql"),
+    ),
+    (
+        3,
+        "api",
+        include_str!("../../../migrations/sqlite/0003_api.sql"),
+    ),
+];
 
 /// (version, description, SQL) of each PostgreSQL migration, in order.
-pub(crate) const POSTGRES: &[(i64, &str, &str)] = &[(
-    1,
-    "initial",
-    include_str!("../../../migrations/postgres/0001_initial.sql"),
-)];
+pub(crate) const POSTGRES: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "initial",
+        include_str!("../../../migrations/postgres/0001_initial.sql"),
+    ),
+    (
+        3,
+        "api",
+        include_str!("../../../migrations/postgres/0003_api.sql"),
+    ),
+];
 
 /// Migrations compiled into the binary, handed to sqlx's migrator through its public
 /// `MigrationSource` interface.

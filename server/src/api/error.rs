@@ -102,16 +102,13 @@ pub fn json_error(e: serde_path_to_error::Error<serde_json::Error>) -> Problem {
     let path = e.path().to_string();
     let inner = e.into_inner();
     let message = clean_message(&inner.to_string());
-    let field = field_name(&path, &message).unwrap_or_default();
-    let detail = if inner.is_syntax() || inner.is_eof() {
-        format!("the body is not valid JSON: {message}")
-    } else {
-        message
-    };
-    if field.is_empty() {
-        Problem::bad_field("body", detail)
-    } else {
-        Problem::bad_field(field, detail)
+    // Broken JSON is the body's fault as a whole, wherever the parser gave up.
+    if inner.is_syntax() || inner.is_eof() {
+        return Problem::bad_field("body", format!("the body is not valid JSON: {message}"));
+    }
+    match field_name(&path, &message) {
+        Some(field) => Problem::bad_field(field, message),
+        None => Problem::bad_field("body", message),
     }
 }
 

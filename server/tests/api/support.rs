@@ -126,7 +126,6 @@ pub struct TestApi {
     pub viewer: String,
     pub operator: String,
     pub admin: String,
-    pub client_id: String,
 }
 
 impl TestApi {
@@ -149,7 +148,6 @@ impl TestApi {
             viewer: keys[0].clone(),
             operator: keys[1].clone(),
             admin: keys[2].clone(),
-            client_id,
         })
     }
 
@@ -168,17 +166,32 @@ impl TestApi {
 
     /// GET bypassing the cache.
     pub async fn get_uncached(&self, path: &str) -> Reply {
-        request(
-            self.addr,
-            "GET",
-            path,
-            Some(&self.admin),
-            None,
-            &[("Cache-Control", "no-cache")],
-        )
-        .await
+        get_at(self.addr, &self.admin, path, true).await
     }
 
+    /// A second server on the same database and broker.
+    pub async fn second_instance(&self) -> Server {
+        Server::start(self.env.settings(&format!("api2-{}", uuid::Uuid::new_v4()))).await
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(s) = self.server.take() {
+            s.stop().await;
+        }
+    }
+}
+
+/// GET on any instance, through the cache or around it.
+pub async fn get_at(addr: SocketAddr, key: &str, path: &str, uncached: bool) -> Reply {
+    let extra: &[(&str, &str)] = if uncached {
+        &[("Cache-Control", "no-cache")]
+    } else {
+        &[]
+    };
+    request(addr, "GET", path, Some(key), None, extra).await
+}
+
+impl TestApi {
     pub async fn post(&self, path: &str, body: Option<Value>) -> Reply {
         let bytes = body.map(|b| serde_json::to_vec(&b).expect("json"));
         request(
@@ -191,12 +204,6 @@ impl TestApi {
         )
         .await
     }
-
-    pub async fn stop(mut self) {
-        if let Some(s) = self.server.take() {
-            s.stop().await;
-        }
-    }
 }
 
 /// A meter install body; `n` varies DevEUI, serial, user and region (even: north, odd: south).
@@ -208,7 +215,7 @@ pub fn meter_body(n: u32) -> Value {
         "applicationId": APP,
         "bodyNumber": 1000 + n,
         "userId": format!("user-{n}"),
-        "region": if n % 2 == 0 { "north" } else { "south" },
+        "region": if n.is_multiple_of(2) { "north" } else { "south" },
         "usageType": "residential",
         "mode": "credit",
         "productionDate": "2026-01-15",

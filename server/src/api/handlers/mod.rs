@@ -34,9 +34,17 @@ pub async fn handle(req: &Request<'_>) -> Result<Answer, Problem> {
         Op::ListKeys => admin::keys(req).await,
         Op::CreateKey => admin::create_key(req).await,
         Op::RevokeKey => admin::revoke_key(req).await,
-        Op::OpenApi => Answer::ok(&openapi::document()),
+        Op::OpenApi => {
+            let _: NoQuery = super::input::query(req.query)?;
+            Answer::ok(&openapi::document())
+        }
     }
 }
+
+/// A query that takes no parameters (an unexpected one is refused by name).
+#[derive(Debug, Default, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+struct NoQuery {}
 
 /// The meter a path or query names, or 404.
 async fn find_meter(req: &Request<'_>, r: &MeterRef) -> Result<Meter, Problem> {

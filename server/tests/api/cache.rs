@@ -20,8 +20,10 @@ fn items(v: &Value) -> Vec<Value> {
 
 /// The paths read, each with a measure of how far the writes it reflects have got: writers
 /// only move each measure up, so a response can never measure below one read before it.
-fn probes(from: &str) -> Vec<(String, fn(&Value) -> i64)> {
-    let mut out: Vec<(String, fn(&Value) -> i64)> = Vec::new();
+type Probe = (String, fn(&Value) -> i64);
+
+fn probes(from: &str) -> Vec<Probe> {
+    let mut out: Vec<Probe> = Vec::new();
     for n in 1..=METERS {
         out.push((
             format!(

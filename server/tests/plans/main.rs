@@ -152,7 +152,7 @@ async fn no_api_query_scans_readings_or_alarms_sequentially() {
         "/api/v1/meters?userId=user-77".to_owned(),
         "/api/v1/meters?status=silent".to_owned(),
         format!("/api/v1/meters/{meter}"),
-        format!("/api/v1/meters/{}", format!("{:014}", 5_001)),
+        format!("/api/v1/meters/{:014}", 5_001),
         format!("/api/v1/meters/{meter}/readings?from={month}"),
         format!("/api/v1/meters/{meter}/commands"),
         format!("/api/v1/meters/{meter}/self-tests"),

@@ -125,6 +125,57 @@ fn schemas() -> Value {
             }
         },
         "CommandPage": page("Command"),
+        "CommandRequest": {
+            "type": "object",
+            "required": ["kind"],
+            "properties": {
+                "kind": {"enum": ["valveOpen", "valveClose", "selfTest", "readNow", "sendInfo",
+                    "setReportingInterval", "disconnect", "forceResync", "clockPeriodicity",
+                    "packageVersion"]},
+                "tests": {"type": "array", "items": {"type": "string"}, "description": "selfTest: the tests by name"},
+                "minutes": {"type": "integer", "minimum": 15, "maximum": 10080, "description": "setReportingInterval"},
+                "transmissions": {"type": "integer", "minimum": 1, "maximum": 7, "description": "forceResync (default 1)"},
+                "period": {"type": "integer", "minimum": 0, "maximum": 15, "description": "clockPeriodicity: every 128·2^period s"},
+                "expiresInMinutes": {"type": "integer", "minimum": 1, "maximum": 43200}
+            }
+        },
+        "CommandDetail": {
+            "allOf": [{"$ref": "#/components/schemas/Command"}, {
+                "type": "object",
+                "properties": {
+                    "meterId": {"type": "integer"}, "sentAt": nullable_time(),
+                    "completedAt": nullable_time(), "deadlineAt": nullable_time(),
+                    "result": {"type": ["object", "null"]}, "scheduleId": {"type": ["integer", "null"]},
+                    "reading": {"oneOf": [{"$ref": "#/components/schemas/Reading"}, {"type": "null"}]}
+                }
+            }]
+        },
+        "RegionCommands": {
+            "type": "object",
+            "properties": {"region": {"type": "string"}, "kind": {"type": "string"}, "commands": {"type": "integer"}}
+        },
+        "ScheduleSpec": {
+            "type": "object",
+            "required": ["scope", "tests", "intervalMinutes"],
+            "properties": {
+                "scope": {"enum": ["fleet", "region", "meter"]},
+                "region": {"type": "string"}, "meter": {"type": "string", "description": "DevEUI or serial"},
+                "tests": {"type": "array", "items": {"type": "string"}},
+                "intervalMinutes": {"type": "integer", "minimum": 15, "maximum": 527040},
+                "nextRunAt": time(), "enabled": {"type": "boolean"}
+            }
+        },
+        "Schedule": {
+            "type": "object",
+            "properties": {
+                "id": {"type": "integer"}, "scope": {"enum": ["fleet", "region", "meter"]},
+                "region": {"type": ["string", "null"]}, "meterId": {"type": ["integer", "null"]},
+                "tests": {"type": "array", "items": {"type": "string"}},
+                "intervalMinutes": {"type": "integer"}, "nextRunAt": time(), "enabled": {"type": "boolean"},
+                "createdBy": {"type": "string"}, "createdAt": time(), "updatedAt": time()
+            }
+        },
+        "SchedulePage": page("Schedule"),
         "SelfTest": {
             "type": "object",
             "properties": {

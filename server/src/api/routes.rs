@@ -22,6 +22,22 @@ pub enum Op {
     MeterReadings,
     /// GET /meters/{meter}/commands
     MeterCommands,
+    /// POST /meters/{meter}/commands
+    SendCommand,
+    /// POST /regions/{region}/commands
+    SendRegionCommand,
+    /// GET /commands/{command}
+    GetCommand,
+    /// GET /self-test-schedules
+    ListSchedules,
+    /// POST /self-test-schedules
+    CreateSchedule,
+    /// GET /self-test-schedules/{schedule}
+    GetSchedule,
+    /// PUT /self-test-schedules/{schedule}
+    UpdateSchedule,
+    /// DELETE /self-test-schedules/{schedule}
+    DeleteSchedule,
     /// GET /meters/{meter}/self-tests
     MeterSelfTests,
     /// GET /meters/{meter}/inspections
@@ -125,9 +141,7 @@ pub const METER_STATUSES: [&str; 5] = ["installed", "active", "silent", "disconn
 /// Alarm states a list may filter by.
 pub const ALARM_STATES: [&str; 3] = ["open", "acknowledged", "cleared"];
 
-/// Every route. The downlink commands (valve, self-test, read now, info, clock resync and
-/// periodicity, reporting interval; per meter, and per region for resync and self-test) and the
-/// self-test schedules join this table as operator routes calling `Downlinks::enqueue`.
+/// Every route.
 pub const ROUTES: &[Route] = &[
     Route {
         op: Op::ListRegions,
@@ -233,6 +247,102 @@ pub const ROUTES: &[Route] = &[
         ok: 200,
         answer: "CommandPage",
         // Command states change in the downlink module, which does not announce them yet.
+        cached: false,
+    },
+    Route {
+        op: Op::SendCommand,
+        method: "POST",
+        path: "/meters/{meter}/commands",
+        role: Some(Role::Operator),
+        summary: "Queue a command (valve, self-test, read now, info, reporting interval, disconnect, clock resync, clock-sync periodicity, package version); it goes out after the meter's next uplink. 202 with the command, whose state follows it to the meter",
+        query: &[],
+        body: Some("CommandRequest"),
+        ok: 202,
+        answer: "Command",
+        cached: false,
+    },
+    Route {
+        op: Op::SendRegionCommand,
+        method: "POST",
+        path: "/regions/{region}/commands",
+        role: Some(Role::Operator),
+        summary: "Queue a self-test or a clock request (resync, periodicity, package version) for every reporting meter of a region",
+        query: &[],
+        body: Some("CommandRequest"),
+        ok: 202,
+        answer: "RegionCommands",
+        cached: false,
+    },
+    Route {
+        op: Op::GetCommand,
+        method: "GET",
+        path: "/commands/{command}",
+        role: Some(Role::Viewer),
+        summary: "One command: its state, and what completed it (a read now's reading)",
+        query: &[],
+        body: None,
+        ok: 200,
+        answer: "CommandDetail",
+        cached: false,
+    },
+    Route {
+        op: Op::ListSchedules,
+        method: "GET",
+        path: "/self-test-schedules",
+        role: Some(Role::Viewer),
+        summary: "Self-test schedules, in id order",
+        query: &[LIMIT, CURSOR],
+        body: None,
+        ok: 200,
+        answer: "SchedulePage",
+        cached: false,
+    },
+    Route {
+        op: Op::CreateSchedule,
+        method: "POST",
+        path: "/self-test-schedules",
+        role: Some(Role::Operator),
+        summary: "Create a self-test schedule for the fleet, a region or a meter",
+        query: &[],
+        body: Some("ScheduleSpec"),
+        ok: 201,
+        answer: "Schedule",
+        cached: false,
+    },
+    Route {
+        op: Op::GetSchedule,
+        method: "GET",
+        path: "/self-test-schedules/{schedule}",
+        role: Some(Role::Viewer),
+        summary: "One self-test schedule",
+        query: &[],
+        body: None,
+        ok: 200,
+        answer: "Schedule",
+        cached: false,
+    },
+    Route {
+        op: Op::UpdateSchedule,
+        method: "PUT",
+        path: "/self-test-schedules/{schedule}",
+        role: Some(Role::Operator),
+        summary: "Change a self-test schedule",
+        query: &[],
+        body: Some("ScheduleSpec"),
+        ok: 200,
+        answer: "Schedule",
+        cached: false,
+    },
+    Route {
+        op: Op::DeleteSchedule,
+        method: "DELETE",
+        path: "/self-test-schedules/{schedule}",
+        role: Some(Role::Operator),
+        summary: "Delete a self-test schedule (the commands it created stay)",
+        query: &[],
+        body: None,
+        ok: 204,
+        answer: "",
         cached: false,
     },
     Route {

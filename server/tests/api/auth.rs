@@ -7,9 +7,20 @@ use test_support::Dialect;
 
 use crate::support::*;
 
+/// Rows the examples act on besides the fixture's.
+pub struct Extra {
+    /// A key to revoke.
+    pub spare_key: String,
+    /// A command to read.
+    pub command: uuid::Uuid,
+    /// A schedule to read, change and delete.
+    pub schedule: i64,
+}
+
 /// A request that succeeds for a caller with the right role.
-pub fn example(op: Op, f: &Fixture, spare_key: &str) -> (String, Option<Value>) {
+pub fn example(op: Op, f: &Fixture, extra: &Extra) -> (String, Option<Value>) {
     let m = dev_eui(1);
+    let schedule = json!({"scope": "region", "region": "south", "tests": ["battery"], "intervalMinutes": 1440});
     let visit = json!({"visitedAt": "2026-01-20T10:00:00Z", "inspector": "crew", "outcome": "ok"});
     match op {
         Op::ListRegions => ("/api/v1/regions".into(), None),
@@ -20,6 +31,29 @@ pub fn example(op: Op, f: &Fixture, spare_key: &str) -> (String, Option<Value>) 
         Op::GetMeter => (format!("/api/v1/meters/{m}"), None),
         Op::MeterReadings => (format!("/api/v1/meters/{m}/readings"), None),
         Op::MeterCommands => (format!("/api/v1/meters/{m}/commands"), None),
+        Op::SendCommand => (
+            format!("/api/v1/meters/{m}/commands"),
+            Some(json!({"kind": "readNow"})),
+        ),
+        Op::SendRegionCommand => (
+            "/api/v1/regions/south/commands".into(),
+            Some(json!({"kind": "selfTest", "tests": ["battery", "valve"]})),
+        ),
+        Op::GetCommand => (format!("/api/v1/commands/{}", extra.command), None),
+        Op::ListSchedules => ("/api/v1/self-test-schedules".into(), None),
+        Op::CreateSchedule => ("/api/v1/self-test-schedules".into(), Some(schedule)),
+        Op::GetSchedule => (
+            format!("/api/v1/self-test-schedules/{}", extra.schedule),
+            None,
+        ),
+        Op::UpdateSchedule => (
+            format!("/api/v1/self-test-schedules/{}", extra.schedule),
+            Some(schedule),
+        ),
+        Op::DeleteSchedule => (
+            format!("/api/v1/self-test-schedules/{}", extra.schedule),
+            None,
+        ),
         Op::MeterSelfTests => (format!("/api/v1/meters/{m}/self-tests"), None),
         Op::MeterInspections => (format!("/api/v1/meters/{m}/inspections"), None),
         Op::RecordInspection => (format!("/api/v1/meters/{m}/inspections"), Some(visit)),
@@ -34,7 +68,7 @@ pub fn example(op: Op, f: &Fixture, spare_key: &str) -> (String, Option<Value>) 
             "/api/v1/keys".into(),
             Some(json!({"name": "x", "role": "viewer"})),
         ),
-        Op::RevokeKey => (format!("/api/v1/keys/{spare_key}"), None),
+        Op::RevokeKey => (format!("/api/v1/keys/{}", extra.spare_key), None),
         Op::OpenApi => ("/api/v1/openapi.json".into(), None),
     }
 }
@@ -51,9 +85,52 @@ async fn matrix(dialect: Dialect) {
     );
     let spare = meterhub::api::auth::generate("spare", Role::Viewer, chrono::Utc::now());
     api.env.store.insert_api_key(&spare.row).await.expect("key");
-    let spare_id = spare.row.id.to_string();
+    let meter = api
+        .env
+        .store
+        .meter_by_dev_eui(&dev_eui(1))
+        .await
+        .expect("lookup")
+        .expect("meter 1");
+    let command = api
+        .server
+        .as_ref()
+        .and_then(|s| s.app.as_ref())
+        .expect("running")
+        .downlinks()
+        .enqueue(meterhub::downlink::CommandRequest {
+            meter_id: meter.id,
+            kind: meterhub::downlink::CommandKind::SendInfo,
+            requested_by: "test".into(),
+            expires_in: None,
+        })
+        .await
+        .expect("command")
+        .id;
+    let schedule = api
+        .env
+        .store
+        .create_schedule(
+            &meterhub::storage::schedules::ScheduleSpec {
+                scope: meterhub::storage::schedules::Scope::Fleet,
+                tests: 1,
+                interval_minutes: 1440,
+                next_run_at: chrono::Utc::now() + chrono::Duration::days(1),
+                enabled: true,
+            },
+            "test",
+            chrono::Utc::now(),
+        )
+        .await
+        .expect("schedule")
+        .id;
+    let extra = Extra {
+        spare_key: spare.row.id.to_string(),
+        command,
+        schedule,
+    };
     for route in ROUTES {
-        let (path, body) = example(route.op, &f, &spare_id);
+        let (path, body) = example(route.op, &f, &extra);
         let body = body.map(|b| serde_json::to_vec(&b).expect("json"));
         let call = |key: Option<String>| {
             let (path, body) = (path.clone(), body.clone());

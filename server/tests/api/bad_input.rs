@@ -94,6 +94,101 @@ fn cases(op: Op, alarm: i64) -> Vec<(&'static str, String, Option<String>, u16, 
             format!("/api/v1/meters/{m}/commands?cursor=eA"),
             "cursor",
         )],
+        Op::SendCommand => {
+            let c = format!("/api/v1/meters/{m}/commands");
+            vec![
+                post(c.clone(), r#"{"kind": "teleport"}"#, "kind"),
+                post(c.clone(), r#"{"kind": "selfTest"}"#, "tests"),
+                post(
+                    c.clone(),
+                    r#"{"kind": "selfTest", "tests": ["battery", "x"]}"#,
+                    "tests[1]",
+                ),
+                post(
+                    c.clone(),
+                    r#"{"kind": "setReportingInterval", "minutes": 5}"#,
+                    "minutes",
+                ),
+                post(
+                    c.clone(),
+                    r#"{"kind": "readNow", "tests": ["battery"]}"#,
+                    "tests",
+                ),
+                post(c.clone(), r#"{"kind": "readNow", "colour": 1}"#, "colour"),
+                post(
+                    c.clone(),
+                    r#"{"kind": "clockPeriodicity", "period": 16}"#,
+                    "period",
+                ),
+                post(
+                    c,
+                    r#"{"kind": "readNow", "expiresInMinutes": 0}"#,
+                    "expiresInMinutes",
+                ),
+                post(
+                    "/api/v1/meters/xyz/commands".into(),
+                    r#"{"kind": "readNow"}"#,
+                    "meter",
+                ),
+            ]
+        }
+        Op::SendRegionCommand => vec![post(
+            "/api/v1/regions/south/commands".into(),
+            r#"{"kind": "valveClose"}"#,
+            "kind",
+        )],
+        Op::GetCommand => vec![get("/api/v1/commands/not-a-uuid".into(), "command")],
+        Op::ListSchedules => vec![get("/api/v1/self-test-schedules?limit=0".into(), "limit")],
+        Op::CreateSchedule => {
+            let c = "/api/v1/self-test-schedules".to_owned();
+            vec![
+                post(
+                    c.clone(),
+                    r#"{"scope": "galaxy", "tests": ["battery"], "intervalMinutes": 60}"#,
+                    "scope",
+                ),
+                post(
+                    c.clone(),
+                    r#"{"scope": "region", "tests": ["battery"], "intervalMinutes": 60}"#,
+                    "region",
+                ),
+                post(
+                    c.clone(),
+                    r#"{"scope": "region", "region": "mars", "tests": ["battery"], "intervalMinutes": 60}"#,
+                    "region",
+                ),
+                post(
+                    c.clone(),
+                    r#"{"scope": "meter", "meter": "42", "tests": ["battery"], "intervalMinutes": 60}"#,
+                    "meter",
+                ),
+                post(
+                    c.clone(),
+                    r#"{"scope": "fleet", "tests": ["battery"], "intervalMinutes": 5}"#,
+                    "intervalMinutes",
+                ),
+                post(
+                    c,
+                    r#"{"scope": "fleet", "tests": ["nope"], "intervalMinutes": 60}"#,
+                    "tests[0]",
+                ),
+            ]
+        }
+        Op::GetSchedule => vec![get("/api/v1/self-test-schedules/abc".into(), "schedule")],
+        Op::UpdateSchedule => vec![(
+            "PUT",
+            "/api/v1/self-test-schedules/1".into(),
+            Some(r#"{"scope": "fleet", "tests": [], "intervalMinutes": 60}"#.to_owned()),
+            400,
+            "tests",
+        )],
+        Op::DeleteSchedule => vec![(
+            "DELETE",
+            "/api/v1/self-test-schedules/-3".into(),
+            None,
+            400,
+            "schedule",
+        )],
         Op::MeterSelfTests => vec![get(format!("/api/v1/meters/{m}/self-tests?to=soon"), "to")],
         Op::MeterInspections => vec![get(
             format!("/api/v1/meters/{m}/inspections?limit=-1"),

@@ -2,6 +2,7 @@
 
 mod admin;
 mod alarms;
+mod commands;
 mod data;
 mod registry;
 
@@ -22,6 +23,14 @@ pub async fn handle(req: &Request<'_>) -> Result<Answer, Problem> {
         Op::GetMeter => registry::meter(req).await,
         Op::MeterReadings => data::readings(req).await,
         Op::MeterCommands => data::commands(req).await,
+        Op::SendCommand => commands::send(req).await,
+        Op::SendRegionCommand => commands::send_region(req).await,
+        Op::GetCommand => commands::command(req).await,
+        Op::ListSchedules => commands::schedules(req).await,
+        Op::CreateSchedule => commands::create_schedule(req).await,
+        Op::GetSchedule => commands::schedule(req).await,
+        Op::UpdateSchedule => commands::update_schedule(req).await,
+        Op::DeleteSchedule => commands::delete_schedule(req).await,
         Op::MeterSelfTests => data::self_tests(req).await,
         Op::MeterInspections => alarms::inspections(req).await,
         Op::RecordInspection => alarms::record_inspection(req).await,

@@ -94,8 +94,8 @@ pub struct MeterView {
     pub rssi: Option<i32>,
     /// Best SNR of the last uplink, dB.
     pub snr: Option<f64>,
-    /// The meter clock's offset from the server's at the last measurement, ms (positive:
-    /// ahead); `null` until measured.
+    /// The meter clock's offset from the network's reference time at its latest reading, ms
+    /// (positive: ahead); `null` until measured.
     pub clock_drift_ms: Option<i64>,
     /// Firmware version.
     pub firmware_version: Option<String>,
@@ -130,8 +130,7 @@ impl MeterView {
             battery_percent: m.battery_percent,
             rssi: m.rssi,
             snr: m.snr,
-            // The drift column arrives with clock monitoring; until then it is unknown.
-            clock_drift_ms: None,
+            clock_drift_ms: m.clock_drift_ms,
             firmware_version: m.firmware_version,
             info_received_at: m.info_received_at,
             created_at: m.created_at,

@@ -71,7 +71,8 @@ pub struct LatestReading {
 const METER_COLUMNS: &str = "id, dev_eui, serial, body_number, user_id, application_id, \
      region_id, usage_type, mode, production_date, status, reporting_interval_minutes, \
      last_seen_at, battery_millivolts, battery_percent, rssi, snr, overdue_at, \
-     firmware_version, info_received_at, created_at, updated_at";
+     firmware_version, info_received_at, created_at, updated_at, clock_drift_ms, \
+     drift_measured_at";
 const ALARM_COLUMNS: &str = "a.id, a.meter_id, a.kind, a.source, a.raised_at, a.value, a.state, \
      a.received_at, a.acknowledged_at, a.acknowledged_by, a.cleared_at, a.occurrences, \
      a.last_raised_at, a.detail";

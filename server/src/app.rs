@@ -153,7 +153,7 @@ impl Application {
             changes: changes.clone(),
         };
         tasks.push(tokio::spawn(crate::cache::listen(
-            changes,
+            changes.clone(),
             shutdown.clone(),
         )));
         tasks.push(tokio::spawn(crate::api::auth::refresh(
@@ -189,6 +189,7 @@ impl Application {
             webhook,
             metrics: metrics.clone(),
             holder: format!("{}-{}", settings.mqtt.client_id, uuid::Uuid::new_v4()),
+            changes: changes.clone(),
         };
         tasks.push(tokio::spawn(scheduler.run(shutdown.clone())));
         tasks.push(tokio::spawn(maintenance(

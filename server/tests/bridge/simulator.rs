@@ -109,6 +109,10 @@ async fn the_database_holds_exactly_the_readings_a_faulty_fleet_delivered() {
         report.published > report.uplinks,
         "duplicates were published"
     );
+    assert_eq!(
+        report.acknowledged, report.published,
+        "the broker took every message"
+    );
 
     let expected = i64::try_from(report.registered_readings).expect("fits");
     let store = env.store.clone();

@@ -1,4 +1,4 @@
-//! One-shot administrative commands: `migrate` and `meters import`.
+//! One-shot administrative commands: `migrate`, `meters import` and `keys`.
 
 use std::path::Path;
 
@@ -65,4 +65,71 @@ pub fn clock_report(clock: &firmware_protocol::clock::Clock) -> String {
         "speed": clock.speed(),
     })
     .to_string()
+}
+
+/// Opens and migrates the database named by the settings.
+async fn open_migrated(settings: &Settings) -> Result<Store> {
+    let store = open(settings).await?;
+    store
+        .migrate(now_utc(&settings.clock()?))
+        .await
+        .context("migrating the database")?;
+    Ok(store)
+}
+
+/// Creates an API key; the output holds its secret, shown this once.
+pub async fn create_key(settings: &Settings, name: &str, role: &str) -> Result<String> {
+    let role = crate::api::auth::Role::parse(role)
+        .with_context(|| format!("--role {role:?} is not one of viewer, operator, admin"))?;
+    let name = name.trim();
+    anyhow::ensure!(
+        !name.is_empty() && name.len() <= 100,
+        "--name must be 1 to 100 characters"
+    );
+    let store = open_migrated(settings).await?;
+    let key = crate::api::auth::generate(name, role, now_utc(&settings.clock()?));
+    let stored = store.insert_api_key(&key.row).await;
+    store.close().await;
+    stored.context("storing the key")?;
+    Ok(format!(
+        "id {}\nrole {}\nsecret {}\n(the secret is not stored and cannot be shown again)",
+        key.row.id,
+        role.as_str(),
+        key.secret
+    ))
+}
+
+/// Lists the API keys, one per line.
+pub async fn list_keys(settings: &Settings) -> Result<String> {
+    let store = open_migrated(settings).await?;
+    let keys = store.api_keys().await;
+    store.close().await;
+    let mut out = String::from("id\tname\trole\tprefix\tcreated\trevoked\n");
+    for k in keys.context("reading the keys")? {
+        out.push_str(&format!(
+            "{}\t{}\t{}\t{}\t{}\t{}\n",
+            k.id,
+            k.name,
+            k.role,
+            k.prefix,
+            k.created_at.to_rfc3339(),
+            k.revoked_at
+                .map(|t| t.to_rfc3339())
+                .unwrap_or_else(|| "-".into())
+        ));
+    }
+    Ok(out)
+}
+
+/// Revokes an API key.
+pub async fn revoke_key(settings: &Settings, id: &str) -> Result<String> {
+    let id = uuid::Uuid::parse_str(id).with_context(|| format!("{id:?} is not a key id"))?;
+    let store = open_migrated(settings).await?;
+    let done = store.revoke_api_key(id, now_utc(&settings.clock()?)).await;
+    store.close().await;
+    match done {
+        Ok(()) => Ok(format!("key {id} revoked")),
+        Err(crate::storage::Error::NotFound) => anyhow::bail!("no key {id}"),
+        Err(e) => Err(e).context("revoking the key"),
+    }
 }

@@ -123,6 +123,23 @@ impl Application {
             mqtt_stop.clone(),
         )?;
         let policy = policy(&settings, &downlinks);
+        let cache = crate::cache::ResponseCache::new(
+            settings.api.cache_capacity,
+            Duration::from_secs(settings.api.cache_ttl_secs),
+        );
+        let changes = crate::cache::Changes::new(cache, store.clone());
+        let keys = crate::api::auth::KeyRing::default();
+        keys.reload(&store).await.context("loading the API keys")?;
+        let api = crate::api::Api::new(crate::api::ApiState {
+            store: store.clone(),
+            clock: clock.clone(),
+            changes: changes.clone(),
+            keys: keys.clone(),
+            template: template.clone(),
+            max_body_bytes: settings.api.max_body_bytes,
+            policy: policy.clone(),
+            downlinks: downlinks.clone(),
+        });
         let writer = uplink::writer::Writer {
             session: link.session.clone(),
             store: store.clone(),
@@ -133,7 +150,17 @@ impl Application {
             metrics: metrics.clone(),
             policy,
             downlinks: Some(downlinks.clone()),
+            changes: changes.clone(),
         };
+        tasks.push(tokio::spawn(crate::cache::listen(
+            changes.clone(),
+            shutdown.clone(),
+        )));
+        tasks.push(tokio::spawn(crate::api::auth::refresh(
+            keys,
+            store.clone(),
+            shutdown.clone(),
+        )));
         let writer_stop = shutdown.clone();
         let mqtt_task = link.task;
         tasks.push(tokio::spawn(async move {
@@ -144,6 +171,7 @@ impl Application {
         tasks.push(tokio::spawn(crate::http::serve(
             listener,
             metrics.clone(),
+            api,
             shutdown.clone(),
         )));
         let webhook = match &settings.monitor.webhook_url {
@@ -161,6 +189,7 @@ impl Application {
             webhook,
             metrics: metrics.clone(),
             holder: format!("{}-{}", settings.mqtt.client_id, uuid::Uuid::new_v4()),
+            changes: changes.clone(),
         };
         tasks.push(tokio::spawn(scheduler.run(shutdown.clone())));
         tasks.push(tokio::spawn(maintenance(

@@ -98,6 +98,9 @@ pub enum Command {
     /// Manage the meter registry.
     #[command(subcommand)]
     Meters(MetersCommand),
+    /// Manage REST API keys.
+    #[command(subcommand)]
+    Keys(KeysCommand),
     /// Decode a meter frame (hex) to its JSON form, as the server and the ChirpStack codec do.
     Decode(DecodeArgs),
     /// Encode a message's JSON form (as printed by `decode`) to a hex frame and its fPort.
@@ -114,5 +117,27 @@ pub enum MetersCommand {
     Import {
         /// The file.
         file: PathBuf,
+    },
+}
+
+/// `meterhub keys …`. A running server picks up a change within five seconds.
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Create a key and print its secret (shown this once; only its SHA-256 is stored).
+    Create {
+        /// What the key is for, e.g. `billing`.
+        #[arg(long)]
+        name: String,
+        /// `viewer` (read), `operator` (also commands, alarms, inspections) or `admin` (also
+        /// install meters and manage keys).
+        #[arg(long)]
+        role: String,
+    },
+    /// List the keys (never their secrets).
+    List,
+    /// Revoke a key by id.
+    Revoke {
+        /// The key's id, as `keys list` shows it.
+        id: String,
     },
 }

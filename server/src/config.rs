@@ -34,6 +34,31 @@ pub struct Settings {
     pub downlink: DownlinkSettings,
     /// Alarm rules, silence detection and alarm delivery.
     pub monitor: MonitorSettings,
+    /// The REST API.
+    pub api: ApiSettings,
+}
+
+/// The REST API's cache and limits.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ApiSettings {
+    /// Longest a cached response is kept, seconds. Correctness does not depend on it: every
+    /// write invalidates the responses it changes.
+    pub cache_ttl_secs: u64,
+    /// Most responses cached; the least recently used go first.
+    pub cache_capacity: usize,
+    /// Largest request body accepted, bytes.
+    pub max_body_bytes: usize,
+}
+
+impl Default for ApiSettings {
+    fn default() -> Self {
+        ApiSettings {
+            cache_ttl_secs: 86_400,
+            cache_capacity: 100_000,
+            max_body_bytes: 64 * 1024,
+        }
+    }
 }
 
 /// Commands to meters and clock synchronisation.
@@ -394,6 +419,12 @@ impl Settings {
         if self.clock.speed == 0 {
             bail!("clock.speed must be at least 1");
         }
+        if !(1..=10_000_000).contains(&self.api.cache_capacity) {
+            bail!("api.cache_capacity must be between 1 and 10000000");
+        }
+        if !(1..=16 * 1024 * 1024).contains(&self.api.max_body_bytes) {
+            bail!("api.max_body_bytes must be between 1 and 16777216");
+        }
         if self.monitor.silence_tolerance == 0 {
             bail!("monitor.silence_tolerance must be at least 1");
         }
@@ -568,6 +599,14 @@ over_consumption_min_samples = {min_samples}
 webhook_timeout_secs = {webhook_timeout}
 # How often, in wall seconds, due work (silence, schedules, expiry, delivery) is looked for.
 tick_secs = {tick}
+
+[api]
+# Cached responses: how long each is kept (seconds) and how many. Every write invalidates the
+# responses it changes, so the lifetime bounds memory, not staleness.
+cache_ttl_secs = {cache_ttl}
+cache_capacity = {cache_capacity}
+# Largest request body accepted, bytes.
+max_body_bytes = {max_body}
 "#,
         dl_enabled = d.downlink.enabled,
         answer_expiry = d.downlink.answer_expiry_secs,
@@ -580,6 +619,9 @@ tick_secs = {tick}
         min_samples = d.monitor.over_consumption_min_samples,
         webhook_timeout = d.monitor.webhook_timeout_secs,
         tick = d.monitor.tick_secs,
+        cache_ttl = d.api.cache_ttl_secs,
+        cache_capacity = d.api.cache_capacity,
+        max_body = d.api.max_body_bytes,
         mqtt_url = d.mqtt.url,
         client_id = d.mqtt.client_id,
         keep_alive = d.mqtt.keep_alive_secs,

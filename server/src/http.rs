@@ -9,9 +9,11 @@ use warp::http::StatusCode;
 
 use crate::metrics::Metrics;
 
-/// `/health`, `/ready` (503 until subscribed at the broker and the database answers) and `/metrics`.
+/// `/health`, `/ready` (503 until subscribed at the broker and the database answers) and `/metrics`
+/// (with the API cache's series).
 pub fn routes(
     metrics: Arc<Metrics>,
+    cache: Option<crate::cache::ResponseCache>,
 ) -> impl Filter<Extract = (impl warp::Reply,), Error = warp::Rejection> + Clone {
     let health = warp::path!("health")
         .and(warp::get())
@@ -31,8 +33,12 @@ pub fn routes(
         )
     });
     let metrics_route = warp::path!("metrics").and(warp::get()).map(move || {
+        let mut text = metrics.render();
+        if let Some(c) = &cache {
+            text.push_str(&c.render_metrics());
+        }
         warp::reply::with_header(
-            metrics.render(),
+            text,
             "content-type",
             "text/plain; version=0.0.4; charset=utf-8",
         )
@@ -40,13 +46,15 @@ pub fn routes(
     health.or(ready).or(metrics_route)
 }
 
-/// Serves `routes` on an already bound listener until `shutdown` fires.
+/// Serves `routes` and the REST API on an already bound listener until `shutdown` fires.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     metrics: Arc<Metrics>,
+    api: crate::api::Api,
     shutdown: CancellationToken,
 ) {
-    warp::serve(routes(metrics))
+    let cache = api.state().changes.cache().clone();
+    warp::serve(routes(metrics, Some(cache)).or(api.filter()))
         .incoming(listener)
         .graceful(async move { shutdown.cancelled().await })
         .run()

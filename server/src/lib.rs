@@ -3,7 +3,9 @@
 //! so that tests drive the same code.
 
 pub mod admin;
+pub mod api;
 pub mod app;
+pub mod cache;
 pub mod cli;
 pub mod config;
 #[cfg(feature = "demo")]

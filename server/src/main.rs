@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::Parser;
 use meterhub::app::Application;
-use meterhub::cli::{Cli, Command, MetersCommand};
+use meterhub::cli::{Cli, Command, KeysCommand, MetersCommand};
 use meterhub::config::Settings;
 use meterhub::{admin, config, frame};
 use tokio_util::sync::CancellationToken;
@@ -111,6 +111,19 @@ fn run(cli: &Cli) -> Result<(String, bool)> {
             let report = runtime()?.block_on(admin::import_meters(&settings, file))?;
             let success = report.errors.is_empty();
             (report.to_string(), success)
+        }
+        Command::Keys(command) => {
+            let settings = settings()?;
+            let output = runtime()?.block_on(async {
+                match command {
+                    KeysCommand::Create { name, role } => {
+                        admin::create_key(&settings, name, role).await
+                    }
+                    KeysCommand::List => admin::list_keys(&settings).await,
+                    KeysCommand::Revoke { id } => admin::revoke_key(&settings, id).await,
+                }
+            })?;
+            (output, true)
         }
     })
 }

@@ -95,6 +95,7 @@ pub fn build(spec: &FleetSpec, start: i64) -> Vec<Meter> {
                 clock_sync_period: None,
                 clock_sync_generation: 0,
                 resync_remaining: 0,
+                booted: false,
             }
         })
         .collect()

@@ -64,6 +64,8 @@ pub struct Meter {
     /// AppTimeReqs still owed after a ForceDeviceResyncReq; an AppTimeAns with the right
     /// token ends the series.
     pub resync_remaining: u8,
+    /// It has sent its boot-time AppTimeReq.
+    pub booted: bool,
 }
 
 /// An uplink the firmware owes after a downlink.
@@ -363,6 +365,7 @@ mod tests {
             clock_sync_period: None,
             clock_sync_generation: 0,
             resync_remaining: 0,
+            booted: true,
         }
     }
 

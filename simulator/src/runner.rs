@@ -165,6 +165,7 @@ pub async fn run(
     let _ = client.disconnect().await;
     let _ = tokio::time::timeout(Duration::from_secs(5), poller).await;
     report.published = published;
+    report.acknowledged = acked.load(std::sync::atomic::Ordering::Relaxed);
     report.mqtt_errors = errors.load(std::sync::atomic::Ordering::Relaxed);
     report.active_meters = sim.active_meters(clock.now_unix()) as u64;
     progress(&report);

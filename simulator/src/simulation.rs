@@ -176,14 +176,11 @@ impl Simulation {
             run_faults: faults::run_stream(spec.seed),
             meters: Vec::new(),
         };
+        // One entry per meter: its boot, which then schedules its first reading (a million
+        // meters cost one heap entry each, and no job).
         for m in &meters {
             let first = m.last_reading + m.interval;
-            sim.schedule(
-                (first - BOOT_LEAD).max(start),
-                m.index,
-                Some(Job::Reply(Reply::AppTimeReq)),
-            );
-            sim.schedule(first, m.index, None);
+            sim.schedule((first - BOOT_LEAD).max(start), m.index, None);
         }
         sim.meters = meters;
         sim
@@ -219,6 +216,12 @@ impl Simulation {
                 continue;
             }
             let reply = match job {
+                None if !meter.booted => {
+                    let first = meter.last_reading + meter.interval;
+                    self.meters[index as usize].booted = true;
+                    self.schedule(first, index, None);
+                    Some(Reply::AppTimeReq)
+                }
                 None => None,
                 Some(Job::Reply(r)) => Some(r),
                 Some(Job::ClockSync { generation }) => {

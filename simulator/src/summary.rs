@@ -105,6 +105,8 @@ pub struct Report {
     pub expected_by_meter: Vec<u32>,
     /// MQTT messages published (events of every type, duplicates included).
     pub published: u64,
+    /// Of those, acknowledged by the broker (QoS 1 PUBACK).
+    pub acknowledged: u64,
     /// Downlinks received and queued.
     pub downlinks: u64,
     /// Downlinks refused (unknown device, duplicate id, fPort 0, unreadable).
@@ -165,7 +167,7 @@ impl Report {
         let f = &self.faults;
         format!(
             "{} uplinks in {:.1} s ({:.0}/s), {} readings; {} readings for the server to store; \
-             {} MQTT messages published\n\
+             {} MQTT messages published, {} acknowledged by the broker\n\
              downlinks {} queued, {} refused; MQTT errors {}\n\
              faults: lost {}, silent {} (in {} spells), discarded by fCnt check {}, garbled {}, \
              bad serial {}, clock jumps {}, fCnt resets {}, duplicates {}, second paths {}, \
@@ -176,6 +178,7 @@ impl Report {
             self.readings,
             self.registered_readings,
             self.published,
+            self.acknowledged,
             self.downlinks,
             self.refused,
             self.mqtt_errors,
@@ -202,6 +205,7 @@ impl Report {
             "readings": self.readings,
             "expectedReadings": self.registered_readings,
             "published": self.published,
+            "acknowledged": self.acknowledged,
             "downlinks": self.downlinks,
             "refused": self.refused,
             "mqttErrors": self.mqtt_errors,

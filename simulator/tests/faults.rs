@@ -4,7 +4,7 @@
 //!
 //! The rate bounds are five standard deviations of a binomial draw either side of the
 //! configured rate: with the fixed seeds the outcome never changes, and a rate doubled or
-//! halved (or a fault drawn against the wrong population) falls outside them.
+//! halved falls outside them (for the common faults, a rate off by a fifth already does).
 
 use std::collections::HashMap;
 

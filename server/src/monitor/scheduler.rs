@@ -43,6 +43,8 @@ pub struct Scheduler {
     pub metrics: Arc<Metrics>,
     /// This instance's name in the lease.
     pub holder: String,
+    /// Where its writes are announced (the API's cache, other instances).
+    pub changes: crate::cache::Changes,
 }
 
 impl Scheduler {
@@ -83,6 +85,11 @@ impl Scheduler {
         let silent = self.store.mark_silent(now, SILENCE_BATCH).await?;
         if !silent.is_empty() {
             tracing::info!(meters = silent.len(), "meters marked silent");
+            let mut touched = crate::cache::Touched::default();
+            for m in &silent {
+                touched.add(m.id, &m.region_id);
+            }
+            self.changes.committed(&touched).await;
         }
         self.run_schedules(now).await?;
         let (expired, failed) = self.store.sweep_commands(now).await?;

@@ -81,6 +81,10 @@ pub struct Meter {
     pub firmware_version: Option<String>,
     /// When its latest device info arrived.
     pub info_received_at: Option<DateTime<Utc>>,
+    /// The meter clock minus the network's reference at the latest reading, ms.
+    pub clock_drift_ms: Option<i64>,
+    /// When that was measured.
+    pub drift_measured_at: Option<DateTime<Utc>>,
     /// Registered at.
     pub created_at: DateTime<Utc>,
     /// Last changed at.
@@ -151,7 +155,8 @@ pub struct InfoUpdate {
 const METER_COLUMNS: &str = "id, dev_eui, serial, body_number, user_id, application_id, \
      region_id, usage_type, mode, production_date, status, reporting_interval_minutes, \
      last_seen_at, battery_millivolts, battery_percent, rssi, snr, overdue_at, \
-     firmware_version, info_received_at, created_at, updated_at";
+     firmware_version, info_received_at, created_at, updated_at, clock_drift_ms, \
+     drift_measured_at";
 
 macro_rules! meter_queries {
     ($db:ty, $types:expr) => {

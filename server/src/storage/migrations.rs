@@ -19,6 +19,11 @@ pub(crate) const SQLITE: &[(i64, &str, &str)] = &[
         "downlinks",
         include_str!("../../../migrations/sqlite/0002_downlinks.sql"),
     ),
+    (
+        3,
+        "api",
+        include_str!("../../../migrations/sqlite/0003_api.sql"),
+    ),
 ];
 
 /// (version, description, SQL) of each PostgreSQL migration, in order.
@@ -32,6 +37,11 @@ pub(crate) const POSTGRES: &[(i64, &str, &str)] = &[
         2,
         "downlinks",
         include_str!("../../../migrations/postgres/0002_downlinks.sql"),
+    ),
+    (
+        3,
+        "api",
+        include_str!("../../../migrations/postgres/0003_api.sql"),
     ),
 ];
 

@@ -641,3 +641,7 @@ impl Store {
         )
     }
 }
+
+// Declared after the macros above, which they use.
+pub mod api_keys;
+pub mod listings;

@@ -42,6 +42,8 @@ pub struct Overdue {
     pub overdue_at: DateTime<Utc>,
     /// Last heard.
     pub last_seen_at: Option<DateTime<Utc>>,
+    /// Its region.
+    pub region_id: String,
 }
 
 #[derive(sqlx::FromRow)]
@@ -168,7 +170,7 @@ macro_rules! monitor_queries {
             limit: i64,
         ) -> Result<Vec<Overdue>> {
             let overdue: Vec<Overdue> = sqlx::query_as(
-                "SELECT id, overdue_at, last_seen_at FROM meters \
+                "SELECT id, overdue_at, last_seen_at, region_id FROM meters \
                  WHERE status IN ('installed', 'active') AND overdue_at < $1 \
                  ORDER BY overdue_at LIMIT $2",
             )

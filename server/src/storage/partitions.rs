@@ -82,9 +82,12 @@ async fn create(pool: &PgPool, month: NaiveDate, name: &str) -> Result<Option<u6
         .execute(&mut *tx)
         .await?;
     // The parent first, then DEFAULT: the order `CREATE TABLE … PARTITION OF` itself takes
-    // them in, so an insert routed to both cannot deadlock with this job. Inserts wait until
-    // the partition exists; none can land in DEFAULT in between.
-    sqlx::query("LOCK TABLE ONLY readings IN SHARE ROW EXCLUSIVE MODE")
+    // them in, so an insert routed to both cannot deadlock with this job. The parent is locked
+    // at the strength that statement needs (ACCESS EXCLUSIVE) from the start: a weaker lock
+    // upgraded later would deadlock with a reader holding the parent and waiting for DEFAULT.
+    // Readers and inserts wait (this runs once a month) until the partition exists; none can
+    // land in DEFAULT in between.
+    sqlx::query("LOCK TABLE ONLY readings IN ACCESS EXCLUSIVE MODE")
         .execute(&mut *tx)
         .await?;
     sqlx::query("LOCK TABLE readings_default IN ACCESS EXCLUSIVE MODE")

@@ -58,6 +58,8 @@ pub struct Writer {
     pub policy: Policy,
     /// To note meters a batch gave new commands (released at their next uplink).
     pub downlinks: Option<Downlinks>,
+    /// Where committed batches are announced (the API's cache, other instances).
+    pub changes: crate::cache::Changes,
 }
 
 /// Runs until the channel closes or `shutdown` fires; the batch in hand is always finished
@@ -175,7 +177,11 @@ impl Writer {
                     // message): keep each message in quarantine rather than stall on it.
                     tracing::error!(error = %e, "the database refuses this batch; quarantining it");
                     match self.refuse_all(batch, &e).await {
-                        Ok(()) => return true,
+                        Ok(()) => {
+                            // The quarantine list changed.
+                            self.changes.committed(&Default::default()).await;
+                            return true;
+                        }
                         Err(e) => tracing::warn!(error = %e, "cannot quarantine the batch either"),
                     }
                     self.metrics.db_retries.inc();
@@ -226,7 +232,15 @@ impl Writer {
             .zip(batch)
             .map(|(p, m)| plan(p, &topic(m), &m.publish.payload, &ctx))
             .collect();
-        self.apply(&plans, batch, now).await
+        self.apply(&plans, batch, now).await?;
+        // Before the acknowledgements: a crash in between redelivers the batch, whose replay
+        // announces it again.
+        let mut touched = crate::cache::Touched::default();
+        for m in meters.values() {
+            touched.add(m.id, &m.region_id);
+        }
+        self.changes.committed(&touched).await;
+        Ok(())
     }
 
     /// Applies plans, splitting around a permanent error until the refused message is found.

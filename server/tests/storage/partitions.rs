@@ -106,3 +106,40 @@ async fn sqlite_needs_no_partitions() {
         Default::default()
     );
 }
+
+/// Creating partitions while others read the whole table never deadlocks: a reader holding
+/// the parent and waiting for DEFAULT would deadlock with a job that upgrades its lock on the
+/// parent after locking DEFAULT.
+#[tokio::test]
+async fn creating_partitions_while_readers_scan_never_deadlocks() {
+    let Some(db) = TestDb::create(Dialect::Postgres).await else {
+        return;
+    };
+    let store = Store::connect(db.url(), 6).await.expect("connect");
+    store.migrate(now()).await.expect("migrate");
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut readers = Vec::new();
+    for _ in 0..3 {
+        let (store, stop) = (store.clone(), stop.clone());
+        readers.push(tokio::spawn(async move {
+            let mut reads = 0u32;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                store.count_readings().await.expect("a read never fails");
+                reads += 1;
+            }
+            reads
+        }));
+    }
+    // Each step forward in time creates the next month's partition.
+    for month in 1..=24 {
+        let later = now() + chrono::Duration::days(31 * month);
+        store
+            .ensure_partitions(later)
+            .await
+            .expect("partitions created without a deadlock");
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for r in readers {
+        assert!(r.await.expect("reader") > 0);
+    }
+}

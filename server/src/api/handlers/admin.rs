@@ -1,0 +1,207 @@
+//! Quarantine (list, replay) and API keys.
+
+use std::collections::HashMap;
+
+use serde::{Deserialize, Serialize};
+use warp::http::StatusCode;
+
+use super::{cache_key, id_param};
+use crate::api::auth::{self, Role};
+use crate::api::error::Problem;
+use crate::api::input;
+use crate::api::views::{KeyView, Page, QuarantinedView};
+use crate::api::{Answer, Fresh, Request, cached};
+use crate::cache::{Tag, Touched};
+use crate::storage::ingest::Effect;
+use crate::uplink::Reason;
+use crate::uplink::classify::{Context, parse, plan};
+
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct QuarantineQuery {
+    reason: Option<String>,
+    limit: Option<u32>,
+    cursor: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+struct NoQuery {}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KeyBody {
+    name: String,
+    role: Role,
+}
+
+impl<'de> Deserialize<'de> for Role {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Role, D::Error> {
+        let s = String::deserialize(d)?;
+        Role::parse(&s).ok_or_else(|| {
+            serde::de::Error::custom(format!("{s:?} is not one of viewer, operator, admin"))
+        })
+    }
+}
+
+/// What a replay did.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ReplayView {
+    id: i64,
+    /// False when the event had been applied before (a second replay).
+    applied: bool,
+    readings: u64,
+    alarms: u64,
+    replayed_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// GET /quarantine
+pub async fn quarantine(req: &Request<'_>) -> Result<Answer, Problem> {
+    let q: QuarantineQuery = input::query(req.query)?;
+    if let Some(r) = &q.reason
+        && Reason::from_name(r).is_none()
+    {
+        let names: Vec<&str> = Reason::ALL.iter().map(|r| r.as_str()).collect();
+        return Err(Problem::bad_field(
+            "reason",
+            format!("{r:?} is not one of {}", names.join(", ")),
+        ));
+    }
+    let limit = input::limit(q.limit)?;
+    let before = input::id_cursor(q.cursor.as_deref())?.unwrap_or(i64::MAX);
+    let s = req.state;
+    cached(req, cache_key(req, &q), || async {
+        let rows = s
+            .store
+            .quarantined(q.reason.as_deref(), before, limit)
+            .await?;
+        let next = (rows.len() as i64 == limit)
+            .then(|| rows.last().map(|r| input::encode_cursor(&r.id.to_string())))
+            .flatten();
+        let items: Vec<QuarantinedView> = rows.into_iter().map(QuarantinedView::from).collect();
+        Fresh::new(
+            &Page {
+                items,
+                next_cursor: next,
+            },
+            vec![Tag::All],
+            None,
+        )
+    })
+    .await
+}
+
+/// POST /quarantine/{id}/replay: the stored message goes through the bridge's own parse and
+/// plan steps and, when nothing quarantines it any more, the same batch apply (so a replay
+/// twice applies once: the event's identity is recorded).
+pub async fn replay(req: &Request<'_>) -> Result<Answer, Problem> {
+    let _: NoQuery = input::query(req.query)?;
+    let id = id_param(req, 0, "id")?;
+    let s = req.state;
+    let row = s
+        .store
+        .quarantined_by_id(id)
+        .await?
+        .ok_or_else(|| Problem::not_found(format!("no quarantined message {id}")))?;
+    let now = s.now();
+    let parsed = parse(&s.template, &row.topic, &row.payload);
+    let keys: Vec<String> = parsed
+        .registry_key()
+        .map(str::to_owned)
+        .into_iter()
+        .collect();
+    let meters: HashMap<String, _> = s
+        .store
+        .meters_by_dev_euis(&keys)
+        .await?
+        .into_iter()
+        .map(|m| (m.dev_eui.clone(), m))
+        .collect();
+    let ctx = Context {
+        meters: &meters,
+        now,
+        policy: &s.policy,
+    };
+    let the_plan = plan(parsed, &row.topic, &row.payload, &ctx);
+    if let Some(Effect::Quarantine(q)) = the_plan
+        .effects
+        .iter()
+        .find(|e| matches!(e, Effect::Quarantine(_)))
+    {
+        return Err(Problem::conflict(format!(
+            "the message would still be quarantined: {}: {}",
+            q.reason, q.detail
+        )));
+    }
+    let outcome = match s
+        .store
+        .apply_batch(std::slice::from_ref(&the_plan), now)
+        .await
+    {
+        Ok(o) => o,
+        Err(e) if !e.is_transient() => {
+            tracing::warn!(error = %e, id, "replay refused by the database");
+            return Err(Problem::conflict(
+                "the database still refuses this message's rows",
+            ));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    s.store.mark_replayed(id, now).await?;
+    let mut touched = Touched::default();
+    for m in meters.values() {
+        touched.add(m.id, &m.region_id);
+    }
+    s.changes.committed(&touched).await;
+    Answer::ok(&ReplayView {
+        id,
+        applied: outcome.applied.first().copied().unwrap_or(false),
+        readings: outcome.readings,
+        alarms: outcome.alarms,
+        replayed_at: row.replayed_at.unwrap_or(now),
+    })
+}
+
+/// GET /keys
+pub async fn keys(req: &Request<'_>) -> Result<Answer, Problem> {
+    let _: NoQuery = input::query(req.query)?;
+    let rows = req.state.store.api_keys().await?;
+    let items: Vec<KeyView> = rows.into_iter().map(KeyView::from).collect();
+    Answer::ok(&serde_json::json!({ "items": items }))
+}
+
+/// POST /keys
+pub async fn create_key(req: &Request<'_>) -> Result<Answer, Problem> {
+    let _: NoQuery = input::query(req.query)?;
+    let body: KeyBody = input::json(req.body)?;
+    let name = body.name.trim();
+    if name.is_empty() || name.len() > 100 {
+        return Err(Problem::bad_field("name", "must be 1 to 100 characters"));
+    }
+    let s = req.state;
+    let key = auth::generate(name, body.role, s.now());
+    s.store.insert_api_key(&key.row).await?;
+    s.keys.reload(&s.store).await?;
+    let id = key.row.id;
+    let mut view = KeyView::from(key.row);
+    view.secret = Some(key.secret);
+    Ok(Answer::json(StatusCode::CREATED, &view)?.at(format!("/api/v1/keys/{id}")))
+}
+
+/// DELETE /keys/{key}
+pub async fn revoke_key(req: &Request<'_>) -> Result<Answer, Problem> {
+    let _: NoQuery = input::query(req.query)?;
+    let id = uuid::Uuid::parse_str(req.param(0))
+        .map_err(|_| Problem::bad_field("key", format!("{:?} is not a key id", req.param(0))))?;
+    let s = req.state;
+    s.store
+        .revoke_api_key(id, s.now())
+        .await
+        .map_err(|e| match e {
+            crate::storage::Error::NotFound => Problem::not_found(format!("no key {id}")),
+            e => e.into(),
+        })?;
+    s.keys.reload(&s.store).await?;
+    Ok(Answer::empty(StatusCode::NO_CONTENT))
+}

@@ -1,0 +1,267 @@
+//! Alarms (list, acknowledge, clear) and the field visits that follow them.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use warp::http::StatusCode;
+
+use super::{cache_key, find_meter, id_param};
+use crate::api::error::Problem;
+use crate::api::input::{self, MeterRef};
+use crate::api::routes::ALARM_STATES;
+use crate::api::views::{AlarmView, InspectionView, Page};
+use crate::api::{Answer, Fresh, Request, cached};
+use crate::cache::{Tag, Touched};
+use crate::storage::Error as StorageError;
+use crate::storage::alarms::Alarm;
+use crate::storage::inspections::{INSPECTION_OUTCOMES, NewInspection};
+use crate::storage::listings::AlarmFilter;
+
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct AlarmsQuery {
+    state: Option<String>,
+    kind: Option<String>,
+    region: Option<String>,
+    meter: Option<String>,
+    from: Option<DateTime<Utc>>,
+    to: Option<DateTime<Utc>>,
+    limit: Option<u32>,
+    cursor: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+struct NoQuery {}
+
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct PageQuery {
+    limit: Option<u32>,
+    cursor: Option<String>,
+}
+
+/// A visit as a request gives it.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct InspectionBody {
+    visited_at: DateTime<Utc>,
+    inspector: String,
+    outcome: String,
+    #[serde(default)]
+    notes: String,
+    #[serde(default)]
+    alarm_id: Option<i64>,
+}
+
+/// GET /alarms
+pub async fn alarms(req: &Request<'_>) -> Result<Answer, Problem> {
+    let q: AlarmsQuery = input::query(req.query)?;
+    input::one_of(q.state.as_deref(), &ALARM_STATES, "state")?;
+    if let (Some(f), Some(t)) = (q.from, q.to)
+        && f >= t
+    {
+        return Err(Problem::bad_field("from", "must be before `to`"));
+    }
+    let limit = input::limit(q.limit)?;
+    let before = input::id_cursor(q.cursor.as_deref())?.unwrap_or(i64::MAX);
+    let meter = q
+        .meter
+        .as_deref()
+        .map(|m| MeterRef::parse(m, "meter"))
+        .transpose()?;
+    let s = req.state;
+    cached(req, cache_key(req, &q), || async {
+        let meter = match &meter {
+            Some(r) => Some(find_meter(req, r).await?),
+            None => None,
+        };
+        let filter = AlarmFilter {
+            state: q.state.clone(),
+            kind: q.kind.clone(),
+            region: q.region.clone(),
+            meter_id: meter.as_ref().map(|m| m.id),
+            from: q.from,
+            to: q.to,
+        };
+        let rows = s.store.alarms_filtered(&filter, before, limit).await?;
+        let next = (rows.len() as i64 == limit)
+            .then(|| rows.last().map(|a| input::encode_cursor(&a.id.to_string())))
+            .flatten();
+        let tags = match (&meter, &filter.region) {
+            (Some(m), _) => vec![Tag::Meter(m.id)],
+            (None, Some(r)) => vec![Tag::Region(r.clone())],
+            (None, None) => vec![Tag::All],
+        };
+        let items: Vec<AlarmView> = rows.into_iter().map(AlarmView::from).collect();
+        Fresh::new(
+            &Page {
+                items,
+                next_cursor: next,
+            },
+            tags,
+            None,
+        )
+    })
+    .await
+}
+
+async fn load(req: &Request<'_>) -> Result<Alarm, Problem> {
+    let id = id_param(req, 0, "alarm")?;
+    req.state
+        .store
+        .alarm(id)
+        .await?
+        .ok_or_else(|| Problem::not_found(format!("no alarm {id}")))
+}
+
+/// GET /alarms/{alarm}
+pub async fn alarm(req: &Request<'_>) -> Result<Answer, Problem> {
+    let _: NoQuery = input::query(req.query)?;
+    Answer::ok(&AlarmView::from(load(req).await?))
+}
+
+async fn announce(req: &Request<'_>, a: &Alarm) -> Result<(), Problem> {
+    let region = req
+        .state
+        .store
+        .meter_by_id(a.meter_id)
+        .await?
+        .map(|m| m.region_id)
+        .unwrap_or_default();
+    req.state
+        .changes
+        .committed(&Touched::meter(a.meter_id, &region))
+        .await;
+    Ok(())
+}
+
+/// POST /alarms/{alarm}/acknowledge
+pub async fn acknowledge(req: &Request<'_>) -> Result<Answer, Problem> {
+    let _: NoQuery = input::query(req.query)?;
+    let a = load(req).await?;
+    let now = req.state.now();
+    match req
+        .state
+        .store
+        .acknowledge_alarm(a.id, &req.caller_name(), now)
+        .await
+    {
+        Ok(()) => {}
+        // The alarm exists (just read), so "not found" means it is no longer open.
+        Err(StorageError::NotFound) => {
+            return Err(Problem::conflict(format!(
+                "alarm {} is {}, not open",
+                a.id, a.state
+            )));
+        }
+        Err(e) => return Err(e.into()),
+    }
+    announce(req, &a).await?;
+    Answer::ok(&AlarmView::from(load(req).await?))
+}
+
+/// POST /alarms/{alarm}/clear
+pub async fn clear(req: &Request<'_>) -> Result<Answer, Problem> {
+    let _: NoQuery = input::query(req.query)?;
+    let a = load(req).await?;
+    if !req.state.store.clear_alarm(a.id, req.state.now()).await? {
+        return Err(Problem::conflict(format!(
+            "alarm {} is already cleared",
+            a.id
+        )));
+    }
+    announce(req, &a).await?;
+    Answer::ok(&AlarmView::from(load(req).await?))
+}
+
+/// GET /meters/{meter}/inspections
+pub async fn inspections(req: &Request<'_>) -> Result<Answer, Problem> {
+    let q: PageQuery = input::query(req.query)?;
+    let limit = input::limit(q.limit)?;
+    let before = input::pair_cursor::<i64>(q.cursor.as_deref())?;
+    let r = MeterRef::parse(req.param(0), "meter")?;
+    let s = req.state;
+    let key = format!("{}|{}", cache_key(req, &q), r.key());
+    cached(req, key, || async {
+        let m = find_meter(req, &r).await?;
+        let rows = s.store.inspections_page(m.id, before, limit).await?;
+        let next = (rows.len() as i64 == limit)
+            .then(|| {
+                rows.last().map(|i| {
+                    input::encode_cursor(&format!("{}|{}", input::time_key(i.visited_at), i.id))
+                })
+            })
+            .flatten();
+        let items: Vec<InspectionView> = rows.into_iter().map(InspectionView::from).collect();
+        Fresh::new(
+            &Page {
+                items,
+                next_cursor: next,
+            },
+            vec![Tag::Meter(m.id)],
+            None,
+        )
+    })
+    .await
+}
+
+/// POST /meters/{meter}/inspections
+pub async fn record_inspection(req: &Request<'_>) -> Result<Answer, Problem> {
+    let _: NoQuery = input::query(req.query)?;
+    let r = MeterRef::parse(req.param(0), "meter")?;
+    let body: InspectionBody = input::json(req.body)?;
+    input::one_of(Some(&body.outcome), &INSPECTION_OUTCOMES, "outcome")?;
+    if body.inspector.trim().is_empty() || body.inspector.len() > 200 {
+        return Err(Problem::bad_field(
+            "inspector",
+            "must be 1 to 200 characters",
+        ));
+    }
+    if body.notes.len() > 10_000 {
+        return Err(Problem::bad_field(
+            "notes",
+            "must be at most 10000 characters",
+        ));
+    }
+    let s = req.state;
+    let now = s.now();
+    if body.visited_at > now {
+        return Err(Problem::bad_field("visitedAt", "is in the future"));
+    }
+    let m = find_meter(req, &r).await?;
+    if let Some(alarm_id) = body.alarm_id {
+        match s.store.alarm(alarm_id).await? {
+            Some(a) if a.meter_id == m.id => {}
+            _ => {
+                return Err(Problem::bad_field(
+                    "alarmId",
+                    format!("no alarm {alarm_id} of this meter"),
+                ));
+            }
+        }
+    }
+    let new = NewInspection {
+        meter_id: m.id,
+        alarm_id: body.alarm_id,
+        visited_at: body.visited_at,
+        inspector: body.inspector.trim().to_owned(),
+        outcome: body.outcome,
+        notes: body.notes,
+    };
+    let id = s.store.insert_inspection(&new, now).await?;
+    s.changes
+        .committed(&Touched::meter(m.id, &m.region_id))
+        .await;
+    let view = InspectionView {
+        id,
+        meter_id: m.id,
+        alarm_id: new.alarm_id,
+        visited_at: new.visited_at,
+        inspector: new.inspector,
+        outcome: new.outcome,
+        notes: new.notes,
+        created_at: now,
+    };
+    Ok(Answer::json(StatusCode::CREATED, &view)?
+        .at(format!("/api/v1/meters/{}/inspections", m.dev_eui)))
+}

@@ -1,0 +1,471 @@
+//! The operator's commands to meters (through the downlink queue) and self-test schedules.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use warp::http::StatusCode;
+
+use super::{NoQuery, find_meter, id_param};
+use crate::api::error::Problem;
+use crate::api::input::{self, MeterRef};
+use crate::api::views::{CommandView, Page, ReadingView};
+use crate::api::{Answer, Request};
+use crate::downlink::{CommandKind, CommandRequest, EnqueueError};
+use crate::storage::Error as StorageError;
+use crate::storage::schedules::{Schedule, ScheduleSpec, Scope};
+
+/// The body of a command request: the kind and the arguments it takes.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct CommandBody {
+    kind: String,
+    /// Self-test: the tests by name (`battery`, `valve`, …).
+    tests: Option<Vec<String>>,
+    /// Reporting interval, minutes.
+    minutes: Option<u16>,
+    /// Clock resynchronisation: AppTimeReq transmissions asked for (default 1).
+    transmissions: Option<u8>,
+    /// Clock-sync periodicity: AppTimeReq every 128·2^period seconds.
+    period: Option<u8>,
+    /// How long the command may wait for the meter, minutes (default: the server's).
+    expires_in_minutes: Option<u32>,
+}
+
+/// The kinds a request may name, in the API's spelling.
+pub const COMMAND_KINDS: [&str; 10] = [
+    "valveOpen",
+    "valveClose",
+    "selfTest",
+    "readNow",
+    "sendInfo",
+    "setReportingInterval",
+    "disconnect",
+    "forceResync",
+    "clockPeriodicity",
+    "packageVersion",
+];
+
+fn tests_bits(names: Option<&[String]>) -> Result<u8, Problem> {
+    let names = names.ok_or_else(|| Problem::bad_field("tests", "required for a self-test"))?;
+    if names.is_empty() {
+        return Err(Problem::bad_field("tests", "at least one test"));
+    }
+    let mut bits = 0u8;
+    for (i, n) in names.iter().enumerate() {
+        let t = firmware_protocol::Tests::from_name(n).ok_or_else(|| {
+            Problem::bad_field(format!("tests[{i}]"), format!("{n:?} is not a test"))
+        })?;
+        bits |= t.bits();
+    }
+    Ok(bits)
+}
+
+impl CommandBody {
+    fn kind(&self) -> Result<CommandKind, Problem> {
+        let required = |field: &str| {
+            Problem::bad_field(field.to_owned(), format!("required for {}", self.kind))
+        };
+        let kind = match self.kind.as_str() {
+            "valveOpen" => CommandKind::ValveOpen,
+            "valveClose" => CommandKind::ValveClose,
+            "selfTest" => CommandKind::SelfTest {
+                tests: tests_bits(self.tests.as_deref())?,
+            },
+            "readNow" => CommandKind::ReadNow,
+            "sendInfo" => CommandKind::SendInfo,
+            "setReportingInterval" => CommandKind::SetReportingInterval {
+                minutes: self.minutes.ok_or_else(|| required("minutes"))?,
+            },
+            "disconnect" => CommandKind::Disconnect,
+            "forceResync" => CommandKind::ForceResync {
+                transmissions: self.transmissions.unwrap_or(1),
+            },
+            "clockPeriodicity" => CommandKind::ClockPeriodicity {
+                period: self.period.ok_or_else(|| required("period"))?,
+            },
+            "packageVersion" => CommandKind::PackageVersion,
+            other => {
+                return Err(Problem::bad_field(
+                    "kind",
+                    format!("{other:?} is not one of {}", COMMAND_KINDS.join(", ")),
+                ));
+            }
+        };
+        // Arguments that the kind does not take are refused by name rather than ignored.
+        let extra = [
+            (
+                "tests",
+                self.tests.is_some() && !matches!(kind, CommandKind::SelfTest { .. }),
+            ),
+            (
+                "minutes",
+                self.minutes.is_some() && !matches!(kind, CommandKind::SetReportingInterval { .. }),
+            ),
+            (
+                "transmissions",
+                self.transmissions.is_some() && !matches!(kind, CommandKind::ForceResync { .. }),
+            ),
+            (
+                "period",
+                self.period.is_some() && !matches!(kind, CommandKind::ClockPeriodicity { .. }),
+            ),
+        ];
+        if let Some((field, _)) = extra.iter().find(|(_, bad)| *bad) {
+            return Err(Problem::bad_field(
+                *field,
+                format!("{} takes no {field}", self.kind),
+            ));
+        }
+        // Range checks with the protocol's own words.
+        kind.frame()
+            .map_err(|e| Problem::bad_field(e.field, e.reason))?;
+        Ok(kind)
+    }
+
+    fn expires_in(&self) -> Result<Option<chrono::Duration>, Problem> {
+        match self.expires_in_minutes {
+            None => Ok(None),
+            Some(m) if (1..=30 * 24 * 60).contains(&m) => {
+                Ok(Some(chrono::Duration::minutes(i64::from(m))))
+            }
+            Some(_) => Err(Problem::bad_field(
+                "expiresInMinutes",
+                "must be between 1 and 43200 (30 days)",
+            )),
+        }
+    }
+}
+
+fn enqueue_problem(e: EnqueueError) -> Problem {
+    match e {
+        EnqueueError::Invalid(i) => Problem::bad_field(i.field, i.reason),
+        EnqueueError::UnknownMeter(id) => Problem::not_found(format!("no meter {id}")),
+        EnqueueError::Unavailable { status, .. } => {
+            Problem::conflict(format!("the meter is {status} and takes no commands"))
+        }
+        EnqueueError::NotForRegion(kind) => Problem::bad_field(
+            "kind",
+            format!("{kind} is sent meter by meter, not to a whole region"),
+        ),
+        EnqueueError::Storage(e) => e.into(),
+    }
+}
+
+/// POST /meters/{meter}/commands: queued; it goes out after the meter's next uplink.
+pub async fn send(req: &Request<'_>) -> Result<Answer, Problem> {
+    let _: NoQuery = input::query(req.query)?;
+    let r = MeterRef::parse(req.param(0), "meter")?;
+    let body: CommandBody = input::json(req.body)?;
+    let kind = body.kind()?;
+    let expires_in = body.expires_in()?;
+    let m = find_meter(req, &r).await?;
+    let row = req
+        .state
+        .downlinks
+        .enqueue(CommandRequest {
+            meter_id: m.id,
+            kind,
+            requested_by: req.caller_name(),
+            expires_in,
+        })
+        .await
+        .map_err(enqueue_problem)?;
+    let id = row.id;
+    Ok(Answer::json(StatusCode::ACCEPTED, &CommandView::from(row))?
+        .at(format!("/api/v1/commands/{id}")))
+}
+
+/// What a region-wide request queued.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Queued {
+    region: String,
+    kind: String,
+    commands: usize,
+}
+
+/// POST /regions/{region}/commands: a self-test or clock request for every reporting meter of
+/// a region.
+pub async fn send_region(req: &Request<'_>) -> Result<Answer, Problem> {
+    let _: NoQuery = input::query(req.query)?;
+    let region = req.param(0).to_owned();
+    let body: CommandBody = input::json(req.body)?;
+    let kind = body.kind()?;
+    let expires_in = body.expires_in()?;
+    let s = req.state;
+    if !s.store.regions().await?.iter().any(|r| r.id == region) {
+        return Err(Problem::not_found(format!("no region {region:?}")));
+    }
+    let rows = s
+        .downlinks
+        .enqueue_many(Some(&region), kind, &req.caller_name(), expires_in)
+        .await
+        .map_err(enqueue_problem)?;
+    Answer::json(
+        StatusCode::ACCEPTED,
+        &Queued {
+            region,
+            kind: kind.name().to_owned(),
+            commands: rows.len(),
+        },
+    )
+}
+
+/// A command with what completed it (and, for a read, the reading).
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct CommandDetail {
+    #[serde(flatten)]
+    command: CommandView,
+    meter_id: i64,
+    sent_at: Option<DateTime<Utc>>,
+    completed_at: Option<DateTime<Utc>>,
+    deadline_at: Option<DateTime<Utc>>,
+    result: Option<serde_json::Value>,
+    schedule_id: Option<i64>,
+    /// The reading a completed read-now brought.
+    reading: Option<ReadingView>,
+}
+
+/// GET /commands/{command}
+pub async fn command(req: &Request<'_>) -> Result<Answer, Problem> {
+    let _: NoQuery = input::query(req.query)?;
+    let id = uuid::Uuid::parse_str(req.param(0)).map_err(|_| {
+        Problem::bad_field("command", format!("{:?} is not a command id", req.param(0)))
+    })?;
+    let s = req.state;
+    let c = match s.store.command(id).await {
+        Ok(c) => c,
+        Err(StorageError::NotFound) => {
+            return Err(Problem::not_found(format!("no command {id}")));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let result: Option<serde_json::Value> = c
+        .result
+        .as_deref()
+        .and_then(|r| serde_json::from_str(r).ok());
+    let reading_time = result
+        .as_ref()
+        .filter(|_| c.kind == "readNow")
+        .and_then(|r| r.get("readingTime"))
+        .and_then(|t| serde_json::from_value::<DateTime<Utc>>(t.clone()).ok());
+    let reading = match reading_time {
+        Some(t) => s
+            .store
+            .readings_for_meter(c.meter_id, t, t + chrono::Duration::seconds(1), 1)
+            .await?
+            .pop()
+            .map(ReadingView::from),
+        None => None,
+    };
+    Answer::ok(&CommandDetail {
+        meter_id: c.meter_id,
+        sent_at: c.sent_at,
+        completed_at: c.completed_at,
+        deadline_at: c.deadline_at,
+        schedule_id: c.schedule_id,
+        result,
+        reading,
+        command: CommandView::from(c),
+    })
+}
+
+/// The body that creates or replaces a schedule.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct ScheduleBody {
+    scope: String,
+    region: Option<String>,
+    meter: Option<String>,
+    tests: Vec<String>,
+    interval_minutes: i32,
+    next_run_at: Option<DateTime<Utc>>,
+    enabled: Option<bool>,
+}
+
+/// A schedule as the API shows it.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ScheduleView {
+    id: i64,
+    scope: String,
+    region: Option<String>,
+    meter_id: Option<i64>,
+    tests: Vec<&'static str>,
+    interval_minutes: i32,
+    next_run_at: DateTime<Utc>,
+    enabled: bool,
+    created_by: String,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
+impl From<Schedule> for ScheduleView {
+    fn from(s: Schedule) -> Self {
+        let bits = u8::try_from(s.tests).unwrap_or(0);
+        ScheduleView {
+            id: s.id,
+            scope: s.scope,
+            region: s.region_id,
+            meter_id: s.meter_id,
+            tests: firmware_protocol::Tests::from_bits(bits)
+                .map(|t| t.names().collect())
+                .unwrap_or_default(),
+            interval_minutes: s.interval_minutes,
+            next_run_at: s.next_run_at,
+            enabled: s.enabled,
+            created_by: s.created_by,
+            created_at: s.created_at,
+            updated_at: s.updated_at,
+        }
+    }
+}
+
+async fn spec(req: &Request<'_>) -> Result<ScheduleSpec, Problem> {
+    let body: ScheduleBody = input::json(req.body)?;
+    let s = req.state;
+    let scope = match body.scope.as_str() {
+        "fleet" => {
+            if body.region.is_some() {
+                return Err(Problem::bad_field(
+                    "region",
+                    "a fleet schedule names no region",
+                ));
+            }
+            if body.meter.is_some() {
+                return Err(Problem::bad_field(
+                    "meter",
+                    "a fleet schedule names no meter",
+                ));
+            }
+            Scope::Fleet
+        }
+        "region" => {
+            let region = body
+                .region
+                .clone()
+                .ok_or_else(|| Problem::bad_field("region", "required for a region schedule"))?;
+            if body.meter.is_some() {
+                return Err(Problem::bad_field(
+                    "meter",
+                    "a region schedule names no meter",
+                ));
+            }
+            if !s.store.regions().await?.iter().any(|r| r.id == region) {
+                return Err(Problem::bad_field(
+                    "region",
+                    format!("no region {region:?}"),
+                ));
+            }
+            Scope::Region { region_id: region }
+        }
+        "meter" => {
+            let text = body
+                .meter
+                .as_deref()
+                .ok_or_else(|| Problem::bad_field("meter", "required for a meter schedule"))?;
+            if body.region.is_some() {
+                return Err(Problem::bad_field(
+                    "region",
+                    "a meter schedule names no region",
+                ));
+            }
+            let r = MeterRef::parse(text, "meter")?;
+            let m = find_meter(req, &r)
+                .await
+                .map_err(|p| p.with_field("meter"))?;
+            Scope::Meter { meter_id: m.id }
+        }
+        other => {
+            return Err(Problem::bad_field(
+                "scope",
+                format!("{other:?} is not one of fleet, region, meter"),
+            ));
+        }
+    };
+    let tests = tests_bits(Some(&body.tests))?;
+    if !(15..=527_040).contains(&body.interval_minutes) {
+        return Err(Problem::bad_field(
+            "intervalMinutes",
+            "must be between 15 and 527040 (a year)",
+        ));
+    }
+    Ok(ScheduleSpec {
+        scope,
+        tests,
+        interval_minutes: body.interval_minutes,
+        next_run_at: body.next_run_at.unwrap_or_else(|| s.now()),
+        enabled: body.enabled.unwrap_or(true),
+    })
+}
+
+/// GET /self-test-schedules
+pub async fn schedules(req: &Request<'_>) -> Result<Answer, Problem> {
+    #[derive(Debug, Default, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Q {
+        limit: Option<u32>,
+        cursor: Option<String>,
+    }
+    let q: Q = input::query(req.query)?;
+    let limit = input::limit(q.limit)?;
+    let after = input::id_cursor(q.cursor.as_deref())?.unwrap_or(0);
+    let rows = req.state.store.schedules(after, limit).await?;
+    let next = (rows.len() as i64 == limit)
+        .then(|| rows.last().map(|s| input::encode_cursor(&s.id.to_string())))
+        .flatten();
+    let items: Vec<ScheduleView> = rows.into_iter().map(ScheduleView::from).collect();
+    Answer::ok(&Page {
+        items,
+        next_cursor: next,
+    })
+}
+
+/// POST /self-test-schedules
+pub async fn create_schedule(req: &Request<'_>) -> Result<Answer, Problem> {
+    let _: NoQuery = input::query(req.query)?;
+    let spec = spec(req).await?;
+    let s = req.state;
+    let row = s
+        .store
+        .create_schedule(&spec, &req.caller_name(), s.now())
+        .await?;
+    let id = row.id;
+    Ok(Answer::json(StatusCode::CREATED, &ScheduleView::from(row))?
+        .at(format!("/api/v1/self-test-schedules/{id}")))
+}
+
+/// GET /self-test-schedules/{schedule}
+pub async fn schedule(req: &Request<'_>) -> Result<Answer, Problem> {
+    let _: NoQuery = input::query(req.query)?;
+    let id = id_param(req, 0, "schedule")?;
+    match req.state.store.schedule(id).await {
+        Ok(s) => Answer::ok(&ScheduleView::from(s)),
+        Err(StorageError::NotFound) => Err(Problem::not_found(format!("no schedule {id}"))),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// PUT /self-test-schedules/{schedule}
+pub async fn update_schedule(req: &Request<'_>) -> Result<Answer, Problem> {
+    let _: NoQuery = input::query(req.query)?;
+    let id = id_param(req, 0, "schedule")?;
+    let spec = spec(req).await?;
+    let s = req.state;
+    match s.store.update_schedule(id, &spec, s.now()).await {
+        Ok(row) => Answer::ok(&ScheduleView::from(row)),
+        Err(StorageError::NotFound) => Err(Problem::not_found(format!("no schedule {id}"))),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// DELETE /self-test-schedules/{schedule}
+pub async fn delete_schedule(req: &Request<'_>) -> Result<Answer, Problem> {
+    let _: NoQuery = input::query(req.query)?;
+    let id = id_param(req, 0, "schedule")?;
+    match req.state.store.delete_schedule(id).await {
+        Ok(()) => Ok(Answer::empty(StatusCode::NO_CONTENT)),
+        Err(StorageError::NotFound) => Err(Problem::not_found(format!("no schedule {id}"))),
+        Err(e) => Err(e.into()),
+    }
+}

@@ -1,0 +1,131 @@
+//! A meter's readings, commands and self-test results.
+
+use chrono::{DateTime, Duration, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::{cache_key, find_meter};
+use crate::api::error::Problem;
+use crate::api::input::{self, MeterRef};
+use crate::api::views::{CommandView, Page, ReadingView, SelfTestView};
+use crate::api::{Answer, Fresh, Request, cached};
+use crate::cache::Tag;
+
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RangeQuery {
+    from: Option<DateTime<Utc>>,
+    to: Option<DateTime<Utc>>,
+    limit: Option<u32>,
+    cursor: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct PageQuery {
+    limit: Option<u32>,
+    cursor: Option<String>,
+}
+
+/// GET /meters/{meter}/readings
+pub async fn readings(req: &Request<'_>) -> Result<Answer, Problem> {
+    let mut q: RangeQuery = input::query(req.query)?;
+    let limit = input::limit(q.limit)?;
+    let after = input::time_cursor(q.cursor.as_deref())?;
+    let r = MeterRef::parse(req.param(0), "meter")?;
+    let s = req.state;
+    // A range ending "now" is pinned to a time in the key, or every request would be a
+    // different one; the minute keeps the key stable while new readings still show (a write
+    // to the meter invalidates the entry anyway).
+    let now = input::next_minute(s.now());
+    let (from, to) = input::range(q.from, q.to, now, Duration::days(31))?;
+    if q.to.is_none() {
+        q.to = Some(to);
+    }
+    let key = format!("{}|{}", cache_key(req, &q), r.key());
+    cached(req, key, || async {
+        let m = find_meter(req, &r).await?;
+        // Keyset: the page starts just after the last reading time of the previous one
+        // (times are kept to the microsecond).
+        let start = after.map_or(from, |t| (t + Duration::microseconds(1)).max(from));
+        let rows = s.store.readings_for_meter(m.id, start, to, limit).await?;
+        let next = (rows.len() as i64 == limit)
+            .then(|| {
+                rows.last()
+                    .map(|x| input::encode_cursor(&input::time_key(x.reading_time)))
+            })
+            .flatten();
+        let items: Vec<ReadingView> = rows.into_iter().map(ReadingView::from).collect();
+        Fresh::new(
+            &Page {
+                items,
+                next_cursor: next,
+            },
+            vec![Tag::Meter(m.id)],
+            None,
+        )
+    })
+    .await
+}
+
+/// GET /meters/{meter}/commands (not cached: the downlink module changes command states).
+pub async fn commands(req: &Request<'_>) -> Result<Answer, Problem> {
+    let q: PageQuery = input::query(req.query)?;
+    let limit = input::limit(q.limit)?;
+    let before = input::pair_cursor::<uuid::Uuid>(q.cursor.as_deref())?;
+    let r = MeterRef::parse(req.param(0), "meter")?;
+    let m = find_meter(req, &r).await?;
+    let rows = req.state.store.commands_page(m.id, before, limit).await?;
+    let next = (rows.len() as i64 == limit)
+        .then(|| {
+            rows.last().map(|c| {
+                input::encode_cursor(&format!("{}|{}", input::time_key(c.created_at), c.id))
+            })
+        })
+        .flatten();
+    let items: Vec<CommandView> = rows.into_iter().map(CommandView::from).collect();
+    Answer::ok(&Page {
+        items,
+        next_cursor: next,
+    })
+}
+
+/// GET /meters/{meter}/self-tests
+pub async fn self_tests(req: &Request<'_>) -> Result<Answer, Problem> {
+    let mut q: RangeQuery = input::query(req.query)?;
+    let limit = input::limit(q.limit)?;
+    let before = input::time_cursor(q.cursor.as_deref())?;
+    let r = MeterRef::parse(req.param(0), "meter")?;
+    let s = req.state;
+    let (from, to) = input::range(
+        q.from,
+        q.to,
+        input::next_minute(s.now()),
+        Duration::days(365),
+    )?;
+    if q.to.is_none() {
+        q.to = Some(to);
+    }
+    let key = format!("{}|{}", cache_key(req, &q), r.key());
+    cached(req, key, || async {
+        let m = find_meter(req, &r).await?;
+        // Newest first: the next page ends just before the last time of this one.
+        let end = before.map_or(to, |t| t.min(to));
+        let rows = s.store.self_tests_page(m.id, from, end, limit).await?;
+        let next = (rows.len() as i64 == limit)
+            .then(|| {
+                rows.last()
+                    .map(|x| input::encode_cursor(&input::time_key(x.meter_time)))
+            })
+            .flatten();
+        let items: Vec<SelfTestView> = rows.into_iter().map(SelfTestView::from).collect();
+        Fresh::new(
+            &Page {
+                items,
+                next_cursor: next,
+            },
+            vec![Tag::Meter(m.id)],
+            None,
+        )
+    })
+    .await
+}

@@ -1,0 +1,260 @@
+//! Regions, meters, connectivity and the latest readings of a region.
+
+use serde::{Deserialize, Serialize};
+use warp::http::StatusCode;
+
+use super::{cache_key, find_meter};
+use crate::api::error::Problem;
+use crate::api::input::{self, MeterRef};
+use crate::api::routes::METER_STATUSES;
+use crate::api::views::{
+    LatestReadingView, MeterView, Page, ReadingView, RegionView, next_overdue,
+};
+use crate::api::{Answer, Fresh, Request, cached};
+use crate::cache::{Tag, Touched};
+use crate::registry::MeterRecord;
+use crate::registry::record::validate;
+use crate::storage::Error as StorageError;
+use crate::storage::listings::MeterFilter;
+use crate::storage::meters::Registered;
+
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+struct NoQuery {}
+
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct PageQuery {
+    limit: Option<u32>,
+    cursor: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct SilentQuery {
+    region: Option<String>,
+    limit: Option<u32>,
+    cursor: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct MetersQuery {
+    region: Option<String>,
+    status: Option<String>,
+    user_id: Option<String>,
+    limit: Option<u32>,
+    cursor: Option<String>,
+}
+
+/// GET /regions
+pub async fn regions(req: &Request<'_>) -> Result<Answer, Problem> {
+    let q: NoQuery = input::query(req.query)?;
+    let s = req.state;
+    cached(req, cache_key(req, &q), || async {
+        let now = s.now();
+        let rows = s.store.region_summaries(now).await?;
+        let until = s.store.next_overdue(None, now).await?;
+        let items: Vec<RegionView> = rows.into_iter().map(RegionView::from).collect();
+        Fresh::new(
+            &serde_json::json!({ "items": items }),
+            vec![Tag::All],
+            until,
+        )
+    })
+    .await
+}
+
+/// GET /regions/{region}/readings/latest
+pub async fn latest_readings(req: &Request<'_>) -> Result<Answer, Problem> {
+    let q: PageQuery = input::query(req.query)?;
+    let limit = input::limit(q.limit)?;
+    let after = input::id_cursor(q.cursor.as_deref())?.unwrap_or(0);
+    let region = req.param(0).to_owned();
+    let s = req.state;
+    cached(req, cache_key(req, &q), || async {
+        if !s.store.region_exists(&region).await? {
+            return Err(Problem::not_found(format!("no region {region:?}")));
+        }
+        let rows = s.store.latest_readings(&region, after, limit).await?;
+        let next = (rows.len() as i64 == limit)
+            .then(|| {
+                rows.last()
+                    .map(|r| input::encode_cursor(&r.reading.meter_id.to_string()))
+            })
+            .flatten();
+        let items: Vec<LatestReadingView> = rows
+            .into_iter()
+            .map(|r| LatestReadingView {
+                dev_eui: r.dev_eui,
+                reading: ReadingView::from(r.reading),
+            })
+            .collect();
+        Fresh::new(
+            &Page {
+                items,
+                next_cursor: next,
+            },
+            vec![Tag::Region(region.clone())],
+            None,
+        )
+    })
+    .await
+}
+
+/// GET /connectivity
+pub async fn silent_meters(req: &Request<'_>) -> Result<Answer, Problem> {
+    let q: SilentQuery = input::query(req.query)?;
+    let limit = input::limit(q.limit)?;
+    let after = input::pair_cursor::<i64>(q.cursor.as_deref())?;
+    let s = req.state;
+    cached(req, cache_key(req, &q), || async {
+        let now = s.now();
+        let region = q.region.as_deref();
+        let rows = s.store.silent_meters(region, now, after, limit).await?;
+        let until = s.store.next_overdue(region, now).await?;
+        let next = (rows.len() as i64 == limit)
+            .then(|| {
+                rows.last().and_then(|m| {
+                    m.overdue_at
+                        .map(|t| input::encode_cursor(&format!("{}|{}", input::time_key(t), m.id)))
+                })
+            })
+            .flatten();
+        let tags = match region {
+            Some(r) => vec![Tag::Region(r.to_owned())],
+            None => vec![Tag::All],
+        };
+        let items: Vec<MeterView> = rows.into_iter().map(|m| MeterView::new(m, now)).collect();
+        Fresh::new(
+            &Page {
+                items,
+                next_cursor: next,
+            },
+            tags,
+            until,
+        )
+    })
+    .await
+}
+
+/// GET /meters
+pub async fn meters(req: &Request<'_>) -> Result<Answer, Problem> {
+    let q: MetersQuery = input::query(req.query)?;
+    input::one_of(q.status.as_deref(), &METER_STATUSES, "status")?;
+    let limit = input::limit(q.limit)?;
+    let after = input::id_cursor(q.cursor.as_deref())?.unwrap_or(0);
+    let s = req.state;
+    let filter = MeterFilter {
+        region: q.region.clone(),
+        status: q.status.clone(),
+        user_id: q.user_id.clone(),
+    };
+    cached(req, cache_key(req, &q), || async {
+        let now = s.now();
+        let rows = s.store.meters_filtered(&filter, after, limit).await?;
+        let until = next_overdue(&rows, now);
+        let next = (rows.len() as i64 == limit)
+            .then(|| rows.last().map(|m| input::encode_cursor(&m.id.to_string())))
+            .flatten();
+        let tags = match &filter.region {
+            Some(r) if filter.user_id.is_none() && filter.status.is_none() => {
+                vec![Tag::Region(r.clone())]
+            }
+            _ => vec![Tag::All],
+        };
+        let items: Vec<MeterView> = rows.into_iter().map(|m| MeterView::new(m, now)).collect();
+        Fresh::new(
+            &Page {
+                items,
+                next_cursor: next,
+            },
+            tags,
+            until,
+        )
+    })
+    .await
+}
+
+/// GET /meters/{meter}
+pub async fn meter(req: &Request<'_>) -> Result<Answer, Problem> {
+    let q: NoQuery = input::query(req.query)?;
+    let r = MeterRef::parse(req.param(0), "meter")?;
+    let s = req.state;
+    cached(req, cache_key(req, &q), || async {
+        let now = s.now();
+        let m = find_meter(req, &r).await?;
+        let until = m.overdue_at.filter(|t| *t >= now);
+        let tags = vec![Tag::Meter(m.id)];
+        Fresh::new(&MeterView::new(m, now), tags, until)
+    })
+    .await
+}
+
+/// Fields a meter record may have (those of `meterhub meters import`).
+const RECORD_FIELDS: [&str; 10] = [
+    "serial",
+    "devEui",
+    "applicationId",
+    "bodyNumber",
+    "userId",
+    "region",
+    "usageType",
+    "mode",
+    "productionDate",
+    "reportingIntervalMinutes",
+];
+
+/// POST /meters
+pub async fn install(req: &Request<'_>) -> Result<Answer, Problem> {
+    let _: NoQuery = input::query(req.query)?;
+    // Unknown fields are refused (a misspelt field would otherwise pass as missing or, worse,
+    // as a default).
+    let object: serde_json::Map<String, serde_json::Value> = input::json(req.body)?;
+    if let Some(k) = object.keys().find(|k| !RECORD_FIELDS.contains(&k.as_str())) {
+        return Err(Problem::bad_field(
+            k.clone(),
+            format!("unknown field; expected {}", RECORD_FIELDS.join(", ")),
+        ));
+    }
+    let record: MeterRecord =
+        input::json(&serde_json::to_vec(&object).map_err(|e| Problem::internal(&e))?)?;
+    let new = validate(&record).map_err(|errors| {
+        let detail = errors
+            .iter()
+            .map(|e| format!("{}: {}", e.field, e.message))
+            .collect::<Vec<_>>()
+            .join("; ");
+        let field = errors.first().map_or("body", |e| e.field);
+        Problem::bad_field(field, detail)
+    })?;
+    let s = req.state;
+    let now = s.now();
+    let before = s.store.meter_by_dev_eui(&new.dev_eui).await?;
+    let registered = match s.store.register_meter(&new, now).await {
+        Ok(r) => r,
+        Err(StorageError::Conflict(detail)) => {
+            return Err(Problem::conflict(detail).with_field("serial"));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let m = s
+        .store
+        .meter_by_dev_eui(&new.dev_eui)
+        .await?
+        .ok_or_else(|| Problem::internal(&"a meter just registered cannot be read back"))?;
+    if registered != Registered::Unchanged {
+        let mut touched = Touched::meter(m.id, &m.region_id);
+        if let Some(old) = &before {
+            touched.add(old.id, &old.region_id);
+        }
+        s.changes.committed(&touched).await;
+    }
+    let status = if registered == Registered::Inserted {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    let location = format!("/api/v1/meters/{}", m.dev_eui);
+    Ok(Answer::json(status, &MeterView::new(m, now))?.at(location))
+}

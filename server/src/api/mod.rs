@@ -1,0 +1,421 @@
+//! The REST API under `/api/v1`: JSON, keyset pagination, API keys with roles, errors as
+//! problem JSON, and an LRU of serialized responses kept coherent by generations
+//! ([`crate::cache`]).
+//!
+//! One warp filter takes every request under `/api/v1` and dispatches it through the route
+//! table ([`routes::ROUTES`]): the same table checks roles and generates the OpenAPI document.
+//! HTTPS belongs to a reverse proxy in front (docs/api.md).
+
+pub mod auth;
+pub mod error;
+mod handlers;
+pub mod input;
+pub mod openapi;
+pub mod routes;
+pub mod views;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use firmware_protocol::clock::Clock;
+use futures_util::StreamExt;
+use serde::Serialize;
+use warp::http::{HeaderValue, StatusCode};
+use warp::{Buf, Filter, Reply};
+
+use crate::cache::{Changes, ResponseCache, Tag};
+use crate::mqtt::Template;
+use crate::storage::Store;
+use crate::time::now_utc;
+use auth::{Caller, KeyRing};
+use error::Problem;
+use routes::{Match, Route};
+
+/// Everything a request handler may use.
+pub struct ApiState {
+    /// The store.
+    pub store: Store,
+    /// The shared clock: every "now" of the API.
+    pub clock: Clock,
+    /// Where writes announce themselves (and the cache they invalidate).
+    pub changes: Changes,
+    /// The keys that may call.
+    pub keys: KeyRing,
+    /// The event topic template (to replay quarantined messages).
+    pub template: Template,
+    /// The largest request body accepted, bytes.
+    pub max_body_bytes: usize,
+    /// The rules a replayed message is planned with, as the bridge would.
+    pub policy: crate::uplink::classify::Policy,
+    /// The command queue.
+    pub downlinks: crate::downlink::Downlinks,
+}
+
+impl ApiState {
+    /// The application's time now.
+    pub fn now(&self) -> DateTime<Utc> {
+        now_utc(&self.clock)
+    }
+
+    fn cache(&self) -> &ResponseCache {
+        self.changes.cache()
+    }
+}
+
+/// The API: cheap to clone.
+#[derive(Clone)]
+pub struct Api {
+    state: Arc<ApiState>,
+}
+
+/// A request as the handlers see it.
+pub struct Request<'a> {
+    /// The state.
+    pub state: &'a ApiState,
+    /// The route.
+    pub route: &'static Route,
+    /// Path parameters, in the route's order (percent-decoded).
+    pub params: Vec<String>,
+    /// The raw query string.
+    pub query: &'a str,
+    /// The body.
+    pub body: &'a [u8],
+    /// The caller (every route but the OpenAPI document has one).
+    pub caller: Option<Caller>,
+    /// Whether the client asked to bypass the cache (`Cache-Control: no-cache`).
+    pub no_cache: bool,
+}
+
+impl Request<'_> {
+    /// Path parameter `i`.
+    pub fn param(&self, i: usize) -> &str {
+        self.params.get(i).map_or("", String::as_str)
+    }
+
+    /// Who is calling, for the audit columns.
+    pub fn caller_name(&self) -> String {
+        self.caller
+            .as_ref()
+            .map_or_else(|| "anonymous".to_owned(), |c| c.name.clone())
+    }
+}
+
+/// A success answer.
+pub struct Answer {
+    status: StatusCode,
+    body: Option<Arc<[u8]>>,
+    location: Option<String>,
+    cache: Option<&'static str>,
+}
+
+impl Answer {
+    /// JSON with this status.
+    pub fn json(status: StatusCode, value: &impl Serialize) -> Result<Answer, Problem> {
+        let body = serde_json::to_vec(value).map_err(|e| Problem::internal(&e))?;
+        Ok(Answer {
+            status,
+            body: Some(body.into()),
+            location: None,
+            cache: None,
+        })
+    }
+
+    /// 200 with JSON.
+    pub fn ok(value: &impl Serialize) -> Result<Answer, Problem> {
+        Answer::json(StatusCode::OK, value)
+    }
+
+    /// No body.
+    pub fn empty(status: StatusCode) -> Answer {
+        Answer {
+            status,
+            body: None,
+            location: None,
+            cache: None,
+        }
+    }
+
+    /// With a `Location` header.
+    pub fn at(mut self, location: String) -> Answer {
+        self.location = Some(location);
+        self
+    }
+}
+
+/// A response computed on a cache miss: its body, what it depends on, and the application
+/// time after which it may change without a write.
+pub struct Fresh {
+    /// JSON body.
+    pub body: Vec<u8>,
+    /// Tags it depends on.
+    pub tags: Vec<Tag>,
+    /// When it may change without a write.
+    pub valid_until: Option<DateTime<Utc>>,
+}
+
+impl Fresh {
+    /// Serializes `value`.
+    pub fn new(
+        value: &impl Serialize,
+        tags: Vec<Tag>,
+        valid_until: Option<DateTime<Utc>>,
+    ) -> Result<Fresh, Problem> {
+        Ok(Fresh {
+            body: serde_json::to_vec(value).map_err(|e| Problem::internal(&e))?,
+            tags,
+            valid_until,
+        })
+    }
+}
+
+/// Serves `key` from the cache, or computes, stores and serves it. The generation is read
+/// before `compute` starts, so a write committed meanwhile leaves the stored entry stale.
+pub async fn cached<F, Fut>(req: &Request<'_>, key: String, compute: F) -> Result<Answer, Problem>
+where
+    F: FnOnce() -> Fut,
+    Fut: Future<Output = Result<Fresh, Problem>>,
+{
+    let cache = req.state.cache();
+    let now = req.state.now();
+    if !req.no_cache
+        && let Some(body) = cache.get(&key, now)
+    {
+        return Ok(Answer {
+            status: StatusCode::OK,
+            body: Some(body),
+            location: None,
+            cache: Some("hit"),
+        });
+    }
+    let generation = cache.generation();
+    let fresh = compute().await?;
+    let body: Arc<[u8]> = fresh.body.into();
+    // A bypassing read leaves the cache as it was: it is how clients (and the coherence
+    // tests) compare the cache with the database.
+    if !req.no_cache {
+        cache.insert(key, body.clone(), fresh.tags, generation, fresh.valid_until);
+    }
+    Ok(Answer {
+        status: StatusCode::OK,
+        body: Some(body),
+        location: None,
+        cache: Some(if req.no_cache { "bypass" } else { "miss" }),
+    })
+}
+
+impl Api {
+    /// The API over these parts.
+    pub fn new(state: ApiState) -> Api {
+        Api {
+            state: Arc::new(state),
+        }
+    }
+
+    /// The state (tests and the key refresher use it).
+    pub fn state(&self) -> &ApiState {
+        &self.state
+    }
+
+    /// The filter serving everything under `/api/v1`.
+    pub fn filter(
+        &self,
+    ) -> impl Filter<Extract = (warp::reply::Response,), Error = warp::Rejection> + Clone + use<>
+    {
+        let state = self.state.clone();
+        warp::path("api")
+            .and(warp::path("v1"))
+            .and(warp::path::tail())
+            .and(warp::method())
+            .and(warp::query::raw().or(warp::any().map(String::new)).unify())
+            .and(warp::header::headers_cloned())
+            .and(warp::body::stream())
+            .then(
+                move |tail: warp::path::Tail,
+                      method: warp::http::Method,
+                      query: String,
+                      headers: warp::http::HeaderMap,
+                      body| {
+                    let state = state.clone();
+                    async move {
+                        let limit = state.max_body_bytes;
+                        let body = match read_body(body, limit).await {
+                            Ok(b) => b,
+                            Err(p) => return problem_response(&p),
+                        };
+                        dispatch(
+                            &state,
+                            method.as_str(),
+                            tail.as_str(),
+                            &query,
+                            &headers,
+                            &body,
+                        )
+                        .await
+                    }
+                },
+            )
+    }
+}
+
+/// Collects a body of at most `limit` bytes, refusing more as soon as it arrives.
+async fn read_body<S, B>(body: S, limit: usize) -> Result<Vec<u8>, Problem>
+where
+    S: futures_util::Stream<Item = Result<B, warp::Error>>,
+    B: Buf,
+{
+    let mut out = Vec::new();
+    let mut body = std::pin::pin!(body);
+    while let Some(chunk) = body.next().await {
+        let mut chunk =
+            chunk.map_err(|_| Problem::bad_field("body", "the body could not be read"))?;
+        if out.len() + chunk.remaining() > limit {
+            return Err(Problem::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("the body is larger than {limit} bytes"),
+            )
+            .with_field("body"));
+        }
+        while chunk.has_remaining() {
+            let part = chunk.chunk();
+            out.extend_from_slice(part);
+            let n = part.len();
+            chunk.advance(n);
+        }
+    }
+    Ok(out)
+}
+
+fn percent_decode(segment: &str) -> Option<String> {
+    let bytes = segment.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = segment.get(i + 1..i + 3)?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+async fn dispatch(
+    state: &ApiState,
+    method: &str,
+    tail: &str,
+    query: &str,
+    headers: &warp::http::HeaderMap,
+    body: &[u8],
+) -> warp::reply::Response {
+    let segments: Vec<&str> = tail.trim_end_matches('/').split('/').collect();
+    let (route, raw_params) = match routes::find(method, &segments) {
+        Match::Found(r, p) => (r, p),
+        Match::WrongMethod(allowed) => {
+            let mut r = problem_response(&Problem::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                format!("this path takes {}", allowed.join(", ")),
+            ));
+            if let Ok(v) = HeaderValue::from_str(&allowed.join(", ")) {
+                r.headers_mut().insert("allow", v);
+            }
+            return r;
+        }
+        Match::NotFound => {
+            return problem_response(&Problem::not_found(format!(
+                "no route /api/v1/{tail}; see /api/v1/openapi.json"
+            )));
+        }
+    };
+    let mut params = Vec::with_capacity(raw_params.len());
+    for p in raw_params {
+        match percent_decode(&p) {
+            Some(d) => params.push(d),
+            None => {
+                return problem_response(&Problem::bad_field(
+                    "path",
+                    "a path segment is not valid percent-encoded UTF-8",
+                ));
+            }
+        }
+    }
+    let caller = match route.role {
+        None => None,
+        Some(needed) => {
+            let header = headers.get("authorization").and_then(|v| v.to_str().ok());
+            let Some(caller) = auth::bearer(header).and_then(|s| state.keys.verify(s)) else {
+                let mut r = problem_response(&Problem::new(
+                    StatusCode::UNAUTHORIZED,
+                    "an API key is required: Authorization: Bearer <key>",
+                ));
+                r.headers_mut()
+                    .insert("www-authenticate", HeaderValue::from_static("Bearer"));
+                return r;
+            };
+            if caller.role < needed {
+                return problem_response(&Problem::new(
+                    StatusCode::FORBIDDEN,
+                    format!(
+                        "this needs the {} role; the key has {}",
+                        needed.as_str(),
+                        caller.role.as_str()
+                    ),
+                ));
+            }
+            Some(caller)
+        }
+    };
+    let no_cache = headers
+        .get("cache-control")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("no-cache"));
+    let req = Request {
+        state,
+        route,
+        params,
+        query,
+        body,
+        caller,
+        no_cache,
+    };
+    match handlers::handle(&req).await {
+        Ok(a) => answer_response(a),
+        Err(p) => problem_response(&p),
+    }
+}
+
+fn answer_response(a: Answer) -> warp::reply::Response {
+    let mut r = match &a.body {
+        Some(b) => b.to_vec().into_response(),
+        None => Vec::new().into_response(),
+    };
+    *r.status_mut() = a.status;
+    let h = r.headers_mut();
+    if a.body.is_some() {
+        h.insert("content-type", HeaderValue::from_static("application/json"));
+    } else {
+        h.remove("content-type");
+    }
+    if let Some(l) = a.location.and_then(|l| HeaderValue::from_str(&l).ok()) {
+        h.insert("location", l);
+    }
+    if let Some(c) = a.cache {
+        h.insert("x-cache", HeaderValue::from_static(c));
+    }
+    r
+}
+
+/// A problem as a response.
+pub fn problem_response(p: &Problem) -> warp::reply::Response {
+    let body = serde_json::to_vec(p).unwrap_or_default();
+    let mut r = body.into_response();
+    *r.status_mut() = p.status_code();
+    r.headers_mut().insert(
+        "content-type",
+        HeaderValue::from_static("application/problem+json"),
+    );
+    r
+}

@@ -1,0 +1,14 @@
+//! The REST API end to end: real HTTP into a server on a real broker and database (SQLite and,
+//! when configured, PostgreSQL).
+
+#[path = "../bridge/support.rs"]
+#[allow(dead_code)]
+mod bridge;
+
+mod auth;
+mod bad_input;
+mod cache;
+mod commands;
+mod openapi;
+mod routes;
+mod support;

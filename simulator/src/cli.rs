@@ -1,0 +1,184 @@
+//! The command line of `meterhub-sim`: subcommands and their flags.
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+use meterhub_sim::faults::Faults;
+use meterhub_sim::fleet::FleetSpec;
+
+/// A fleet of simulated LoRaWAN gas and electricity meters for meterhub.
+#[derive(Debug, Parser)]
+#[command(name = "meterhub-sim", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// What to do.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a fleet against an MQTT broker, publishing what ChirpStack would for each uplink.
+    Run(RunArgs),
+    /// Measure how fast the fleet generates uplinks (events built and serialised, no network),
+    /// and the memory it takes.
+    Bench {
+        #[command(flatten)]
+        fleet: FleetArgs,
+        #[command(flatten)]
+        faults: FaultArgs,
+        /// Uplinks to generate.
+        #[arg(long, default_value_t = 2_000_000)]
+        uplinks: u64,
+    },
+    /// Write the fleet's registry (CSV for `meterhub meters import`) and exit.
+    Registry {
+        #[command(flatten)]
+        fleet: FleetArgs,
+    },
+    /// Print valid meter serial numbers (consecutive sequence numbers, check digit computed).
+    Serials {
+        /// How many serials.
+        #[arg(long, default_value_t = 10)]
+        count: u32,
+        /// Manufacturer code, 0–99.
+        #[arg(long, default_value_t = 12)]
+        manufacturer: u8,
+        /// Production year, last two digits.
+        #[arg(long, default_value_t = 26)]
+        year: u8,
+        /// Medium digit: 1 gas, 2 electricity, 3 both.
+        #[arg(long, default_value_t = 1)]
+        medium: u8,
+        /// First sequence number.
+        #[arg(long, default_value_t = 1)]
+        first: u32,
+    },
+}
+
+/// The fleet's make-up.
+#[derive(Debug, Clone, clap::Args)]
+pub struct FleetArgs {
+    /// Number of meters.
+    #[arg(long, default_value_t = 1_000)]
+    pub meters: u32,
+    /// Seed of every random choice: the same seed gives the same run, byte for byte.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Minutes between readings.
+    #[arg(long, default_value_t = 1_440)]
+    pub reporting_interval: u16,
+    /// Share of electricity meters (the rest are gas).
+    #[arg(long, default_value_t = 0.5)]
+    pub electricity_share: f64,
+    /// Share of meters left out of the registry (their data is quarantined by the server).
+    #[arg(long, default_value_t = 0.0)]
+    pub unregistered_share: f64,
+}
+
+/// Faults on demand: rates per uplink (0–1) unless named a share of the fleet.
+#[derive(Debug, Clone, clap::Args)]
+pub struct FaultArgs {
+    /// Uplinks no gateway hears.
+    #[arg(long, default_value_t = 0.0)]
+    pub loss: f64,
+    /// `up` events published twice with the same deduplicationId.
+    #[arg(long, default_value_t = 0.0)]
+    pub duplicates: f64,
+    /// Uplinks that also arrive by a second path, under a new deduplicationId.
+    #[arg(long, default_value_t = 0.0)]
+    pub second_path: f64,
+    /// Uplinks whose events are published after those of the next one to three uplinks.
+    #[arg(long, default_value_t = 0.0)]
+    pub reorder: f64,
+    /// Uplinks whose payload is garbled (no longer decodes).
+    #[arg(long, default_value_t = 0.0)]
+    pub garbled: f64,
+    /// Share of meters whose frames carry a serial with a wrong check digit.
+    #[arg(long, default_value_t = 0.0)]
+    pub bad_serial_share: f64,
+    /// Uplinks that start a silent spell of the meter.
+    #[arg(long, default_value_t = 0.0)]
+    pub silence: f64,
+    /// Longest silent spell, simulated hours.
+    #[arg(long, default_value_t = 72.0)]
+    pub silence_max_hours: f64,
+    /// Readings before which the meter's clock jumps.
+    #[arg(long, default_value_t = 0.0)]
+    pub clock_jumps: f64,
+    /// Largest clock jump, seconds (kept below half the reporting interval).
+    #[arg(long, default_value_t = 3_600)]
+    pub clock_jump_max: i64,
+    /// Uplinks with which the meter restarts its frame counter at 0.
+    #[arg(long, default_value_t = 0.0)]
+    pub f_cnt_resets: f64,
+    /// Delivered uplinks the meter sends again with the same frame counter.
+    #[arg(long, default_value_t = 0.0)]
+    pub retransmissions: f64,
+    /// Play a device profile with frame-counter validation disabled: ChirpStack accepts a
+    /// counter that went back instead of logging UPLINK_F_CNT_RESET and dropping the uplink.
+    #[arg(long)]
+    pub skip_f_cnt_check: bool,
+}
+
+impl FaultArgs {
+    pub fn faults(&self) -> Result<Faults> {
+        let faults = Faults {
+            loss: self.loss,
+            duplicate: self.duplicates,
+            second_path: self.second_path,
+            reorder: self.reorder,
+            garble: self.garbled,
+            bad_serial_share: self.bad_serial_share,
+            silence: self.silence,
+            silence_max_seconds: (self.silence_max_hours * 3_600.0) as i64,
+            clock_jump: self.clock_jumps,
+            clock_jump_max_seconds: self.clock_jump_max,
+            f_cnt_reset: self.f_cnt_resets,
+            retransmission: self.retransmissions,
+            skip_f_cnt_check: self.skip_f_cnt_check,
+        };
+        faults.check().map_err(anyhow::Error::msg)?;
+        Ok(faults)
+    }
+}
+
+impl FleetArgs {
+    pub fn spec(&self) -> FleetSpec {
+        FleetSpec {
+            meters: self.meters,
+            seed: self.seed,
+            reporting_interval_minutes: self.reporting_interval,
+            electricity_share: self.electricity_share,
+            unregistered_share: self.unregistered_share,
+            ..FleetSpec::default()
+        }
+    }
+}
+
+/// `meterhub-sim run`.
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub fleet: FleetArgs,
+    #[command(flatten)]
+    pub faults: FaultArgs,
+    /// MQTT broker (v5), as ChirpStack's integration would publish to.
+    #[arg(long, default_value = "mqtt://127.0.0.1:1883")]
+    pub mqtt_url: String,
+    /// Simulated days to run (forever when absent).
+    #[arg(long)]
+    pub days: Option<f64>,
+    /// Simulated seconds per wall second; 86400 runs a day per second.
+    #[arg(long, default_value_t = 1)]
+    pub clock_speed: u32,
+    /// RFC 3339 instant at which simulated and wall time coincide (needed above speed 1);
+    /// give the server the same two values.
+    #[arg(long)]
+    pub clock_epoch: Option<String>,
+    /// Also write the registry CSV here before starting.
+    #[arg(long)]
+    pub registry: Option<std::path::PathBuf>,
+    /// At the end, write the summary as JSON here: totals, faults by kind, and the readings
+    /// a server must have stored for each meter.
+    #[arg(long)]
+    pub summary_json: Option<std::path::PathBuf>,
+}

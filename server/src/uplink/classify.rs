@@ -81,7 +81,9 @@ impl Parsed {
             {
                 Some(dev_eui)
             }
-            Parsed::Event { event, dev_eui } if link_alarm(event).is_some() => Some(dev_eui),
+            Parsed::Event { event, dev_eui } if matches!(&**event, Event::Log(l) if link_alarm(&l.code).is_some()) => {
+                Some(dev_eui)
+            }
             _ => None,
         }
     }
@@ -301,13 +303,10 @@ fn report(
 }
 
 /// The alarm a `log` event means for its meter: ChirpStack discards the meter's uplinks.
-fn link_alarm(event: &Event) -> Option<&'static str> {
-    match event {
-        Event::Log(l) => match l.code {
-            LogCode::UplinkFCntReset => Some("frameCounterReset"),
-            LogCode::UplinkFCntRetransmission => Some("frameCounterRetransmission"),
-            _ => None,
-        },
+fn link_alarm(code: &LogCode) -> Option<&'static str> {
+    match code {
+        LogCode::UplinkFCntReset => Some("frameCounterReset"),
+        LogCode::UplinkFCntRetransmission => Some("frameCounterRetransmission"),
         _ => None,
     }
 }
@@ -343,7 +342,7 @@ fn log_effects(
             let Some(meter) = ctx.meters.get(dev_eui) else {
                 return Vec::new();
             };
-            let kind = link_alarm(&Event::Log(e.clone())).unwrap_or("frameCounterReset");
+            let kind = link_alarm(&e.code).unwrap_or("frameCounterReset");
             vec![Effect::AlarmRaised(NewAlarm {
                 meter_id: meter.id,
                 kind: kind.to_owned(),

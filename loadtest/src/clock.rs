@@ -29,7 +29,7 @@ use crate::cpu::{Snapshot, Usage};
 use crate::db::Db;
 use crate::event::{self, EventTemplate};
 use crate::ingest::{self, IngestArgs, Labels, SERVER_LABEL};
-use crate::mqtt::{self, Load};
+use crate::mqtt::{self, Load, MeterClocks};
 use crate::pacing::Schedule;
 use crate::progress::{Arrivals, PublishTimes, rate};
 use crate::reader::CommitReader;
@@ -516,7 +516,7 @@ async fn scenario(
         run,
         prefix: String::new(),
         meters: r.meters,
-        first_reading_unix: first_reading.timestamp() + 1,
+        clocks: Arc::new(MeterClocks::new(r.meters, first_reading.timestamp() + 1)),
         template: template.clone(),
         clock_every: u64::from(args.every),
     };

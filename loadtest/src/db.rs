@@ -153,7 +153,8 @@ impl Db {
 
     /// The meters' first reading time for this run: a second after the latest reading stored
     /// (so no reading of this run collides with an earlier run's: a collision would be stored
-    /// as nothing), and no earlier than an hour ago.
+    /// as nothing), and no earlier than `now` (a meter dating its readings in the past would
+    /// look like a drifting clock, and the server would ask it to resynchronise).
     pub async fn first_reading_time(&self, now: DateTime<Utc>) -> Result<DateTime<Utc>> {
         let latest: Option<DateTime<Utc>> = match self {
             Db::Postgres(pool) => sqlx::query_scalar("SELECT max(reading_time) FROM readings")
@@ -172,7 +173,7 @@ impl Db {
                     .context("a reading time that is not RFC 3339")?
             }
         };
-        let floor = now - chrono::Duration::hours(1);
+        let floor = now;
         let first = match latest {
             Some(t) if t >= floor => t + chrono::Duration::seconds(1),
             _ => floor,

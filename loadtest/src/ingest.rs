@@ -11,13 +11,13 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use chrono::Utc;
 
 use crate::cpu::{Process, Snapshot, Usage};
 use crate::db::Db;
 use crate::event::{self, EventTemplate};
-use crate::mqtt::{self, Load, PassThrough};
+use crate::mqtt::{self, Load, MeterClocks, PassThrough};
 use crate::pacing::Schedule;
 use crate::progress::{PublishTimes, rate};
 use crate::reader::CommitReader;
@@ -230,11 +230,11 @@ async fn scenario(
 
     // The run's readings start a second after the probes'.
     let first_reading_unix = first_reading.timestamp() + 1;
-    let load = |prefix: String| Load {
+    let load = |prefix: String, first_reading_unix: i64| Load {
         run,
         prefix,
         meters: args.meters,
-        first_reading_unix,
+        clocks: Arc::new(MeterClocks::new(args.meters, first_reading_unix)),
         template: template.clone(),
         clock_every: 0,
     };
@@ -246,7 +246,7 @@ async fn scenario(
     );
     let broker = broker_phase(
         args,
-        &load(format!("meterhub-loadtest/{run:08x}/")),
+        &load(format!("meterhub-loadtest/{run:08x}/"), first_reading_unix),
         schedule,
         labels,
     )
@@ -264,8 +264,11 @@ async fn scenario(
         Some(addr) => server::fetch_metrics(addr).await.ok(),
         None => None,
     };
-    let (server_phase, stalled) =
-        server_phase(args, &db, &load(String::new()), schedule, labels).await?;
+    // Readings dated from now on: after the probes', so that the count below is this
+    // phase's alone.
+    let server_first = first_reading_unix.max(Utc::now().timestamp() + 1);
+    let server_load = load(String::new(), server_first);
+    let (server_phase, stalled) = server_phase(args, &db, &server_load, schedule, labels).await?;
     let counters = match (http, before) {
         (Some(addr), Some(before)) => server::fetch_metrics(addr).await.ok().and_then(|after| {
             ServerCounters::between(&before, &after, server_phase.span.as_secs_f64())
@@ -273,11 +276,12 @@ async fn scenario(
         _ => None,
     };
 
-    let rounds = total.div_ceil(u64::from(args.meters)) as i64;
+    let last_reading = chrono::DateTime::from_timestamp(server_load.clocks.latest(), 0)
+        .context("a reading time out of range")?;
     let readings = db
         .readings_between(
-            first_reading + chrono::Duration::seconds(1),
-            first_reading + chrono::Duration::seconds(rounds),
+            chrono::DateTime::from_timestamp(server_first, 0).context("time out of range")?,
+            last_reading,
         )
         .await?;
     db.close().await;
@@ -313,7 +317,7 @@ pub async fn probe(
         run: probe_run,
         prefix: String::new(),
         meters: args.meters,
-        first_reading_unix,
+        clocks: Arc::new(MeterClocks::new(args.meters, first_reading_unix)),
         template: template.clone(),
         clock_every: 0,
     };

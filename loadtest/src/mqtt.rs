@@ -2,7 +2,7 @@
 //! subscriber (automatic acknowledgements) for the broker's pass-through measurement.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
@@ -59,8 +59,8 @@ pub struct Load {
     pub prefix: String,
     /// Meters in the fleet.
     pub meters: u32,
-    /// Unix time of every meter's first reading in this run; reading `r` is `r` seconds later.
-    pub first_reading_unix: i64,
+    /// Each meter's clock: the time its readings are dated.
+    pub clocks: Arc<MeterClocks>,
     /// The event JSON.
     pub template: Arc<EventTemplate>,
     /// One event in this many is a clock request (AppTimeReq) instead of a reading; 0 for
@@ -77,7 +77,7 @@ impl Load {
             let frame = event::clock_frame(meter_clock, event::clock_token(seq))?;
             (firmware_protocol::PORT_CLOCK_SYNC, frame)
         } else {
-            let reading_unix = self.first_reading_unix + round as i64;
+            let reading_unix = self.clocks.next(meter, now.timestamp());
             // A cumulative volume that grows with every reading, as a real meter's does.
             let litres = (round as u32).wrapping_mul(37).wrapping_add(meter);
             let frame = event::reading_frame(event::serial(meter)?, reading_unix, litres)?;
@@ -97,6 +97,55 @@ impl Load {
             },
         );
         Ok((event::topic(&self.prefix, meter), payload))
+    }
+}
+
+/// The meters' clocks. A reading is dated when it is sent, as a meter with a right clock
+/// dates it, so that the server sees no drift to correct; but never at or before the meter's
+/// previous reading, because a meter's readings are told apart by their time. A meter that
+/// reports more than once a second therefore runs ahead: keep the fleet at least as large as
+/// the rate.
+#[derive(Debug)]
+pub struct MeterClocks {
+    /// Per meter (index = meter − 1), the time of its latest reading.
+    last: Vec<AtomicI64>,
+}
+
+impl MeterClocks {
+    /// Clocks for `meters` meters whose readings start at `first_unix` or later.
+    pub fn new(meters: u32, first_unix: i64) -> MeterClocks {
+        MeterClocks {
+            last: (0..meters.max(1))
+                .map(|_| AtomicI64::new(first_unix - 1))
+                .collect(),
+        }
+    }
+
+    /// The time of meter `meter`'s next reading, sent at `now_unix`.
+    pub fn next(&self, meter: u32, now_unix: i64) -> i64 {
+        let Some(last) = (meter as usize)
+            .checked_sub(1)
+            .and_then(|i| self.last.get(i))
+        else {
+            return now_unix;
+        };
+        let mut seen = last.load(Ordering::Relaxed);
+        loop {
+            let t = now_unix.max(seen + 1);
+            match last.compare_exchange_weak(seen, t, Ordering::Relaxed, Ordering::Relaxed) {
+                Ok(_) => return t,
+                Err(current) => seen = current,
+            }
+        }
+    }
+
+    /// The latest reading time handed out to any meter.
+    pub fn latest(&self) -> i64 {
+        self.last
+            .iter()
+            .map(|t| t.load(Ordering::Relaxed))
+            .max()
+            .unwrap_or(i64::MIN)
     }
 }
 
@@ -372,6 +421,20 @@ impl PassThrough {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn meters_date_readings_when_sent_and_never_twice_at_one_time() {
+        let clocks = MeterClocks::new(2, 1_000);
+        // Sent later than the first reading time: dated when sent.
+        assert_eq!(clocks.next(1, 2_000), 2_000);
+        // Sent again within the same second: a second later, so the time stays unique.
+        assert_eq!(clocks.next(1, 2_000), 2_001);
+        assert_eq!(clocks.next(1, 2_000), 2_002);
+        // Each meter keeps its own time; none reads before the first reading time.
+        assert_eq!(clocks.next(2, 500), 1_000);
+        assert_eq!(clocks.next(1, 2_010), 2_010);
+        assert_eq!(clocks.latest(), 2_010);
+    }
 
     #[test]
     fn broker_urls_give_host_and_port() {

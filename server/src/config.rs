@@ -409,7 +409,7 @@ impl Settings {
                 )
             })?;
         self.clock_epoch()?;
-        // Twice the batch is the MQTT receive maximum, a 16-bit number.
+        // The MQTT receive maximum, a 16-bit number, is a multiple of the batch (capped).
         if !(1..=32_767).contains(&self.ingest.batch_size) {
             bail!("ingest.batch_size must be between 1 and 32767");
         }

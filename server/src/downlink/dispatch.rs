@@ -58,22 +58,22 @@ pub async fn run(
             t = tapped.recv() => match t { Some(t) => t, None => break },
             _ = shutdown.cancelled() => break,
         };
-        let Some((dev_eui, application_id, up)) = read(&template, &t.publish) else {
+        let Some(uplink) = read(&template, &t.publish) else {
             continue;
         };
-        if up.f_port == u32::from(PORT_CLOCK_SYNC) {
+        if let Some(up) = clock_request(&t.publish) {
             answer(
                 &downlinks,
                 &publisher,
                 &metrics,
                 &mut answered,
-                &dev_eui,
-                &application_id,
+                &uplink,
                 &up,
                 t.received,
             )
             .await;
         }
+        let dev_eui = uplink.dev_eui;
         if downlinks.has_pending(&dev_eui) && release_tx.try_send(dev_eui).is_err() {
             metrics.dispatcher_dropped.inc();
         }
@@ -82,34 +82,63 @@ pub async fn run(
     let _ = releaser.await;
 }
 
-/// The device, its application and the event, when the message is an `up` event.
-fn read(template: &Template, publish: &Publish) -> Option<(String, String, UplinkEvent)> {
+/// Where an `up` event came from, read off its topic.
+struct Source {
+    /// Lowercase.
+    dev_eui: String,
+    /// From the topic; `None` when the topic template has no application id, in which case
+    /// the event's `deviceInfo` names it.
+    application_id: Option<String>,
+}
+
+/// The source of an `up` event; `None` for other events.
+fn read(template: &Template, publish: &Publish) -> Option<Source> {
     let topic = std::str::from_utf8(&publish.topic).ok()?;
     let parts = template.parse_topic(topic)?;
     if parts.kind != "up" {
         return None;
     }
-    // Malformed events are the bridge's to quarantine; nothing to answer here.
-    let up: UplinkEvent = serde_json::from_slice(&publish.payload).ok()?;
-    let dev_eui = parts.dev_eui.to_ascii_lowercase();
-    let application_id = parts
-        .application_id
-        .map(str::to_owned)
-        .or_else(|| up.device_info.as_ref().map(|d| d.application_id.clone()))?;
-    Some((dev_eui, application_id, up))
+    Some(Source {
+        dev_eui: parts.dev_eui.to_ascii_lowercase(),
+        application_id: parts.application_id.map(str::to_owned),
+    })
 }
 
-#[allow(clippy::too_many_arguments)]
+/// Just the port of an `up` event: every uplink passes through here, and only clock requests
+/// need the whole event, so the rest is skipped rather than built.
+#[derive(serde::Deserialize)]
+struct Port {
+    #[serde(rename = "fPort", default)]
+    f_port: u32,
+}
+
+/// The event, when it carries a clock-synchronisation frame. Malformed events are the
+/// bridge's to quarantine; nothing to answer here.
+fn clock_request(publish: &Publish) -> Option<UplinkEvent> {
+    let port: Port = serde_json::from_slice(&publish.payload).ok()?;
+    if port.f_port != u32::from(PORT_CLOCK_SYNC) {
+        return None;
+    }
+    serde_json::from_slice(&publish.payload).ok()
+}
+
 async fn answer(
     downlinks: &Downlinks,
     publisher: &Publisher,
     metrics: &Metrics,
     answered: &mut Remembered,
-    dev_eui: &str,
-    application_id: &str,
+    source: &Source,
     up: &UplinkEvent,
     received: Instant,
 ) {
+    let dev_eui = source.dev_eui.as_str();
+    let Some(application_id) = source
+        .application_id
+        .as_deref()
+        .or_else(|| up.device_info.as_ref().map(|d| d.application_id.as_str()))
+    else {
+        return;
+    };
     let Some(command) = clock_answer(downlinks, dev_eui, up) else {
         return;
     };

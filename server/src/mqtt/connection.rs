@@ -1,10 +1,12 @@
 //! The MQTT v5 connection: options for a persistent session with manual acknowledgements, and
 //! the one task that owns rumqttc's event loop.
 //!
-//! The task only polls. It hands every incoming publish to a bounded channel and never waits
-//! on the database. A broker should stop sending at the receive maximum of unacknowledged
-//! messages (Mosquitto 2.0.11 overshoots it when acknowledgements lag), so while the writer
-//! commits, messages mostly wait at the broker, not here.
+//! The task only polls. It hands every incoming publish to the writer's channel, and every
+//! uplink to the downlink dispatcher, and never waits on the database. The channel has room
+//! for more than the receive maximum of unacknowledged messages, at which a broker stops
+//! sending (Mosquitto 2.0.11 overshoots it when acknowledgements lag): the window, not this
+//! task, is what holds the broker back while the writer commits, so a clock request inside it
+//! is read and answered at once.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -164,11 +166,16 @@ pub fn connect(
     tap: Option<mpsc::Sender<Tapped>>,
     shutdown: CancellationToken,
 ) -> Result<MqttLink> {
-    // Twice the batch: one batch can fill while the previous one commits.
-    let receive_maximum = u16::try_from(batch_size.saturating_mul(2)).unwrap_or(u16::MAX);
+    let receive_maximum =
+        u16::try_from(batch_size.saturating_mul(RECEIVE_WINDOW_BATCHES)).unwrap_or(u16::MAX);
     let options = options(settings, receive_maximum)?;
     let (client, eventloop) = AsyncClient::new(options, REQUEST_CAPACITY);
-    let (tx, inbound) = mpsc::channel(batch_size.max(1));
+    // Room for everything the broker may have in flight to us, and more: the broker stops at
+    // the receive maximum until the writer acknowledges, so this channel is what holds the
+    // backlog, and the task polling the connection never has to wait for the writer. Were it
+    // to wait, messages already on the socket would sit unread, and with them the clock
+    // requests the dispatcher must answer within the device's receive window.
+    let (tx, inbound) = mpsc::channel(usize::from(receive_maximum).saturating_mul(INBOUND_SLACK));
     let session = Arc::new(AtomicU64::new(0));
     let task = tokio::spawn(poll(
         eventloop,
@@ -194,6 +201,19 @@ pub fn connect(
 /// client (packet ids are 16 bits), so there are never more acknowledgements pending than
 /// that, redeliveries included twice over.
 const REQUEST_CAPACITY: usize = 2 * 65_536;
+
+/// The receive maximum, in batches: how many unacknowledged messages the broker may have out
+/// to us. Acknowledgements go out only after a batch commits, so the window must hold the
+/// batch being committed, the one filling meanwhile, and room to spare: when it is full the
+/// broker holds every further message, clock requests included, until a commit ends, and a
+/// clock answer must reach ChirpStack within the uplink's receive window (~100 ms), which is
+/// about the time a full batch can take to commit. Eight batches (4 000 messages, about 5 MB
+/// of events, by default) keep requests flowing up to the bridge's maximum rate.
+const RECEIVE_WINDOW_BATCHES: usize = 8;
+
+/// The writer's channel holds this many times the receive maximum. More than one: Mosquitto
+/// 2.0 was seen sending beyond the receive maximum while acknowledgements lag.
+const INBOUND_SLACK: usize = 4;
 
 /// How long the task keeps polling after shutdown so that the last acknowledgements and the
 /// DISCONNECT reach the broker.
@@ -294,9 +314,10 @@ async fn poll(
                     received: Instant::now(),
                     session: session.load(Ordering::SeqCst),
                 };
-                // Waits while the writer is behind; the writer never waits on this task in
-                // turn (its acknowledgements are offered without blocking), so the two cannot
-                // hold each other up.
+                // Waits only if the broker sends far beyond the receive maximum (the channel
+                // has room for four times it); the writer never waits on this task in turn
+                // (its acknowledgements are offered without blocking), so the two cannot hold
+                // each other up.
                 tokio::select! {
                     r = tx.send(item) => if r.is_err() {
                         // The writer has finished: keep polling so that its last

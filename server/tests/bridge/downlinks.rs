@@ -11,7 +11,8 @@ use meterhub::downlink::clock_sync::answer_id;
 use meterhub::downlink::{CommandKind, CommandRequest};
 use meterhub::storage::Store;
 use serde_json::json;
-use test_support::Dialect;
+use sqlx::ConnectOptions;
+use test_support::{Dialect, TestDb};
 
 use crate::support::{
     APP, CommandListener, Env, Publisher, Server, event, reading_frame, topic, up_event, wait_for,
@@ -189,6 +190,75 @@ async fn clock_requests_get_exactly_one_answer(dialect: Dialect) {
         .expect("recorded");
     assert_eq!((first.fport, first.state.as_str()), (202, "queued"));
     server.stop().await;
+}
+
+/// A clock request is answered while the writer cannot commit: the bridge reads it off the
+/// connection even with several batches of readings waiting unacknowledged before it. The
+/// device has ~100 ms to get its answer; a commit can take that long, a stalled one longer.
+#[tokio::test]
+async fn clock_requests_are_answered_while_batches_wait_to_commit() {
+    let Some(env) = Env::new(Dialect::Sqlite).await else {
+        return;
+    };
+    let TestDb::Sqlite(db) = &env.db else {
+        unreachable!("a SQLite environment");
+    };
+    const BATCH: usize = 10;
+    let meters = env.register(3 * BATCH as u32 + 1).await;
+    let mut settings = env.settings(&format!("dl-{}", uuid::Uuid::new_v4()));
+    settings.ingest.batch_size = BATCH;
+    settings.ingest.max_wait_ms = 20;
+    let server = Server::start(settings).await;
+    let mut chirpstack = CommandListener::connect(&env.broker, "cs-down-held").await;
+    let mut publisher = Publisher::connect(&env.broker, "cs-up-held").await;
+    // The server is subscribed once a first uplink is stored.
+    let (first, serial) = &meters[0];
+    uplink(&mut publisher, first, *serial, &mut 0).await;
+    publisher.flush().await;
+    assert_eq!(wait_for(WAIT, 1, || readings(&env.store)).await, 1);
+
+    // Another connection takes SQLite's write lock: from now on no batch commits, and no
+    // reading is acknowledged to the broker.
+    let mut lock = db.connect_options().connect().await.expect("a connection");
+    sqlx::query("BEGIN EXCLUSIVE")
+        .execute(&mut lock)
+        .await
+        .expect("take the write lock");
+    // Three batches of readings: more than a receive maximum of two batches would let the
+    // broker send before some are acknowledged.
+    for (dev_eui, serial) in &meters[1..] {
+        uplink(&mut publisher, dev_eui, *serial, &mut 0).await;
+    }
+    let dev_eui = &meters[0].0;
+    let dedup = uuid::Uuid::new_v4().to_string();
+    let request = up_event(
+        dev_eui,
+        &dedup,
+        2,
+        202,
+        &app_time_req(gps_now() - 10, 3, false),
+    );
+    publisher.publish(topic(dev_eui, "up"), request).await;
+    publisher.flush().await;
+    let answer = chirpstack.next(WAIT).await;
+    let stored_meanwhile = readings(&env.store).await;
+    sqlx::query("COMMIT")
+        .execute(&mut lock)
+        .await
+        .expect("release the write lock");
+
+    let (_, down) = answer.expect("an answer while no batch could commit");
+    assert_eq!(down.id, Some(answer_id(&dedup)));
+    assert_eq!(stored_meanwhile, 1, "the writer was held up throughout");
+    // And nothing was lost to the wait.
+    let all = 3 * BATCH as i64 + 1;
+    assert_eq!(wait_for(WAIT, all, || readings(&env.store)).await, all);
+    server.stop().await;
+}
+
+/// Readings stored.
+async fn readings(store: &Store) -> i64 {
+    store.count_readings().await.expect("count")
 }
 
 async fn commands_wait_for_an_uplink_and_follow_chirpstacks_reports(dialect: Dialect) {

@@ -291,6 +291,17 @@ impl Touched {
         self.regions.insert(region.to_owned());
     }
 
+    /// Adds a meter alone, for a write that changes nothing a region's responses show (its
+    /// commands).
+    pub fn add_meter(&mut self, id: i64) {
+        self.meters.insert(id);
+    }
+
+    /// Whether nothing was touched.
+    pub fn is_empty(&self) -> bool {
+        self.meters.is_empty() && self.regions.is_empty()
+    }
+
     fn tags(&self) -> impl Iterator<Item = Tag> + '_ {
         self.meters
             .iter()

@@ -496,13 +496,14 @@ impl Store {
     ) -> Result<bool> {
         on_writer!(
             self,
-            |c, q| q::report(c, id, reported, deadline, now).await,
+            |c, q| Ok(q::report(c, id, reported, deadline, now).await?.is_some()),
             commands
         )
     }
 
-    /// Expires unsent commands and fails unanswered ones; (expired, failed).
-    pub async fn sweep_commands(&self, now: DateTime<Utc>) -> Result<(u64, u64)> {
+    /// Expires unsent commands and fails unanswered ones; the meters of the commands
+    /// (expired, failed).
+    pub async fn sweep_commands(&self, now: DateTime<Utc>) -> Result<(Vec<i64>, Vec<i64>)> {
         in_transaction!(self, |c, q| q::sweep(c, now).await, commands)
     }
 

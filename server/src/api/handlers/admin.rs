@@ -153,6 +153,9 @@ pub async fn replay(req: &Request<'_>) -> Result<Answer, Problem> {
     for m in meters.values() {
         touched.add(m.id, &m.region_id);
     }
+    for id in &outcome.command_meters {
+        touched.add_meter(*id);
+    }
     s.changes.committed(&touched).await;
     Answer::ok(&ReplayView {
         id,

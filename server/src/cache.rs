@@ -310,12 +310,46 @@ impl Touched {
     }
 }
 
+/// A region id inside a payload: `%`, `,` and `|` percent-encoded, as a region id may hold
+/// any of them and the payload is split on the last two.
+fn escape_region(r: &str) -> String {
+    let mut out = String::with_capacity(r.len());
+    for c in r.chars() {
+        match c {
+            '%' => out.push_str("%25"),
+            ',' => out.push_str("%2C"),
+            '|' => out.push_str("%7C"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// The inverse of [`escape_region`]; `None` for a malformed escape.
+fn unescape_region(r: &str) -> Option<String> {
+    let mut out = String::with_capacity(r.len());
+    let mut rest = r;
+    while let Some(i) = rest.find('%') {
+        out.push_str(&rest[..i]);
+        let code = rest.get(i + 1..i + 3)?;
+        out.push(match code {
+            "25" => '%',
+            "2C" => ',',
+            "7C" => '|',
+            _ => return None,
+        });
+        rest = &rest[i + 3..];
+    }
+    out.push_str(rest);
+    Some(out)
+}
+
 /// Encodes what was touched as NOTIFY payloads: `SENDER|m:1,2|r:north,south`, each under
 /// the size limit, or a single `SENDER|*` when that would take too many.
 pub fn encode(sender: Uuid, t: &Touched) -> Vec<String> {
     let head = format!("{sender}|");
     // Region ids are short (at most 64 characters) and few; every chunk carries them all.
-    let regions: Vec<&str> = t.regions.iter().map(String::as_str).collect();
+    let regions: Vec<String> = t.regions.iter().map(|r| escape_region(r)).collect();
     let region_part = format!("|r:{}", regions.join(","));
     if head.len() + region_part.len() + 16 > MAX_PAYLOAD {
         return vec![format!("{head}*")];
@@ -372,8 +406,14 @@ pub fn decode(me: Uuid, payload: &str) -> Notice {
                 }
             }
         } else if let Some(list) = part.strip_prefix("r:") {
-            t.regions
-                .extend(list.split(',').filter(|s| !s.is_empty()).map(str::to_owned));
+            for r in list.split(',').filter(|s| !s.is_empty()) {
+                match unescape_region(r) {
+                    Some(r) => {
+                        t.regions.insert(r);
+                    }
+                    None => return Notice::Everything,
+                }
+            }
         } else {
             return Notice::Everything;
         }
@@ -413,25 +453,68 @@ impl Changes {
         self.instance
     }
 
-    /// Announces a committed write. Call after the commit and before answering: a failed
-    /// notification is logged (other instances then serve older data until their entries'
-    /// lifetime ends or the next write to the same meters), never an error for the writer.
+    /// Announces a committed write. Call after the commit and before answering. A
+    /// notification that cannot be sent is never an error for the writer (its write is
+    /// committed): it is logged and sent again in the background until it goes through, as
+    /// other instances serve the older data until then.
     pub async fn committed(&self, touched: &Touched) {
         self.cache.bump(touched.tags());
-        if let Store::Postgres(pool) = &self.store {
-            for payload in encode(self.instance, touched) {
-                if let Err(e) = sqlx::query("SELECT pg_notify($1, $2)")
-                    .bind(CHANNEL)
-                    .bind(&payload)
-                    .execute(pool)
-                    .await
-                {
-                    tracing::warn!(error = %e, "cannot notify other instances of a write");
-                }
+        self.notify(encode(self.instance, touched)).await;
+    }
+
+    async fn notify(&self, payloads: Vec<String>) {
+        let Store::Postgres(pool) = &self.store else {
+            return;
+        };
+        let mut unsent = Vec::new();
+        for payload in payloads {
+            if let Err(e) = notify(pool, &payload).await {
+                tracing::warn!(error = %e, "cannot notify other instances of a write; retrying");
+                unsent.push(payload);
             }
+        }
+        if !unsent.is_empty() {
+            tokio::spawn(retry_notify(pool.clone(), unsent));
         }
     }
 }
+
+async fn notify(pool: &sqlx::PgPool, payload: &str) -> Result<(), sqlx::Error> {
+    sqlx::query("SELECT pg_notify($1, $2)")
+        .bind(CHANNEL)
+        .bind(payload)
+        .execute(pool)
+        .await
+        .map(|_| ())
+}
+
+/// Sends notifications that failed, with backoff, for at most [`RETRY_FOR`] (a bound on
+/// what a long outage leaves running; a listener that lost its own connection in it drops
+/// everything when it reconnects anyway).
+async fn retry_notify(pool: sqlx::PgPool, mut unsent: Vec<String>) {
+    let start = Instant::now();
+    let mut backoff = Duration::from_millis(100);
+    while !unsent.is_empty() && start.elapsed() < RETRY_FOR && !pool.is_closed() {
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(5));
+        let mut still = Vec::new();
+        for payload in unsent {
+            if notify(&pool, &payload).await.is_err() {
+                still.push(payload);
+            }
+        }
+        unsent = still;
+    }
+    if !unsent.is_empty() {
+        tracing::error!(
+            notifications = unsent.len(),
+            "gave up notifying other instances of a write; they serve older data until their entries expire"
+        );
+    }
+}
+
+/// How long a failed notification is retried.
+const RETRY_FOR: Duration = Duration::from_secs(600);
 
 /// Listens for other instances' writes (PostgreSQL only) until `shutdown`. Whenever the
 /// connection is lost, notifications may have been missed: everything is bumped.
@@ -570,6 +653,25 @@ mod tests {
         assert_eq!(back, t);
         assert_eq!(decode(other, &payloads[0]), Notice::Own);
         assert_eq!(decode(me, "garbage"), Notice::Everything);
+    }
+
+    #[test]
+    fn region_ids_with_separators_survive_a_notification() {
+        let mut t = Touched::default();
+        for r in ["a,b", "c|d", "100%", "north"] {
+            t.add(1, r);
+        }
+        let payloads = encode(Uuid::new_v4(), &t);
+        assert_eq!(payloads.len(), 1);
+        assert_eq!(
+            decode(Uuid::new_v4(), &payloads[0]),
+            Notice::Touched(t),
+            "{payloads:?}"
+        );
+        assert_eq!(
+            decode(Uuid::new_v4(), &format!("{}|m:|r:%zz", Uuid::new_v4())),
+            Notice::Everything
+        );
     }
 
     #[test]

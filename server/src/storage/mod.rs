@@ -262,6 +262,28 @@ impl Store {
         in_transaction!(self, |c, q| q::register_meter(c, new, now).await, meters)
     }
 
+    /// Registers or updates one meter; also returns its id, read in the same transaction, so
+    /// that the caller can announce the write right after the commit with nothing fallible
+    /// in between.
+    pub async fn register_meter_with_id(
+        &self,
+        new: &NewMeter,
+        now: DateTime<Utc>,
+    ) -> Result<(Registered, i64)> {
+        in_transaction!(
+            self,
+            |c, q| {
+                let registered = q::register_meter(c, new, now).await?;
+                let id = q::meter_by_dev_eui(c, &new.dev_eui)
+                    .await?
+                    .map(|m| m.id)
+                    .ok_or(Error::NotFound)?;
+                Ok::<_, Error>((registered, id))
+            },
+            meters
+        )
+    }
+
     /// The meter with this DevEUI.
     pub async fn meter_by_dev_eui(&self, dev_eui: &str) -> Result<Option<Meter>> {
         on_reader!(self, |c, q| q::meter_by_dev_eui(c, dev_eui).await, meters)

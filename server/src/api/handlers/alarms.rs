@@ -120,25 +120,30 @@ pub async fn alarm(req: &Request<'_>) -> Result<Answer, Problem> {
     Answer::ok(&AlarmView::from(load(req).await?))
 }
 
-async fn announce(req: &Request<'_>, a: &Alarm) -> Result<(), Problem> {
-    let region = req
+/// The region of an alarm's meter, read before the write so that nothing fallible stands
+/// between its commit and its announcement.
+async fn region_of(req: &Request<'_>, a: &Alarm) -> Result<String, Problem> {
+    Ok(req
         .state
         .store
         .meter_by_id(a.meter_id)
         .await?
         .map(|m| m.region_id)
-        .unwrap_or_default();
+        .unwrap_or_default())
+}
+
+async fn announce(req: &Request<'_>, a: &Alarm, region: &str) {
     req.state
         .changes
-        .committed(&Touched::meter(a.meter_id, &region))
+        .committed(&Touched::meter(a.meter_id, region))
         .await;
-    Ok(())
 }
 
 /// POST /alarms/{alarm}/acknowledge
 pub async fn acknowledge(req: &Request<'_>) -> Result<Answer, Problem> {
     let _: NoQuery = input::query(req.query)?;
     let a = load(req).await?;
+    let region = region_of(req, &a).await?;
     let now = req.state.now();
     match req
         .state
@@ -156,7 +161,7 @@ pub async fn acknowledge(req: &Request<'_>) -> Result<Answer, Problem> {
         }
         Err(e) => return Err(e.into()),
     }
-    announce(req, &a).await?;
+    announce(req, &a, &region).await;
     Answer::ok(&AlarmView::from(load(req).await?))
 }
 
@@ -164,13 +169,14 @@ pub async fn acknowledge(req: &Request<'_>) -> Result<Answer, Problem> {
 pub async fn clear(req: &Request<'_>) -> Result<Answer, Problem> {
     let _: NoQuery = input::query(req.query)?;
     let a = load(req).await?;
+    let region = region_of(req, &a).await?;
     if !req.state.store.clear_alarm(a.id, req.state.now()).await? {
         return Err(Problem::conflict(format!(
             "alarm {} is already cleared",
             a.id
         )));
     }
-    announce(req, &a).await?;
+    announce(req, &a, &region).await;
     Answer::ok(&AlarmView::from(load(req).await?))
 }
 

@@ -462,6 +462,13 @@ impl Changes {
         self.notify(encode(self.instance, touched)).await;
     }
 
+    /// Announces a write whose extent is unknown or large (an import by another process):
+    /// every response here and on the other instances is dropped.
+    pub async fn everything_changed(&self) {
+        self.cache.bump_everything();
+        self.notify(vec![format!("{}|*", self.instance)]).await;
+    }
+
     async fn notify(&self, payloads: Vec<String>) {
         let Store::Postgres(pool) = &self.store else {
             return;
@@ -516,12 +523,56 @@ async fn retry_notify(pool: sqlx::PgPool, mut unsent: Vec<String>) {
 /// How long a failed notification is retried.
 const RETRY_FOR: Duration = Duration::from_secs(600);
 
-/// Listens for other instances' writes (PostgreSQL only) until `shutdown`. Whenever the
-/// connection is lost, notifications may have been missed: everything is bumped.
+/// Listens for other instances' and processes' writes until `shutdown`.
+///
+/// On PostgreSQL, through NOTIFY; whenever the connection is lost, notifications may have
+/// been missed: everything is bumped. On SQLite, other processes (`meterhub meters import`
+/// while this one serves) cannot notify: their commits are seen in `PRAGMA data_version`
+/// of this process's writer connection, which changes only for commits by other
+/// connections (this process writes through that one connection alone), and everything is
+/// bumped.
 pub async fn listen(changes: Changes, shutdown: tokio_util::sync::CancellationToken) {
-    let Store::Postgres(pool) = &changes.store else {
-        return;
-    };
+    match &changes.store {
+        Store::Postgres(pool) => listen_postgres(&changes, pool, shutdown).await,
+        Store::Sqlite { writer, .. } => watch_sqlite(&changes, writer, shutdown).await,
+    }
+}
+
+/// How often SQLite's `data_version` is read.
+const SQLITE_POLL: Duration = Duration::from_secs(1);
+
+async fn watch_sqlite(
+    changes: &Changes,
+    writer: &sqlx::SqlitePool,
+    shutdown: tokio_util::sync::CancellationToken,
+) {
+    let mut last: Option<i64> = None;
+    loop {
+        match sqlx::query_scalar::<_, i64>("PRAGMA data_version")
+            .fetch_one(writer)
+            .await
+        {
+            Ok(v) => {
+                if last.is_some_and(|l| l != v) {
+                    tracing::debug!("another process wrote to the database");
+                    changes.cache.bump_everything();
+                }
+                last = Some(v);
+            }
+            Err(e) => tracing::debug!(error = %e, "cannot read data_version"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(SQLITE_POLL) => {}
+            _ = shutdown.cancelled() => return,
+        }
+    }
+}
+
+async fn listen_postgres(
+    changes: &Changes,
+    pool: &sqlx::PgPool,
+    shutdown: tokio_util::sync::CancellationToken,
+) {
     let mut backoff = Duration::from_millis(100);
     loop {
         let mut listener = match sqlx::postgres::PgListener::connect_with(pool).await {

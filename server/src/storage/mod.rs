@@ -157,8 +157,12 @@ impl Store {
                 .foreign_keys(true)
                 // Another process (an import while `serve` runs) may hold the write lock.
                 .busy_timeout(Duration::from_secs(10));
+            // Its one connection is kept for the pool's life: the cache watches its
+            // `data_version` to see other processes' commits (crate::cache::listen).
             let writer = SqlitePoolOptions::new()
                 .max_connections(1)
+                .idle_timeout(None)
+                .max_lifetime(None)
                 .connect_with(options.clone())
                 .await?;
             let reader = SqlitePoolOptions::new()

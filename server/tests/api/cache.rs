@@ -250,6 +250,57 @@ async fn cached_reads_are_never_older_than_a_read_before_them_on_postgres() {
     writers_and_readers(Dialect::Postgres).await;
 }
 
+/// `meterhub meters import` runs as a process of its own while `serve` runs: its writes
+/// reach the server's cache all the same (PostgreSQL: a notification; SQLite: the
+/// database's data version).
+async fn an_import_reaches_a_running_server(dialect: Dialect) {
+    let Some(api) = TestApi::start(dialect).await else {
+        return;
+    };
+    for n in 1..=2 {
+        assert_eq!(
+            api.post("/api/v1/meters", Some(meter_body(n))).await.status,
+            201
+        );
+    }
+    let path = format!("/api/v1/meters/{}", dev_eui(1));
+    let mut hit = false;
+    for _ in 0..100 {
+        api.get(&path).await;
+        if api.get(&path).await.header("x-cache") == Some("hit") {
+            hit = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(hit, "{path} is cached");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("meters.json");
+    let mut moved = meter_body(1);
+    moved["userId"] = json!("imported-customer");
+    std::fs::write(&file, serde_json::to_vec(&json!([moved])).expect("json")).expect("write");
+    let settings = api
+        .env
+        .settings(&format!("import-{}", uuid::Uuid::new_v4()));
+    let report = meterhub::admin::import_meters(&settings, &file)
+        .await
+        .expect("import");
+    assert_eq!(report.updated, 1, "{report}");
+    assert!(converges(api.addr, &api.admin, &path).await, "{path}");
+    assert_eq!(api.get(&path).await.json()["userId"], "imported-customer");
+    api.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_import_reaches_a_running_server_on_sqlite() {
+    an_import_reaches_a_running_server(Dialect::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_import_reaches_a_running_server_on_postgres() {
+    an_import_reaches_a_running_server(Dialect::Postgres).await;
+}
+
 /// Polls `path` on `addr` through the cache until it equals the uncached answer.
 async fn converges(addr: std::net::SocketAddr, key: &str, path: &str) -> bool {
     for _ in 0..100 {

@@ -58,6 +58,9 @@ struct Inner {
     stamps: HashMap<Tag, u64>,
     /// Entries read before this generation are stale whatever their tags.
     floor: u64,
+    /// Tags with a write in flight (begun, not yet committed and bumped), with how many:
+    /// their entries are not served meanwhile, see [`Changes::begin`].
+    writing: HashMap<Tag, u32>,
 }
 
 /// Counters exported at `/metrics`.
@@ -99,6 +102,7 @@ impl ResponseCache {
                 generation: 0,
                 stamps: HashMap::new(),
                 floor: 0,
+                writing: HashMap::new(),
             })),
             ttl,
             stats: Arc::new(CacheStats::default()),
@@ -114,6 +118,16 @@ impl ResponseCache {
     /// The response stored under `key`, if it is still current at application time `now`.
     pub fn get(&self, key: &str, now: DateTime<Utc>) -> Option<Arc<[u8]>> {
         let mut inner = self.lock();
+        // An entry with a write in flight on one of its tags is left in place but not
+        // served: the write may already be visible to a read around the cache.
+        let held = inner
+            .lru
+            .peek(key)
+            .is_some_and(|e| e.tags.iter().any(|t| inner.writing.contains_key(t)));
+        if held {
+            self.stats.misses.fetch_add(1, Ordering::Relaxed);
+            return None;
+        }
         let current = inner.lru.peek(key).map(|e| {
             e.inserted.elapsed() < self.ttl
                 && e.read_generation >= inner.floor
@@ -191,6 +205,36 @@ impl ResponseCache {
         inner.stamps.insert(Tag::All, g);
         for t in tags {
             inner.stamps.insert(t, g);
+        }
+        self.stats.invalidations.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Notes writes in flight on `tags` (and [`Tag::All`]): their entries are not served until
+    /// [`ResponseCache::end_writes`].
+    fn begin_writes(&self, tags: impl IntoIterator<Item = Tag>) {
+        let mut inner = self.lock();
+        for t in tags.into_iter().chain([Tag::All]) {
+            *inner.writing.entry(t).or_insert(0) += 1;
+        }
+    }
+
+    /// Ends the writes begun on `begun` and bumps `changed`, atomically: no read sees the
+    /// tags free before they are stamped.
+    fn end_writes(&self, begun: &[Tag], changed: impl IntoIterator<Item = Tag>) {
+        let mut inner = self.lock();
+        inner.generation += 1;
+        let g = inner.generation;
+        inner.stamps.insert(Tag::All, g);
+        for t in changed.into_iter().chain(begun.iter().cloned()) {
+            inner.stamps.insert(t, g);
+        }
+        for t in begun.iter().chain([&Tag::All]) {
+            if let Some(n) = inner.writing.get_mut(t) {
+                *n -= 1;
+                if *n == 0 {
+                    inner.writing.remove(t);
+                }
+            }
         }
         self.stats.invalidations.fetch_add(1, Ordering::Relaxed);
     }
@@ -453,6 +497,26 @@ impl Changes {
         self.instance
     }
 
+    /// Begins a write that will touch `touched` (as far as it is known before it): until the
+    /// returned [`Pending`] is committed (or dropped), responses depending on it are not
+    /// served from this instance's cache.
+    ///
+    /// A write announced only after its commit leaves a window, between the commit and the
+    /// announcement, in which a read around the cache (or any uncached query) already sees
+    /// the write while the cache still serves the older answer: a client that compares the
+    /// two, or reads twice, sees time go backwards. Short writes that a client waits for
+    /// (the API's) begin first and close that window; the ingest writer and the scheduler,
+    /// whose transactions run back to back, announce after the commit only.
+    pub fn begin(&self, touched: &Touched) -> Pending<'_> {
+        let begun: Vec<Tag> = touched.tags().collect();
+        self.cache.begin_writes(begun.iter().cloned());
+        Pending {
+            changes: self,
+            begun,
+            done: false,
+        }
+    }
+
     /// Announces a committed write. Call after the commit and before answering. A
     /// notification that cannot be sent is never an error for the writer (its write is
     /// committed): it is logged and sent again in the background until it goes through, as
@@ -482,6 +546,46 @@ impl Changes {
         }
         if !unsent.is_empty() {
             tokio::spawn(retry_notify(pool.clone(), unsent));
+        }
+    }
+}
+
+/// A write begun with [`Changes::begin`].
+#[must_use = "a pending write hides its responses until it is committed"]
+pub struct Pending<'a> {
+    changes: &'a Changes,
+    begun: Vec<Tag>,
+    done: bool,
+}
+
+impl Pending<'_> {
+    /// Announces the committed write: what was begun and anything learnt since (a new
+    /// meter's id), here at once and to the other instances.
+    pub async fn committed(mut self, touched: &Touched) {
+        self.done = true;
+        self.changes.cache.end_writes(&self.begun, touched.tags());
+        let mut all = touched.clone();
+        for t in &self.begun {
+            match t {
+                Tag::Meter(id) => all.add_meter(*id),
+                Tag::Region(r) => {
+                    all.regions.insert(r.clone());
+                }
+                Tag::All => {}
+            }
+        }
+        self.changes
+            .notify(encode(self.changes.instance, &all))
+            .await;
+    }
+}
+
+impl Drop for Pending<'_> {
+    /// A write that failed (or whose handler stopped): the responses are freed, and
+    /// bumped in case it committed after all.
+    fn drop(&mut self) {
+        if !self.done {
+            self.changes.cache.end_writes(&self.begun, []);
         }
     }
 }
@@ -637,6 +741,28 @@ mod tests {
         c.bump([Tag::Meter(7)]);
         c.insert("k".into(), body("old"), vec![Tag::Meter(7)], read, None);
         assert!(c.get("k", now()).is_none());
+    }
+
+    #[test]
+    fn an_entry_is_not_served_while_a_write_on_its_tags_is_in_flight() {
+        let c = ResponseCache::new(10, Duration::from_secs(60));
+        c.insert("m7".into(), body("old"), vec![Tag::Meter(7)], 0, None);
+        c.insert("m8".into(), body("8"), vec![Tag::Meter(8)], 0, None);
+        c.insert("all".into(), body("a"), vec![Tag::All], 0, None);
+        c.begin_writes([Tag::Meter(7)]);
+        // The write may be visible around the cache already.
+        assert!(c.get("m7", now()).is_none());
+        assert!(c.get("all", now()).is_none());
+        assert!(c.get("m8", now()).is_some());
+        // A read meanwhile stores what it read, stale once the write ends.
+        let read = c.generation();
+        c.insert("m7".into(), body("new"), vec![Tag::Meter(7)], read, None);
+        c.end_writes(&[Tag::Meter(7)], []);
+        assert!(c.get("m7", now()).is_none());
+        let read = c.generation();
+        c.insert("m7".into(), body("new"), vec![Tag::Meter(7)], read, None);
+        assert_eq!(c.get("m7", now()).as_deref(), Some(&b"new"[..]));
+        assert!(c.lock().writing.is_empty());
     }
 
     #[test]

@@ -166,8 +166,11 @@ impl Downlinks {
             });
         }
         let row = self.row(request.meter_id, &request, &frame);
+        let mut touched = Touched::default();
+        touched.add_meter(request.meter_id);
+        let pending = self.inner.changes.begin(&touched);
         self.inner.store.insert_command(&row).await?;
-        self.changed(request.meter_id).await;
+        pending.committed(&touched).await;
         self.mark_pending(dev_eui);
         Ok(row)
     }
@@ -206,15 +209,14 @@ impl Downlinks {
                 self.row(*id, &request, &frame)
             })
             .collect();
-        self.inner.store.insert_commands(&rows).await?;
-        // Each meter's own list changed: a region's tag would not reach them.
+        // Each meter's own list changes: a region's tag would not reach them.
         let mut touched = Touched::default();
         for (id, _) in &meters {
             touched.add_meter(*id);
         }
-        if !touched.is_empty() {
-            self.inner.changes.committed(&touched).await;
-        }
+        let pending = self.inner.changes.begin(&touched);
+        self.inner.store.insert_commands(&rows).await?;
+        pending.committed(&touched).await;
         for (_, dev_eui) in meters {
             self.mark_pending(dev_eui);
         }

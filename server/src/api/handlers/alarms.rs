@@ -120,30 +120,25 @@ pub async fn alarm(req: &Request<'_>) -> Result<Answer, Problem> {
     Answer::ok(&AlarmView::from(load(req).await?))
 }
 
-/// The region of an alarm's meter, read before the write so that nothing fallible stands
-/// between its commit and its announcement.
-async fn region_of(req: &Request<'_>, a: &Alarm) -> Result<String, Problem> {
-    Ok(req
+/// What a change to an alarm touches, read before the write: the write is begun with it
+/// and nothing fallible stands between its commit and its announcement.
+async fn touched_by(req: &Request<'_>, a: &Alarm) -> Result<Touched, Problem> {
+    let region = req
         .state
         .store
         .meter_by_id(a.meter_id)
         .await?
         .map(|m| m.region_id)
-        .unwrap_or_default())
-}
-
-async fn announce(req: &Request<'_>, a: &Alarm, region: &str) {
-    req.state
-        .changes
-        .committed(&Touched::meter(a.meter_id, region))
-        .await;
+        .unwrap_or_default();
+    Ok(Touched::meter(a.meter_id, &region))
 }
 
 /// POST /alarms/{alarm}/acknowledge
 pub async fn acknowledge(req: &Request<'_>) -> Result<Answer, Problem> {
     let _: NoQuery = input::query(req.query)?;
     let a = load(req).await?;
-    let region = region_of(req, &a).await?;
+    let touched = touched_by(req, &a).await?;
+    let pending = req.state.changes.begin(&touched);
     let now = req.state.now();
     match req
         .state
@@ -161,7 +156,7 @@ pub async fn acknowledge(req: &Request<'_>) -> Result<Answer, Problem> {
         }
         Err(e) => return Err(e.into()),
     }
-    announce(req, &a, &region).await;
+    pending.committed(&touched).await;
     Answer::ok(&AlarmView::from(load(req).await?))
 }
 
@@ -169,14 +164,15 @@ pub async fn acknowledge(req: &Request<'_>) -> Result<Answer, Problem> {
 pub async fn clear(req: &Request<'_>) -> Result<Answer, Problem> {
     let _: NoQuery = input::query(req.query)?;
     let a = load(req).await?;
-    let region = region_of(req, &a).await?;
+    let touched = touched_by(req, &a).await?;
+    let pending = req.state.changes.begin(&touched);
     if !req.state.store.clear_alarm(a.id, req.state.now()).await? {
         return Err(Problem::conflict(format!(
             "alarm {} is already cleared",
             a.id
         )));
     }
-    announce(req, &a, &region).await;
+    pending.committed(&touched).await;
     Answer::ok(&AlarmView::from(load(req).await?))
 }
 
@@ -254,10 +250,10 @@ pub async fn record_inspection(req: &Request<'_>) -> Result<Answer, Problem> {
         outcome: body.outcome,
         notes: body.notes,
     };
+    let touched = Touched::meter(m.id, &m.region_id);
+    let pending = s.changes.begin(&touched);
     let id = s.store.insert_inspection(&new, now).await?;
-    s.changes
-        .committed(&Touched::meter(m.id, &m.region_id))
-        .await;
+    pending.committed(&touched).await;
     let view = InspectionView {
         id,
         meter_id: m.id,

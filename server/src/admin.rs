@@ -48,6 +48,16 @@ pub async fn import_meters(settings: &Settings, file: &Path) -> Result<ImportRep
         .await
         .context("migrating the database")?;
     let report = import_file(&store, file, now_utc(&clock)).await;
+    // Running `serve` instances cache meters: on PostgreSQL they are told, as after any
+    // write (an import may touch every meter, so they drop everything).
+    if report.as_ref().is_ok_and(|r| r.inserted + r.updated > 0) {
+        crate::cache::Changes::new(
+            crate::cache::ResponseCache::new(1, std::time::Duration::ZERO),
+            store.clone(),
+        )
+        .everything_changed()
+        .await;
+    }
     store.close().await;
     report
 }

@@ -77,6 +77,12 @@ impl Application {
         // The MQTT task drains for a moment after the writer stops, so it has its own token.
         let mqtt_stop = CancellationToken::new();
         let mut tasks = Vec::new();
+        // Before everything that writes: the command queue announces its changes too.
+        let cache = crate::cache::ResponseCache::new(
+            settings.api.cache_capacity,
+            Duration::from_secs(settings.api.cache_ttl_secs),
+        );
+        let changes = crate::cache::Changes::new(cache, store.clone());
         let (downlinks, tap) = if settings.downlink.enabled {
             let (publisher, publisher_task) = Publisher::connect(
                 &settings.mqtt,
@@ -90,6 +96,7 @@ impl Application {
                 clock.clone(),
                 settings.downlink.clone(),
                 Some(publisher.clone()),
+                changes.clone(),
             );
             downlinks
                 .refresh_pending()
@@ -111,6 +118,7 @@ impl Application {
                 clock.clone(),
                 settings.downlink.clone(),
                 None,
+                changes.clone(),
             );
             (downlinks, None)
         };
@@ -123,11 +131,6 @@ impl Application {
             mqtt_stop.clone(),
         )?;
         let policy = policy(&settings, &downlinks);
-        let cache = crate::cache::ResponseCache::new(
-            settings.api.cache_capacity,
-            Duration::from_secs(settings.api.cache_ttl_secs),
-        );
-        let changes = crate::cache::Changes::new(cache, store.clone());
         let keys = crate::api::auth::KeyRing::default();
         keys.reload(&store).await.context("loading the API keys")?;
         let api = crate::api::Api::new(crate::api::ApiState {

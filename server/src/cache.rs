@@ -58,6 +58,9 @@ struct Inner {
     stamps: HashMap<Tag, u64>,
     /// Entries read before this generation are stale whatever their tags.
     floor: u64,
+    /// Tags with a write in flight (begun, not yet committed and bumped), with how many:
+    /// their entries are not served meanwhile, see [`Changes::begin`].
+    writing: HashMap<Tag, u32>,
 }
 
 /// Counters exported at `/metrics`.
@@ -99,6 +102,7 @@ impl ResponseCache {
                 generation: 0,
                 stamps: HashMap::new(),
                 floor: 0,
+                writing: HashMap::new(),
             })),
             ttl,
             stats: Arc::new(CacheStats::default()),
@@ -114,6 +118,16 @@ impl ResponseCache {
     /// The response stored under `key`, if it is still current at application time `now`.
     pub fn get(&self, key: &str, now: DateTime<Utc>) -> Option<Arc<[u8]>> {
         let mut inner = self.lock();
+        // An entry with a write in flight on one of its tags is left in place but not
+        // served: the write may already be visible to a read around the cache.
+        let held = inner
+            .lru
+            .peek(key)
+            .is_some_and(|e| e.tags.iter().any(|t| inner.writing.contains_key(t)));
+        if held {
+            self.stats.misses.fetch_add(1, Ordering::Relaxed);
+            return None;
+        }
         let current = inner.lru.peek(key).map(|e| {
             e.inserted.elapsed() < self.ttl
                 && e.read_generation >= inner.floor
@@ -191,6 +205,36 @@ impl ResponseCache {
         inner.stamps.insert(Tag::All, g);
         for t in tags {
             inner.stamps.insert(t, g);
+        }
+        self.stats.invalidations.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Notes writes in flight on `tags` (and [`Tag::All`]): their entries are not served until
+    /// [`ResponseCache::end_writes`].
+    fn begin_writes(&self, tags: impl IntoIterator<Item = Tag>) {
+        let mut inner = self.lock();
+        for t in tags.into_iter().chain([Tag::All]) {
+            *inner.writing.entry(t).or_insert(0) += 1;
+        }
+    }
+
+    /// Ends the writes begun on `begun` and bumps `changed`, atomically: no read sees the
+    /// tags free before they are stamped.
+    fn end_writes(&self, begun: &[Tag], changed: impl IntoIterator<Item = Tag>) {
+        let mut inner = self.lock();
+        inner.generation += 1;
+        let g = inner.generation;
+        inner.stamps.insert(Tag::All, g);
+        for t in changed.into_iter().chain(begun.iter().cloned()) {
+            inner.stamps.insert(t, g);
+        }
+        for t in begun.iter().chain([&Tag::All]) {
+            if let Some(n) = inner.writing.get_mut(t) {
+                *n -= 1;
+                if *n == 0 {
+                    inner.writing.remove(t);
+                }
+            }
         }
         self.stats.invalidations.fetch_add(1, Ordering::Relaxed);
     }
@@ -291,6 +335,17 @@ impl Touched {
         self.regions.insert(region.to_owned());
     }
 
+    /// Adds a meter alone, for a write that changes nothing a region's responses show (its
+    /// commands).
+    pub fn add_meter(&mut self, id: i64) {
+        self.meters.insert(id);
+    }
+
+    /// Whether nothing was touched.
+    pub fn is_empty(&self) -> bool {
+        self.meters.is_empty() && self.regions.is_empty()
+    }
+
     fn tags(&self) -> impl Iterator<Item = Tag> + '_ {
         self.meters
             .iter()
@@ -299,12 +354,46 @@ impl Touched {
     }
 }
 
+/// A region id inside a payload: `%`, `,` and `|` percent-encoded, as a region id may hold
+/// any of them and the payload is split on the last two.
+fn escape_region(r: &str) -> String {
+    let mut out = String::with_capacity(r.len());
+    for c in r.chars() {
+        match c {
+            '%' => out.push_str("%25"),
+            ',' => out.push_str("%2C"),
+            '|' => out.push_str("%7C"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// The inverse of [`escape_region`]; `None` for a malformed escape.
+fn unescape_region(r: &str) -> Option<String> {
+    let mut out = String::with_capacity(r.len());
+    let mut rest = r;
+    while let Some(i) = rest.find('%') {
+        out.push_str(&rest[..i]);
+        let code = rest.get(i + 1..i + 3)?;
+        out.push(match code {
+            "25" => '%',
+            "2C" => ',',
+            "7C" => '|',
+            _ => return None,
+        });
+        rest = &rest[i + 3..];
+    }
+    out.push_str(rest);
+    Some(out)
+}
+
 /// Encodes what was touched as NOTIFY payloads: `SENDER|m:1,2|r:north,south`, each under
 /// the size limit, or a single `SENDER|*` when that would take too many.
 pub fn encode(sender: Uuid, t: &Touched) -> Vec<String> {
     let head = format!("{sender}|");
     // Region ids are short (at most 64 characters) and few; every chunk carries them all.
-    let regions: Vec<&str> = t.regions.iter().map(String::as_str).collect();
+    let regions: Vec<String> = t.regions.iter().map(|r| escape_region(r)).collect();
     let region_part = format!("|r:{}", regions.join(","));
     if head.len() + region_part.len() + 16 > MAX_PAYLOAD {
         return vec![format!("{head}*")];
@@ -361,8 +450,14 @@ pub fn decode(me: Uuid, payload: &str) -> Notice {
                 }
             }
         } else if let Some(list) = part.strip_prefix("r:") {
-            t.regions
-                .extend(list.split(',').filter(|s| !s.is_empty()).map(str::to_owned));
+            for r in list.split(',').filter(|s| !s.is_empty()) {
+                match unescape_region(r) {
+                    Some(r) => {
+                        t.regions.insert(r);
+                    }
+                    None => return Notice::Everything,
+                }
+            }
         } else {
             return Notice::Everything;
         }
@@ -402,32 +497,186 @@ impl Changes {
         self.instance
     }
 
-    /// Announces a committed write. Call after the commit and before answering: a failed
-    /// notification is logged (other instances then serve older data until their entries'
-    /// lifetime ends or the next write to the same meters), never an error for the writer.
+    /// Begins a write that will touch `touched` (as far as it is known before it): until the
+    /// returned [`Pending`] is committed (or dropped), responses depending on it are not
+    /// served from this instance's cache.
+    ///
+    /// A write announced only after its commit leaves a window, between the commit and the
+    /// announcement, in which a read around the cache (or any uncached query) already sees
+    /// the write while the cache still serves the older answer: a client that compares the
+    /// two, or reads twice, sees time go backwards. Short writes that a client waits for
+    /// (the API's) begin first and close that window; the ingest writer and the scheduler,
+    /// whose transactions run back to back, announce after the commit only.
+    pub fn begin(&self, touched: &Touched) -> Pending<'_> {
+        let begun: Vec<Tag> = touched.tags().collect();
+        self.cache.begin_writes(begun.iter().cloned());
+        Pending {
+            changes: self,
+            begun,
+            done: false,
+        }
+    }
+
+    /// Announces a committed write. Call after the commit and before answering. A
+    /// notification that cannot be sent is never an error for the writer (its write is
+    /// committed): it is logged and sent again in the background until it goes through, as
+    /// other instances serve the older data until then.
     pub async fn committed(&self, touched: &Touched) {
         self.cache.bump(touched.tags());
-        if let Store::Postgres(pool) = &self.store {
-            for payload in encode(self.instance, touched) {
-                if let Err(e) = sqlx::query("SELECT pg_notify($1, $2)")
-                    .bind(CHANNEL)
-                    .bind(&payload)
-                    .execute(pool)
-                    .await
-                {
-                    tracing::warn!(error = %e, "cannot notify other instances of a write");
-                }
+        self.notify(encode(self.instance, touched)).await;
+    }
+
+    /// Announces a write whose extent is unknown or large (an import by another process):
+    /// every response here and on the other instances is dropped.
+    pub async fn everything_changed(&self) {
+        self.cache.bump_everything();
+        self.notify(vec![format!("{}|*", self.instance)]).await;
+    }
+
+    async fn notify(&self, payloads: Vec<String>) {
+        let Store::Postgres(pool) = &self.store else {
+            return;
+        };
+        let mut unsent = Vec::new();
+        for payload in payloads {
+            if let Err(e) = notify(pool, &payload).await {
+                tracing::warn!(error = %e, "cannot notify other instances of a write; retrying");
+                unsent.push(payload);
             }
+        }
+        if !unsent.is_empty() {
+            tokio::spawn(retry_notify(pool.clone(), unsent));
         }
     }
 }
 
-/// Listens for other instances' writes (PostgreSQL only) until `shutdown`. Whenever the
-/// connection is lost, notifications may have been missed: everything is bumped.
+/// A write begun with [`Changes::begin`].
+#[must_use = "a pending write hides its responses until it is committed"]
+pub struct Pending<'a> {
+    changes: &'a Changes,
+    begun: Vec<Tag>,
+    done: bool,
+}
+
+impl Pending<'_> {
+    /// Announces the committed write: what was begun and anything learnt since (a new
+    /// meter's id), here at once and to the other instances.
+    pub async fn committed(mut self, touched: &Touched) {
+        self.done = true;
+        self.changes.cache.end_writes(&self.begun, touched.tags());
+        let mut all = touched.clone();
+        for t in &self.begun {
+            match t {
+                Tag::Meter(id) => all.add_meter(*id),
+                Tag::Region(r) => {
+                    all.regions.insert(r.clone());
+                }
+                Tag::All => {}
+            }
+        }
+        self.changes
+            .notify(encode(self.changes.instance, &all))
+            .await;
+    }
+}
+
+impl Drop for Pending<'_> {
+    /// A write that failed (or whose handler stopped): the responses are freed, and
+    /// bumped in case it committed after all.
+    fn drop(&mut self) {
+        if !self.done {
+            self.changes.cache.end_writes(&self.begun, []);
+        }
+    }
+}
+
+async fn notify(pool: &sqlx::PgPool, payload: &str) -> Result<(), sqlx::Error> {
+    sqlx::query("SELECT pg_notify($1, $2)")
+        .bind(CHANNEL)
+        .bind(payload)
+        .execute(pool)
+        .await
+        .map(|_| ())
+}
+
+/// Sends notifications that failed, with backoff, for at most [`RETRY_FOR`] (a bound on
+/// what a long outage leaves running; a listener that lost its own connection in it drops
+/// everything when it reconnects anyway).
+async fn retry_notify(pool: sqlx::PgPool, mut unsent: Vec<String>) {
+    let start = Instant::now();
+    let mut backoff = Duration::from_millis(100);
+    while !unsent.is_empty() && start.elapsed() < RETRY_FOR && !pool.is_closed() {
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(5));
+        let mut still = Vec::new();
+        for payload in unsent {
+            if notify(&pool, &payload).await.is_err() {
+                still.push(payload);
+            }
+        }
+        unsent = still;
+    }
+    if !unsent.is_empty() {
+        tracing::error!(
+            notifications = unsent.len(),
+            "gave up notifying other instances of a write; they serve older data until their entries expire"
+        );
+    }
+}
+
+/// How long a failed notification is retried.
+const RETRY_FOR: Duration = Duration::from_secs(600);
+
+/// Listens for other instances' and processes' writes until `shutdown`.
+///
+/// On PostgreSQL, through NOTIFY; whenever the connection is lost, notifications may have
+/// been missed: everything is bumped. On SQLite, other processes (`meterhub meters import`
+/// while this one serves) cannot notify: their commits are seen in `PRAGMA data_version`
+/// of this process's writer connection, which changes only for commits by other
+/// connections (this process writes through that one connection alone), and everything is
+/// bumped.
 pub async fn listen(changes: Changes, shutdown: tokio_util::sync::CancellationToken) {
-    let Store::Postgres(pool) = &changes.store else {
-        return;
-    };
+    match &changes.store {
+        Store::Postgres(pool) => listen_postgres(&changes, pool, shutdown).await,
+        Store::Sqlite { writer, .. } => watch_sqlite(&changes, writer, shutdown).await,
+    }
+}
+
+/// How often SQLite's `data_version` is read.
+const SQLITE_POLL: Duration = Duration::from_secs(1);
+
+async fn watch_sqlite(
+    changes: &Changes,
+    writer: &sqlx::SqlitePool,
+    shutdown: tokio_util::sync::CancellationToken,
+) {
+    let mut last: Option<i64> = None;
+    loop {
+        match sqlx::query_scalar::<_, i64>("PRAGMA data_version")
+            .fetch_one(writer)
+            .await
+        {
+            Ok(v) => {
+                if last.is_some_and(|l| l != v) {
+                    tracing::debug!("another process wrote to the database");
+                    changes.cache.bump_everything();
+                }
+                last = Some(v);
+            }
+            Err(e) => tracing::debug!(error = %e, "cannot read data_version"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(SQLITE_POLL) => {}
+            _ = shutdown.cancelled() => return,
+        }
+    }
+}
+
+async fn listen_postgres(
+    changes: &Changes,
+    pool: &sqlx::PgPool,
+    shutdown: tokio_util::sync::CancellationToken,
+) {
     let mut backoff = Duration::from_millis(100);
     loop {
         let mut listener = match sqlx::postgres::PgListener::connect_with(pool).await {
@@ -495,6 +744,28 @@ mod tests {
     }
 
     #[test]
+    fn an_entry_is_not_served_while_a_write_on_its_tags_is_in_flight() {
+        let c = ResponseCache::new(10, Duration::from_secs(60));
+        c.insert("m7".into(), body("old"), vec![Tag::Meter(7)], 0, None);
+        c.insert("m8".into(), body("8"), vec![Tag::Meter(8)], 0, None);
+        c.insert("all".into(), body("a"), vec![Tag::All], 0, None);
+        c.begin_writes([Tag::Meter(7)]);
+        // The write may be visible around the cache already.
+        assert!(c.get("m7", now()).is_none());
+        assert!(c.get("all", now()).is_none());
+        assert!(c.get("m8", now()).is_some());
+        // A read meanwhile stores what it read, stale once the write ends.
+        let read = c.generation();
+        c.insert("m7".into(), body("new"), vec![Tag::Meter(7)], read, None);
+        c.end_writes(&[Tag::Meter(7)], []);
+        assert!(c.get("m7", now()).is_none());
+        let read = c.generation();
+        c.insert("m7".into(), body("new"), vec![Tag::Meter(7)], read, None);
+        assert_eq!(c.get("m7", now()).as_deref(), Some(&b"new"[..]));
+        assert!(c.lock().writing.is_empty());
+    }
+
+    #[test]
     fn a_write_to_one_meter_keeps_other_meters_cached_but_not_fleet_lists() {
         let c = ResponseCache::new(10, Duration::from_secs(60));
         let g = c.generation();
@@ -559,6 +830,25 @@ mod tests {
         assert_eq!(back, t);
         assert_eq!(decode(other, &payloads[0]), Notice::Own);
         assert_eq!(decode(me, "garbage"), Notice::Everything);
+    }
+
+    #[test]
+    fn region_ids_with_separators_survive_a_notification() {
+        let mut t = Touched::default();
+        for r in ["a,b", "c|d", "100%", "north"] {
+            t.add(1, r);
+        }
+        let payloads = encode(Uuid::new_v4(), &t);
+        assert_eq!(payloads.len(), 1);
+        assert_eq!(
+            decode(Uuid::new_v4(), &payloads[0]),
+            Notice::Touched(t),
+            "{payloads:?}"
+        );
+        assert_eq!(
+            decode(Uuid::new_v4(), &format!("{}|m:|r:%zz", Uuid::new_v4())),
+            Notice::Everything
+        );
     }
 
     #[test]

@@ -246,8 +246,7 @@ pub const ROUTES: &[Route] = &[
         body: None,
         ok: 200,
         answer: "CommandPage",
-        // Command states change in the downlink module, which does not announce them yet.
-        cached: false,
+        cached: true,
     },
     Route {
         op: Op::SendCommand,
@@ -283,7 +282,7 @@ pub const ROUTES: &[Route] = &[
         body: None,
         ok: 200,
         answer: "CommandDetail",
-        cached: false,
+        cached: true,
     },
     Route {
         op: Op::ListSchedules,

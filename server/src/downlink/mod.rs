@@ -6,6 +6,9 @@
 //! meter's uplink and after the answer to any clock request in it ([`dispatch`]). What
 //! ChirpStack reports back (`txack`, `ack`, `log`) and the uplinks that answer a command move
 //! it through its states inside the ingest transaction.
+//!
+//! The REST API caches a meter's commands, so every state change made here is announced
+//! ([`Changes::committed`]) for its meter right after its commit, like every other write.
 
 pub mod clock_sync;
 pub mod dispatch;
@@ -23,6 +26,7 @@ use uuid::Uuid;
 pub use kind::{CommandKind, InvalidCommand};
 pub use publisher::Publisher;
 
+use crate::cache::{Changes, Touched};
 use crate::config::DownlinkSettings;
 use crate::storage::commands::{CommandRow, Reported};
 use crate::storage::{Error as StorageError, Store};
@@ -80,16 +84,20 @@ struct Inner {
     /// database query. Filled from the table at start and on every refresh, and on enqueue.
     pending: Mutex<HashSet<String>>,
     publisher: Option<Publisher>,
+    /// Where command state changes are announced (the API caches commands by meter).
+    changes: Changes,
 }
 
 impl Downlinks {
     /// A handle over `store`; `publisher` is `None` on an instance that only queues
-    /// (commands are then released by an instance that dispatches).
+    /// (commands are then released by an instance that dispatches). Every change to a
+    /// command is announced on `changes`.
     pub fn new(
         store: Store,
         clock: Clock,
         settings: DownlinkSettings,
         publisher: Option<Publisher>,
+        changes: Changes,
     ) -> Downlinks {
         Downlinks {
             inner: Arc::new(Inner {
@@ -98,8 +106,21 @@ impl Downlinks {
                 settings,
                 pending: Mutex::new(HashSet::new()),
                 publisher,
+                changes,
             }),
         }
+    }
+
+    /// Where command state changes are announced.
+    pub fn changes(&self) -> &Changes {
+        &self.inner.changes
+    }
+
+    /// Announces that a meter's commands changed (after the commit).
+    async fn changed(&self, meter_id: i64) {
+        let mut touched = Touched::default();
+        touched.add_meter(meter_id);
+        self.inner.changes.committed(&touched).await;
     }
 
     /// The settings in force.
@@ -145,7 +166,11 @@ impl Downlinks {
             });
         }
         let row = self.row(request.meter_id, &request, &frame);
+        let mut touched = Touched::default();
+        touched.add_meter(request.meter_id);
+        let pending = self.inner.changes.begin(&touched);
         self.inner.store.insert_command(&row).await?;
+        pending.committed(&touched).await;
         self.mark_pending(dev_eui);
         Ok(row)
     }
@@ -184,7 +209,14 @@ impl Downlinks {
                 self.row(*id, &request, &frame)
             })
             .collect();
+        // Each meter's own list changes: a region's tag would not reach them.
+        let mut touched = Touched::default();
+        for (id, _) in &meters {
+            touched.add_meter(*id);
+        }
+        let pending = self.inner.changes.begin(&touched);
         self.inner.store.insert_commands(&rows).await?;
+        pending.committed(&touched).await;
         for (_, dev_eui) in meters {
             self.mark_pending(dev_eui);
         }
@@ -277,10 +309,14 @@ impl Downlinks {
                     state: "expired",
                     error: "not sent before it expired".into(),
                 };
-                self.inner
+                if self
+                    .inner
                     .store
                     .report_command(c.id, &dropped, now, now)
-                    .await?;
+                    .await?
+                {
+                    self.changed(c.meter_id).await;
+                }
                 continue;
             }
             if !self.inner.store.claim_command(c.id, now).await? {
@@ -301,8 +337,12 @@ impl Downlinks {
                 // same id (never a new one while the old may be queued).
                 tracing::warn!(error = %e, command = %c.id, "publishing a command failed");
                 self.inner.store.unclaim_command(c.id, now).await?;
+                self.changed(c.meter_id).await;
                 return Ok(None);
             }
+            // Announced once it is on its way (the claim committed before): a round trip
+            // to the database must not delay the command past the meter's receive window.
+            self.changed(c.meter_id).await;
             released = Some(c.id);
         }
         if waiting == 0

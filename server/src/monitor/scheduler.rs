@@ -93,8 +93,17 @@ impl Scheduler {
         }
         self.run_schedules(now).await?;
         let (expired, failed) = self.store.sweep_commands(now).await?;
-        if expired + failed > 0 {
-            tracing::debug!(expired, failed, "commands swept");
+        if !expired.is_empty() || !failed.is_empty() {
+            tracing::debug!(
+                expired = expired.len(),
+                failed = failed.len(),
+                "commands swept"
+            );
+            let mut touched = crate::cache::Touched::default();
+            for id in expired.into_iter().chain(failed) {
+                touched.add_meter(id);
+            }
+            self.changes.committed(&touched).await;
         }
         self.deliver(now).await?;
         Ok(true)
@@ -121,10 +130,17 @@ impl Scheduler {
                 tracing::info!(
                     schedule = run.schedule_id,
                     due = %run.due_at,
-                    meters = run.dev_euis.len(),
+                    meters = run.meters.len(),
                     "self-test schedule ran"
                 );
-                for d in run.dev_euis {
+                let mut touched = crate::cache::Touched::default();
+                for (id, _) in &run.meters {
+                    touched.add_meter(*id);
+                }
+                if !touched.is_empty() {
+                    self.changes.committed(&touched).await;
+                }
+                for (_, d) in run.meters {
                     self.downlinks.mark_pending(d);
                 }
             }

@@ -166,23 +166,23 @@ macro_rules! command_queries {
             .await?)
         }
 
-        /// Applies what ChirpStack reported about a queue item; returns whether it changed
-        /// anything (a redelivered report changes nothing). `deadline` is set for commands
-        /// that wait for an answer when they are sent.
+        /// Applies what ChirpStack reported about a queue item; returns the command's meter
+        /// when it changed anything (a redelivered report changes nothing). `deadline` is set
+        /// for commands that wait for an answer when they are sent.
         pub async fn report(
             conn: &mut Conn,
             id: Uuid,
             reported: &Reported,
             deadline: DateTime<Utc>,
             now: DateTime<Utc>,
-        ) -> Result<bool> {
+        ) -> Result<Option<i64>> {
             let q = match reported {
                 Reported::Sent => sqlx::query(
                     "UPDATE commands SET state = 'sent', sent_at = $2, updated_at = $2, \
                      deadline_at = CASE WHEN kind IN ('selfTest', 'readNow', 'sendInfo', \
                      'setReportingInterval', 'forceResync', 'clockPeriodicity', \
                      'packageVersion') THEN $3 ELSE NULL END \
-                     WHERE id = $1 AND state IN ('pending', 'queued')",
+                     WHERE id = $1 AND state IN ('pending', 'queued') RETURNING meter_id",
                 )
                 .bind(id)
                 .bind(now)
@@ -191,27 +191,28 @@ macro_rules! command_queries {
                 Reported::Ack(true) => sqlx::query(
                     "UPDATE commands SET state = CASE WHEN state = 'completed' THEN state \
                      ELSE 'acknowledged' END, sent_at = COALESCE(sent_at, $2), updated_at = $2 \
-                     WHERE id = $1 AND state IN ('queued', 'sent', 'completed')",
+                     WHERE id = $1 AND state IN ('queued', 'sent', 'completed') RETURNING meter_id",
                 )
                 .bind(id)
                 .bind(now),
                 Reported::Ack(false) => sqlx::query(
                     "UPDATE commands SET state = 'nacked', updated_at = $2, \
                      error = 'the meter did not acknowledge it' \
-                     WHERE id = $1 AND state IN ('queued', 'sent')",
+                     WHERE id = $1 AND state IN ('queued', 'sent') RETURNING meter_id",
                 )
                 .bind(id)
                 .bind(now),
                 Reported::Dropped { state, error } => sqlx::query(
                     "UPDATE commands SET state = $3, error = $4, updated_at = $2 \
-                     WHERE id = $1 AND state IN ('pending', 'queued', 'sent')",
+                     WHERE id = $1 AND state IN ('pending', 'queued', 'sent') RETURNING meter_id",
                 )
                 .bind(id)
                 .bind(now)
                 .bind(*state)
                 .bind(error.clone()),
             };
-            Ok(q.execute(&mut *conn).await?.rows_affected() == 1)
+            let row = q.fetch_optional(&mut *conn).await?;
+            Ok(row.map(|r| sqlx::Row::try_get::<i64, _>(&r, 0)).transpose()?)
         }
 
         /// Completes the oldest command of one of `kinds` for the meter sent before `now` (the
@@ -295,26 +296,25 @@ macro_rules! command_queries {
         }
 
         /// Commands past their expiry that were never sent → `expired`; commands waiting
-        /// for an answer past their deadline → `failed`. Returns (expired, failed).
-        pub async fn sweep(conn: &mut Conn, now: DateTime<Utc>) -> Result<(u64, u64)> {
-            let expired = sqlx::query(
+        /// for an answer past their deadline → `failed`. Returns the meters of the commands
+        /// (expired, failed), one entry per command.
+        pub async fn sweep(conn: &mut Conn, now: DateTime<Utc>) -> Result<(Vec<i64>, Vec<i64>)> {
+            let expired = sqlx::query_scalar(
                 "UPDATE commands SET state = 'expired', updated_at = $1, \
                  error = COALESCE(error, 'not sent before it expired') \
-                 WHERE state IN ('pending', 'queued') AND expires_at < $1",
+                 WHERE state IN ('pending', 'queued') AND expires_at < $1 RETURNING meter_id",
             )
             .bind(now)
-            .execute(&mut *conn)
-            .await?
-            .rows_affected();
-            let failed = sqlx::query(
+            .fetch_all(&mut *conn)
+            .await?;
+            let failed = sqlx::query_scalar(
                 "UPDATE commands SET state = 'failed', updated_at = $1, \
                  error = 'no answer from the meter by the deadline' \
-                 WHERE state = 'sent' AND deadline_at < $1",
+                 WHERE state = 'sent' AND deadline_at < $1 RETURNING meter_id",
             )
             .bind(now)
-            .execute(&mut *conn)
-            .await?
-            .rows_affected();
+            .fetch_all(&mut *conn)
+            .await?;
             Ok((expired, failed))
         }
 

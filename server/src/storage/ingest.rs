@@ -105,6 +105,9 @@ pub struct Outcome {
     pub alarms: u64,
     /// DevEUIs of meters given a new pending command by this batch.
     pub pending_devices: Vec<String>,
+    /// Meters whose commands this batch created or moved (a report names only its command,
+    /// so its meter is known here, not from the event).
+    pub command_meters: Vec<i64>,
 }
 
 /// Chooses which plans to apply: identities not seen before, first occurrence in the batch.
@@ -218,6 +221,7 @@ macro_rules! apply_for {
                     &mut raised,
                 )
             };
+            let mut command_meters = Vec::new();
             let pending_devices = {
                 let (updates, resyncs, devices) = pending_devices;
                 monitor::$dialect::update_states(conn, &updates).await?;
@@ -228,6 +232,7 @@ macro_rules! apply_for {
                     if !open.contains(&command.meter_id)
                         && commands::$dialect::record(conn, command).await?
                     {
+                        command_meters.push(command.meter_id);
                         released.push(device);
                     }
                 }
@@ -236,10 +241,16 @@ macro_rules! apply_for {
             // Commands first (a clock answer is recorded before its txack is applied), then
             // what ChirpStack reported, then what uplinks answered.
             for c in records {
-                commands::$dialect::record(conn, c).await?;
+                if commands::$dialect::record(conn, c).await? {
+                    command_meters.push(c.meter_id);
+                }
             }
             for (id, reported, deadline, at) in reports {
-                commands::$dialect::report(conn, id, reported, deadline, at).await?;
+                if let Some(meter_id) =
+                    commands::$dialect::report(conn, id, reported, deadline, at).await?
+                {
+                    command_meters.push(meter_id);
+                }
             }
             if !completions.is_empty() {
                 let mut ids: Vec<i64> = completions.iter().map(|c| c.0).collect();
@@ -251,8 +262,12 @@ macro_rules! apply_for {
                         .into_iter()
                         .collect();
                 for (meter_id, kinds, result, at) in completions {
-                    if waiting.contains(&meter_id) {
-                        commands::$dialect::complete(conn, meter_id, kinds, result, at).await?;
+                    if waiting.contains(&meter_id)
+                        && commands::$dialect::complete(conn, meter_id, kinds, result, at)
+                            .await?
+                            .is_some()
+                    {
+                        command_meters.push(meter_id);
                     }
                 }
             }
@@ -276,6 +291,7 @@ macro_rules! apply_for {
                 readings,
                 alarms: alarms_new,
                 pending_devices,
+                command_meters,
             })
         }
     };

@@ -157,8 +157,12 @@ impl Store {
                 .foreign_keys(true)
                 // Another process (an import while `serve` runs) may hold the write lock.
                 .busy_timeout(Duration::from_secs(10));
+            // Its one connection is kept for the pool's life: the cache watches its
+            // `data_version` to see other processes' commits (crate::cache::listen).
             let writer = SqlitePoolOptions::new()
                 .max_connections(1)
+                .idle_timeout(None)
+                .max_lifetime(None)
                 .connect_with(options.clone())
                 .await?;
             let reader = SqlitePoolOptions::new()
@@ -260,6 +264,28 @@ impl Store {
     /// Registers or updates one meter.
     pub async fn register_meter(&self, new: &NewMeter, now: DateTime<Utc>) -> Result<Registered> {
         in_transaction!(self, |c, q| q::register_meter(c, new, now).await, meters)
+    }
+
+    /// Registers or updates one meter; also returns its id, read in the same transaction, so
+    /// that the caller can announce the write right after the commit with nothing fallible
+    /// in between.
+    pub async fn register_meter_with_id(
+        &self,
+        new: &NewMeter,
+        now: DateTime<Utc>,
+    ) -> Result<(Registered, i64)> {
+        in_transaction!(
+            self,
+            |c, q| {
+                let registered = q::register_meter(c, new, now).await?;
+                let id = q::meter_by_dev_eui(c, &new.dev_eui)
+                    .await?
+                    .map(|m| m.id)
+                    .ok_or(Error::NotFound)?;
+                Ok::<_, Error>((registered, id))
+            },
+            meters
+        )
     }
 
     /// The meter with this DevEUI.
@@ -496,13 +522,14 @@ impl Store {
     ) -> Result<bool> {
         on_writer!(
             self,
-            |c, q| q::report(c, id, reported, deadline, now).await,
+            |c, q| Ok(q::report(c, id, reported, deadline, now).await?.is_some()),
             commands
         )
     }
 
-    /// Expires unsent commands and fails unanswered ones; (expired, failed).
-    pub async fn sweep_commands(&self, now: DateTime<Utc>) -> Result<(u64, u64)> {
+    /// Expires unsent commands and fails unanswered ones; the meters of the commands
+    /// (expired, failed).
+    pub async fn sweep_commands(&self, now: DateTime<Utc>) -> Result<(Vec<i64>, Vec<i64>)> {
         in_transaction!(self, |c, q| q::sweep(c, now).await, commands)
     }
 

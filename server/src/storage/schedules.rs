@@ -75,8 +75,8 @@ pub struct Run {
     pub schedule_id: i64,
     /// The occurrence run.
     pub due_at: DateTime<Utc>,
-    /// DevEUIs of the meters that got a self-test command.
-    pub dev_euis: Vec<String>,
+    /// The meters that got a self-test command: (id, DevEUI).
+    pub meters: Vec<(i64, String)>,
 }
 
 /// The next occurrence after `now` of a schedule due at `due`, every `minutes`: missed
@@ -295,7 +295,7 @@ macro_rules! schedule_queries {
             Ok(Some(Run {
                 schedule_id: schedule.id,
                 due_at,
-                dev_euis: meters.into_iter().map(|(_, d)| d).collect(),
+                meters,
             }))
         }
     };

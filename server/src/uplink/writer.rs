@@ -232,29 +232,50 @@ impl Writer {
             .zip(batch)
             .map(|(p, m)| plan(p, &topic(m), &m.publish.payload, &ctx))
             .collect();
-        self.apply(&plans, batch, now).await?;
+        let mut command_meters = Vec::new();
+        if let Err(e) = self.apply(&plans, batch, now, &mut command_meters).await {
+            // Parts of a split batch may have committed: their replay finds them applied
+            // and would not name their commands' meters again.
+            if !command_meters.is_empty() {
+                let mut touched = crate::cache::Touched::default();
+                command_meters
+                    .into_iter()
+                    .for_each(|id| touched.add_meter(id));
+                self.changes.committed(&touched).await;
+            }
+            return Err(e);
+        }
         // Before the acknowledgements: a crash in between redelivers the batch, whose replay
         // announces it again.
         let mut touched = crate::cache::Touched::default();
         for m in meters.values() {
             touched.add(m.id, &m.region_id);
         }
+        // `txack`, `ack` and `log` events name a command, not a registered meter.
+        for id in command_meters {
+            touched.add_meter(id);
+        }
         self.changes.committed(&touched).await;
         Ok(())
     }
 
     /// Applies plans, splitting around a permanent error until the refused message is found.
+    /// Adds the meters whose commands changed to `command_meters` as each part commits.
     async fn apply(
         &self,
         plans: &[Plan],
         batch: &[Inbound],
         now: chrono::DateTime<chrono::Utc>,
+        command_meters: &mut Vec<i64>,
     ) -> Result<(), StorageError> {
         // Recursion through an explicit stack: async recursion would need boxing.
         let mut pending = vec![(0, plans.len())];
         while let Some((start, end)) = pending.pop() {
             match self.store.apply_batch(&plans[start..end], now).await {
-                Ok(outcome) => self.count(&plans[start..end], &outcome),
+                Ok(outcome) => {
+                    self.count(&plans[start..end], &outcome);
+                    command_meters.extend(outcome.command_meters);
+                }
                 Err(e) if e.is_transient() => return Err(e),
                 Err(e) if end - start > 1 => {
                     tracing::debug!(error = %e, "a row was refused; splitting the batch");

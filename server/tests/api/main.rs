@@ -8,6 +8,7 @@ mod bridge;
 mod auth;
 mod bad_input;
 mod cache;
+mod command_cache;
 mod commands;
 mod openapi;
 mod routes;

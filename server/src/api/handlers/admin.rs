@@ -148,12 +148,19 @@ pub async fn replay(req: &Request<'_>) -> Result<Answer, Problem> {
         }
         Err(e) => return Err(e.into()),
     };
-    s.store.mark_replayed(id, now).await?;
+    // Announced before marking the message replayed: that write may fail, and the effects
+    // are committed already.
     let mut touched = Touched::default();
     for m in meters.values() {
         touched.add(m.id, &m.region_id);
     }
+    for id in &outcome.command_meters {
+        touched.add_meter(*id);
+    }
     s.changes.committed(&touched).await;
+    s.store.mark_replayed(id, now).await?;
+    // The quarantine list (a fleet-wide response) changed again.
+    s.changes.committed(&Touched::default()).await;
     Answer::ok(&ReplayView {
         id,
         applied: outcome.applied.first().copied().unwrap_or(false),

@@ -120,7 +120,9 @@ pub async fn alarm(req: &Request<'_>) -> Result<Answer, Problem> {
     Answer::ok(&AlarmView::from(load(req).await?))
 }
 
-async fn announce(req: &Request<'_>, a: &Alarm) -> Result<(), Problem> {
+/// What a change to an alarm touches, read before the write: the write is begun with it
+/// and nothing fallible stands between its commit and its announcement.
+async fn touched_by(req: &Request<'_>, a: &Alarm) -> Result<Touched, Problem> {
     let region = req
         .state
         .store
@@ -128,17 +130,15 @@ async fn announce(req: &Request<'_>, a: &Alarm) -> Result<(), Problem> {
         .await?
         .map(|m| m.region_id)
         .unwrap_or_default();
-    req.state
-        .changes
-        .committed(&Touched::meter(a.meter_id, &region))
-        .await;
-    Ok(())
+    Ok(Touched::meter(a.meter_id, &region))
 }
 
 /// POST /alarms/{alarm}/acknowledge
 pub async fn acknowledge(req: &Request<'_>) -> Result<Answer, Problem> {
     let _: NoQuery = input::query(req.query)?;
     let a = load(req).await?;
+    let touched = touched_by(req, &a).await?;
+    let pending = req.state.changes.begin(&touched);
     let now = req.state.now();
     match req
         .state
@@ -156,7 +156,7 @@ pub async fn acknowledge(req: &Request<'_>) -> Result<Answer, Problem> {
         }
         Err(e) => return Err(e.into()),
     }
-    announce(req, &a).await?;
+    pending.committed(&touched).await;
     Answer::ok(&AlarmView::from(load(req).await?))
 }
 
@@ -164,13 +164,15 @@ pub async fn acknowledge(req: &Request<'_>) -> Result<Answer, Problem> {
 pub async fn clear(req: &Request<'_>) -> Result<Answer, Problem> {
     let _: NoQuery = input::query(req.query)?;
     let a = load(req).await?;
+    let touched = touched_by(req, &a).await?;
+    let pending = req.state.changes.begin(&touched);
     if !req.state.store.clear_alarm(a.id, req.state.now()).await? {
         return Err(Problem::conflict(format!(
             "alarm {} is already cleared",
             a.id
         )));
     }
-    announce(req, &a).await?;
+    pending.committed(&touched).await;
     Answer::ok(&AlarmView::from(load(req).await?))
 }
 
@@ -248,10 +250,10 @@ pub async fn record_inspection(req: &Request<'_>) -> Result<Answer, Problem> {
         outcome: body.outcome,
         notes: body.notes,
     };
+    let touched = Touched::meter(m.id, &m.region_id);
+    let pending = s.changes.begin(&touched);
     let id = s.store.insert_inspection(&new, now).await?;
-    s.changes
-        .committed(&Touched::meter(m.id, &m.region_id))
-        .await;
+    pending.committed(&touched).await;
     let view = InspectionView {
         id,
         meter_id: m.id,

@@ -4,11 +4,12 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use warp::http::StatusCode;
 
-use super::{NoQuery, find_meter, id_param};
+use super::{NoQuery, cache_key, find_meter, id_param};
 use crate::api::error::Problem;
 use crate::api::input::{self, MeterRef};
 use crate::api::views::{CommandView, Page, ReadingView};
-use crate::api::{Answer, Request};
+use crate::api::{Answer, Fresh, Request, cached};
+use crate::cache::Tag;
 use crate::downlink::{CommandKind, CommandRequest, EnqueueError};
 use crate::storage::Error as StorageError;
 use crate::storage::schedules::{Schedule, ScheduleSpec, Scope};
@@ -226,48 +227,57 @@ struct CommandDetail {
     reading: Option<ReadingView>,
 }
 
-/// GET /commands/{command}
+/// GET /commands/{command}: cached under its meter's tag, like the meter's command list.
 pub async fn command(req: &Request<'_>) -> Result<Answer, Problem> {
-    let _: NoQuery = input::query(req.query)?;
+    let q: NoQuery = input::query(req.query)?;
     let id = uuid::Uuid::parse_str(req.param(0)).map_err(|_| {
         Problem::bad_field("command", format!("{:?} is not a command id", req.param(0)))
     })?;
     let s = req.state;
-    let c = match s.store.command(id).await {
-        Ok(c) => c,
-        Err(StorageError::NotFound) => {
-            return Err(Problem::not_found(format!("no command {id}")));
-        }
-        Err(e) => return Err(e.into()),
-    };
-    let result: Option<serde_json::Value> = c
-        .result
-        .as_deref()
-        .and_then(|r| serde_json::from_str(r).ok());
-    let reading_time = result
-        .as_ref()
-        .filter(|_| c.kind == "readNow")
-        .and_then(|r| r.get("readingTime"))
-        .and_then(|t| serde_json::from_value::<DateTime<Utc>>(t.clone()).ok());
-    let reading = match reading_time {
-        Some(t) => s
-            .store
-            .readings_for_meter(c.meter_id, t, t + chrono::Duration::seconds(1), 1)
-            .await?
-            .pop()
-            .map(ReadingView::from),
-        None => None,
-    };
-    Answer::ok(&CommandDetail {
-        meter_id: c.meter_id,
-        sent_at: c.sent_at,
-        completed_at: c.completed_at,
-        deadline_at: c.deadline_at,
-        schedule_id: c.schedule_id,
-        result,
-        reading,
-        command: CommandView::from(c),
+    cached(req, cache_key(req, &q), || async {
+        let c = match s.store.command(id).await {
+            Ok(c) => c,
+            Err(StorageError::NotFound) => {
+                return Err(Problem::not_found(format!("no command {id}")));
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let result: Option<serde_json::Value> = c
+            .result
+            .as_deref()
+            .and_then(|r| serde_json::from_str(r).ok());
+        let reading_time = result
+            .as_ref()
+            .filter(|_| c.kind == "readNow")
+            .and_then(|r| r.get("readingTime"))
+            .and_then(|t| serde_json::from_value::<DateTime<Utc>>(t.clone()).ok());
+        let reading = match reading_time {
+            Some(t) => s
+                .store
+                .readings_for_meter(c.meter_id, t, t + chrono::Duration::seconds(1), 1)
+                .await?
+                .pop()
+                .map(ReadingView::from),
+            None => None,
+        };
+        // The reading shown is the meter's too: one tag covers both.
+        let tags = vec![Tag::Meter(c.meter_id)];
+        Fresh::new(
+            &CommandDetail {
+                meter_id: c.meter_id,
+                sent_at: c.sent_at,
+                completed_at: c.completed_at,
+                deadline_at: c.deadline_at,
+                schedule_id: c.schedule_id,
+                result,
+                reading,
+                command: CommandView::from(c),
+            },
+            tags,
+            None,
+        )
     })
+    .await
 }
 
 /// The body that creates or replaces a schedule.

@@ -67,26 +67,35 @@ pub async fn readings(req: &Request<'_>) -> Result<Answer, Problem> {
     .await
 }
 
-/// GET /meters/{meter}/commands (not cached: the downlink module changes command states).
+/// GET /meters/{meter}/commands: cached under the meter's tag, which every change of a
+/// command's state bumps (the queue, the dispatcher, the ingest writer, the scheduler).
 pub async fn commands(req: &Request<'_>) -> Result<Answer, Problem> {
     let q: PageQuery = input::query(req.query)?;
     let limit = input::limit(q.limit)?;
     let before = input::pair_cursor::<uuid::Uuid>(q.cursor.as_deref())?;
     let r = MeterRef::parse(req.param(0), "meter")?;
-    let m = find_meter(req, &r).await?;
-    let rows = req.state.store.commands_page(m.id, before, limit).await?;
-    let next = (rows.len() as i64 == limit)
-        .then(|| {
-            rows.last().map(|c| {
-                input::encode_cursor(&format!("{}|{}", input::time_key(c.created_at), c.id))
+    let key = format!("{}|{}", cache_key(req, &q), r.key());
+    cached(req, key, || async {
+        let m = find_meter(req, &r).await?;
+        let rows = req.state.store.commands_page(m.id, before, limit).await?;
+        let next = (rows.len() as i64 == limit)
+            .then(|| {
+                rows.last().map(|c| {
+                    input::encode_cursor(&format!("{}|{}", input::time_key(c.created_at), c.id))
+                })
             })
-        })
-        .flatten();
-    let items: Vec<CommandView> = rows.into_iter().map(CommandView::from).collect();
-    Answer::ok(&Page {
-        items,
-        next_cursor: next,
+            .flatten();
+        let items: Vec<CommandView> = rows.into_iter().map(CommandView::from).collect();
+        Fresh::new(
+            &Page {
+                items,
+                next_cursor: next,
+            },
+            vec![Tag::Meter(m.id)],
+            None,
+        )
     })
+    .await
 }
 
 /// GET /meters/{meter}/self-tests

@@ -231,25 +231,32 @@ pub async fn install(req: &Request<'_>) -> Result<Answer, Problem> {
     let s = req.state;
     let now = s.now();
     let before = s.store.meter_by_dev_eui(&new.dev_eui).await?;
-    let registered = match s.store.register_meter(&new, now).await {
+    // Begun with what is known before the write (a new meter's id is not).
+    let mut expected = Touched::default();
+    expected.regions.insert(new.region_id.clone());
+    if let Some(old) = &before {
+        expected.add(old.id, &old.region_id);
+    }
+    let pending = s.changes.begin(&expected);
+    let (registered, id) = match s.store.register_meter_with_id(&new, now).await {
         Ok(r) => r,
         Err(StorageError::Conflict(detail)) => {
             return Err(Problem::conflict(detail).with_field("serial"));
         }
         Err(e) => return Err(e.into()),
     };
+    // Announced at once: a failure between the commit and the announcement (reading the
+    // meter back, say) would leave every cache serving the old details.
+    if registered != Registered::Unchanged {
+        pending.committed(&Touched::meter(id, &new.region_id)).await;
+    } else {
+        drop(pending);
+    }
     let m = s
         .store
         .meter_by_dev_eui(&new.dev_eui)
         .await?
         .ok_or_else(|| Problem::internal(&"a meter just registered cannot be read back"))?;
-    if registered != Registered::Unchanged {
-        let mut touched = Touched::meter(m.id, &m.region_id);
-        if let Some(old) = &before {
-            touched.add(old.id, &old.region_id);
-        }
-        s.changes.committed(&touched).await;
-    }
     let status = if registered == Registered::Inserted {
         StatusCode::CREATED
     } else {

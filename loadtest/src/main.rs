@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
-use crate::api::{ApiArgs, PhaseKind};
+use crate::api::ApiArgs;
 use crate::clock::ClockArgs;
 use crate::ingest::IngestArgs;
 
@@ -80,7 +80,7 @@ enum Command {
     /// daily readings per meter (or reuse it), then measure select (around and through the
     /// cache), insert and update requests over keep-alive connections. Talks only to
     /// 127.0.0.1.
-    Api(Box<ApiCommand>),
+    Api(Box<ApiArgs>),
     /// Draw mean and p99 response time against fleet size from the `api` CSV, as SVG.
     Chart {
         /// The CSV the `api` scenario appends to.
@@ -93,85 +93,6 @@ enum Command {
         #[arg(long)]
         concurrency: Option<u32>,
     },
-}
-
-/// The `api` scenario's settings.
-#[derive(Debug, clap::Args)]
-struct ApiCommand {
-    /// Database the server serves (postgres://127.0.0.1/… or sqlite://PATH); the fleet is
-    /// prepared in it.
-    #[arg(long)]
-    database_url: String,
-    /// MQTT broker for a started server (it needs one to start; the API does not use it).
-    #[arg(long, default_value = "mqtt://127.0.0.1:1883")]
-    mqtt_url: String,
-    /// Meters in the fleet.
-    #[arg(long, default_value_t = 1_000)]
-    meters: u32,
-    /// Daily readings per meter (the query asks for the last 30 days).
-    #[arg(long, default_value_t = 35)]
-    days: u32,
-    /// Regions the fleet is spread over.
-    #[arg(long, default_value_t = 10)]
-    regions: u32,
-    /// Keep-alive connections; a comma-separated list runs each phase once per value.
-    #[arg(long, value_delimiter = ',', default_value = "16")]
-    concurrency: Vec<u32>,
-    /// Measured time per phase, e.g. `10s`.
-    #[arg(long, default_value = "10s", value_parser = parse_duration)]
-    duration: Duration,
-    /// Unmeasured load before the uncached phase.
-    #[arg(long, default_value = "2s", value_parser = parse_duration)]
-    warmup: Duration,
-    /// Phases to run, comma-separated.
-    #[arg(
-        long,
-        value_enum,
-        value_delimiter = ',',
-        default_value = "select_uncached,select_cached,insert,update"
-    )]
-    phases: Vec<PhaseKind>,
-    /// Meters whose month the cached phase asks for (at most the fleet; each cached answer
-    /// holds a month of readings).
-    #[arg(long, default_value_t = 10_000)]
-    hot_meters: u32,
-    /// CSV file to append each phase's row to (header written when the file is new).
-    #[arg(long, default_value = "loadtest-api.csv")]
-    csv: PathBuf,
-    /// Start this `meterhub` binary (`serve`, HTTP on a free loopback port) for the run.
-    #[arg(long)]
-    server_bin: Option<PathBuf>,
-    /// HTTP address of an already running server on the same database.
-    #[arg(long)]
-    server_http: Option<SocketAddr>,
-    /// Show the started server's log.
-    #[arg(long)]
-    server_log: bool,
-    /// Prepare the database (and say how long it took), then stop.
-    #[arg(long)]
-    prepare_only: bool,
-}
-
-impl From<ApiCommand> for ApiArgs {
-    fn from(c: ApiCommand) -> ApiArgs {
-        ApiArgs {
-            database_url: c.database_url,
-            mqtt_url: c.mqtt_url,
-            meters: c.meters,
-            days: c.days,
-            regions: c.regions,
-            concurrency: c.concurrency,
-            duration: c.duration,
-            warmup: c.warmup,
-            phases: c.phases,
-            hot_meters: c.hot_meters,
-            csv: c.csv,
-            server_bin: c.server_bin,
-            server_http: c.server_http,
-            server_log: c.server_log,
-            prepare_only: c.prepare_only,
-        }
-    }
 }
 
 /// The settings every scenario shares.
@@ -287,7 +208,7 @@ fn main() -> ExitCode {
                 .map(|report| report.outcome())
         }
         Command::Api(command) => runtime()
-            .and_then(|rt| rt.block_on(api::run(ApiArgs::from(*command))))
+            .and_then(|rt| rt.block_on(api::run(*command)))
             .map(|rows| {
                 if rows.iter().all(|r| r.errors == 0) {
                     "ok".to_owned()

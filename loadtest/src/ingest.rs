@@ -171,7 +171,7 @@ pub fn check(args: &IngestArgs) -> Result<()> {
 }
 
 /// The database name of a PostgreSQL URL.
-fn database_name(url: &str) -> Option<String> {
+pub fn database_name(url: &str) -> Option<String> {
     use std::str::FromStr;
     if !url.starts_with("postgres") {
         return None;

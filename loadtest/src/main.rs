@@ -1,5 +1,6 @@
 //! `meterhub-loadtest`: load scenarios against a meterhub on this machine.
 
+mod api;
 mod clock;
 mod cpu;
 mod db;
@@ -19,6 +20,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
+use crate::api::ApiArgs;
 use crate::clock::ClockArgs;
 use crate::ingest::IngestArgs;
 
@@ -73,6 +75,23 @@ enum Command {
         /// Longest wait for the last answers after publishing ends.
         #[arg(long, default_value = "10s", value_parser = parse_duration)]
         answer_wait: Duration,
+    },
+    /// REST response times against fleet size: prepare a fleet with a month and more of
+    /// daily readings per meter (or reuse it), then measure select (around and through the
+    /// cache), insert and update requests over keep-alive connections. Talks only to
+    /// 127.0.0.1.
+    Api(Box<ApiArgs>),
+    /// Draw mean and p99 response time against fleet size from the `api` CSV, as SVG.
+    Chart {
+        /// The CSV the `api` scenario appends to.
+        #[arg(long, default_value = "loadtest-api.csv")]
+        csv: PathBuf,
+        /// The SVG to write.
+        #[arg(long, default_value = "loadtest-api.svg")]
+        svg: PathBuf,
+        /// Only rows at this concurrency (else the last row of each phase and fleet size).
+        #[arg(long)]
+        concurrency: Option<u32>,
     },
 }
 
@@ -188,6 +207,20 @@ fn main() -> ExitCode {
                 .and_then(|rt| rt.block_on(clock::run(args)))
                 .map(|report| report.outcome())
         }
+        Command::Api(command) => runtime()
+            .and_then(|rt| rt.block_on(api::run(*command)))
+            .map(|rows| {
+                if rows.iter().all(|r| r.errors == 0) {
+                    "ok".to_owned()
+                } else {
+                    "errors".to_owned()
+                }
+            }),
+        Command::Chart {
+            csv,
+            svg,
+            concurrency,
+        } => api::chart::draw(&csv, &svg, concurrency).map(|()| "ok".to_owned()),
     };
     match outcome {
         Ok(outcome) if outcome == "ok" => ExitCode::SUCCESS,

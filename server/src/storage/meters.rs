@@ -159,7 +159,7 @@ const METER_COLUMNS: &str = "id, dev_eui, serial, body_number, user_id, applicat
      drift_measured_at";
 
 macro_rules! meter_queries {
-    ($db:ty, $types:expr) => {
+    ($db:ty) => {
         use chrono::{DateTime, Utc};
         use sqlx::AssertSqlSafe;
 
@@ -324,74 +324,113 @@ macro_rules! meter_queries {
             }
             Ok(())
         }
-
-        /// Applies the link state of a batch, one statement per meter.
-        pub async fn update_links(conn: &mut Conn, updates: &[LinkUpdate]) -> Result<()> {
-            let [big, time, int, small, real, text] = $types;
-            // One statement for the whole batch: a round trip per meter is what limited the
-            // bridge. The casts give the VALUES columns their types (PostgreSQL cannot infer
-            // them from parameters alone).
-            for chunk in updates.chunks(1_000) {
-                let mut q = sqlx::QueryBuilder::<$db>::new(
-                    "WITH v (id, seen, overdue, mv, pct, rssi, snr, app) AS (",
-                );
-                q.push_values(chunk, |mut b, u| {
-                    b.push(format_args!("CAST(")).push_bind_unseparated(u.meter_id)
-                        .push_unseparated(format_args!(" AS {big})"))
-                        .push("CAST(").push_bind_unseparated(u.last_seen_at)
-                        .push_unseparated(format_args!(" AS {time})"))
-                        .push("CAST(").push_bind_unseparated(u.overdue_at)
-                        .push_unseparated(format_args!(" AS {time})"))
-                        .push("CAST(").push_bind_unseparated(u.battery_millivolts)
-                        .push_unseparated(format_args!(" AS {int})"))
-                        .push("CAST(").push_bind_unseparated(u.battery_percent)
-                        .push_unseparated(format_args!(" AS {small})"))
-                        .push("CAST(").push_bind_unseparated(u.rssi)
-                        .push_unseparated(format_args!(" AS {int})"))
-                        .push("CAST(").push_bind_unseparated(u.snr)
-                        .push_unseparated(format_args!(" AS {real})"))
-                        .push("CAST(").push_bind_unseparated(u.application_id.clone())
-                        .push_unseparated(format_args!(" AS {text})"));
-                });
-                // A redelivered older uplink must not move the meter's state back in time.
-                q.push(
-                    ") UPDATE meters SET last_seen_at = v.seen, overdue_at = v.overdue, \
-                     battery_millivolts = COALESCE(v.mv, meters.battery_millivolts), \
-                     battery_percent = COALESCE(v.pct, meters.battery_percent), \
-                     rssi = COALESCE(v.rssi, meters.rssi), snr = COALESCE(v.snr, meters.snr), \
-                     application_id = COALESCE(v.app, meters.application_id), \
-                     status = CASE WHEN meters.status IN ('installed', 'silent') THEN 'active' \
-                              ELSE meters.status END, \
-                     updated_at = v.seen \
-                     FROM v WHERE meters.id = v.id \
-                     AND (meters.last_seen_at IS NULL OR meters.last_seen_at <= v.seen)",
-                );
-                q.build().execute(&mut *conn).await?;
-            }
-            Ok(())
-        }
     };
 }
 
 /// Queries on SQLite.
 pub(crate) mod sqlite {
-    meter_queries!(
-        sqlx::Sqlite,
-        ["INTEGER", "TEXT", "INTEGER", "INTEGER", "REAL", "TEXT"]
-    );
+    meter_queries!(sqlx::Sqlite);
+
+    /// Applies the link state of a batch in one statement per thousand meters.
+    pub async fn update_links(conn: &mut Conn, updates: &[LinkUpdate]) -> Result<()> {
+        let [big, time, int, small, real, text] =
+            ["INTEGER", "TEXT", "INTEGER", "INTEGER", "REAL", "TEXT"];
+        // One statement for the whole batch: a round trip per meter is what limited the
+        // bridge. The casts give the VALUES columns their types (PostgreSQL cannot infer
+        // them from parameters alone).
+        for chunk in updates.chunks(1_000) {
+            let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+                "WITH v (id, seen, overdue, mv, pct, rssi, snr, app) AS (",
+            );
+            q.push_values(chunk, |mut b, u| {
+                b.push(format_args!("CAST("))
+                    .push_bind_unseparated(u.meter_id)
+                    .push_unseparated(format_args!(" AS {big})"))
+                    .push("CAST(")
+                    .push_bind_unseparated(u.last_seen_at)
+                    .push_unseparated(format_args!(" AS {time})"))
+                    .push("CAST(")
+                    .push_bind_unseparated(u.overdue_at)
+                    .push_unseparated(format_args!(" AS {time})"))
+                    .push("CAST(")
+                    .push_bind_unseparated(u.battery_millivolts)
+                    .push_unseparated(format_args!(" AS {int})"))
+                    .push("CAST(")
+                    .push_bind_unseparated(u.battery_percent)
+                    .push_unseparated(format_args!(" AS {small})"))
+                    .push("CAST(")
+                    .push_bind_unseparated(u.rssi)
+                    .push_unseparated(format_args!(" AS {int})"))
+                    .push("CAST(")
+                    .push_bind_unseparated(u.snr)
+                    .push_unseparated(format_args!(" AS {real})"))
+                    .push("CAST(")
+                    .push_bind_unseparated(u.application_id.clone())
+                    .push_unseparated(format_args!(" AS {text})"));
+            });
+            // A redelivered older uplink must not move the meter's state back in time.
+            q.push(
+                ") UPDATE meters SET last_seen_at = v.seen, overdue_at = v.overdue, \
+                 battery_millivolts = COALESCE(v.mv, meters.battery_millivolts), \
+                 battery_percent = COALESCE(v.pct, meters.battery_percent), \
+                 rssi = COALESCE(v.rssi, meters.rssi), snr = COALESCE(v.snr, meters.snr), \
+                 application_id = COALESCE(v.app, meters.application_id), \
+                 status = CASE WHEN meters.status IN ('installed', 'silent') THEN 'active' \
+                          ELSE meters.status END, \
+                 updated_at = v.seen \
+                 FROM v WHERE meters.id = v.id \
+                 AND (meters.last_seen_at IS NULL OR meters.last_seen_at <= v.seen)",
+            );
+            q.build().execute(&mut *conn).await?;
+        }
+        Ok(())
+    }
 }
 
 /// Queries on PostgreSQL.
 pub(crate) mod postgres {
-    meter_queries!(
-        sqlx::Postgres,
-        [
-            "BIGINT",
-            "TIMESTAMPTZ",
-            "INTEGER",
-            "SMALLINT",
-            "DOUBLE PRECISION",
-            "TEXT"
-        ]
-    );
+    meter_queries!(sqlx::Postgres);
+
+    /// Applies the link state of a batch in one statement; the columns travel as arrays, so
+    /// the text is prepared once per connection.
+    pub async fn update_links(conn: &mut Conn, updates: &[LinkUpdate]) -> Result<()> {
+        if updates.is_empty() {
+            return Ok(());
+        }
+        fn column<T>(updates: &[LinkUpdate], f: impl Fn(&LinkUpdate) -> T) -> Vec<T> {
+            updates.iter().map(f).collect()
+        }
+        // A redelivered older uplink must not move the meter's state back in time.
+        sqlx::query(
+            "UPDATE meters SET last_seen_at = v.seen, overdue_at = v.overdue, \
+             battery_millivolts = COALESCE(v.mv, meters.battery_millivolts), \
+             battery_percent = COALESCE(v.pct, meters.battery_percent), \
+             rssi = COALESCE(v.rssi, meters.rssi), snr = COALESCE(v.snr, meters.snr), \
+             application_id = COALESCE(v.app, meters.application_id), \
+             status = CASE WHEN meters.status IN ('installed', 'silent') THEN 'active' \
+                      ELSE meters.status END, \
+             updated_at = v.seen \
+             FROM unnest($1::bigint[], $2::timestamptz[], $3::timestamptz[], $4::integer[], \
+             $5::smallint[], $6::integer[], $7::double precision[], $8::text[]) \
+             AS v (id, seen, overdue, mv, pct, rssi, snr, app) \
+             WHERE meters.id = v.id \
+             AND (meters.last_seen_at IS NULL OR meters.last_seen_at <= v.seen)",
+        )
+        .bind(column(updates, |u| u.meter_id))
+        .bind(column(updates, |u| u.last_seen_at))
+        .bind(column(updates, |u| u.overdue_at))
+        .bind(column(updates, |u| u.battery_millivolts))
+        .bind(column(updates, |u| u.battery_percent))
+        .bind(column(updates, |u| u.rssi))
+        .bind(column(updates, |u| u.snr))
+        .bind(
+            updates
+                .iter()
+                .map(|u| u.application_id.as_deref())
+                .collect::<Vec<_>>(),
+        )
+        .execute(&mut *conn)
+        .await?;
+        Ok(())
+    }
 }

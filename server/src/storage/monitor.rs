@@ -57,7 +57,7 @@ struct StateRow {
 }
 
 macro_rules! monitor_queries {
-    ($db:ty, $dialect:ident, $types:expr) => {
+    ($db:ty, $dialect:ident) => {
         use chrono::{DateTime, Utc};
 
         use super::*;
@@ -94,44 +94,6 @@ macro_rules! monitor_queries {
                 }));
             }
             Ok(out)
-        }
-
-        /// Writes the remembered state of a batch's meters in one statement per thousand.
-        pub async fn update_states(conn: &mut Conn, updates: &[StateUpdate]) -> Result<()> {
-            let [big, time, small, real, int] = $types;
-            for chunk in updates.chunks(1_000) {
-                let mut q = sqlx::QueryBuilder::<$db>::new(
-                    "WITH v (id, valve, reg, reg_at, avg, samples, drift, drift_at) AS (",
-                );
-                q.push_values(chunk, |mut b, u| {
-                    b.push("CAST(").push_bind_unseparated(u.meter_id)
-                        .push_unseparated(format_args!(" AS {big})"))
-                        .push("CAST(").push_bind_unseparated(u.state.valve)
-                        .push_unseparated(format_args!(" AS {small})"))
-                        .push("CAST(").push_bind_unseparated(u.state.register)
-                        .push_unseparated(format_args!(" AS {big})"))
-                        .push("CAST(").push_bind_unseparated(u.state.register_at)
-                        .push_unseparated(format_args!(" AS {time})"))
-                        .push("CAST(").push_bind_unseparated(u.state.daily_average)
-                        .push_unseparated(format_args!(" AS {real})"))
-                        .push("CAST(").push_bind_unseparated(u.state.samples)
-                        .push_unseparated(format_args!(" AS {int})"))
-                        .push("CAST(").push_bind_unseparated(u.drift.map(|d| d.0))
-                        .push_unseparated(format_args!(" AS {big})"))
-                        .push("CAST(").push_bind_unseparated(u.drift.map(|d| d.1))
-                        .push_unseparated(format_args!(" AS {time})"));
-                });
-                q.push(
-                    ") UPDATE meters SET valve = v.valve, register_value = v.reg, \
-                     register_at = v.reg_at, daily_consumption_avg = v.avg, \
-                     consumption_samples = v.samples, \
-                     clock_drift_ms = COALESCE(v.drift, meters.clock_drift_ms), \
-                     drift_measured_at = COALESCE(v.drift_at, meters.drift_measured_at) \
-                     FROM v WHERE meters.id = v.id",
-                );
-                q.build().execute(&mut *conn).await?;
-            }
-            Ok(())
         }
 
         /// Clears the open alarms of `kind` of these meters (they were heard again).
@@ -303,24 +265,89 @@ macro_rules! monitor_queries {
 
 /// Queries on SQLite.
 pub(crate) mod sqlite {
-    monitor_queries!(
-        sqlx::Sqlite,
-        sqlite,
-        ["INTEGER", "TEXT", "INTEGER", "REAL", "INTEGER"]
-    );
+    monitor_queries!(sqlx::Sqlite, sqlite);
+
+    /// Writes the remembered state of a batch's meters in one statement per thousand.
+    pub async fn update_states(conn: &mut Conn, updates: &[StateUpdate]) -> Result<()> {
+        let [big, time, small, real, int] = ["INTEGER", "TEXT", "INTEGER", "REAL", "INTEGER"];
+        for chunk in updates.chunks(1_000) {
+            let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+                "WITH v (id, valve, reg, reg_at, avg, samples, drift, drift_at) AS (",
+            );
+            q.push_values(chunk, |mut b, u| {
+                b.push("CAST(")
+                    .push_bind_unseparated(u.meter_id)
+                    .push_unseparated(format_args!(" AS {big})"))
+                    .push("CAST(")
+                    .push_bind_unseparated(u.state.valve)
+                    .push_unseparated(format_args!(" AS {small})"))
+                    .push("CAST(")
+                    .push_bind_unseparated(u.state.register)
+                    .push_unseparated(format_args!(" AS {big})"))
+                    .push("CAST(")
+                    .push_bind_unseparated(u.state.register_at)
+                    .push_unseparated(format_args!(" AS {time})"))
+                    .push("CAST(")
+                    .push_bind_unseparated(u.state.daily_average)
+                    .push_unseparated(format_args!(" AS {real})"))
+                    .push("CAST(")
+                    .push_bind_unseparated(u.state.samples)
+                    .push_unseparated(format_args!(" AS {int})"))
+                    .push("CAST(")
+                    .push_bind_unseparated(u.drift.map(|d| d.0))
+                    .push_unseparated(format_args!(" AS {big})"))
+                    .push("CAST(")
+                    .push_bind_unseparated(u.drift.map(|d| d.1))
+                    .push_unseparated(format_args!(" AS {time})"));
+            });
+            q.push(
+                ") UPDATE meters SET valve = v.valve, register_value = v.reg, \
+                 register_at = v.reg_at, daily_consumption_avg = v.avg, \
+                 consumption_samples = v.samples, \
+                 clock_drift_ms = COALESCE(v.drift, meters.clock_drift_ms), \
+                 drift_measured_at = COALESCE(v.drift_at, meters.drift_measured_at) \
+                 FROM v WHERE meters.id = v.id",
+            );
+            q.build().execute(&mut *conn).await?;
+        }
+        Ok(())
+    }
 }
 
 /// Queries on PostgreSQL.
 pub(crate) mod postgres {
-    monitor_queries!(
-        sqlx::Postgres,
-        postgres,
-        [
-            "BIGINT",
-            "TIMESTAMPTZ",
-            "SMALLINT",
-            "DOUBLE PRECISION",
-            "INTEGER"
-        ]
-    );
+    monitor_queries!(sqlx::Postgres, postgres);
+
+    /// Writes the remembered state of a batch's meters in one statement; the columns travel
+    /// as arrays, so the text is prepared once per connection.
+    pub async fn update_states(conn: &mut Conn, updates: &[StateUpdate]) -> Result<()> {
+        if updates.is_empty() {
+            return Ok(());
+        }
+        fn column<T>(updates: &[StateUpdate], f: impl Fn(&StateUpdate) -> T) -> Vec<T> {
+            updates.iter().map(f).collect()
+        }
+        sqlx::query(
+            "UPDATE meters SET valve = v.valve, register_value = v.reg, \
+             register_at = v.reg_at, daily_consumption_avg = v.avg, \
+             consumption_samples = v.samples, \
+             clock_drift_ms = COALESCE(v.drift, meters.clock_drift_ms), \
+             drift_measured_at = COALESCE(v.drift_at, meters.drift_measured_at) \
+             FROM unnest($1::bigint[], $2::smallint[], $3::bigint[], $4::timestamptz[], \
+             $5::double precision[], $6::integer[], $7::bigint[], $8::timestamptz[]) \
+             AS v (id, valve, reg, reg_at, avg, samples, drift, drift_at) \
+             WHERE meters.id = v.id",
+        )
+        .bind(column(updates, |u| u.meter_id))
+        .bind(column(updates, |u| u.state.valve))
+        .bind(column(updates, |u| u.state.register))
+        .bind(column(updates, |u| u.state.register_at))
+        .bind(column(updates, |u| u.state.daily_average))
+        .bind(column(updates, |u| u.state.samples))
+        .bind(column(updates, |u| u.drift.map(|d| d.0)))
+        .bind(column(updates, |u| u.drift.map(|d| d.1)))
+        .execute(&mut *conn)
+        .await?;
+        Ok(())
+    }
 }

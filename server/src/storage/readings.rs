@@ -54,47 +54,18 @@ const COLUMNS: &str = "meter_id, reading_time, received_at, gas_volume_litres, e
      voltage_decivolts, current_milliamps, gas_temperature_centi_celsius, gas_pressure_pa, \
      valve, door, battery_millivolts, battery_percent, flags, f_cnt";
 const COLUMN_COUNT: usize = 15;
-/// Rows per INSERT: both SQLite (32 766) and PostgreSQL (65 535) allow this many binds.
+/// Rows per INSERT on SQLite, which allows 32 766 binds.
 const ROWS_PER_STATEMENT: usize = 32_000 / COLUMN_COUNT;
 
 macro_rules! reading_queries {
     ($db:ty) => {
         use chrono::{DateTime, Utc};
-        use sqlx::{AssertSqlSafe, QueryBuilder};
+        use sqlx::AssertSqlSafe;
 
         use super::*;
         use crate::storage::Result;
 
         type Conn = <$db as sqlx::Database>::Connection;
-
-        /// Stores readings; a reading already stored for the same meter and time is left as it
-        /// is (a replay changes nothing). Returns how many rows were new.
-        pub async fn insert(conn: &mut Conn, rows: &[StoredReading]) -> Result<u64> {
-            let mut inserted = 0;
-            for chunk in rows.chunks(ROWS_PER_STATEMENT) {
-                let mut q = QueryBuilder::<$db>::new(format!("INSERT INTO readings ({COLUMNS}) "));
-                q.push_values(chunk, |mut b, r| {
-                    b.push_bind(r.meter_id)
-                        .push_bind(r.reading_time)
-                        .push_bind(r.received_at)
-                        .push_bind(r.gas_volume_litres)
-                        .push_bind(r.energy_wh)
-                        .push_bind(r.voltage_decivolts)
-                        .push_bind(r.current_milliamps)
-                        .push_bind(r.gas_temperature_centi_celsius)
-                        .push_bind(r.gas_pressure_pa)
-                        .push_bind(r.valve)
-                        .push_bind(r.door)
-                        .push_bind(r.battery_millivolts)
-                        .push_bind(r.battery_percent)
-                        .push_bind(r.flags)
-                        .push_bind(r.f_cnt);
-                });
-                q.push(" ON CONFLICT (meter_id, reading_time) DO NOTHING");
-                inserted += q.build().execute(&mut *conn).await?.rows_affected();
-            }
-            Ok(inserted)
-        }
 
         /// A meter's readings in [from, to), oldest first, at most `limit`.
         pub async fn for_meter(
@@ -129,11 +100,82 @@ macro_rules! reading_queries {
 /// Queries on SQLite.
 pub(crate) mod sqlite {
     reading_queries!(sqlx::Sqlite);
+
+    /// Stores readings; a reading already stored for the same meter and time is left as it
+    /// is (a replay changes nothing). Returns how many rows were new.
+    pub async fn insert(conn: &mut Conn, rows: &[StoredReading]) -> Result<u64> {
+        let mut inserted = 0;
+        for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+            let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new(format!(
+                "INSERT INTO readings ({COLUMNS}) "
+            ));
+            q.push_values(chunk, |mut b, r| {
+                b.push_bind(r.meter_id)
+                    .push_bind(r.reading_time)
+                    .push_bind(r.received_at)
+                    .push_bind(r.gas_volume_litres)
+                    .push_bind(r.energy_wh)
+                    .push_bind(r.voltage_decivolts)
+                    .push_bind(r.current_milliamps)
+                    .push_bind(r.gas_temperature_centi_celsius)
+                    .push_bind(r.gas_pressure_pa)
+                    .push_bind(r.valve)
+                    .push_bind(r.door)
+                    .push_bind(r.battery_millivolts)
+                    .push_bind(r.battery_percent)
+                    .push_bind(r.flags)
+                    .push_bind(r.f_cnt);
+            });
+            q.push(" ON CONFLICT (meter_id, reading_time) DO NOTHING");
+            inserted += q.build().execute(&mut *conn).await?.rows_affected();
+        }
+        Ok(inserted)
+    }
 }
 
 /// Queries on PostgreSQL.
 pub(crate) mod postgres {
     reading_queries!(sqlx::Postgres);
+
+    /// Stores readings; a reading already stored for the same meter and time is left as it
+    /// is (a replay changes nothing). Returns how many rows were new.
+    ///
+    /// One statement whatever the number of rows: the columns travel as arrays, so the text
+    /// is prepared once per connection.
+    pub async fn insert(conn: &mut Conn, rows: &[StoredReading]) -> Result<u64> {
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        fn column<T>(rows: &[StoredReading], f: impl Fn(&StoredReading) -> T) -> Vec<T> {
+            rows.iter().map(f).collect()
+        }
+        let sql = format!(
+            "INSERT INTO readings ({COLUMNS}) SELECT * FROM unnest($1::bigint[], \
+             $2::timestamptz[], $3::timestamptz[], $4::bigint[], $5::bigint[], $6::integer[], \
+             $7::bigint[], $8::integer[], $9::bigint[], $10::smallint[], $11::smallint[], \
+             $12::integer[], $13::smallint[], $14::integer[], $15::bigint[]) \
+             ON CONFLICT (meter_id, reading_time) DO NOTHING"
+        );
+        Ok(sqlx::query(AssertSqlSafe(sql))
+            .bind(column(rows, |r| r.meter_id))
+            .bind(column(rows, |r| r.reading_time))
+            .bind(column(rows, |r| r.received_at))
+            .bind(column(rows, |r| r.gas_volume_litres))
+            .bind(column(rows, |r| r.energy_wh))
+            .bind(column(rows, |r| r.voltage_decivolts))
+            .bind(column(rows, |r| r.current_milliamps))
+            .bind(column(rows, |r| r.gas_temperature_centi_celsius))
+            .bind(column(rows, |r| r.gas_pressure_pa))
+            .bind(column(rows, |r| r.valve))
+            .bind(column(rows, |r| r.door))
+            .bind(column(rows, |r| r.battery_millivolts))
+            .bind(column(rows, |r| r.battery_percent))
+            .bind(column(rows, |r| r.flags))
+            .bind(column(rows, |r| r.f_cnt))
+            .execute(&mut *conn)
+            .await?
+            .rows_affected())
+    }
 }
 
 #[cfg(test)]

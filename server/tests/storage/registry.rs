@@ -152,3 +152,70 @@ async fn link_state_moves_forward_only() {
         assert_eq!(m.snr, Some(7.5));
     }
 }
+
+#[tokio::test]
+async fn link_state_of_over_a_thousand_meters_is_applied_and_absent_values_kept() {
+    for f in stores().await {
+        let s = &f.store;
+        let new: Vec<_> = (0..1_200).map(meter).collect();
+        s.register_meters(&new, now()).await.expect("register");
+        let mut ids = Vec::new();
+        for m in &new {
+            ids.push(
+                s.meter_by_dev_eui(&m.dev_eui)
+                    .await
+                    .expect("q")
+                    .expect("m")
+                    .id,
+            );
+        }
+        let seen = at("2026-07-23T10:00:00Z");
+        let full: Vec<LinkUpdate> = ids
+            .iter()
+            .map(|&id| LinkUpdate {
+                meter_id: id,
+                last_seen_at: seen,
+                overdue_at: seen + chrono::Duration::days(2),
+                battery_millivolts: Some(3_000 + id as i32),
+                battery_percent: Some(80),
+                rssi: Some(-100),
+                snr: Some(-2.25),
+                application_id: Some("a1".to_owned()),
+            })
+            .collect();
+        s.update_links(&full).await.expect("update");
+        // Every optional value absent: each keeps what the meter had.
+        let later = seen + chrono::Duration::hours(1);
+        let bare: Vec<LinkUpdate> = ids
+            .iter()
+            .map(|&id| LinkUpdate {
+                meter_id: id,
+                last_seen_at: later,
+                overdue_at: later + chrono::Duration::days(2),
+                battery_millivolts: None,
+                battery_percent: None,
+                rssi: None,
+                snr: None,
+                application_id: None,
+            })
+            .collect();
+        s.update_links(&bare).await.expect("update");
+        for &id in [ids[0], ids[999], ids[1_000], ids[1_199]].iter() {
+            let m = s
+                .meters(None, id - 1, 1)
+                .await
+                .expect("q")
+                .pop()
+                .expect("m");
+            assert_eq!(m.id, id);
+            assert_eq!(m.last_seen_at, Some(later));
+            assert_eq!(m.overdue_at, Some(later + chrono::Duration::days(2)));
+            assert_eq!(m.battery_millivolts, Some(3_000 + id as i32));
+            assert_eq!(m.battery_percent, Some(80));
+            assert_eq!(m.rssi, Some(-100));
+            assert_eq!(m.snr, Some(-2.25));
+            assert_eq!(m.application_id, "a1");
+            assert_eq!(m.status, "active");
+        }
+    }
+}

@@ -122,6 +122,9 @@ async fn identities_report_only_new_events_and_are_pruned_by_age() {
             .await
             .expect("record");
         assert_eq!(new.len(), 1, "a pruned identity is new again");
+        let twice = [id("d", "up"), id("d", "up")];
+        let new = s.record_identities(&twice, now()).await.expect("record");
+        assert_eq!(new.into_iter().collect::<Vec<_>>(), [id("d", "up")]);
     }
 }
 

@@ -118,13 +118,18 @@ pub fn is_loopback(host: &str) -> bool {
             .is_ok_and(|ip| ip.is_loopback())
 }
 
-/// Refuses settings that would reach beyond this machine or run without bound.
-pub fn check(args: &IngestArgs) -> Result<()> {
-    let (mqtt_host, _) = mqtt::host_port(&args.mqtt_url)?;
+/// Refuses a broker, database or server that is not on this machine: every load scenario
+/// talks only to 127.0.0.1 (or a local Unix socket).
+pub fn check_local(
+    mqtt_url: &str,
+    database_url: &str,
+    server_http: Option<SocketAddr>,
+) -> Result<()> {
+    let (mqtt_host, _) = mqtt::host_port(mqtt_url)?;
     if !is_loopback(&mqtt_host) {
         bail!("the load test only talks to a broker on 127.0.0.1, not {mqtt_host}");
     }
-    let db = &args.database_url;
+    let db = database_url;
     if db.starts_with("postgres://") || db.starts_with("postgresql://") {
         use std::str::FromStr;
         let options = sqlx::postgres::PgConnectOptions::from_str(db)?;
@@ -136,11 +141,17 @@ pub fn check(args: &IngestArgs) -> Result<()> {
     } else if !db.starts_with("sqlite:") {
         bail!("--database-url must be postgres://127.0.0.1/… or sqlite://PATH");
     }
-    if let Some(addr) = args.server_http
+    if let Some(addr) = server_http
         && !addr.ip().is_loopback()
     {
         bail!("--server-http must be a loopback address");
     }
+    Ok(())
+}
+
+/// Refuses settings that would reach beyond this machine or run without bound.
+pub fn check(args: &IngestArgs) -> Result<()> {
+    check_local(&args.mqtt_url, &args.database_url, args.server_http)?;
     if !(1..=200_000).contains(&args.rate) {
         bail!("--rate must be 1 to 200 000 uplinks/s");
     }

@@ -30,7 +30,7 @@ use meterhub::api::auth::{Role, generate};
 use meterhub::storage::Store;
 
 use crate::cpu::{Snapshot, Usage};
-use crate::ingest::{Labels, database_name, is_loopback};
+use crate::ingest::{Labels, database_name};
 use crate::report::{append_csv, thousands};
 use crate::server::{self, ServerProcess};
 use fleet::Fleet;
@@ -124,26 +124,7 @@ pub struct ApiArgs {
 
 /// Refuses settings that would reach beyond this machine or run without bound.
 pub fn check(args: &ApiArgs) -> Result<()> {
-    let db = &args.database_url;
-    if db.starts_with("postgres://") || db.starts_with("postgresql://") {
-        use std::str::FromStr;
-        let options = sqlx::postgres::PgConnectOptions::from_str(db)?;
-        let host = options.get_host();
-        if !(host.starts_with('/') || is_loopback(host)) {
-            bail!("the load test only talks to a database on 127.0.0.1, not {host}");
-        }
-    } else if !db.starts_with("sqlite:") {
-        bail!("--database-url must be postgres://127.0.0.1/… or sqlite://PATH");
-    }
-    let (mqtt_host, _) = crate::mqtt::host_port(&args.mqtt_url)?;
-    if !is_loopback(&mqtt_host) {
-        bail!("the load test only talks to a broker on 127.0.0.1, not {mqtt_host}");
-    }
-    if let Some(addr) = args.server_http
-        && !addr.ip().is_loopback()
-    {
-        bail!("--server-http must be a loopback address");
-    }
+    crate::ingest::check_local(&args.mqtt_url, &args.database_url, args.server_http)?;
     if !args.prepare_only && args.server_bin.is_none() == args.server_http.is_none() {
         bail!("give either --server-bin (to start a server) or --server-http (a running one)");
     }

@@ -8,9 +8,11 @@
 //! while none of its tags was stamped after it was read, so a write that commits while a query
 //! runs leaves that query's response already stale: it can never be served as current.
 //!
-//! Writers bump after their commit and before they answer (or acknowledge to the broker), so
-//! a read that starts after a write was answered sees that write. Other instances learn of
-//! writes through PostgreSQL NOTIFY (see [`Changes`]).
+//! Writers mark their tags "in flight" before their commit becomes visible and bump them
+//! after it, before they answer (or acknowledge to the broker): an entry is not served while
+//! a write on its tags is in flight, so no cached response is older than a read around the
+//! cache before it, and a read that starts after a write was answered sees that write.
+//! Other instances learn of writes through PostgreSQL NOTIFY (see [`Changes`]).
 //!
 //! One std mutex guards the LRU, the counter and the stamps together: every operation is a few
 //! hash-map steps and never crosses an `.await`, and taking them together is what makes the
@@ -341,6 +343,13 @@ impl Touched {
         self.meters.insert(id);
     }
 
+    /// This and the meters `ids`, each alone (see [`Touched::add_meter`]).
+    pub fn and_meters(&self, ids: &[i64]) -> Touched {
+        let mut all = self.clone();
+        all.meters.extend(ids);
+        all
+    }
+
     /// Whether nothing was touched.
     pub fn is_empty(&self) -> bool {
         self.meters.is_empty() && self.regions.is_empty()
@@ -505,8 +514,10 @@ impl Changes {
     /// announcement, in which a read around the cache (or any uncached query) already sees
     /// the write while the cache still serves the older answer: a client that compares the
     /// two, or reads twice, sees time go backwards. Short writes that a client waits for
-    /// (the API's) begin first and close that window; the ingest writer and the scheduler,
-    /// whose transactions run back to back, announce after the commit only.
+    /// (the API's) begin first and close that window. Writes that learn what they touch
+    /// only inside their transaction (ingest, the scheduler) begin once they know, before
+    /// their commit (`Store`'s `hold` arguments): the window is closed all the same, and
+    /// their responses are held for the commit alone.
     pub fn begin(&self, touched: &Touched) -> Pending<'_> {
         let begun: Vec<Tag> = touched.tags().collect();
         self.cache.begin_writes(begun.iter().cloned());
@@ -559,6 +570,11 @@ pub struct Pending<'a> {
 }
 
 impl Pending<'_> {
+    /// Announces the committed write as it was begun.
+    pub async fn announce(self) {
+        self.committed(&Touched::default()).await;
+    }
+
     /// Announces the committed write: what was begun and anything learnt since (a new
     /// meter's id), here at once and to the other instances.
     pub async fn committed(mut self, touched: &Touched) {

@@ -26,7 +26,7 @@ use uuid::Uuid;
 pub use kind::{CommandKind, InvalidCommand};
 pub use publisher::Publisher;
 
-use crate::cache::{Changes, Touched};
+use crate::cache::{Changes, Pending, Touched};
 use crate::config::DownlinkSettings;
 use crate::storage::commands::{CommandRow, Reported};
 use crate::storage::{Error as StorageError, Store};
@@ -116,11 +116,12 @@ impl Downlinks {
         &self.inner.changes
     }
 
-    /// Announces that a meter's commands changed (after the commit).
-    async fn changed(&self, meter_id: i64) {
+    /// Begins a write to a meter's commands: its responses are held until the returned
+    /// write is announced (after the commit).
+    fn changing(&self, meter_id: i64) -> Pending<'_> {
         let mut touched = Touched::default();
         touched.add_meter(meter_id);
-        self.inner.changes.committed(&touched).await;
+        self.inner.changes.begin(&touched)
     }
 
     /// The settings in force.
@@ -309,18 +310,20 @@ impl Downlinks {
                     state: "expired",
                     error: "not sent before it expired".into(),
                 };
-                if self
-                    .inner
+                let write = self.changing(c.meter_id);
+                self.inner
                     .store
                     .report_command(c.id, &dropped, now, now)
-                    .await?
-                {
-                    self.changed(c.meter_id).await;
-                }
+                    .await?;
+                write.announce().await;
                 continue;
             }
+            // Held from before the claim until the command is on its way: a claim is
+            // announced after the publish, so a round trip to the database does not delay the
+            // command past the meter's receive window.
+            let write = self.changing(c.meter_id);
             if !self.inner.store.claim_command(c.id, now).await? {
-                // Another instance took it.
+                // Another instance took it (dropping `write` frees the meter's responses).
                 continue;
             }
             let command = DownlinkCommand {
@@ -337,12 +340,10 @@ impl Downlinks {
                 // same id (never a new one while the old may be queued).
                 tracing::warn!(error = %e, command = %c.id, "publishing a command failed");
                 self.inner.store.unclaim_command(c.id, now).await?;
-                self.changed(c.meter_id).await;
+                write.announce().await;
                 return Ok(None);
             }
-            // Announced once it is on its way (the claim committed before): a round trip
-            // to the database must not delay the command past the meter's receive window.
-            self.changed(c.meter_id).await;
+            write.announce().await;
             released = Some(c.id);
         }
         if waiting == 0

@@ -11,6 +11,7 @@ use firmware_protocol::clock::Clock;
 use tokio_util::sync::CancellationToken;
 
 use super::webhook::{Webhook, retry_at};
+use crate::cache::Touched;
 use crate::config::MonitorSettings;
 use crate::downlink::{CommandKind, Downlinks};
 use crate::metrics::Metrics;
@@ -82,28 +83,40 @@ impl Scheduler {
         {
             return Ok(false);
         }
-        let silent = self.store.mark_silent(now, SILENCE_BATCH).await?;
-        if !silent.is_empty() {
+        let (silent, write) = self
+            .store
+            .mark_silent(now, SILENCE_BATCH, |silent| {
+                (!silent.is_empty()).then(|| {
+                    let mut touched = Touched::default();
+                    for m in silent {
+                        touched.add(m.id, &m.region_id);
+                    }
+                    self.changes.begin(&touched)
+                })
+            })
+            .await?;
+        if let Some(write) = write {
             tracing::info!(meters = silent.len(), "meters marked silent");
-            let mut touched = crate::cache::Touched::default();
-            for m in &silent {
-                touched.add(m.id, &m.region_id);
-            }
-            self.changes.committed(&touched).await;
+            write.announce().await;
         }
         self.run_schedules(now).await?;
-        let (expired, failed) = self.store.sweep_commands(now).await?;
-        if !expired.is_empty() || !failed.is_empty() {
+        let ((expired, failed), write) = self
+            .store
+            .sweep_commands(now, |(expired, failed)| {
+                let mut touched = Touched::default();
+                for id in expired.iter().chain(failed) {
+                    touched.add_meter(*id);
+                }
+                (!touched.is_empty()).then(|| self.changes.begin(&touched))
+            })
+            .await?;
+        if let Some(write) = write {
             tracing::debug!(
                 expired = expired.len(),
                 failed = failed.len(),
                 "commands swept"
             );
-            let mut touched = crate::cache::Touched::default();
-            for id in expired.into_iter().chain(failed) {
-                touched.add_meter(id);
-            }
-            self.changes.committed(&touched).await;
+            write.announce().await;
         }
         self.deliver(now).await?;
         Ok(true)
@@ -122,24 +135,26 @@ impl Scheduler {
                 }
             };
             let expiry = chrono::Duration::minutes(i64::from(schedule.interval_minutes));
-            if let Some(run) = self
+            let (run, write) = self
                 .store
-                .run_schedule(&schedule, &frame, now + expiry, now)
-                .await?
-            {
+                .run_schedule(&schedule, &frame, now + expiry, now, |run| {
+                    let mut touched = Touched::default();
+                    for (id, _) in run.iter().flat_map(|r| &r.meters) {
+                        touched.add_meter(*id);
+                    }
+                    (!touched.is_empty()).then(|| self.changes.begin(&touched))
+                })
+                .await?;
+            if let Some(write) = write {
+                write.announce().await;
+            }
+            if let Some(run) = run {
                 tracing::info!(
                     schedule = run.schedule_id,
                     due = %run.due_at,
                     meters = run.meters.len(),
                     "self-test schedule ran"
                 );
-                let mut touched = crate::cache::Touched::default();
-                for (id, _) in &run.meters {
-                    touched.add_meter(*id);
-                }
-                if !touched.is_empty() {
-                    self.changes.committed(&touched).await;
-                }
                 for (_, d) in run.meters {
                     self.downlinks.mark_pending(d);
                 }

@@ -143,6 +143,40 @@ macro_rules! in_transaction {
     };
 }
 
+/// [`in_transaction!`] for a write whose effect is announced to readers: `$hold` sees the
+/// transaction's result before its commit and returns a guard (see `cache::Changes::begin`)
+/// that is held across the commit and handed back with the result, so the write is never
+/// visible to a reader before it is announced as in flight. A failed commit drops the guard.
+macro_rules! in_held_transaction {
+    ($store:expr, |$conn:ident, $q:ident| $body:expr, $module:ident, $hold:expr) => {
+        match $store {
+            Store::Sqlite { writer, .. } => {
+                let mut c = writer.acquire().await?;
+                let mut tx = c.begin_with("BEGIN IMMEDIATE").await?;
+                let out = {
+                    let $conn = &mut *tx;
+                    use $module::sqlite as $q;
+                    $body
+                }?;
+                let guard = ($hold)(&out);
+                tx.commit().await?;
+                Ok((out, guard))
+            }
+            Store::Postgres(pool) => {
+                let mut tx = pool.begin().await?;
+                let out = {
+                    let $conn = &mut *tx;
+                    use $module::postgres as $q;
+                    $body
+                }?;
+                let guard = ($hold)(&out);
+                tx.commit().await?;
+                Ok((out, guard))
+            }
+        }
+    };
+}
+
 impl Store {
     /// Connects to `sqlite://PATH` (created when missing) or `postgres://…`. Does not
     /// migrate: call [`Store::migrate`].
@@ -319,13 +353,19 @@ impl Store {
 
     /// Applies a batch of plans in one transaction: identities first, then the effects of
     /// the events not seen before. An error rolls everything back.
-    pub async fn apply_batch(
+    ///
+    /// `hold` sees the outcome before the commit; what it returns is held across the commit
+    /// (see `in_held_transaction!`).
+    pub async fn apply_batch<H>(
         &self,
         plans: &[ingest::Plan],
         now: DateTime<Utc>,
-    ) -> Result<ingest::Outcome> {
+        hold: impl FnOnce(&ingest::Outcome) -> H,
+    ) -> Result<(ingest::Outcome, H)> {
         // A half-open connection would otherwise hold the writer (and shutdown) forever.
-        let work = async { in_transaction!(self, |c, q| q::apply(c, plans, now).await, ingest) };
+        let work = async {
+            in_held_transaction!(self, |c, q| q::apply(c, plans, now).await, ingest, hold)
+        };
         tokio::time::timeout(BATCH_TIMEOUT, work)
             .await
             .unwrap_or(Err(Error::Timeout(BATCH_TIMEOUT)))
@@ -529,19 +569,31 @@ impl Store {
 
     /// Expires unsent commands and fails unanswered ones; the meters of the commands
     /// (expired, failed).
-    pub async fn sweep_commands(&self, now: DateTime<Utc>) -> Result<(Vec<i64>, Vec<i64>)> {
-        in_transaction!(self, |c, q| q::sweep(c, now).await, commands)
+    /// `hold` sees them before the commit (see `in_held_transaction!`).
+    pub async fn sweep_commands<H>(
+        &self,
+        now: DateTime<Utc>,
+        hold: impl FnOnce(&(Vec<i64>, Vec<i64>)) -> H,
+    ) -> Result<((Vec<i64>, Vec<i64>), H)> {
+        in_held_transaction!(self, |c, q| q::sweep(c, now).await, commands, hold)
     }
 
     // ---- monitoring ----
 
-    /// Marks overdue meters silent and raises their alarms; returns them.
-    pub async fn mark_silent(
+    /// Marks overdue meters silent and raises their alarms; returns them. `hold` sees them
+    /// before the commit (see `in_held_transaction!`).
+    pub async fn mark_silent<H>(
         &self,
         now: DateTime<Utc>,
         limit: i64,
-    ) -> Result<Vec<monitor::Overdue>> {
-        in_transaction!(self, |c, q| q::mark_silent(c, now, limit).await, monitor)
+        hold: impl FnOnce(&Vec<monitor::Overdue>) -> H,
+    ) -> Result<(Vec<monitor::Overdue>, H)> {
+        in_held_transaction!(
+            self,
+            |c, q| q::mark_silent(c, now, limit).await,
+            monitor,
+            hold
+        )
     }
 
     /// Alarms due for delivery.
@@ -633,18 +685,21 @@ impl Store {
         on_reader!(self, |c, q| q::due(c, now, limit).await, schedules)
     }
 
-    /// Runs one due occurrence of a schedule in one transaction.
-    pub async fn run_schedule(
+    /// Runs one due occurrence of a schedule in one transaction. `hold` sees the run before
+    /// the commit (see `in_held_transaction!`).
+    pub async fn run_schedule<H>(
         &self,
         schedule: &schedules::Schedule,
         frame: &crate::downlink::kind::Frame,
         expires_at: DateTime<Utc>,
         now: DateTime<Utc>,
-    ) -> Result<Option<schedules::Run>> {
-        in_transaction!(
+        hold: impl FnOnce(&Option<schedules::Run>) -> H,
+    ) -> Result<(Option<schedules::Run>, H)> {
+        in_held_transaction!(
             self,
             |c, q| q::run(c, schedule, frame, expires_at, now).await,
-            schedules
+            schedules,
+            hold
         )
     }
 

@@ -21,6 +21,7 @@ use tokio_util::sync::CancellationToken;
 use super::Reason;
 use super::classify::{Context, Parsed, Policy, parse, plan};
 use super::registry::RegistryCache;
+use crate::cache::Touched;
 use crate::downlink::Downlinks;
 use crate::metrics::Metrics;
 use crate::mqtt::{Inbound, Template};
@@ -177,11 +178,7 @@ impl Writer {
                     // message): keep each message in quarantine rather than stall on it.
                     tracing::error!(error = %e, "the database refuses this batch; quarantining it");
                     match self.refuse_all(batch, &e).await {
-                        Ok(()) => {
-                            // The quarantine list changed.
-                            self.changes.committed(&Default::default()).await;
-                            return true;
-                        }
+                        Ok(()) => return true,
                         Err(e) => tracing::warn!(error = %e, "cannot quarantine the batch either"),
                     }
                     self.metrics.db_retries.inc();
@@ -232,49 +229,39 @@ impl Writer {
             .zip(batch)
             .map(|(p, m)| plan(p, &topic(m), &m.publish.payload, &ctx))
             .collect();
-        let mut command_meters = Vec::new();
-        if let Err(e) = self.apply(&plans, batch, now, &mut command_meters).await {
-            // Parts of a split batch may have committed: their replay finds them applied
-            // and would not name their commands' meters again.
-            if !command_meters.is_empty() {
-                let mut touched = crate::cache::Touched::default();
-                command_meters
-                    .into_iter()
-                    .for_each(|id| touched.add_meter(id));
-                self.changes.committed(&touched).await;
-            }
-            return Err(e);
-        }
-        // Before the acknowledgements: a crash in between redelivers the batch, whose replay
-        // announces it again.
-        let mut touched = crate::cache::Touched::default();
+        // Held across each commit and bumped after it, before the acknowledgements: a crash
+        // in between redelivers the batch, whose replay announces it again.
+        let mut touched = Touched::default();
         for m in meters.values() {
             touched.add(m.id, &m.region_id);
         }
-        // `txack`, `ack` and `log` events name a command, not a registered meter.
-        for id in command_meters {
-            touched.add_meter(id);
-        }
-        self.changes.committed(&touched).await;
-        Ok(())
+        self.apply(&plans, batch, now, &touched).await
     }
 
     /// Applies plans, splitting around a permanent error until the refused message is found.
-    /// Adds the meters whose commands changed to `command_meters` as each part commits.
+    /// Each part that commits is announced as touching `touched` and the meters of the
+    /// commands it moved (`txack`, `ack` and `log` events name a command, not a meter).
     async fn apply(
         &self,
         plans: &[Plan],
         batch: &[Inbound],
         now: chrono::DateTime<chrono::Utc>,
-        command_meters: &mut Vec<i64>,
+        touched: &Touched,
     ) -> Result<(), StorageError> {
         // Recursion through an explicit stack: async recursion would need boxing.
         let mut pending = vec![(0, plans.len())];
         while let Some((start, end)) = pending.pop() {
-            match self.store.apply_batch(&plans[start..end], now).await {
-                Ok(outcome) => {
+            let held = self
+                .store
+                .apply_batch(&plans[start..end], now, |outcome| {
+                    self.changes
+                        .begin(&touched.and_meters(&outcome.command_meters))
+                })
+                .await;
+            match held {
+                Ok((outcome, write)) => {
+                    write.announce().await;
                     self.count(&plans[start..end], &outcome);
-                    command_meters.extend(outcome.command_meters);
                 }
                 Err(e) if e.is_transient() => return Err(e),
                 Err(e) if end - start > 1 => {
@@ -315,10 +302,14 @@ impl Writer {
                 dev_eui,
             })],
         };
-        let outcome = self
+        // The quarantine list is a fleet-wide response.
+        let (outcome, write) = self
             .store
-            .apply_batch(std::slice::from_ref(&refused), now)
+            .apply_batch(std::slice::from_ref(&refused), now, |_| {
+                self.changes.begin(&Touched::default())
+            })
             .await?;
+        write.announce().await;
         self.count(std::slice::from_ref(&refused), &outcome);
         Ok(())
     }

@@ -134,12 +134,24 @@ pub async fn replay(req: &Request<'_>) -> Result<Answer, Problem> {
             q.reason, q.detail
         )));
     }
+    let mut touched = Touched::default();
+    for m in meters.values() {
+        touched.add(m.id, &m.region_id);
+    }
     let outcome = match s
         .store
-        .apply_batch(std::slice::from_ref(&the_plan), now)
+        .apply_batch(std::slice::from_ref(&the_plan), now, |outcome| {
+            s.changes
+                .begin(&touched.and_meters(&outcome.command_meters))
+        })
         .await
     {
-        Ok(o) => o,
+        Ok((o, write)) => {
+            // Announced before marking the message replayed: that write may fail, and the
+            // effects are committed already.
+            write.announce().await;
+            o
+        }
         Err(e) if !e.is_transient() => {
             tracing::warn!(error = %e, id, "replay refused by the database");
             return Err(Problem::conflict(
@@ -148,19 +160,10 @@ pub async fn replay(req: &Request<'_>) -> Result<Answer, Problem> {
         }
         Err(e) => return Err(e.into()),
     };
-    // Announced before marking the message replayed: that write may fail, and the effects
-    // are committed already.
-    let mut touched = Touched::default();
-    for m in meters.values() {
-        touched.add(m.id, &m.region_id);
-    }
-    for id in &outcome.command_meters {
-        touched.add_meter(*id);
-    }
-    s.changes.committed(&touched).await;
+    // The quarantine list (a fleet-wide response) changes again.
+    let write = s.changes.begin(&Touched::default());
     s.store.mark_replayed(id, now).await?;
-    // The quarantine list (a fleet-wide response) changed again.
-    s.changes.committed(&Touched::default()).await;
+    write.announce().await;
     Answer::ok(&ReplayView {
         id,
         applied: outcome.applied.first().copied().unwrap_or(false),

@@ -24,6 +24,30 @@ pub struct Page<T> {
     pub next_cursor: Option<String>,
 }
 
+impl<T> Page<T> {
+    /// A page of `rows` (at most `limit`), each shown through `view`. A full page may have a
+    /// successor: its cursor is the encoded `key` of its last row; a shorter page is the
+    /// last.
+    pub fn of<R>(
+        rows: Vec<R>,
+        limit: i64,
+        key: impl Fn(&R) -> Option<String>,
+        view: impl FnMut(R) -> T,
+    ) -> Page<T> {
+        let next_cursor = if rows.len() as i64 == limit {
+            rows.last()
+                .and_then(key)
+                .map(|k| crate::api::input::encode_cursor(&k))
+        } else {
+            None
+        };
+        Page {
+            items: rows.into_iter().map(view).collect(),
+            next_cursor,
+        }
+    }
+}
+
 /// A region and its home-page counts.
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]

@@ -76,18 +76,13 @@ pub async fn quarantine(req: &Request<'_>) -> Result<Answer, Problem> {
             .store
             .quarantined(q.reason.as_deref(), before, limit)
             .await?;
-        let next = (rows.len() as i64 == limit)
-            .then(|| rows.last().map(|r| input::encode_cursor(&r.id.to_string())))
-            .flatten();
-        let items: Vec<QuarantinedView> = rows.into_iter().map(QuarantinedView::from).collect();
-        Fresh::new(
-            &Page {
-                items,
-                next_cursor: next,
-            },
-            vec![Tag::All],
-            None,
-        )
+        let page = Page::of(
+            rows,
+            limit,
+            |r| Some(r.id.to_string()),
+            QuarantinedView::from,
+        );
+        Fresh::new(&page, vec![Tag::All], None)
     })
     .await
 }

@@ -84,23 +84,13 @@ pub async fn alarms(req: &Request<'_>) -> Result<Answer, Problem> {
             to: q.to,
         };
         let rows = s.store.alarms_filtered(&filter, before, limit).await?;
-        let next = (rows.len() as i64 == limit)
-            .then(|| rows.last().map(|a| input::encode_cursor(&a.id.to_string())))
-            .flatten();
         let tags = match (&meter, &filter.region) {
             (Some(m), _) => vec![Tag::Meter(m.id)],
             (None, Some(r)) => vec![Tag::Region(r.clone())],
             (None, None) => vec![Tag::All],
         };
-        let items: Vec<AlarmView> = rows.into_iter().map(AlarmView::from).collect();
-        Fresh::new(
-            &Page {
-                items,
-                next_cursor: next,
-            },
-            tags,
-            None,
-        )
+        let page = Page::of(rows, limit, |a| Some(a.id.to_string()), AlarmView::from);
+        Fresh::new(&page, tags, None)
     })
     .await
 }
@@ -187,22 +177,13 @@ pub async fn inspections(req: &Request<'_>) -> Result<Answer, Problem> {
     cached(req, key, || async {
         let m = find_meter(req, &r).await?;
         let rows = s.store.inspections_page(m.id, before, limit).await?;
-        let next = (rows.len() as i64 == limit)
-            .then(|| {
-                rows.last().map(|i| {
-                    input::encode_cursor(&format!("{}|{}", input::time_key(i.visited_at), i.id))
-                })
-            })
-            .flatten();
-        let items: Vec<InspectionView> = rows.into_iter().map(InspectionView::from).collect();
-        Fresh::new(
-            &Page {
-                items,
-                next_cursor: next,
-            },
-            vec![Tag::Meter(m.id)],
-            None,
-        )
+        let page = Page::of(
+            rows,
+            limit,
+            |i| Some(format!("{}|{}", input::time_key(i.visited_at), i.id)),
+            InspectionView::from,
+        );
+        Fresh::new(&page, vec![Tag::Meter(m.id)], None)
     })
     .await
 }

@@ -421,14 +421,8 @@ pub async fn schedules(req: &Request<'_>) -> Result<Answer, Problem> {
     let limit = input::limit(q.limit)?;
     let after = input::id_cursor(q.cursor.as_deref())?.unwrap_or(0);
     let rows = req.state.store.schedules(after, limit).await?;
-    let next = (rows.len() as i64 == limit)
-        .then(|| rows.last().map(|s| input::encode_cursor(&s.id.to_string())))
-        .flatten();
-    let items: Vec<ScheduleView> = rows.into_iter().map(ScheduleView::from).collect();
-    Answer::ok(&Page {
-        items,
-        next_cursor: next,
-    })
+    let page = Page::of(rows, limit, |s| Some(s.id.to_string()), ScheduleView::from);
+    Answer::ok(&page)
 }
 
 /// POST /self-test-schedules

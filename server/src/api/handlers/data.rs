@@ -48,21 +48,13 @@ pub async fn readings(req: &Request<'_>) -> Result<Answer, Problem> {
         // (times are kept to the microsecond).
         let start = after.map_or(from, |t| (t + Duration::microseconds(1)).max(from));
         let rows = s.store.readings_for_meter(m.id, start, to, limit).await?;
-        let next = (rows.len() as i64 == limit)
-            .then(|| {
-                rows.last()
-                    .map(|x| input::encode_cursor(&input::time_key(x.reading_time)))
-            })
-            .flatten();
-        let items: Vec<ReadingView> = rows.into_iter().map(ReadingView::from).collect();
-        Fresh::new(
-            &Page {
-                items,
-                next_cursor: next,
-            },
-            vec![Tag::Meter(m.id)],
-            None,
-        )
+        let page = Page::of(
+            rows,
+            limit,
+            |x| Some(input::time_key(x.reading_time)),
+            ReadingView::from,
+        );
+        Fresh::new(&page, vec![Tag::Meter(m.id)], None)
     })
     .await
 }
@@ -78,22 +70,13 @@ pub async fn commands(req: &Request<'_>) -> Result<Answer, Problem> {
     cached(req, key, || async {
         let m = find_meter(req, &r).await?;
         let rows = req.state.store.commands_page(m.id, before, limit).await?;
-        let next = (rows.len() as i64 == limit)
-            .then(|| {
-                rows.last().map(|c| {
-                    input::encode_cursor(&format!("{}|{}", input::time_key(c.created_at), c.id))
-                })
-            })
-            .flatten();
-        let items: Vec<CommandView> = rows.into_iter().map(CommandView::from).collect();
-        Fresh::new(
-            &Page {
-                items,
-                next_cursor: next,
-            },
-            vec![Tag::Meter(m.id)],
-            None,
-        )
+        let page = Page::of(
+            rows,
+            limit,
+            |c| Some(format!("{}|{}", input::time_key(c.created_at), c.id)),
+            CommandView::from,
+        );
+        Fresh::new(&page, vec![Tag::Meter(m.id)], None)
     })
     .await
 }
@@ -120,21 +103,13 @@ pub async fn self_tests(req: &Request<'_>) -> Result<Answer, Problem> {
         // Newest first: the next page ends just before the last time of this one.
         let end = before.map_or(to, |t| t.min(to));
         let rows = s.store.self_tests_page(m.id, from, end, limit).await?;
-        let next = (rows.len() as i64 == limit)
-            .then(|| {
-                rows.last()
-                    .map(|x| input::encode_cursor(&input::time_key(x.meter_time)))
-            })
-            .flatten();
-        let items: Vec<SelfTestView> = rows.into_iter().map(SelfTestView::from).collect();
-        Fresh::new(
-            &Page {
-                items,
-                next_cursor: next,
-            },
-            vec![Tag::Meter(m.id)],
-            None,
-        )
+        let page = Page::of(
+            rows,
+            limit,
+            |x| Some(input::time_key(x.meter_time)),
+            SelfTestView::from,
+        );
+        Fresh::new(&page, vec![Tag::Meter(m.id)], None)
     })
     .await
 }

@@ -77,27 +77,16 @@ pub async fn latest_readings(req: &Request<'_>) -> Result<Answer, Problem> {
             return Err(Problem::not_found(format!("no region {region:?}")));
         }
         let rows = s.store.latest_readings(&region, after, limit).await?;
-        let next = (rows.len() as i64 == limit)
-            .then(|| {
-                rows.last()
-                    .map(|r| input::encode_cursor(&r.reading.meter_id.to_string()))
-            })
-            .flatten();
-        let items: Vec<LatestReadingView> = rows
-            .into_iter()
-            .map(|r| LatestReadingView {
+        let page = Page::of(
+            rows,
+            limit,
+            |r| Some(r.reading.meter_id.to_string()),
+            |r| LatestReadingView {
                 dev_eui: r.dev_eui,
                 reading: ReadingView::from(r.reading),
-            })
-            .collect();
-        Fresh::new(
-            &Page {
-                items,
-                next_cursor: next,
             },
-            vec![Tag::Region(region.clone())],
-            None,
-        )
+        );
+        Fresh::new(&page, vec![Tag::Region(region.clone())], None)
     })
     .await
 }
@@ -113,27 +102,20 @@ pub async fn silent_meters(req: &Request<'_>) -> Result<Answer, Problem> {
         let region = q.region.as_deref();
         let rows = s.store.silent_meters(region, now, after, limit).await?;
         let until = s.store.next_overdue(region, now).await?;
-        let next = (rows.len() as i64 == limit)
-            .then(|| {
-                rows.last().and_then(|m| {
-                    m.overdue_at
-                        .map(|t| input::encode_cursor(&format!("{}|{}", input::time_key(t), m.id)))
-                })
-            })
-            .flatten();
         let tags = match region {
             Some(r) => vec![Tag::Region(r.to_owned())],
             None => vec![Tag::All],
         };
-        let items: Vec<MeterView> = rows.into_iter().map(|m| MeterView::new(m, now)).collect();
-        Fresh::new(
-            &Page {
-                items,
-                next_cursor: next,
+        let page = Page::of(
+            rows,
+            limit,
+            |m| {
+                m.overdue_at
+                    .map(|t| format!("{}|{}", input::time_key(t), m.id))
             },
-            tags,
-            until,
-        )
+            |m| MeterView::new(m, now),
+        );
+        Fresh::new(&page, tags, until)
     })
     .await
 }
@@ -154,24 +136,19 @@ pub async fn meters(req: &Request<'_>) -> Result<Answer, Problem> {
         let now = s.now();
         let rows = s.store.meters_filtered(&filter, after, limit).await?;
         let until = next_overdue(&rows, now);
-        let next = (rows.len() as i64 == limit)
-            .then(|| rows.last().map(|m| input::encode_cursor(&m.id.to_string())))
-            .flatten();
         let tags = match &filter.region {
             Some(r) if filter.user_id.is_none() && filter.status.is_none() => {
                 vec![Tag::Region(r.clone())]
             }
             _ => vec![Tag::All],
         };
-        let items: Vec<MeterView> = rows.into_iter().map(|m| MeterView::new(m, now)).collect();
-        Fresh::new(
-            &Page {
-                items,
-                next_cursor: next,
-            },
-            tags,
-            until,
-        )
+        let page = Page::of(
+            rows,
+            limit,
+            |m| Some(m.id.to_string()),
+            |m| MeterView::new(m, now),
+        );
+        Fresh::new(&page, tags, until)
     })
     .await
 }

@@ -117,33 +117,11 @@ macro_rules! on_reader {
 /// only when it succeeds; an error rolls back everything the body wrote.
 macro_rules! in_transaction {
     ($store:expr, |$conn:ident, $q:ident| $body:expr, $module:ident) => {
-        match $store {
-            Store::Sqlite { writer, .. } => {
-                let mut c = writer.acquire().await?;
-                let mut tx = c.begin_with("BEGIN IMMEDIATE").await?;
-                let out = {
-                    let $conn = &mut *tx;
-                    use $module::sqlite as $q;
-                    $body
-                }?;
-                tx.commit().await?;
-                Ok(out)
-            }
-            Store::Postgres(pool) => {
-                let mut tx = pool.begin().await?;
-                let out = {
-                    let $conn = &mut *tx;
-                    use $module::postgres as $q;
-                    $body
-                }?;
-                tx.commit().await?;
-                Ok(out)
-            }
-        }
+        in_held_transaction!($store, |$conn, $q| $body, $module, |_: &_| ()).map(|(out, ())| out)
     };
 }
 
-/// [`in_transaction!`] for a write whose effect is announced to readers: `$hold` sees the
+/// `in_transaction!` for a write whose effect is announced to readers: `$hold` sees the
 /// transaction's result before its commit and returns a guard (see `cache::Changes::begin`)
 /// that is held across the commit and handed back with the result, so the write is never
 /// visible to a reader before it is announced as in flight. A failed commit drops the guard.

@@ -231,14 +231,41 @@ impl Application {
         self.store.clone()
     }
 
-    /// Waits until shutdown: the batch in flight is committed and acknowledged first.
-    pub async fn run_until_stopped(self) {
-        self.shutdown.cancelled().await;
-        for t in self.tasks {
-            let _ = t.await;
-        }
+    /// Waits until shutdown: the batch in flight is committed and acknowledged first. A task
+    /// that ends before shutdown was asked for (a panic in the writer, the HTTP server
+    /// failing) stops the others gracefully and is returned as the error, so the process
+    /// exits and its supervisor restarts it instead of leaving it half-working (receiving
+    /// with nothing committing).
+    pub async fn run_until_stopped(self) -> Result<()> {
+        let outcome = supervise(self.tasks, &self.shutdown).await;
         self.store.close().await;
         tracing::info!("meterhub stopped");
+        outcome
+    }
+}
+
+/// Awaits every task; the first to end before `shutdown` is cancelled cancels it and is
+/// reported.
+async fn supervise(tasks: Vec<JoinHandle<()>>, shutdown: &CancellationToken) -> Result<()> {
+    use futures_util::StreamExt as _;
+    let mut running: futures_util::stream::FuturesUnordered<_> = tasks.into_iter().collect();
+    let mut failure = None;
+    while let Some(ended) = running.next().await {
+        if shutdown.is_cancelled() {
+            continue;
+        }
+        let why = match ended {
+            Ok(()) => "a task ended".to_owned(),
+            Err(e) if e.is_panic() => "a task panicked".to_owned(),
+            Err(e) => format!("a task was stopped: {e}"),
+        };
+        tracing::error!("{why} before shutdown; stopping the server");
+        failure.get_or_insert(why);
+        shutdown.cancel();
+    }
+    match failure {
+        Some(why) => Err(anyhow::anyhow!("{why} before shutdown")),
+        None => Ok(()),
     }
 }
 
@@ -291,5 +318,47 @@ async fn maintenance(store: Store, clock: Clock, shutdown: CancellationToken) {
             _ = tokio::time::sleep(wait) => {}
             _ = shutdown.cancelled() => return,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn until(shutdown: &CancellationToken) -> JoinHandle<()> {
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move { shutdown.cancelled().await })
+    }
+
+    #[tokio::test]
+    async fn a_task_that_panics_stops_the_others_and_is_reported() {
+        let shutdown = CancellationToken::new();
+        let others = [until(&shutdown), until(&shutdown)];
+        let failing = tokio::spawn(async {
+            tokio::task::yield_now().await;
+            panic!("writer");
+        });
+        let tasks = others.into_iter().chain([failing]).collect();
+        let outcome = tokio::time::timeout(Duration::from_secs(10), supervise(tasks, &shutdown))
+            .await
+            .expect("the other tasks are stopped");
+        let error = outcome.expect_err("a failure");
+        assert!(error.to_string().contains("panicked"), "{error}");
+        assert!(shutdown.is_cancelled());
+    }
+
+    #[tokio::test]
+    async fn tasks_that_end_after_shutdown_are_a_clean_stop() {
+        let shutdown = CancellationToken::new();
+        let tasks = vec![until(&shutdown), until(&shutdown)];
+        let stopper = {
+            let shutdown = shutdown.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                shutdown.cancel();
+            })
+        };
+        supervise(tasks, &shutdown).await.expect("a clean stop");
+        stopper.await.expect("stopper");
     }
 }

@@ -117,7 +117,7 @@ pub async fn run(
     }
     say(format!("{stored} readings stored; stopping the server"));
     server_stop.cancel();
-    app.run_until_stopped().await;
+    app.run_until_stopped().await?;
     store.close().await;
     Ok(DemoSummary {
         published: report.uplinks,

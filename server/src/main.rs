@@ -148,8 +148,7 @@ async fn serve(settings: Settings) -> Result<()> {
         tracing::info!("shutting down: finishing the batch in flight");
         shutdown.cancel();
     });
-    app.run_until_stopped().await;
-    Ok(())
+    app.run_until_stopped().await
 }
 
 async fn wait_for_signal() {

@@ -577,7 +577,7 @@ mod tests {
         assert_eq!(series["sqlite"].len(), 4);
 
         shutdown.cancel();
-        running.await.expect("stopped");
+        running.await.expect("stopped").expect("a clean stop");
         setup.store.close().await;
     }
 }

@@ -107,7 +107,7 @@ impl Server {
     pub async fn stop(mut self) {
         self.stop.cancel();
         if let Some(app) = self.app.take() {
-            app.run_until_stopped().await;
+            app.run_until_stopped().await.expect("a clean stop");
         }
     }
 }

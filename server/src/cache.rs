@@ -695,7 +695,11 @@ async fn listen_postgres(
 ) {
     let mut backoff = Duration::from_millis(100);
     loop {
-        let mut listener = match sqlx::postgres::PgListener::connect_with(pool).await {
+        let listening = match sqlx::postgres::PgListener::connect_with(pool).await {
+            Ok(mut l) => l.listen(CHANNEL).await.map(|()| l),
+            Err(e) => Err(e),
+        };
+        let mut listener = match listening {
             Ok(l) => l,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot listen for other instances' writes");
@@ -707,10 +711,6 @@ async fn listen_postgres(
                 continue;
             }
         };
-        if let Err(e) = listener.listen(CHANNEL).await {
-            tracing::warn!(error = %e, "LISTEN failed");
-            continue;
-        }
         // Whatever happened before this LISTEN is unknown.
         changes.cache.bump_everything();
         backoff = Duration::from_millis(100);

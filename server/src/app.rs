@@ -290,6 +290,9 @@ fn policy(settings: &Settings, downlinks: &Downlinks) -> Policy {
 }
 
 /// Hourly upkeep: partitions ahead of time, old identities forgotten.
+/// Identities forgotten per statement by the hourly upkeep.
+const IDENTITY_PRUNE_CHUNK: i64 = 10_000;
+
 async fn maintenance(store: Store, clock: Clock, shutdown: CancellationToken) {
     loop {
         let now = now_utc(&clock);
@@ -305,7 +308,10 @@ async fn maintenance(store: Store, clock: Clock, shutdown: CancellationToken) {
         // The retention is wall time (how long a broker may redeliver), so on an accelerated
         // clock it spans that many more simulated seconds.
         let retention = IDENTITY_RETENTION * i32::try_from(clock.speed()).unwrap_or(i32::MAX);
-        match store.prune_identities(now - retention).await {
+        match store
+            .prune_identities(now - retention, IDENTITY_PRUNE_CHUNK)
+            .await
+        {
             Ok(n) if n > 0 => tracing::debug!(pruned = n, "old event identities pruned"),
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "identity pruning failed"),

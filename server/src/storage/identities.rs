@@ -23,14 +23,17 @@ macro_rules! identity_queries {
         type Conn = <$db as sqlx::Database>::Connection;
 
         /// Deletes identities recorded before `before`; returns how many.
-        pub async fn prune(conn: &mut Conn, before: DateTime<Utc>) -> Result<u64> {
-            Ok(
-                sqlx::query("DELETE FROM event_identities WHERE received_at < $1")
-                    .bind(before)
-                    .execute(&mut *conn)
-                    .await?
-                    .rows_affected(),
+        pub async fn prune(conn: &mut Conn, before: DateTime<Utc>, limit: i64) -> Result<u64> {
+            Ok(sqlx::query(
+                "DELETE FROM event_identities WHERE (event_id, event_type) IN \
+                 (SELECT event_id, event_type FROM event_identities \
+                  WHERE received_at < $1 LIMIT $2)",
             )
+            .bind(before)
+            .bind(limit)
+            .execute(&mut *conn)
+            .await?
+            .rows_affected())
         }
     };
 }

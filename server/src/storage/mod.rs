@@ -392,9 +392,21 @@ impl Store {
         in_transaction!(self, |c, q| q::record(c, ids, now).await, identities)
     }
 
-    /// Forgets identities recorded before `before`.
-    pub async fn prune_identities(&self, before: DateTime<Utc>) -> Result<u64> {
-        on_writer!(self, |c, q| q::prune(c, before).await, identities)
+    /// Forgets identities recorded before `before`, `chunk` rows per statement: an hour of
+    /// a busy bridge's identities in one DELETE would hold SQLite's write lock (and stall
+    /// ingest) for as long as it runs. Returns how many were forgotten.
+    pub async fn prune_identities(&self, before: DateTime<Utc>, chunk: i64) -> Result<u64> {
+        let chunk = chunk.max(1);
+        let mut total = 0;
+        loop {
+            let n = on_writer!(self, |c, q| q::prune(c, before, chunk).await, identities)?;
+            total += n;
+            if n < chunk.unsigned_abs() {
+                return Ok(total);
+            }
+            // Batches waiting for the writer go between two chunks.
+            tokio::task::yield_now().await;
+        }
     }
 
     // ---- quarantine ----

@@ -102,21 +102,33 @@ async fn identities_report_only_new_events_and_are_pruned_by_age() {
             event_id: e.into(),
             event_type: t.into(),
         };
-        let batch = [id("a", "up"), id("a", "status"), id("b", "up")];
+        let batch = [
+            id("a", "up"),
+            id("a", "status"),
+            id("b", "up"),
+            id("e", "up"),
+            id("f", "up"),
+        ];
         let new = s
             .record_identities(&batch, at("2026-07-01T00:00:00Z"))
             .await
             .expect("record");
-        assert_eq!(new.len(), 3);
+        assert_eq!(new.len(), 5);
         let again = [id("a", "up"), id("c", "up")];
         let new = s.record_identities(&again, now()).await.expect("record");
         assert_eq!(new.into_iter().collect::<Vec<_>>(), [id("c", "up")]);
+        // In chunks of two: three statements, every old identity gone, the new one kept.
         assert_eq!(
-            s.prune_identities(at("2026-07-10T00:00:00Z"))
+            s.prune_identities(at("2026-07-10T00:00:00Z"), 2)
                 .await
                 .expect("prune"),
-            3
+            5
         );
+        let kept = s
+            .record_identities(&[id("c", "up")], now())
+            .await
+            .expect("record");
+        assert!(kept.is_empty(), "a recent identity is kept");
         let new = s
             .record_identities(&[id("a", "up")], now())
             .await

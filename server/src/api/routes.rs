@@ -462,6 +462,7 @@ pub const ROUTES: &[Route] = &[
                     "bad_serial",
                     "out_of_range",
                     "refused",
+                    "conflicting_reading",
                 ],
                 ..p(
                     "reason",
@@ -579,5 +580,28 @@ pub fn find(method: &str, segments: &[&str]) -> Match {
         Match::NotFound
     } else {
         Match::WrongMethod(methods)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_quarantine_filter_offers_every_reason() {
+        let route = ROUTES
+            .iter()
+            .find(|r| r.path == "/quarantine")
+            .expect("route");
+        let reason = route
+            .query
+            .iter()
+            .find(|p| p.name == "reason")
+            .expect("param");
+        let names: Vec<&str> = crate::uplink::Reason::ALL
+            .iter()
+            .map(|r| r.as_str())
+            .collect();
+        assert_eq!(reason.values, names.as_slice());
     }
 }

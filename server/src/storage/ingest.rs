@@ -92,6 +92,20 @@ pub struct Plan {
     pub identity: Option<EventIdentity>,
     /// Its effects, applied only the first time its identity is seen.
     pub effects: Vec<Effect>,
+    /// The message, when part of it may have to be quarantined once the stored data is
+    /// seen (a reading that conflicts with a stored one).
+    pub origin: Option<Origin>,
+}
+
+/// A message as received, for its quarantine row.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Origin {
+    /// MQTT topic.
+    pub topic: String,
+    /// The payload exactly as received.
+    pub payload: Vec<u8>,
+    /// The device.
+    pub dev_eui: Option<String>,
 }
 
 /// What a batch did.
@@ -108,6 +122,9 @@ pub struct Outcome {
     /// Meters whose commands this batch created or moved (a report names only its command,
     /// so its meter is known here, not from the event).
     pub command_meters: Vec<i64>,
+    /// Plans (by index) whose reading was not stored because a reading of the same meter
+    /// and time with other values is: their messages were quarantined.
+    pub conflicts: Vec<usize>,
 }
 
 /// Chooses which plans to apply: identities not seen before, first occurrence in the batch.
@@ -144,6 +161,31 @@ pub(crate) fn merge_links<'a>(links: impl Iterator<Item = &'a LinkUpdate>) -> Ve
     by_meter.into_values().collect()
 }
 
+/// The quarantine row of a message whose reading conflicts with a stored one.
+fn conflict(
+    origin: &Origin,
+    r: &StoredReading,
+    fields: &[&str],
+    now: DateTime<Utc>,
+) -> NewQuarantined {
+    NewQuarantined {
+        received_at: now,
+        topic: origin.topic.clone(),
+        payload: origin.payload.clone(),
+        reason: crate::uplink::Reason::ConflictingReading
+            .as_str()
+            .to_owned(),
+        detail: format!(
+            "meter {} already has a reading at {} with other {}; this one was not stored",
+            r.meter_id,
+            r.reading_time
+                .to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
+            fields.join(", ")
+        ),
+        dev_eui: origin.dev_eui.clone(),
+    }
+}
+
 /// Generates `apply` for one database.
 macro_rules! apply_for {
     ($db:ty, $dialect:ident) => {
@@ -170,6 +212,7 @@ macro_rules! apply_for {
             let applied = select(plans, &new);
 
             let mut rows = Vec::new();
+            let mut row_plans = Vec::new();
             let mut raised = Vec::new();
             let mut cleared = Vec::new();
             let mut tests = Vec::new();
@@ -180,10 +223,18 @@ macro_rules! apply_for {
             let mut reports = Vec::new();
             let mut completions = Vec::new();
             let mut observations = Vec::new();
-            for (plan, _) in plans.iter().zip(&applied).filter(|(_, a)| **a) {
+            for (i, (plan, _)) in plans
+                .iter()
+                .zip(&applied)
+                .enumerate()
+                .filter(|(_, (_, a))| **a)
+            {
                 for effect in &plan.effects {
                     match effect {
-                        Effect::Reading(r) => rows.push(r.clone()),
+                        Effect::Reading(r) => {
+                            rows.push(r.clone());
+                            row_plans.push(i);
+                        }
                         Effect::AlarmRaised(a) => raised.push(a.clone()),
                         Effect::AlarmCleared { meter_id, kind, at } => {
                             cleared.push((*meter_id, kind.clone(), *at))
@@ -210,6 +261,25 @@ macro_rules! apply_for {
                 }
             }
             let readings = readings::$dialect::insert(conn, &rows).await?;
+            // A reading not inserted has a stored one at its time: a replay by another path
+            // (the same values) changes nothing, other values are kept in quarantine.
+            let mut conflicts = Vec::new();
+            if readings < rows.len() as u64 {
+                let stored = readings::$dialect::stored(conn, &rows).await?;
+                for (r, &i) in rows.iter().zip(&row_plans) {
+                    let Some(s) = stored.get(&(r.meter_id, r.reading_time)) else {
+                        continue;
+                    };
+                    let fields = readings::differences(s, r);
+                    if fields.is_empty() || conflicts.contains(&i) {
+                        continue;
+                    }
+                    conflicts.push(i);
+                    if let Some(origin) = &plans[i].origin {
+                        kept.push(conflict(origin, r, &fields, now));
+                    }
+                }
+            }
             let pending_devices = {
                 let mut ids: Vec<i64> = observations.iter().map(|o| o.meter_id).collect();
                 ids.sort_unstable();
@@ -292,6 +362,7 @@ macro_rules! apply_for {
                 alarms: alarms_new,
                 pending_devices,
                 command_meters,
+                conflicts,
             })
         }
     };

@@ -49,11 +49,63 @@ pub struct StoredReading {
     pub f_cnt: Option<i64>,
 }
 
+/// The measured values in which two readings of one meter and time differ, by their names
+/// in the API; empty when `new` only repeats `stored` (when and in which frame it was
+/// received do not count).
+pub fn differences(stored: &StoredReading, new: &StoredReading) -> Vec<&'static str> {
+    let fields = [
+        (
+            stored.gas_volume_litres != new.gas_volume_litres,
+            "gasVolumeLitres",
+        ),
+        (stored.energy_wh != new.energy_wh, "energyWh"),
+        (
+            stored.voltage_decivolts != new.voltage_decivolts,
+            "voltageDecivolts",
+        ),
+        (
+            stored.current_milliamps != new.current_milliamps,
+            "currentMilliamps",
+        ),
+        (
+            stored.gas_temperature_centi_celsius != new.gas_temperature_centi_celsius,
+            "gasTemperatureCentiCelsius",
+        ),
+        (
+            stored.gas_pressure_pa != new.gas_pressure_pa,
+            "gasPressurePa",
+        ),
+        (stored.valve != new.valve, "valve"),
+        (stored.door != new.door, "door"),
+        (
+            stored.battery_millivolts != new.battery_millivolts,
+            "batteryMillivolts",
+        ),
+        (
+            stored.battery_percent != new.battery_percent,
+            "batteryPercent",
+        ),
+        (stored.flags != new.flags, "flags"),
+    ];
+    fields
+        .into_iter()
+        .filter_map(|(differs, name)| differs.then_some(name))
+        .collect()
+}
+
+/// Stored readings by meter and time.
+pub type ByKey = std::collections::HashMap<(i64, DateTime<Utc>), StoredReading>;
+
 /// Columns in insert order.
 const COLUMNS: &str = "meter_id, reading_time, received_at, gas_volume_litres, energy_wh, \
      voltage_decivolts, current_milliamps, gas_temperature_centi_celsius, gas_pressure_pa, \
      valve, door, battery_millivolts, battery_percent, flags, f_cnt";
 const COLUMN_COUNT: usize = 15;
+/// [`COLUMNS`] of a table named `r`.
+const KEYED_COLUMNS: &str = "r.meter_id, r.reading_time, r.received_at, r.gas_volume_litres, \
+     r.energy_wh, r.voltage_decivolts, r.current_milliamps, r.gas_temperature_centi_celsius, \
+     r.gas_pressure_pa, r.valve, r.door, r.battery_millivolts, r.battery_percent, r.flags, \
+     r.f_cnt";
 /// Rows per INSERT on SQLite, which allows 32 766 binds.
 const ROWS_PER_STATEMENT: usize = 32_000 / COLUMN_COUNT;
 
@@ -131,6 +183,33 @@ pub(crate) mod sqlite {
         }
         Ok(inserted)
     }
+
+    /// The stored readings at the meters and times of `rows`.
+    pub async fn stored(conn: &mut Conn, rows: &[StoredReading]) -> Result<ByKey> {
+        let mut out = ByKey::new();
+        for chunk in rows.chunks(10_000) {
+            // A join, not `(meter_id, reading_time) IN (VALUES …)`: SQLite scans the whole
+            // table for the latter, and searches the primary key for each key here.
+            let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+                "WITH k (meter_id, reading_time) AS (VALUES ",
+            );
+            let mut list = q.separated(", ");
+            for r in chunk {
+                list.push("(")
+                    .push_bind_unseparated(r.meter_id)
+                    .push_unseparated(", ")
+                    .push_bind_unseparated(r.reading_time)
+                    .push_unseparated(")");
+            }
+            q.push(format!(
+                ") SELECT {KEYED_COLUMNS} FROM k JOIN readings r \
+                 ON r.meter_id = k.meter_id AND r.reading_time = k.reading_time"
+            ));
+            let found: Vec<StoredReading> = q.build_query_as().fetch_all(&mut *conn).await?;
+            out.extend(found.into_iter().map(|r| ((r.meter_id, r.reading_time), r)));
+        }
+        Ok(out)
+    }
 }
 
 /// Queries on PostgreSQL.
@@ -176,11 +255,64 @@ pub(crate) mod postgres {
             .await?
             .rows_affected())
     }
+
+    /// The stored readings at the meters and times of `rows`.
+    pub async fn stored(conn: &mut Conn, rows: &[StoredReading]) -> Result<ByKey> {
+        let sql = format!(
+            "SELECT {KEYED_COLUMNS} FROM unnest($1::bigint[], $2::timestamptz[]) \
+             AS k (meter_id, reading_time) JOIN readings r \
+             ON r.meter_id = k.meter_id AND r.reading_time = k.reading_time"
+        );
+        let found: Vec<StoredReading> = sqlx::query_as(AssertSqlSafe(sql))
+            .bind(rows.iter().map(|r| r.meter_id).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.reading_time).collect::<Vec<_>>())
+            .fetch_all(&mut *conn)
+            .await?;
+        Ok(found
+            .into_iter()
+            .map(|r| ((r.meter_id, r.reading_time), r))
+            .collect())
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn reading(litres: i64) -> StoredReading {
+        let at = DateTime::parse_from_rfc3339("2026-07-23T00:00:00Z")
+            .expect("valid")
+            .to_utc();
+        StoredReading {
+            meter_id: 1,
+            reading_time: at,
+            received_at: at,
+            gas_volume_litres: Some(litres),
+            energy_wh: None,
+            voltage_decivolts: None,
+            current_milliamps: None,
+            gas_temperature_centi_celsius: Some(1_250),
+            gas_pressure_pa: Some(102_300),
+            valve: 1,
+            door: 0,
+            battery_millivolts: 3_600,
+            battery_percent: 90,
+            flags: 0,
+            f_cnt: Some(1),
+        }
+    }
+
+    #[test]
+    fn a_repeat_received_later_in_another_frame_is_no_difference() {
+        let stored = reading(1_000);
+        let mut repeat = reading(1_000);
+        repeat.received_at += Duration::hours(2);
+        repeat.f_cnt = Some(7);
+        assert!(differences(&stored, &repeat).is_empty());
+        let mut other = reading(1_234);
+        other.valve = 2;
+        assert_eq!(differences(&stored, &other), ["gasVolumeLitres", "valve"]);
+    }
 
     #[test]
     fn storage_window_is_400_days_back_and_one_day_ahead() {

@@ -18,7 +18,7 @@ use crate::mqtt::Template;
 use crate::storage::alarms::NewAlarm;
 use crate::storage::commands::{CommandRow, Reported};
 use crate::storage::identities::EventIdentity;
-use crate::storage::ingest::{Effect, Observation, Plan};
+use crate::storage::ingest::{Effect, Observation, Origin, Plan};
 use crate::storage::meters::{InfoUpdate, LinkUpdate, Meter};
 use crate::storage::quarantine::NewQuarantined;
 use crate::storage::readings::{StoredReading, within_storage_window};
@@ -233,11 +233,13 @@ pub fn plan(parsed: Parsed, topic: &str, payload: &[u8], ctx: &Context<'_>) -> P
             return Plan {
                 identity: None,
                 effects: vec![quarantine(reason, detail, dev_eui)],
+                origin: None,
             };
         }
         Parsed::Event { event, dev_eui } => (event, dev_eui),
     };
     let id = identity(&event, payload);
+    let device = dev_eui.clone();
     let effects = match *event {
         Event::Up(up) => match ctx.meters.get(&dev_eui) {
             None => vec![quarantine(
@@ -279,9 +281,19 @@ pub fn plan(parsed: Parsed, topic: &str, payload: &[u8], ctx: &Context<'_>) -> P
     // A quarantined event keeps no identity: once its cause is fixed (the meter registered),
     // a replay must be applied; the quarantine's own digest keeps it from being kept twice.
     let quarantined = effects.iter().any(|e| matches!(e, Effect::Quarantine(_)));
+    // A reading may turn out to conflict with a stored one: its message is kept for that.
+    let origin = effects
+        .iter()
+        .any(|e| matches!(e, Effect::Reading(_)))
+        .then(|| Origin {
+            topic: topic.to_owned(),
+            payload: payload.to_vec(),
+            dev_eui: Some(device),
+        });
     Plan {
         identity: (!quarantined).then_some(id),
         effects,
+        origin,
     }
 }
 

@@ -21,11 +21,14 @@ pub enum Reason {
     OutOfRange,
     /// The database refused the message's rows.
     Refused,
+    /// The uplink's reading has the time of a stored reading of the same meter but other
+    /// values: it was not stored (the rest of the message was applied).
+    ConflictingReading,
 }
 
 impl Reason {
     /// Number of reasons.
-    pub const COUNT: usize = 9;
+    pub const COUNT: usize = 10;
 
     /// Every reason, in a fixed order.
     pub const ALL: [Reason; Reason::COUNT] = [
@@ -38,6 +41,7 @@ impl Reason {
         Reason::BadSerial,
         Reason::OutOfRange,
         Reason::Refused,
+        Reason::ConflictingReading,
     ];
 
     /// The name stored with the message and used as the metric label.
@@ -52,6 +56,7 @@ impl Reason {
             Reason::BadSerial => "bad_serial",
             Reason::OutOfRange => "out_of_range",
             Reason::Refused => "refused",
+            Reason::ConflictingReading => "conflicting_reading",
         }
     }
 

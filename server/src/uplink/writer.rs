@@ -301,6 +301,7 @@ impl Writer {
                 detail: database_reason(error),
                 dev_eui,
             })],
+            origin: None,
         };
         // The quarantine list is a fleet-wide response.
         let (outcome, write) = self
@@ -352,6 +353,9 @@ impl Writer {
             if !quarantined {
                 m.decoded.inc();
             }
+        }
+        for _ in &outcome.conflicts {
+            m.quarantine(Reason::ConflictingReading);
         }
         m.readings_stored.add(outcome.readings);
         m.alarms_stored.add(outcome.alarms);

@@ -236,3 +236,91 @@ async fn a_refused_row_does_not_stop_its_batch_on_sqlite() {
 async fn a_refused_row_does_not_stop_its_batch_on_postgres() {
     a_refused_row_is_quarantined_and_its_batch_commits(Dialect::Postgres).await;
 }
+
+/// A meter that sends another reading for a time it already reported (a firmware fault, a
+/// replaced meter reusing a serial): the stored reading stays, the new one is quarantined
+/// with both sides named, and a plain repeat of the stored values is no conflict.
+async fn a_conflicting_reading_is_quarantined_not_dropped(dialect: Dialect) {
+    let Some(env) = Env::new(dialect).await else {
+        return;
+    };
+    let meters = env.register(2).await;
+    let server = Server::start(env.settings(&format!("c-{}", uuid::Uuid::new_v4()))).await;
+    let mut publisher =
+        Publisher::connect(&env.broker, &format!("cs-{}", uuid::Uuid::new_v4())).await;
+    let (dev, serial) = meters[0].clone();
+    let at = Utc::now() - chrono::Duration::hours(1);
+    let dedup = || uuid::Uuid::new_v4().to_string();
+    // Stored first; then in one batch: other litres at the same time, the same reading
+    // again under a new deduplication id, and an unrelated reading.
+    let first = up_event(&dev, &dedup(), 1, 1, &reading_frame(serial, at, 1_000));
+    publisher.publish(topic(&dev, "up"), first).await;
+    publisher.flush().await;
+    let store = env.store.clone();
+    let count = || {
+        let s = store.clone();
+        async move { s.count_readings().await.expect("count") }
+    };
+    assert_eq!(wait_for(Duration::from_secs(30), 1, count).await, 1);
+    for (f_cnt, litres) in [(2, 1_234), (3, 1_000)] {
+        let e = up_event(&dev, &dedup(), f_cnt, 1, &reading_frame(serial, at, litres));
+        publisher.publish(topic(&dev, "up"), e).await;
+    }
+    let (other, other_serial) = meters[1].clone();
+    let e = up_event(&other, &dedup(), 1, 1, &reading_frame(other_serial, at, 5));
+    publisher.publish(topic(&other, "up"), e).await;
+    publisher.flush().await;
+    assert_eq!(wait_for(Duration::from_secs(30), 2, count).await, 2);
+    let conflicts = wait_for(Duration::from_secs(30), 1, || {
+        let s = store.clone();
+        async move { quarantined(&s, "conflicting_reading").await as i64 }
+    })
+    .await;
+    assert_eq!(conflicts, 1);
+    let q = store
+        .quarantined(Some("conflicting_reading"), i64::MAX, 10)
+        .await
+        .expect("list");
+    assert!(
+        q[0].detail.contains("gasVolumeLitres") && q[0].detail.contains("not stored"),
+        "{}",
+        q[0].detail
+    );
+    assert_eq!(q[0].dev_eui.as_deref(), Some(dev.as_str()));
+    let meter = store
+        .meter_by_dev_eui(&dev)
+        .await
+        .expect("lookup")
+        .expect("registered");
+    let kept = store
+        .readings_for_meter(
+            meter.id,
+            at - chrono::Duration::minutes(1),
+            at + chrono::Duration::minutes(1),
+            10,
+        )
+        .await
+        .expect("readings");
+    assert_eq!(kept.len(), 1);
+    assert_eq!(
+        kept[0].gas_volume_litres,
+        Some(1_000),
+        "the stored reading stays"
+    );
+    let metrics = server.app.as_ref().expect("running").metrics();
+    assert_eq!(
+        metrics.quarantined[meterhub::uplink::Reason::ConflictingReading.index()].get(),
+        1
+    );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_conflicting_reading_is_quarantined_on_sqlite() {
+    a_conflicting_reading_is_quarantined_not_dropped(Dialect::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_conflicting_reading_is_quarantined_on_postgres() {
+    a_conflicting_reading_is_quarantined_not_dropped(Dialect::Postgres).await;
+}

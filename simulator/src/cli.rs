@@ -22,16 +22,23 @@ pub enum Command {
     /// (`--transport integration`), or through simulated gateways to a ChirpStack
     /// (`--transport udp`).
     Run(Box<RunArgs>),
-    /// Measure how fast the fleet generates uplinks (events built and serialised, no network),
-    /// and the memory it takes.
+    /// Measure how fast the fleet generates uplinks (integration: events built and
+    /// serialised, no network; udp: frames sent through a gateway to a counting server on
+    /// 127.0.0.1), and the memory it takes.
     Bench {
         #[command(flatten)]
         fleet: FleetArgs,
         #[command(flatten)]
         faults: FaultArgs,
-        /// Uplinks to generate.
+        /// Uplinks to generate (integration).
         #[arg(long, default_value_t = 2_000_000)]
         uplinks: u64,
+        /// What to measure.
+        #[arg(long, value_enum, default_value_t = Transport::Integration)]
+        transport: Transport,
+        /// Wall seconds to send for (udp).
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
     },
     /// Write the fleet's registry (CSV for `meterhub meters import`) and exit.
     Registry {

@@ -138,8 +138,24 @@ fn main() -> ExitCode {
             .and_then(|rt| rt.block_on(run(*args))),
         Command::Bench {
             fleet: f,
+            transport: Transport::Udp,
+            seconds,
+            ..
+        } => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .map_err(anyhow::Error::from)
+            .and_then(|rt| rt.block_on(udp_run::bench(f.spec(), seconds)))
+            .map(|line| {
+                let peak =
+                    peak_rss_kib().map_or("unknown".to_owned(), |k| format!("{} MiB", k / 1024));
+                format!("{line}; peak memory {peak}\n")
+            }),
+        Command::Bench {
+            fleet: f,
             faults,
             uplinks,
+            ..
         } => faults
             .faults()
             .and_then(|faults| bench(&FleetSpec { faults, ..f.spec() }, uplinks)),

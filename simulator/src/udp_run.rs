@@ -73,3 +73,39 @@ pub async fn run(
     .await?;
     Ok(report.summary(started.elapsed()))
 }
+
+/// Sends the fleet of `spec` through one gateway to a counting server on 127.0.0.1 for
+/// `seconds`, simulated time running so fast that every meter is always due: the rate is the
+/// transport's, not the fleet's.
+pub async fn bench(spec: FleetSpec, seconds: u64) -> Result<String> {
+    let meters = spec.meters;
+    let keys = meterhub_sim::udp::FleetKeys::for_seed(spec.seed);
+    let server = meterhub_sim::udp::bench::CountingServer::start(keys.clone()).await?;
+    let speed = 1_000_000_000;
+    let clock =
+        Clock::accelerated(speed, std::time::SystemTime::now()).context("a positive speed")?;
+    let udp_spec = UdpSpec {
+        keys,
+        join_rate: 1_000_000.0,
+        ..UdpSpec::new(spec, server.address)
+    };
+    // Simulated time runs ahead of what any machine can send: the run ends by the wall clock.
+    let stop = CancellationToken::new();
+    let timer = stop.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_secs(seconds)).await;
+        timer.cancel();
+    });
+    let started = std::time::Instant::now();
+    let report = udp::run(udp_spec, clock, stop, |_| {}).await?;
+    let elapsed = started.elapsed().as_secs_f64();
+    let received = server.uplinks.load(std::sync::atomic::Ordering::Relaxed);
+    Ok(format!(
+        "{meters} meters, {} joined; {} uplinks sent in {elapsed:.2} s = {:.0} uplinks/s \
+         ({received} counted by the server, {} PUSH_DATA acknowledged)",
+        report.joined,
+        report.uplinks,
+        report.uplinks as f64 / elapsed,
+        report.gateways.push_acked
+    ))
+}

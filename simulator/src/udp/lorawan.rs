@@ -239,6 +239,62 @@ mod tests {
         assert!(!parsed.validate_mic(&AES128([0; 16])));
     }
 
+    fn downlink(session: &Session, f_cnt: u32, confirmed: bool, payload: &[u8]) -> Vec<u8> {
+        let mut creator = DataPayloadCreator::new();
+        creator
+            .set_uplink(false)
+            .set_confirmed(confirmed)
+            .set_dev_addr(&session.dev_addr)
+            .set_fcnt(f_cnt)
+            .set_f_port(10);
+        creator
+            .build(
+                payload,
+                &[],
+                &NewSKey::from(session.nwk_s_key),
+                &AppSKey::from(session.app_s_key),
+            )
+            .expect("builds")
+            .to_vec()
+    }
+
+    #[test]
+    fn a_downlink_is_taken_once_and_its_counter_only_goes_up() {
+        let mut s = Session {
+            dev_addr: [1, 2, 3, 4],
+            nwk_s_key: [1; 16],
+            app_s_key: [2; 16],
+            f_cnt_down: 0,
+        };
+        let first = downlink(&s, 0, true, &[0x01, 0x02]);
+        let d = open_downlink(&first, &mut s).expect("taken");
+        assert_eq!(
+            (d.f_port, d.payload.as_slice(), d.confirmed, d.f_cnt),
+            (Some(10), &[0x01, 0x02][..], true, 0)
+        );
+        assert_eq!(
+            open_downlink(&first, &mut s),
+            Err(FrameError::FCntDown),
+            "a replay"
+        );
+        let later = downlink(&s, 20_000, false, &[0x01, 0x04]);
+        assert_eq!(
+            open_downlink(&later, &mut s),
+            Err(FrameError::FCntDown),
+            "too far ahead"
+        );
+        let next = downlink(&s, 5, false, &[0x01, 0x04]);
+        let mut other = s.clone();
+        other.nwk_s_key = [3; 16];
+        assert_eq!(open_downlink(&next, &mut other), Err(FrameError::Mic));
+        other.dev_addr = [9; 4];
+        assert_eq!(open_downlink(&next, &mut other), Err(FrameError::DevAddr));
+        assert_eq!(open_downlink(&next, &mut s).map(|d| d.f_cnt), Ok(5));
+        assert_eq!(s.f_cnt_down, 6);
+        let up = data_up(&s, 0, 1, &[1, 2, 3], false).expect("uplink");
+        assert_eq!(open_downlink(&up, &mut s), Err(FrameError::Direction));
+    }
+
     #[test]
     fn garbage_downlinks_are_errors_not_panics() {
         let mut s = Session {

@@ -5,8 +5,9 @@
 //! [`packet_forwarder`] holds the datagrams, [`lorawan`] the device's frames and crypto,
 //! [`keys`] the fleet's AppKeys, [`radio`] the EU868 metadata, [`gateway`] one gateway's
 //! socket and counters, [`devices`] the meters' link state and schedule, and [`runner`] the
-//! loop that ties them together.
+//! loop that ties them together; [`bench`] is a counting network server to measure it against.
 
+pub mod bench;
 pub mod devices;
 pub mod gateway;
 pub mod keys;

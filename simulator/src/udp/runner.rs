@@ -312,6 +312,10 @@ pub async fn run(
         )
         .await;
     }
+    // What is still waiting now will not be acknowledged by this run.
+    for g in &mut gateways {
+        g.expire(Instant::now() + super::gateway::ACK_TIMEOUT);
+    }
     for r in readers {
         r.abort();
     }

@@ -99,6 +99,27 @@ mod tests {
     }
 
     #[test]
+    fn the_keys_csv_lists_every_meter_with_its_own_key() {
+        let spec = crate::fleet::FleetSpec {
+            meters: 3,
+            unregistered_share: 1.0,
+            ..crate::fleet::FleetSpec::default()
+        };
+        let keys = FleetKeys::for_seed(spec.seed);
+        let csv = keys_csv(&keys, &crate::fleet::build(&spec, 0));
+        let lines: Vec<_> = csv.lines().collect();
+        assert_eq!(lines[0], "devEui,joinEui,appKey");
+        assert_eq!(lines.len(), 4, "unregistered meters join too");
+        assert_eq!(
+            lines[2],
+            format!(
+                "70b3d57e00000001,0000000000000000,{}",
+                hex(&keys.app_key(1))
+            )
+        );
+    }
+
+    #[test]
     fn hex_round_trips_and_refuses_bad_text() {
         let k: [u8; 8] = parse_hex("0016c001ff1e5a7b").expect("hex");
         assert_eq!(hex(&k), "0016c001ff1e5a7b");

@@ -22,6 +22,9 @@ use super::radio;
 use crate::fleet::FleetSpec;
 use crate::rng::Pcg32;
 
+/// The longest the loop sleeps at once: it wakes at least this often anyway (keep-alives).
+const MAX_WAIT: Duration = Duration::from_secs(3_600);
+
 /// What to run.
 #[derive(Debug, Clone)]
 pub struct UdpSpec {
@@ -183,7 +186,10 @@ pub async fn run(
         ..UdpReport::default()
     };
     let mut noise = Pcg32::new(spec.fleet.seed ^ 0x0a1e, 0);
-    let join_interval = Duration::from_secs_f64(1.0 / spec.join_rate);
+    // Below one join an hour the pace no longer matters; the cap keeps the arithmetic sane.
+    let join_interval = Duration::try_from_secs_f64(1.0 / spec.join_rate)
+        .unwrap_or(MAX_WAIT)
+        .min(MAX_WAIT);
     let mut next_join = Instant::now();
     let mut next_keepalive = Instant::now();
     let mut next_stat = Instant::now() + spec.stat_interval;
@@ -246,7 +252,8 @@ pub async fn run(
                 }
             }
             // Catch up at most one interval: a backlog is not sent in a burst.
-            next_join = (next_join + join_interval).max(now - join_interval);
+            next_join =
+                (next_join + join_interval).max(now.checked_sub(join_interval).unwrap_or(now));
         }
         let sim_now = clock.now_unix();
         let due = devices.next_due();
@@ -270,16 +277,16 @@ pub async fn run(
             if let Some(at) = due {
                 let wait = clock
                     .wall_duration(Duration::from_secs(at.saturating_sub(sim_now).max(0) as u64));
-                wake = wake.min(Instant::now() + wait);
+                wake = wake.min(Instant::now() + wait.min(MAX_WAIT));
             }
             if let Some(e) = end {
                 let wait = clock
                     .wall_duration(Duration::from_secs(e.saturating_sub(sim_now).max(0) as u64));
-                wake = wake.min(Instant::now() + wait);
+                wake = wake.min(Instant::now() + wait.min(MAX_WAIT));
             }
             let wait = wake
                 .saturating_duration_since(Instant::now())
-                .max(Duration::from_millis(1));
+                .clamp(Duration::from_millis(1), MAX_WAIT);
             tokio::select! {
                 _ = tokio::time::sleep(wait) => {}
                 Some((gateway, datagram)) = received.recv() => {

@@ -59,13 +59,19 @@ struct FakeNetworkServer {
     pull_data: usize,
     push_acks: u64,
     stats: usize,
+    /// Each meter's serial, by index: its readings must carry it.
+    serials: Vec<firmware_protocol::Serial>,
     /// Ignore the first JoinRequest of these meters, to see them retry.
     ignore_first_join: Vec<u32>,
 }
 
 impl FakeNetworkServer {
-    async fn bind(keys: FleetKeys, clock: Clock) -> FakeNetworkServer {
+    async fn bind(fleet: &FleetSpec, keys: FleetKeys, clock: Clock) -> FakeNetworkServer {
         FakeNetworkServer {
+            serials: meterhub_sim::fleet::build(fleet, 0)
+                .iter()
+                .map(|m| m.serial)
+                .collect(),
             socket: UdpSocket::bind("127.0.0.1:0").await.expect("bind"),
             keys,
             clock,
@@ -191,6 +197,12 @@ impl FakeNetworkServer {
                     panic!("an application payload")
                 };
                 let message = decode_uplink(f_port, data).expect("a meterhub message");
+                if let Uplink::Reading(r) = &message {
+                    assert_eq!(
+                        r.serial, self.serials[device.index as usize],
+                        "its own reading"
+                    );
+                }
                 if let Some(last) = device.f_cnt_up.last() {
                     assert_eq!(f_cnt, last + 1, "FCnt counts up by one");
                 } else {
@@ -390,7 +402,7 @@ async fn meters_join_send_encrypted_readings_and_act_on_downlinks() {
     };
     let clock = Clock::accelerated(900, SystemTime::now()).expect("speed");
     let keys = FleetKeys::for_seed(fleet.seed);
-    let mut ns = FakeNetworkServer::bind(keys.clone(), clock.clone()).await;
+    let mut ns = FakeNetworkServer::bind(&fleet, keys.clone(), clock.clone()).await;
     ns.ignore_first_join = vec![1];
     let spec = UdpSpec {
         gateways: vec![GATEWAY_EUI],

@@ -1,9 +1,11 @@
 //! The command line of `meterhub-sim`: subcommands and their flags.
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use meterhub_sim::faults::Faults;
 use meterhub_sim::fleet::FleetSpec;
+use meterhub_sim::udp::FleetKeys;
+use meterhub_sim::udp::keys::parse_hex;
 
 /// A fleet of simulated LoRaWAN gas and electricity meters for meterhub.
 #[derive(Debug, Parser)]
@@ -16,23 +18,38 @@ pub struct Cli {
 /// What to do.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run a fleet against an MQTT broker, publishing what ChirpStack would for each uplink.
-    Run(RunArgs),
-    /// Measure how fast the fleet generates uplinks (events built and serialised, no network),
-    /// and the memory it takes.
+    /// Run a fleet: against an MQTT broker, publishing what ChirpStack would for each uplink
+    /// (`--transport integration`), or through simulated gateways to a ChirpStack
+    /// (`--transport udp`).
+    Run(Box<RunArgs>),
+    /// Measure how fast the fleet generates uplinks (integration: events built and
+    /// serialised, no network; udp: frames sent through a gateway to a counting server on
+    /// 127.0.0.1), and the memory it takes.
     Bench {
         #[command(flatten)]
         fleet: FleetArgs,
         #[command(flatten)]
         faults: FaultArgs,
-        /// Uplinks to generate.
+        /// Uplinks to generate (integration).
         #[arg(long, default_value_t = 2_000_000)]
         uplinks: u64,
+        /// What to measure.
+        #[arg(long, value_enum, default_value_t = Transport::Integration)]
+        transport: Transport,
+        /// Wall seconds to send for (udp).
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
     },
     /// Write the fleet's registry (CSV for `meterhub meters import`) and exit.
     Registry {
         #[command(flatten)]
         fleet: FleetArgs,
+        #[command(flatten)]
+        keys: KeyArgs,
+        /// Also write the meters' OTAA keys here (`devEui,joinEui,appKey`, for provisioning
+        /// ChirpStack when running with `--transport udp`).
+        #[arg(long = "keys")]
+        keys_csv: Option<std::path::PathBuf>,
     },
     /// Print valid meter serial numbers (consecutive sequence numbers, check digit computed).
     Serials {
@@ -154,6 +171,73 @@ impl FleetArgs {
     }
 }
 
+/// How the meters' frames leave the simulator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Transport {
+    /// Publish what ChirpStack's MQTT integration would (no ChirpStack needed).
+    Integration,
+    /// Real LoRaWAN 1.0.x frames through simulated gateways to a gateway bridge over the
+    /// Semtech UDP protocol (a real ChirpStack).
+    Udp,
+}
+
+/// The meters' OTAA keys.
+#[derive(Debug, Clone, clap::Args)]
+pub struct KeyArgs {
+    /// One AppKey (32 hex digits) for every meter; by default each meter has its own,
+    /// derived from the seed.
+    #[arg(long)]
+    pub app_key: Option<String>,
+    /// JoinEUI (AppEUI) of every meter, 16 hex digits.
+    #[arg(long, default_value = "0000000000000000")]
+    pub join_eui: String,
+}
+
+impl KeyArgs {
+    pub fn keys(&self, seed: u64) -> Result<FleetKeys> {
+        Ok(FleetKeys {
+            seed,
+            app_key: self
+                .app_key
+                .as_deref()
+                .map(parse_hex::<16>)
+                .transpose()
+                .context("--app-key")?,
+            join_eui: parse_hex(&self.join_eui).context("--join-eui")?,
+        })
+    }
+}
+
+/// The gateway transport's settings.
+#[derive(Debug, Clone, clap::Args)]
+pub struct UdpArgs {
+    /// The gateway bridge's UDP address (ChirpStack listens on 1700).
+    #[arg(long, default_value = "127.0.0.1:1700")]
+    pub gateway: String,
+    /// How many gateways to play; meters are spread over them.
+    #[arg(long, default_value_t = 1)]
+    pub gateways: u16,
+    /// EUI of the first gateway (16 hex digits); the others count up from it.
+    #[arg(long, default_value = "0016c001ff000001")]
+    pub gateway_eui: String,
+    /// JoinRequests per second, fleet-wide.
+    #[arg(long, default_value_t = 50.0)]
+    pub join_rate: f64,
+    /// Seconds to wait for a JoinAccept before joining again (doubling at each attempt).
+    #[arg(long, default_value_t = 10)]
+    pub join_timeout: u64,
+    /// DevNonce of every meter's first JoinRequest. By default it follows from the wall
+    /// clock (minutes), so that a new run does not reuse the nonces of an earlier one, which
+    /// ChirpStack would refuse.
+    #[arg(long)]
+    pub dev_nonce_start: Option<u16>,
+    #[command(flatten)]
+    pub keys: KeyArgs,
+    /// Also write the meters' OTAA keys CSV here before starting.
+    #[arg(long = "keys")]
+    pub keys_csv: Option<std::path::PathBuf>,
+}
+
 /// `meterhub-sim run`.
 #[derive(Debug, clap::Args)]
 pub struct RunArgs {
@@ -161,6 +245,11 @@ pub struct RunArgs {
     pub fleet: FleetArgs,
     #[command(flatten)]
     pub faults: FaultArgs,
+    /// How frames leave the simulator.
+    #[arg(long, value_enum, default_value_t = Transport::Integration)]
+    pub transport: Transport,
+    #[command(flatten)]
+    pub udp: UdpArgs,
     /// MQTT broker (v5), as ChirpStack's integration would publish to.
     #[arg(long, default_value = "mqtt://127.0.0.1:1883")]
     pub mqtt_url: String,

@@ -5,7 +5,8 @@
 //! [`simulation::Simulation`] is the fleet in motion without I/O (a seed always gives the same
 //! events); [`faults`] says what goes wrong on the way, at configured rates; [`runner`] plays
 //! it over MQTT in simulated time and plays ChirpStack's downlink queue; [`summary`] counts
-//! what a run did, down to the readings a server must have stored for each meter.
+//! what a run did, down to the readings a server must have stored for each meter. [`udp`] plays
+//! the same firmwares as real LoRaWAN devices behind Semtech UDP gateways instead.
 
 pub mod emulator;
 pub mod faults;
@@ -17,3 +18,4 @@ pub mod rng;
 pub mod runner;
 pub mod simulation;
 pub mod summary;
+pub mod udp;

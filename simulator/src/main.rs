@@ -1,6 +1,7 @@
 //! `meterhub-sim`: a fleet of simulated meter firmwares.
 
 mod cli;
+mod udp_run;
 
 use std::process::ExitCode;
 
@@ -12,7 +13,7 @@ use meterhub_sim::fleet::{self, FleetSpec};
 use meterhub_sim::runner::{self, RunSpec};
 use tokio_util::sync::CancellationToken;
 
-use crate::cli::{Cli, Command, RunArgs};
+use crate::cli::{Cli, Command, RunArgs, Transport};
 
 async fn run(args: RunArgs) -> Result<String> {
     let spec = FleetSpec {
@@ -35,13 +36,17 @@ async fn run(args: RunArgs) -> Result<String> {
         let meters = fleet::build(&spec, start);
         std::fs::write(path, fleet::registry_csv(&spec, &meters))?;
     }
+    let duration = args.days.map(|d| (d * 86_400.0) as i64);
+    if args.transport == Transport::Udp {
+        return udp_run::run(spec, &args.udp, clock, duration).await;
+    }
     let (host, port) = parse_mqtt_url(&args.mqtt_url)?;
     let run = RunSpec {
         fleet: spec,
         host,
         port,
         client_id: format!("meterhub-sim-{}", std::process::id()),
-        duration: args.days.map(|d| (d * 86_400.0) as i64),
+        duration,
     };
     let stop = CancellationToken::new();
     let ctrl_c = stop.clone();
@@ -130,18 +135,45 @@ fn main() -> ExitCode {
             .enable_all()
             .build()
             .map_err(anyhow::Error::from)
-            .and_then(|rt| rt.block_on(run(args))),
+            .and_then(|rt| rt.block_on(run(*args))),
+        Command::Bench {
+            fleet: f,
+            transport: Transport::Udp,
+            seconds,
+            ..
+        } => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .map_err(anyhow::Error::from)
+            .and_then(|rt| rt.block_on(udp_run::bench(f.spec(), seconds)))
+            .map(|line| {
+                let peak =
+                    peak_rss_kib().map_or("unknown".to_owned(), |k| format!("{} MiB", k / 1024));
+                format!("{line}; peak memory {peak}\n")
+            }),
         Command::Bench {
             fleet: f,
             faults,
             uplinks,
+            ..
         } => faults
             .faults()
             .and_then(|faults| bench(&FleetSpec { faults, ..f.spec() }, uplinks)),
-        Command::Registry { fleet: f } => {
+        Command::Registry {
+            fleet: f,
+            keys,
+            keys_csv,
+        } => {
             let spec = f.spec();
             let meters = fleet::build(&spec, 0);
-            Ok(fleet::registry_csv(&spec, &meters))
+            match keys_csv {
+                Some(path) => keys.keys(spec.seed).and_then(|k| {
+                    std::fs::write(&path, meterhub_sim::udp::keys::keys_csv(&k, &meters))
+                        .map_err(|e| anyhow::anyhow!("writing {}: {e}", path.display()))
+                }),
+                None => Ok(()),
+            }
+            .map(|()| fleet::registry_csv(&spec, &meters))
         }
         Command::Serials {
             count,

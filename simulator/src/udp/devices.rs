@@ -1,0 +1,435 @@
+//! The fleet as LoRaWAN end devices, without I/O: each meter's firmware ([`Meter`]) plus a
+//! compact link state (DevNonce, session keys, counters), one schedule in simulated time for
+//! what the firmware sends, and wall-time join timers. The runner moves datagrams.
+//!
+//! Downlinks find their device by DevAddr; a JoinAccept carries none, so it is tried against
+//! the devices waiting for one (the concentrator timestamp picks the likely one first) and the
+//! MIC decides, as it does on the air.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use firmware_protocol::Uplink;
+
+use super::keys::FleetKeys;
+use super::lorawan::{self, Downlink, FrameError, Session};
+use crate::fleet::{FleetSpec, build};
+use crate::meter::{Meter, Reply};
+
+/// Seconds a meter takes to answer a command (listen, act, transmit).
+const REPLY_DELAY: i64 = 5;
+
+/// Seconds between a meter's boot (its join) and its first reading, at the earliest.
+const BOOT_LEAD: i64 = 60;
+
+/// Seconds between the AppTimeReqs a ForceDeviceResyncReq asks for.
+const RESYNC_SPACING: i64 = 60;
+
+/// JOIN_ACCEPT_DELAY1 and 2 of LoRaWAN 1.0: where a JoinAccept's `tmst` points after the
+/// JoinRequest's, µs.
+const JOIN_ACCEPT_DELAYS: [u32; 2] = [5_000_000, 6_000_000];
+
+/// Longest wait between two join attempts of one meter.
+const MAX_JOIN_BACKOFF: Duration = Duration::from_secs(600);
+
+/// One meter's LoRaWAN state: about 50 bytes.
+#[derive(Debug, Clone, Default)]
+struct Link {
+    /// DevNonce of the next JoinRequest (1.0.4: it only goes up).
+    dev_nonce: u16,
+    /// Join attempts since the last success.
+    attempts: u16,
+    /// The open session, once joined.
+    session: Option<Session>,
+    /// A confirmed downlink was received: the next uplink sets ACK.
+    owe_ack: bool,
+}
+
+/// A JoinRequest waiting for its JoinAccept.
+#[derive(Debug, Clone, Copy)]
+struct JoinWait {
+    dev_nonce: u16,
+    gateway: usize,
+    tmst: u32,
+}
+
+/// Work waiting in the schedule besides periodic readings (as in [`crate::simulation`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Job {
+    Reply(Reply),
+    ClockSync { generation: u32 },
+    Resync,
+}
+
+/// What fell due.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Due {
+    /// The meter booted and wants to join.
+    Join(u32),
+    /// An uplink frame of the meter, ready for the air.
+    Frame {
+        /// The meter.
+        index: u32,
+        /// The PHYPayload.
+        frame: Vec<u8>,
+        /// The application message it carries.
+        message: Uplink,
+        /// Its uplink counter.
+        f_cnt: u32,
+    },
+    /// The meter had something to send but has no session yet.
+    NotJoined(u32),
+    /// Nothing to send (a timer that had become moot).
+    Nothing,
+}
+
+/// A downlink the devices took.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Taken {
+    /// A JoinAccept opened the session of this meter.
+    Joined(u32),
+    /// A data downlink for this meter, checked and decrypted.
+    Data(u32, Downlink),
+}
+
+/// The fleet's devices and their schedule.
+pub struct Devices {
+    meters: Vec<Meter>,
+    links: Vec<Link>,
+    keys: FleetKeys,
+    /// (due time in simulated seconds, sequence, meter).
+    due: BinaryHeap<Reverse<(i64, u64, u32)>>,
+    jobs: HashMap<u64, Job>,
+    next_seq: u64,
+    by_dev_addr: HashMap<[u8; 4], u32>,
+    awaiting_join: HashMap<u32, JoinWait>,
+    /// Meters that want to send a JoinRequest, in order; the runner paces them.
+    join_queue: VecDeque<u32>,
+    /// (when, meter, DevNonce): retry the join unless that request was answered.
+    join_timers: BinaryHeap<Reverse<(Instant, u32, u16)>>,
+    join_timeout: Duration,
+}
+
+impl Devices {
+    /// The fleet of `spec` at simulated time `start`; DevNonces start at `dev_nonce_start`.
+    pub fn new(
+        spec: &FleetSpec,
+        keys: FleetKeys,
+        start: i64,
+        dev_nonce_start: u16,
+        join_timeout: Duration,
+    ) -> Devices {
+        let meters = build(spec, start);
+        let links = vec![
+            Link {
+                dev_nonce: dev_nonce_start,
+                ..Link::default()
+            };
+            meters.len()
+        ];
+        let mut devices = Devices {
+            links,
+            keys,
+            due: BinaryHeap::new(),
+            jobs: HashMap::new(),
+            next_seq: 0,
+            by_dev_addr: HashMap::new(),
+            awaiting_join: HashMap::new(),
+            join_queue: VecDeque::new(),
+            join_timers: BinaryHeap::new(),
+            join_timeout,
+            meters: Vec::new(),
+        };
+        for m in &meters {
+            let first = m.last_reading + m.interval;
+            devices.schedule((first - BOOT_LEAD).max(start), m.index, None);
+        }
+        devices.meters = meters;
+        devices
+    }
+
+    fn schedule(&mut self, at: i64, index: u32, job: Option<Job>) {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        if let Some(j) = job {
+            self.jobs.insert(seq, j);
+        }
+        self.due.push(Reverse((at, seq, index)));
+    }
+
+    /// When the firmware next wants to send, simulated seconds.
+    pub fn next_due(&self) -> Option<i64> {
+        self.due.peek().map(|Reverse((at, _, _))| *at)
+    }
+
+    /// Meters in the fleet.
+    pub fn len(&self) -> usize {
+        self.meters.len()
+    }
+
+    /// Whether the fleet is empty.
+    pub fn is_empty(&self) -> bool {
+        self.meters.is_empty()
+    }
+
+    /// A meter, for inspection.
+    pub fn meter(&self, index: u32) -> Option<&Meter> {
+        self.meters.get(index as usize)
+    }
+
+    /// A meter's session, for inspection.
+    pub fn session(&self, index: u32) -> Option<&Session> {
+        self.links.get(index as usize)?.session.as_ref()
+    }
+
+    /// Meters with a session.
+    pub fn joined(&self) -> usize {
+        self.links.iter().filter(|l| l.session.is_some()).count()
+    }
+
+    /// The next thing due, at its due time.
+    pub fn emit(&mut self) -> Result<Option<Due>> {
+        let Some(Reverse((at, seq, index))) = self.due.pop() else {
+            return Ok(None);
+        };
+        let job = self.jobs.remove(&seq);
+        let i = index as usize;
+        let Some(meter) = self.meters.get(i) else {
+            return Ok(Some(Due::Nothing));
+        };
+        if meter.disconnected {
+            return Ok(Some(Due::Nothing));
+        }
+        let reply = match job {
+            None if !meter.booted => {
+                let first = meter.last_reading + meter.interval;
+                self.meters[i].booted = true;
+                self.schedule(first, index, None);
+                self.join_queue.push_back(index);
+                return Ok(Some(Due::Join(index)));
+            }
+            None => None,
+            Some(Job::Reply(r)) => Some(r),
+            Some(Job::ClockSync { generation }) => {
+                if generation != meter.clock_sync_generation {
+                    return Ok(Some(Due::Nothing));
+                }
+                if let Some(period) = meter.clock_sync_period {
+                    self.schedule(at + period, index, job);
+                }
+                Some(Reply::AppTimeReq)
+            }
+            Some(Job::Resync) if meter.resync_remaining == 0 => return Ok(Some(Due::Nothing)),
+            Some(Job::Resync) => Some(Reply::AppTimeReq),
+        };
+        if reply.is_none() {
+            let next = at + self.meters[i].interval;
+            self.schedule(next, index, None);
+        }
+        let Some(session) = self.links[i].session.clone() else {
+            return Ok(Some(Due::NotJoined(index)));
+        };
+        let meter = &mut self.meters[i];
+        let (f_cnt, message) = match reply {
+            Some(r) => meter.reply(r, at),
+            None => meter.reading(at),
+        };
+        if matches!(reply, Some(Reply::AppTimeReq)) && meter.resync_remaining > 0 {
+            self.schedule(at + RESYNC_SPACING, index, Some(Job::Resync));
+        }
+        let mut buf = [0u8; 64];
+        let n = message.encode(&mut buf).context("encoding an uplink")?;
+        let ack = std::mem::take(&mut self.links[i].owe_ack);
+        let frame = lorawan::data_up(&session, f_cnt, message.fport(), &buf[..n], ack)
+            .map_err(|e| anyhow::anyhow!("building an uplink frame: {e}"))?;
+        Ok(Some(Due::Frame {
+            index,
+            frame,
+            message,
+            f_cnt,
+        }))
+    }
+
+    /// The next meter waiting to send a JoinRequest.
+    pub fn next_joiner(&mut self) -> Option<u32> {
+        self.join_queue.pop_front()
+    }
+
+    /// Meters waiting to send a JoinRequest.
+    pub fn joiners_waiting(&self) -> usize {
+        self.join_queue.len()
+    }
+
+    /// The JoinRequest of meter `index`, sent through `gateway` at concentrator time `tmst`
+    /// and wall time `now`; its join is retried with backoff unless a JoinAccept comes.
+    pub fn join_request(
+        &mut self,
+        index: u32,
+        gateway: usize,
+        tmst: u32,
+        now: Instant,
+    ) -> Option<[u8; 23]> {
+        let meter = self.meters.get(index as usize)?;
+        let link = self.links.get_mut(index as usize)?;
+        let dev_nonce = link.dev_nonce;
+        link.dev_nonce = link.dev_nonce.wrapping_add(1);
+        // Backoff doubles with each unanswered attempt, so a network that is down is not
+        // flooded by a fleet retrying in step.
+        let backoff = self
+            .join_timeout
+            .saturating_mul(1 << link.attempts.min(8))
+            .min(MAX_JOIN_BACKOFF);
+        link.attempts = link.attempts.saturating_add(1);
+        self.awaiting_join.insert(
+            index,
+            JoinWait {
+                dev_nonce,
+                gateway,
+                tmst,
+            },
+        );
+        self.join_timers
+            .push(Reverse((now + backoff, index, dev_nonce)));
+        Some(lorawan::join_request(
+            self.keys.app_key(index),
+            self.keys.join_eui,
+            meter.dev_eui,
+            dev_nonce,
+        ))
+    }
+
+    /// When the next join timer fires.
+    pub fn next_join_timer(&self) -> Option<Instant> {
+        self.join_timers.peek().map(|Reverse((at, _, _))| *at)
+    }
+
+    /// Fires the join timers due by `now`: meters still without their JoinAccept queue to
+    /// join again. Returns how many.
+    pub fn join_timeouts(&mut self, now: Instant) -> usize {
+        let mut retried = 0;
+        while let Some(&Reverse((at, index, dev_nonce))) = self.join_timers.peek() {
+            if at > now {
+                break;
+            }
+            self.join_timers.pop();
+            let still_waiting = self
+                .awaiting_join
+                .get(&index)
+                .is_some_and(|w| w.dev_nonce == dev_nonce);
+            if still_waiting {
+                self.awaiting_join.remove(&index);
+                self.join_queue.push_back(index);
+                retried += 1;
+            }
+        }
+        retried
+    }
+
+    /// A frame a gateway was asked to send (`tmst` from its `txpk`), taken by the device it
+    /// is for, at simulated time `now`.
+    pub fn take_downlink(
+        &mut self,
+        frame: &[u8],
+        gateway: usize,
+        tmst: Option<u32>,
+        now: i64,
+    ) -> Result<Taken, FrameError> {
+        match frame.first().map(|m| m >> 5) {
+            Some(0b001) => self.take_join_accept(frame, gateway, tmst, now),
+            Some(0b011 | 0b101) => self.take_data(frame, now),
+            Some(0b000 | 0b010 | 0b100) => Err(FrameError::Direction),
+            _ => Err(FrameError::Invalid),
+        }
+    }
+
+    fn take_join_accept(
+        &mut self,
+        frame: &[u8],
+        gateway: usize,
+        tmst: Option<u32>,
+        now: i64,
+    ) -> Result<Taken, FrameError> {
+        let points_here = |w: &JoinWait| {
+            tmst.is_some_and(|t| {
+                w.gateway == gateway
+                    && JOIN_ACCEPT_DELAYS
+                        .iter()
+                        .any(|d| w.tmst.wrapping_add(*d) == t)
+            })
+        };
+        // The likely device first, then every device waiting: the MIC decides.
+        let mut candidates: Vec<u32> = self
+            .awaiting_join
+            .iter()
+            .filter(|(_, w)| points_here(w))
+            .map(|(i, _)| *i)
+            .collect();
+        candidates.extend(
+            self.awaiting_join
+                .iter()
+                .filter(|(_, w)| !points_here(w))
+                .map(|(i, _)| *i),
+        );
+        let mut error = FrameError::Mic;
+        for index in candidates {
+            let Some(wait) = self.awaiting_join.get(&index).copied() else {
+                continue;
+            };
+            match lorawan::accept_join(frame, self.keys.app_key(index), wait.dev_nonce) {
+                Ok(session) => {
+                    self.awaiting_join.remove(&index);
+                    self.open_session(index, session, now);
+                    return Ok(Taken::Joined(index));
+                }
+                Err(FrameError::Mic) => continue,
+                Err(e) => error = e,
+            }
+        }
+        Err(error)
+    }
+
+    fn open_session(&mut self, index: u32, session: Session, now: i64) {
+        let i = index as usize;
+        let link = &mut self.links[i];
+        if let Some(old) = link.session.take() {
+            self.by_dev_addr.remove(&old.dev_addr);
+        }
+        self.by_dev_addr.insert(session.dev_addr, index);
+        link.session = Some(session);
+        link.attempts = 0;
+        link.owe_ack = false;
+        // A new session counts its frames from zero.
+        self.meters[i].f_cnt = 0;
+        // The firmware asks for the time as soon as it is on the network.
+        self.schedule(now, index, Some(Job::Reply(Reply::AppTimeReq)));
+    }
+
+    fn take_data(&mut self, frame: &[u8], now: i64) -> Result<Taken, FrameError> {
+        let dev_addr = lorawan::downlink_dev_addr(frame).ok_or(FrameError::Invalid)?;
+        let index = *self.by_dev_addr.get(&dev_addr).ok_or(FrameError::DevAddr)?;
+        let i = index as usize;
+        let session = self.links[i].session.as_mut().ok_or(FrameError::DevAddr)?;
+        let downlink = lorawan::open_downlink(frame, session)?;
+        if downlink.confirmed {
+            self.links[i].owe_ack = true;
+        }
+        if let Some(port) = downlink.f_port.filter(|p| *p > 0) {
+            let meter = &mut self.meters[i];
+            let generation = meter.clock_sync_generation;
+            let replies = meter.receive(port, &downlink.payload, now);
+            let timer = (meter.clock_sync_generation != generation)
+                .then_some(meter.clock_sync_period)
+                .flatten()
+                .map(|period| (period, meter.clock_sync_generation));
+            for r in replies {
+                self.schedule(now + REPLY_DELAY, index, Some(Job::Reply(r)));
+            }
+            if let Some((period, generation)) = timer {
+                self.schedule(now + period, index, Some(Job::ClockSync { generation }));
+            }
+        }
+        Ok(Taken::Data(index, downlink))
+    }
+}

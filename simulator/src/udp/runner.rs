@@ -1,0 +1,444 @@
+//! Runs a fleet through simulated gateways: one loop sends what falls due (in simulated time),
+//! paces joins, keeps each gateway's PULL_DATA keep-alive and status going, and hands every
+//! received datagram to the devices. The only other tasks are the gateways' socket readers.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use chrono::{DateTime, Utc};
+use firmware_protocol::Uplink;
+use firmware_protocol::clock::Clock;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::devices::{Devices, Due, Taken};
+use super::gateway::{Gateway, GatewayCounters};
+use super::keys::FleetKeys;
+use super::packet_forwarder::{Downstream, parse_downstream};
+use super::radio;
+use crate::fleet::FleetSpec;
+use crate::rng::Pcg32;
+
+/// The longest the loop sleeps at once: it wakes at least this often anyway (keep-alives).
+const MAX_WAIT: Duration = Duration::from_secs(3_600);
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct UdpSpec {
+    /// The fleet.
+    pub fleet: FleetSpec,
+    /// The gateway bridge (ChirpStack's UDP port, 1700).
+    pub server: SocketAddr,
+    /// The gateways' EUIs; meter `i` is heard by gateway `i mod n`.
+    pub gateways: Vec<[u8; 8]>,
+    /// The meters' root keys.
+    pub keys: FleetKeys,
+    /// JoinRequests per wall second, fleet-wide.
+    pub join_rate: f64,
+    /// Wall time to wait for a JoinAccept before trying again (doubling at each attempt).
+    pub join_timeout: Duration,
+    /// DevNonce of every meter's first JoinRequest.
+    pub dev_nonce_start: u16,
+    /// PULL_DATA keep-alive interval.
+    pub keepalive: Duration,
+    /// Status report interval.
+    pub stat_interval: Duration,
+    /// Simulated seconds to run; forever when `None`.
+    pub duration: Option<i64>,
+}
+
+impl UdpSpec {
+    /// A spec with the packet forwarder's usual intervals: keep-alive 10 s, status 30 s.
+    pub fn new(fleet: FleetSpec, server: SocketAddr) -> UdpSpec {
+        let keys = FleetKeys::for_seed(fleet.seed);
+        UdpSpec {
+            fleet,
+            server,
+            gateways: vec![[0x00, 0x16, 0xc0, 0x01, 0xff, 0x00, 0x00, 0x01]],
+            keys,
+            join_rate: 50.0,
+            join_timeout: Duration::from_secs(10),
+            dev_nonce_start: 0,
+            keepalive: Duration::from_secs(10),
+            stat_interval: Duration::from_secs(30),
+            duration: None,
+        }
+    }
+}
+
+/// What a run did.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct UdpReport {
+    /// Meters in the fleet.
+    pub meters: u64,
+    /// Meters with a session at the end.
+    pub joined: u64,
+    /// JoinRequests sent.
+    pub join_requests: u64,
+    /// JoinAccepts taken (sessions opened).
+    pub join_accepts: u64,
+    /// Joins retried after no JoinAccept came.
+    pub join_retries: u64,
+    /// Data uplinks sent.
+    pub uplinks: u64,
+    /// Of which readings.
+    pub readings: u64,
+    /// Uplinks the firmware owed before its meter had joined (not sent).
+    pub not_joined: u64,
+    /// Data downlinks taken by a device (MIC, DevAddr and counter checked).
+    pub downlinks: u64,
+    /// Downlink frames no device took (wrong MIC, unknown DevAddr, replayed counter, garbage).
+    pub rejected_frames: u64,
+    /// Datagrams that were not protocol (too short, wrong version, bad JSON, bad base64).
+    pub malformed: u64,
+    /// Errors sending datagrams.
+    pub send_errors: u64,
+    /// The gateways' counters, summed.
+    pub gateways: GatewayCounters,
+}
+
+impl UdpReport {
+    /// One line of progress.
+    pub fn progress_line(&self, rate: f64, elapsed: Duration) -> String {
+        format!(
+            "{:>6.0} s  joined {}/{}  uplinks {} ({rate:.0}/s)  downlinks {}  push acked {}/{}  \
+             rejected {}  malformed {}",
+            elapsed.as_secs_f64(),
+            self.joined,
+            self.meters,
+            self.uplinks,
+            self.downlinks,
+            self.gateways.push_acked,
+            self.gateways.push_sent,
+            self.rejected_frames,
+            self.malformed
+        )
+    }
+
+    /// The closing summary.
+    pub fn summary(&self, elapsed: Duration) -> String {
+        let g = &self.gateways;
+        format!(
+            "{} meters, {} joined ({} JoinRequests, {} accepted, {} retries); {} uplinks \
+             ({} readings) in {:.1} s, {} owed before joining; {} downlinks taken, {} frames \
+             rejected, {} malformed datagrams; PUSH_DATA {} sent / {} acked, PULL_DATA {} / {}, \
+             {} unacknowledged, {} unmatched acks, {} TX_ACKs, {} send errors\n",
+            self.meters,
+            self.joined,
+            self.join_requests,
+            self.join_accepts,
+            self.join_retries,
+            self.uplinks,
+            self.readings,
+            elapsed.as_secs_f64(),
+            self.not_joined,
+            self.downlinks,
+            self.rejected_frames,
+            self.malformed,
+            g.push_sent,
+            g.push_acked,
+            g.pull_sent,
+            g.pull_acked,
+            g.unacknowledged,
+            g.unmatched_acks,
+            g.tx_acks,
+            self.send_errors
+        )
+    }
+}
+
+/// Runs `spec` on `clock` until its duration has passed in simulated time or `stop` fires.
+/// `progress` is called about every second with the report so far, and once at the end.
+pub async fn run(
+    spec: UdpSpec,
+    clock: Clock,
+    stop: CancellationToken,
+    mut progress: impl FnMut(&UdpReport),
+) -> Result<UdpReport> {
+    anyhow::ensure!(!spec.gateways.is_empty(), "at least one gateway is needed");
+    anyhow::ensure!(spec.join_rate > 0.0, "the join rate must be positive");
+    let start = clock.now_unix();
+    let end = spec.duration.map(|d| start + d);
+    let mut devices = Devices::new(
+        &spec.fleet,
+        spec.keys.clone(),
+        start,
+        spec.dev_nonce_start,
+        spec.join_timeout,
+    );
+    // Bounded: a runner that falls behind makes the readers wait, and the kernel drops
+    // datagrams, as a real gateway's would.
+    let (received_tx, mut received) = mpsc::channel::<(usize, Vec<u8>)>(4_096);
+    let mut gateways = Vec::new();
+    let mut readers = Vec::new();
+    for (n, eui) in spec.gateways.iter().enumerate() {
+        let (gateway, reader) =
+            Gateway::connect(n, *eui, spec.server, spec.fleet.seed, received_tx.clone()).await?;
+        gateways.push(gateway);
+        readers.push(reader);
+    }
+    drop(received_tx);
+    let mut report = UdpReport {
+        meters: devices.len() as u64,
+        ..UdpReport::default()
+    };
+    let mut noise = Pcg32::new(spec.fleet.seed ^ 0x0a1e, 0);
+    // Below one join an hour the pace no longer matters; the cap keeps the arithmetic sane.
+    let join_interval = Duration::try_from_secs_f64(1.0 / spec.join_rate)
+        .unwrap_or(MAX_WAIT)
+        .min(MAX_WAIT);
+    let mut next_join = Instant::now();
+    let mut next_keepalive = Instant::now();
+    let mut next_stat = Instant::now() + spec.stat_interval;
+    let mut last_progress = Instant::now();
+    loop {
+        if stop.is_cancelled() {
+            break;
+        }
+        while let Ok((gateway, datagram)) = received.try_recv() {
+            take_datagram(
+                &mut devices,
+                &mut gateways,
+                &mut report,
+                &clock,
+                gateway,
+                &datagram,
+            )
+            .await;
+        }
+        let now = Instant::now();
+        if now >= next_keepalive {
+            for g in &mut gateways {
+                g.expire(now);
+                if let Err(e) = g.pull().await {
+                    report.send_errors += 1;
+                    tracing::debug!(error = %e, "PULL_DATA");
+                }
+            }
+            next_keepalive = now + spec.keepalive;
+        }
+        if now >= next_stat {
+            let time = sim_time(&clock);
+            for g in &mut gateways {
+                if let Err(e) = g.push_stat(time).await {
+                    report.send_errors += 1;
+                    tracing::debug!(error = %e, "status PUSH_DATA");
+                }
+            }
+            next_stat = now + spec.stat_interval;
+        }
+        report.join_retries += devices.join_timeouts(now) as u64;
+        while next_join <= now && devices.joiners_waiting() > 0 {
+            if let Some(index) = devices.next_joiner() {
+                let g = index as usize % gateways.len();
+                let tmst = gateways[g].tmst();
+                if let Some(frame) = devices.join_request(index, g, tmst, now) {
+                    report.join_requests += 1;
+                    let rxpk = radio::rxpk(
+                        spec.fleet.seed,
+                        index,
+                        &frame,
+                        tmst,
+                        sim_time(&clock),
+                        &mut noise,
+                    );
+                    if let Err(e) = gateways[g].push_frames(vec![rxpk]).await {
+                        report.send_errors += 1;
+                        tracing::debug!(error = %e, "JoinRequest PUSH_DATA");
+                    }
+                }
+            }
+            // Catch up at most one interval: a backlog is not sent in a burst.
+            next_join =
+                (next_join + join_interval).max(now.checked_sub(join_interval).unwrap_or(now));
+        }
+        let sim_now = clock.now_unix();
+        let due = devices.next_due();
+        let finished = end.is_some_and(|e| due.is_none_or(|at| at > e) && sim_now >= e);
+        if finished {
+            break;
+        }
+        if due.is_some_and(|at| at <= sim_now && end.is_none_or(|e| at <= e)) {
+            if let Some(d) = devices.emit()? {
+                send_due(&mut gateways, &mut report, &spec, &clock, &mut noise, d).await;
+            }
+        } else {
+            // Sleep until the next thing: a frame due, a join slot, a timer, a keep-alive.
+            let mut wake = next_keepalive.min(next_stat);
+            if devices.joiners_waiting() > 0 {
+                wake = wake.min(next_join);
+            }
+            if let Some(t) = devices.next_join_timer() {
+                wake = wake.min(t);
+            }
+            if let Some(at) = due {
+                let wait = clock
+                    .wall_duration(Duration::from_secs(at.saturating_sub(sim_now).max(0) as u64));
+                wake = wake.min(Instant::now() + wait.min(MAX_WAIT));
+            }
+            if let Some(e) = end {
+                let wait = clock
+                    .wall_duration(Duration::from_secs(e.saturating_sub(sim_now).max(0) as u64));
+                wake = wake.min(Instant::now() + wait.min(MAX_WAIT));
+            }
+            let wait = wake
+                .saturating_duration_since(Instant::now())
+                .clamp(Duration::from_millis(1), MAX_WAIT);
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                Some((gateway, datagram)) = received.recv() => {
+                    take_datagram(&mut devices, &mut gateways, &mut report, &clock, gateway, &datagram).await;
+                }
+                _ = stop.cancelled() => break,
+            }
+        }
+        if last_progress.elapsed() >= Duration::from_secs(1) {
+            fill(&mut report, &devices, &gateways);
+            progress(&report);
+            last_progress = Instant::now();
+        }
+    }
+    // The last acknowledgements are on their way: take what comes within a moment.
+    let grace = Instant::now() + Duration::from_millis(300);
+    while gateways.iter().any(|g| g.waiting() > 0) {
+        let Ok(Some((gateway, datagram))) =
+            tokio::time::timeout_at(grace.into(), received.recv()).await
+        else {
+            break;
+        };
+        take_datagram(
+            &mut devices,
+            &mut gateways,
+            &mut report,
+            &clock,
+            gateway,
+            &datagram,
+        )
+        .await;
+    }
+    // What is still waiting now will not be acknowledged by this run.
+    for g in &mut gateways {
+        g.expire(Instant::now() + super::gateway::ACK_TIMEOUT);
+    }
+    for r in readers {
+        r.abort();
+    }
+    fill(&mut report, &devices, &gateways);
+    progress(&report);
+    Ok(report)
+}
+
+fn sim_time(clock: &Clock) -> DateTime<Utc> {
+    DateTime::from_timestamp_micros(clock.now_unix_micros()).unwrap_or_default()
+}
+
+fn fill(report: &mut UdpReport, devices: &Devices, gateways: &[Gateway]) {
+    report.joined = devices.joined() as u64;
+    let mut sum = GatewayCounters::default();
+    for g in gateways {
+        let c = g.counters;
+        sum.push_sent += c.push_sent;
+        sum.push_acked += c.push_acked;
+        sum.pull_sent += c.pull_sent;
+        sum.pull_acked += c.pull_acked;
+        sum.unmatched_acks += c.unmatched_acks;
+        sum.unacknowledged += c.unacknowledged;
+        sum.frames_up += c.frames_up;
+        sum.frames_down += c.frames_down;
+        sum.tx_acks += c.tx_acks;
+    }
+    report.gateways = sum;
+}
+
+async fn send_due(
+    gateways: &mut [Gateway],
+    report: &mut UdpReport,
+    spec: &UdpSpec,
+    clock: &Clock,
+    noise: &mut Pcg32,
+    due: Due,
+) {
+    match due {
+        Due::Frame {
+            index,
+            frame,
+            message,
+            ..
+        } => {
+            let g = index as usize % gateways.len();
+            let tmst = gateways[g].tmst();
+            let rxpk = radio::rxpk(spec.fleet.seed, index, &frame, tmst, sim_time(clock), noise);
+            report.uplinks += 1;
+            if matches!(message, Uplink::Reading(_)) {
+                report.readings += 1;
+            }
+            if let Err(e) = gateways[g].push_frames(vec![rxpk]).await {
+                report.send_errors += 1;
+                tracing::debug!(error = %e, "uplink PUSH_DATA");
+            }
+        }
+        Due::NotJoined(_) => report.not_joined += 1,
+        Due::Join(_) | Due::Nothing => {}
+    }
+}
+
+/// One datagram from the bridge: acknowledgements are matched, a PULL_RESP's frame goes to
+/// the device it is for and is answered with a TX_ACK. Nothing received can stop the run.
+async fn take_datagram(
+    devices: &mut Devices,
+    gateways: &mut [Gateway],
+    report: &mut UdpReport,
+    clock: &Clock,
+    gateway: usize,
+    datagram: &[u8],
+) {
+    let Some(g) = gateways.get_mut(gateway) else {
+        return;
+    };
+    match parse_downstream(datagram) {
+        Ok(Downstream::PushAck { token }) => {
+            if !g.push_acked(token) {
+                tracing::debug!(token, "PUSH_ACK for no PUSH_DATA");
+            }
+        }
+        Ok(Downstream::PullAck { token }) => {
+            if !g.pull_acked(token) {
+                tracing::debug!(token, "PULL_ACK for no PULL_DATA");
+            }
+        }
+        Ok(Downstream::PullResp { token, txpk }) => {
+            g.counters.frames_down += 1;
+            let Ok(frame) = STANDARD.decode(txpk.data.as_bytes()) else {
+                report.malformed += 1;
+                tracing::warn!(token, "PULL_RESP data is not base64");
+                return;
+            };
+            // The radio sends what it is given; whether a device takes it is another matter.
+            if let Err(e) = g.tx_ack(token, "NONE").await {
+                report.send_errors += 1;
+                tracing::debug!(error = %e, "TX_ACK");
+            }
+            match devices.take_downlink(&frame, gateway, txpk.tmst, clock.now_unix()) {
+                Ok(Taken::Joined(index)) => {
+                    report.join_accepts += 1;
+                    tracing::debug!(meter = index, "joined");
+                }
+                Ok(Taken::Data(index, downlink)) => {
+                    report.downlinks += 1;
+                    tracing::debug!(meter = index, f_cnt = downlink.f_cnt, port = ?downlink.f_port, "downlink");
+                }
+                Err(e) => {
+                    report.rejected_frames += 1;
+                    tracing::warn!(error = %e, "downlink frame taken by no device");
+                }
+            }
+        }
+        Err(e) => {
+            report.malformed += 1;
+            tracing::warn!(error = %e, gateway, "malformed datagram");
+        }
+    }
+}

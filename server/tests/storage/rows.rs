@@ -350,3 +350,64 @@ async fn concurrent_writers_never_see_busy_errors() {
         assert_eq!(s.count_readings().await.expect("count"), 320);
     }
 }
+
+/// Counts readings from a connection of its own, on a thread of its own: what another
+/// reader of the database sees at this moment, asked from inside a synchronous callback.
+fn readings_seen_by_another_connection(url: &str) -> i64 {
+    let url = url.to_owned();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async move {
+            use sqlx::Connection as _;
+            let sql = "SELECT COUNT(*) FROM readings";
+            if url.starts_with("sqlite:") {
+                let options: sqlx::sqlite::SqliteConnectOptions = url.parse().expect("url");
+                let mut c = sqlx::SqliteConnection::connect_with(&options.read_only(true))
+                    .await
+                    .expect("connect");
+                sqlx::query_scalar(sql)
+                    .fetch_one(&mut c)
+                    .await
+                    .expect("count")
+            } else {
+                let mut c = sqlx::PgConnection::connect(&url).await.expect("connect");
+                sqlx::query_scalar(sql)
+                    .fetch_one(&mut c)
+                    .await
+                    .expect("count")
+            }
+        })
+    })
+    .join()
+    .expect("reader thread")
+}
+
+/// The cache hides a write's responses from just before its commit: the hold a batch takes
+/// must see its outcome while nothing of it is visible to other readers yet, and what it
+/// returns comes back to the writer after the commit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_hold_is_taken_before_its_commit() {
+    use meterhub::storage::ingest::{Effect, Plan};
+    for f in stores().await {
+        let s = &f.store;
+        let id = one_meter(s).await;
+        let plan = Plan {
+            effects: vec![Effect::Reading(reading(id, 3))],
+            ..Plan::default()
+        };
+        let url = f.db.url().to_owned();
+        let (outcome, seen_in_hold) = s
+            .apply_batch(std::slice::from_ref(&plan), now(), |outcome| {
+                assert_eq!(outcome.readings, 1, "the hold sees what the batch did");
+                readings_seen_by_another_connection(&url)
+            })
+            .await
+            .expect("apply");
+        assert_eq!(outcome.readings, 1);
+        assert_eq!(seen_in_hold, 0, "the hold runs before the commit");
+        assert_eq!(readings_seen_by_another_connection(&url), 1);
+    }
+}

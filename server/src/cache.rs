@@ -343,6 +343,14 @@ impl Touched {
         self.meters.insert(id);
     }
 
+    /// The meters `ids`, each alone (see [`Touched::add_meter`]).
+    pub fn of_meters(ids: impl IntoIterator<Item = i64>) -> Touched {
+        Touched {
+            meters: ids.into_iter().collect(),
+            regions: BTreeSet::new(),
+        }
+    }
+
     /// This and the meters `ids`, each alone (see [`Touched::add_meter`]).
     pub fn and_meters(&self, ids: &[i64]) -> Touched {
         let mut all = self.clone();
@@ -526,6 +534,12 @@ impl Changes {
             begun,
             done: false,
         }
+    }
+
+    /// [`Changes::begin`] for a write that may turn out to touch nothing: then `None`, and
+    /// nothing is held.
+    pub fn begin_unless_empty(&self, touched: &Touched) -> Option<Pending<'_>> {
+        (!touched.is_empty()).then(|| self.begin(touched))
     }
 
     /// Announces a committed write. Call after the commit and before answering. A

@@ -119,9 +119,7 @@ impl Downlinks {
     /// Begins a write to a meter's commands: its responses are held until the returned
     /// write is announced (after the commit).
     fn changing(&self, meter_id: i64) -> Pending<'_> {
-        let mut touched = Touched::default();
-        touched.add_meter(meter_id);
-        self.inner.changes.begin(&touched)
+        self.inner.changes.begin(&Touched::of_meters([meter_id]))
     }
 
     /// The settings in force.
@@ -167,8 +165,7 @@ impl Downlinks {
             });
         }
         let row = self.row(request.meter_id, &request, &frame);
-        let mut touched = Touched::default();
-        touched.add_meter(request.meter_id);
+        let touched = Touched::of_meters([request.meter_id]);
         let pending = self.inner.changes.begin(&touched);
         self.inner.store.insert_command(&row).await?;
         pending.committed(&touched).await;
@@ -211,10 +208,7 @@ impl Downlinks {
             })
             .collect();
         // Each meter's own list changes: a region's tag would not reach them.
-        let mut touched = Touched::default();
-        for (id, _) in &meters {
-            touched.add_meter(*id);
-        }
+        let touched = Touched::of_meters(meters.iter().map(|(id, _)| *id));
         let pending = self.inner.changes.begin(&touched);
         self.inner.store.insert_commands(&rows).await?;
         pending.committed(&touched).await;

@@ -86,13 +86,11 @@ impl Scheduler {
         let (silent, write) = self
             .store
             .mark_silent(now, SILENCE_BATCH, |silent| {
-                (!silent.is_empty()).then(|| {
-                    let mut touched = Touched::default();
-                    for m in silent {
-                        touched.add(m.id, &m.region_id);
-                    }
-                    self.changes.begin(&touched)
-                })
+                let mut touched = Touched::default();
+                for m in silent {
+                    touched.add(m.id, &m.region_id);
+                }
+                self.changes.begin_unless_empty(&touched)
             })
             .await?;
         if let Some(write) = write {
@@ -103,11 +101,8 @@ impl Scheduler {
         let ((expired, failed), write) = self
             .store
             .sweep_commands(now, |(expired, failed)| {
-                let mut touched = Touched::default();
-                for id in expired.iter().chain(failed) {
-                    touched.add_meter(*id);
-                }
-                (!touched.is_empty()).then(|| self.changes.begin(&touched))
+                let meters = expired.iter().chain(failed).copied();
+                self.changes.begin_unless_empty(&Touched::of_meters(meters))
             })
             .await?;
         if let Some(write) = write {
@@ -138,11 +133,8 @@ impl Scheduler {
             let (run, write) = self
                 .store
                 .run_schedule(&schedule, &frame, now + expiry, now, |run| {
-                    let mut touched = Touched::default();
-                    for (id, _) in run.iter().flat_map(|r| &r.meters) {
-                        touched.add_meter(*id);
-                    }
-                    (!touched.is_empty()).then(|| self.changes.begin(&touched))
+                    let meters = run.iter().flat_map(|r| &r.meters).map(|(id, _)| *id);
+                    self.changes.begin_unless_empty(&Touched::of_meters(meters))
                 })
                 .await?;
             if let Some(write) = write {

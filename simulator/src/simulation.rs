@@ -17,17 +17,10 @@ use crate::fleet::{FleetSpec, build, is_unregistered};
 use crate::meter::{Meter, Reply};
 use crate::queue::{DeviceQueue, QueueItem, Refusal};
 use crate::rng::Pcg32;
-use crate::timeline::Timeline;
-
-/// Seconds a meter takes to answer a command (listen, act, transmit).
-const REPLY_DELAY: i64 = 5;
+use crate::timeline::{Job, RESYNC_SPACING, Timeline};
 
 /// Seconds between a meter's boot-time AppTimeReq and its first reading.
 const BOOT_LEAD: i64 = 60;
-
-/// Seconds between the AppTimeReqs a ForceDeviceResyncReq asks for (TS003 leaves the spacing
-/// to the device; a minute keeps them in separate RX windows of the server's answers).
-const RESYNC_SPACING: i64 = 60;
 
 /// One MQTT message for the broker.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -121,17 +114,6 @@ pub enum Refused {
     Queue(Refusal),
 }
 
-/// Work waiting in the schedule besides periodic readings.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Job {
-    /// An uplink the firmware owes.
-    Reply(Reply),
-    /// The periodic AppTimeReq of the clock-sync period numbered `generation`.
-    ClockSync { generation: u32 },
-    /// One more AppTimeReq of a ForceDeviceResyncReq series, unless answered meanwhile.
-    Resync,
-}
-
 /// The fleet and its schedule.
 pub struct Simulation {
     meters: Vec<Meter>,
@@ -204,18 +186,12 @@ impl Simulation {
                     Some(Reply::AppTimeReq)
                 }
                 None => None,
-                Some(Job::Reply(r)) => Some(r),
-                Some(Job::ClockSync { generation }) => {
-                    if generation != meter.clock_sync_generation {
+                Some(job) => {
+                    let Some(r) = self.due.fire(job, meter, at) else {
                         continue;
-                    }
-                    if let Some(period) = meter.clock_sync_period {
-                        self.due.schedule(at + period, index, job);
-                    }
-                    Some(Reply::AppTimeReq)
+                    };
+                    Some(r)
                 }
-                Some(Job::Resync) if meter.resync_remaining == 0 => continue,
-                Some(Job::Resync) => Some(Reply::AppTimeReq),
             };
             let emitted = self.transmit(at, index, reply)?;
             return Ok(Some(emitted));
@@ -471,24 +447,8 @@ impl Simulation {
             if item.confirmed {
                 self.owe_ack.insert(index, true);
             }
-            let generation = meter.clock_sync_generation;
-            let replies = meter.receive(item.f_port, &item.data, now.timestamp());
-            // A new clock-sync period restarts the meter's AppTimeReq timer.
-            let timer = (meter.clock_sync_generation != generation)
-                .then_some(meter.clock_sync_period)
-                .flatten()
-                .map(|period| (period, meter.clock_sync_generation));
-            for r in replies {
-                self.due
-                    .schedule(now.timestamp() + REPLY_DELAY, index, Some(Job::Reply(r)));
-            }
-            if let Some((period, generation)) = timer {
-                self.due.schedule(
-                    now.timestamp() + period,
-                    index,
-                    Some(Job::ClockSync { generation }),
-                );
-            }
+            self.due
+                .deliver(meter, item.f_port, &item.data, now.timestamp());
         }
         Ok(out)
     }

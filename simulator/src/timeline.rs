@@ -5,11 +5,32 @@
 //! and the meter's index. The common case, a periodic reading, needs nothing more; the rarer
 //! work (a reply, a clock-sync timer) keeps its job in a side map under the entry's sequence
 //! number, so only entries that need one pay for it.
+//!
+//! Both transports run the same firmware, so what a meter's jobs mean is here too: [`Job`],
+//! what one asks of the meter when it falls due, and what a downlink schedules.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 
-use crate::meter::Meter;
+use crate::meter::{Meter, Reply};
+
+/// Seconds a meter takes to answer a command (listen, act, transmit).
+pub(crate) const REPLY_DELAY: i64 = 5;
+
+/// Seconds between the AppTimeReqs a ForceDeviceResyncReq asks for (TS003 leaves the spacing
+/// to the device; a minute keeps them in separate RX windows of the server's answers).
+pub(crate) const RESYNC_SPACING: i64 = 60;
+
+/// Work waiting in a meter's schedule besides periodic readings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Job {
+    /// An uplink the firmware owes.
+    Reply(Reply),
+    /// The periodic AppTimeReq of the clock-sync period numbered `generation`.
+    ClockSync { generation: u32 },
+    /// One more AppTimeReq of a ForceDeviceResyncReq series, unless answered meanwhile.
+    Resync,
+}
 
 /// Entries due at given times, each for one meter and perhaps carrying a job `J`. Entries
 /// come out by time, and those due at the same time in the order they were scheduled.
@@ -80,6 +101,46 @@ impl<J> Timeline<J> {
     /// Whether no entry is waiting.
     pub fn is_empty(&self) -> bool {
         self.due.is_empty()
+    }
+}
+
+impl Timeline<Job> {
+    /// What `job` of `meter`, due at `at`, asks the meter to send: `None` when it has become
+    /// moot (a clock-sync period since replaced, a resync series already answered). A
+    /// clock-sync timer sets itself again one period later.
+    pub(crate) fn fire(&mut self, job: Job, meter: &Meter, at: i64) -> Option<Reply> {
+        match job {
+            Job::Reply(r) => Some(r),
+            Job::ClockSync { generation } => {
+                if generation != meter.clock_sync_generation {
+                    return None;
+                }
+                if let Some(period) = meter.clock_sync_period {
+                    self.schedule(at + period, meter.index, Some(job));
+                }
+                Some(Reply::AppTimeReq)
+            }
+            Job::Resync if meter.resync_remaining == 0 => None,
+            Job::Resync => Some(Reply::AppTimeReq),
+        }
+    }
+
+    /// `meter` takes a downlink's application payload at `now`: the replies it owes fall due
+    /// a moment later, and a new clock-sync period restarts its AppTimeReq timer.
+    pub(crate) fn deliver(&mut self, meter: &mut Meter, f_port: u8, data: &[u8], now: i64) {
+        let index = meter.index;
+        let generation = meter.clock_sync_generation;
+        let replies = meter.receive(f_port, data, now);
+        let timer = (meter.clock_sync_generation != generation)
+            .then_some(meter.clock_sync_period)
+            .flatten()
+            .map(|period| (period, meter.clock_sync_generation));
+        for r in replies {
+            self.schedule(now + REPLY_DELAY, index, Some(Job::Reply(r)));
+        }
+        if let Some((period, generation)) = timer {
+            self.schedule(now + period, index, Some(Job::ClockSync { generation }));
+        }
     }
 }
 

@@ -17,16 +17,10 @@ use super::keys::FleetKeys;
 use super::lorawan::{self, Downlink, FrameError, Session};
 use crate::fleet::{FleetSpec, build};
 use crate::meter::{Meter, Reply};
-use crate::timeline::Timeline;
-
-/// Seconds a meter takes to answer a command (listen, act, transmit).
-const REPLY_DELAY: i64 = 5;
+use crate::timeline::{Job, RESYNC_SPACING, Timeline};
 
 /// Seconds between a meter's boot (its join) and its first reading, at the earliest.
 const BOOT_LEAD: i64 = 60;
-
-/// Seconds between the AppTimeReqs a ForceDeviceResyncReq asks for.
-const RESYNC_SPACING: i64 = 60;
 
 /// JOIN_ACCEPT_DELAY1 and 2 of LoRaWAN 1.0: where a JoinAccept's `tmst` points after the
 /// JoinRequest's, µs.
@@ -54,14 +48,6 @@ struct JoinWait {
     dev_nonce: u16,
     gateway: usize,
     tmst: u32,
-}
-
-/// Work waiting in the schedule besides periodic readings (as in [`crate::simulation`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Job {
-    Reply(Reply),
-    ClockSync { generation: u32 },
-    Resync,
 }
 
 /// What fell due.
@@ -194,18 +180,12 @@ impl Devices {
                 return Ok(Some(Due::Join(index)));
             }
             None => None,
-            Some(Job::Reply(r)) => Some(r),
-            Some(Job::ClockSync { generation }) => {
-                if generation != meter.clock_sync_generation {
+            Some(job) => {
+                let Some(r) = self.due.fire(job, meter, at) else {
                     return Ok(Some(Due::Nothing));
-                }
-                if let Some(period) = meter.clock_sync_period {
-                    self.due.schedule(at + period, index, job);
-                }
-                Some(Reply::AppTimeReq)
+                };
+                Some(r)
             }
-            Some(Job::Resync) if meter.resync_remaining == 0 => return Ok(Some(Due::Nothing)),
-            Some(Job::Resync) => Some(Reply::AppTimeReq),
         };
         if reply.is_none() {
             let next = at + self.meters[i].interval;
@@ -401,21 +381,8 @@ impl Devices {
             self.links[i].owe_ack = true;
         }
         if let Some(port) = downlink.f_port.filter(|p| *p > 0) {
-            let meter = &mut self.meters[i];
-            let generation = meter.clock_sync_generation;
-            let replies = meter.receive(port, &downlink.payload, now);
-            let timer = (meter.clock_sync_generation != generation)
-                .then_some(meter.clock_sync_period)
-                .flatten()
-                .map(|period| (period, meter.clock_sync_generation));
-            for r in replies {
-                self.due
-                    .schedule(now + REPLY_DELAY, index, Some(Job::Reply(r)));
-            }
-            if let Some((period, generation)) = timer {
-                self.due
-                    .schedule(now + period, index, Some(Job::ClockSync { generation }));
-            }
+            self.due
+                .deliver(&mut self.meters[i], port, &downlink.payload, now);
         }
         Ok(Taken::Data(index, downlink))
     }

@@ -18,4 +18,5 @@ pub mod rng;
 pub mod runner;
 pub mod simulation;
 pub mod summary;
+pub mod timeline;
 pub mod udp;

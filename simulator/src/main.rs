@@ -1,6 +1,7 @@
 //! `meterhub-sim`: a fleet of simulated meter firmwares.
 
 mod cli;
+mod progress;
 mod udp_run;
 
 use std::process::ExitCode;
@@ -11,7 +12,6 @@ use firmware_protocol::Serial;
 use firmware_protocol::clock::Clock;
 use meterhub_sim::fleet::{self, FleetSpec};
 use meterhub_sim::runner::{self, RunSpec};
-use tokio_util::sync::CancellationToken;
 
 use crate::cli::{Cli, Command, RunArgs, Transport};
 
@@ -48,20 +48,9 @@ async fn run(args: RunArgs) -> Result<String> {
         client_id: format!("meterhub-sim-{}", std::process::id()),
         duration,
     };
-    let stop = CancellationToken::new();
-    let ctrl_c = stop.clone();
-    tokio::spawn(async move {
-        let _ = tokio::signal::ctrl_c().await;
-        ctrl_c.cancel();
-    });
+    let stop = progress::stop_on_ctrl_c();
     let started = std::time::Instant::now();
-    let mut last = (std::time::Instant::now(), 0u64);
-    let report = runner::run(run, clock, stop, |r| {
-        let rate = (r.uplinks - last.1) as f64 / last.0.elapsed().as_secs_f64().max(1e-3);
-        last = (std::time::Instant::now(), r.uplinks);
-        eprintln!("{}", r.progress_line(rate, started.elapsed()));
-    })
-    .await?;
+    let report = runner::run(run, clock, stop, progress::printer(started)).await?;
     if let Some(path) = &args.summary_json {
         let json = serde_json::to_vec_pretty(&report.to_json())?;
         std::fs::write(path, json)

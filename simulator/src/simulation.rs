@@ -2,8 +2,7 @@
 //! of downlinks for each. Pure and clock-free, so a seed always yields the same events in the
 //! same order; the runner supplies time and the network.
 
-use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::HashMap;
 
 use anyhow::{Context, Result};
 use chrono::{DateTime, Utc};
@@ -18,16 +17,10 @@ use crate::fleet::{FleetSpec, build, is_unregistered};
 use crate::meter::{Meter, Reply};
 use crate::queue::{DeviceQueue, QueueItem, Refusal};
 use crate::rng::Pcg32;
-
-/// Seconds a meter takes to answer a command (listen, act, transmit).
-const REPLY_DELAY: i64 = 5;
+use crate::timeline::{Job, RESYNC_SPACING, Timeline};
 
 /// Seconds between a meter's boot-time AppTimeReq and its first reading.
 const BOOT_LEAD: i64 = 60;
-
-/// Seconds between the AppTimeReqs a ForceDeviceResyncReq asks for (TS003 leaves the spacing
-/// to the device; a minute keeps them in separate RX windows of the server's answers).
-const RESYNC_SPACING: i64 = 60;
 
 /// One MQTT message for the broker.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -121,26 +114,13 @@ pub enum Refused {
     Queue(Refusal),
 }
 
-/// Work waiting in the schedule besides periodic readings.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Job {
-    /// An uplink the firmware owes.
-    Reply(Reply),
-    /// The periodic AppTimeReq of the clock-sync period numbered `generation`.
-    ClockSync { generation: u32 },
-    /// One more AppTimeReq of a ForceDeviceResyncReq series, unless answered meanwhile.
-    Resync,
-}
-
 /// The fleet and its schedule.
 pub struct Simulation {
     meters: Vec<Meter>,
     registered: Vec<bool>,
     network: Network,
-    /// (due time, sequence, meter): the sequence keeps equal times in insertion order.
-    due: BinaryHeap<Reverse<(i64, u64, u32)>>,
-    jobs: HashMap<u64, Job>,
-    next_seq: u64,
+    /// When each meter is next due, in true time (Unix seconds).
+    due: Timeline<Job>,
     queues: HashMap<u32, DeviceQueue>,
     /// Meters that received a confirmed downlink and will set the ACK bit next time.
     owe_ack: HashMap<u32, bool>,
@@ -158,46 +138,30 @@ impl Simulation {
     pub fn new(spec: &FleetSpec, start: i64) -> Simulation {
         let meters = build(spec, start);
         let registered = meters.iter().map(|m| !is_unregistered(spec, m)).collect();
-        let mut sim = Simulation {
+        // One entry per meter: its boot, which then schedules its first reading (a million
+        // meters cost one heap entry each, and no job).
+        let due = Timeline::boot(&meters, start, BOOT_LEAD);
+        Simulation {
             registered,
             network: Network {
                 tenant_id: "52f14cd4-c6f1-4fbd-8f87-4025e1d49242".into(),
                 application_id: spec.application_id.clone(),
                 device_profile_id: "b7e4c2a1-0f3d-4c8b-a6e9-5d2f1b7c9e04".into(),
             },
-            due: BinaryHeap::new(),
-            jobs: HashMap::new(),
-            next_seq: 0,
+            due,
             queues: HashMap::new(),
             owe_ack: HashMap::new(),
             faults: spec.faults.clone(),
             last_f_cnt: vec![None; meters.len()],
             held: Vec::new(),
             run_faults: faults::run_stream(spec.seed),
-            meters: Vec::new(),
-        };
-        // One entry per meter: its boot, which then schedules its first reading (a million
-        // meters cost one heap entry each, and no job).
-        for m in &meters {
-            let first = m.last_reading + m.interval;
-            sim.schedule((first - BOOT_LEAD).max(start), m.index, None);
+            meters,
         }
-        sim.meters = meters;
-        sim
-    }
-
-    fn schedule(&mut self, at: i64, index: u32, job: Option<Job>) {
-        let seq = self.next_seq;
-        self.next_seq += 1;
-        if let Some(j) = job {
-            self.jobs.insert(seq, j);
-        }
-        self.due.push(Reverse((at, seq, index)));
     }
 
     /// When the next uplink is due (Unix seconds).
     pub fn next_due(&self) -> Option<i64> {
-        self.due.peek().map(|Reverse((at, _, _))| *at)
+        self.due.next_due()
     }
 
     /// The next uplink, at its due time. A periodic reading reschedules its meter one
@@ -205,10 +169,9 @@ impl Simulation {
     /// decide what of it is published: publish `messages`.
     pub fn emit(&mut self) -> Result<Option<Emitted>> {
         loop {
-            let Some(Reverse((at, seq, index))) = self.due.pop() else {
+            let Some((at, index, job)) = self.due.pop() else {
                 return Ok(None);
             };
-            let job = self.jobs.remove(&seq);
             let Some(meter) = self.meters.get(index as usize) else {
                 continue;
             };
@@ -219,22 +182,16 @@ impl Simulation {
                 None if !meter.booted => {
                     let first = meter.last_reading + meter.interval;
                     self.meters[index as usize].booted = true;
-                    self.schedule(first, index, None);
+                    self.due.schedule(first, index, None);
                     Some(Reply::AppTimeReq)
                 }
                 None => None,
-                Some(Job::Reply(r)) => Some(r),
-                Some(Job::ClockSync { generation }) => {
-                    if generation != meter.clock_sync_generation {
+                Some(job) => {
+                    let Some(r) = self.due.fire(job, meter, at) else {
                         continue;
-                    }
-                    if let Some(period) = meter.clock_sync_period {
-                        self.schedule(at + period, index, job);
-                    }
-                    Some(Reply::AppTimeReq)
+                    };
+                    Some(r)
                 }
-                Some(Job::Resync) if meter.resync_remaining == 0 => continue,
-                Some(Job::Resync) => Some(Reply::AppTimeReq),
             };
             let emitted = self.transmit(at, index, reply)?;
             return Ok(Some(emitted));
@@ -375,12 +332,13 @@ impl Simulation {
             }
         }
         if matches!(reply, Some(Reply::AppTimeReq)) && meter.resync_remaining > 0 {
-            self.schedule(at + RESYNC_SPACING, index, Some(Job::Resync));
+            self.due
+                .schedule(at + RESYNC_SPACING, index, Some(Job::Resync));
         }
         let periodic = reply.is_none();
         if periodic {
             let next = at + self.meters[i].interval;
-            self.schedule(next, index, None);
+            self.due.schedule(next, index, None);
         }
         // Reordering: this uplink's events wait behind the next one to three uplinks'.
         for entry in &mut self.held {
@@ -489,23 +447,8 @@ impl Simulation {
             if item.confirmed {
                 self.owe_ack.insert(index, true);
             }
-            let generation = meter.clock_sync_generation;
-            let replies = meter.receive(item.f_port, &item.data, now.timestamp());
-            // A new clock-sync period restarts the meter's AppTimeReq timer.
-            let timer = (meter.clock_sync_generation != generation)
-                .then_some(meter.clock_sync_period)
-                .flatten()
-                .map(|period| (period, meter.clock_sync_generation));
-            for r in replies {
-                self.schedule(now.timestamp() + REPLY_DELAY, index, Some(Job::Reply(r)));
-            }
-            if let Some((period, generation)) = timer {
-                self.schedule(
-                    now.timestamp() + period,
-                    index,
-                    Some(Job::ClockSync { generation }),
-                );
-            }
+            self.due
+                .deliver(meter, item.f_port, &item.data, now.timestamp());
         }
         Ok(out)
     }

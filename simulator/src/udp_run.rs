@@ -12,6 +12,7 @@ use meterhub_sim::udp::{self, UdpSpec};
 use tokio_util::sync::CancellationToken;
 
 use crate::cli::UdpArgs;
+use crate::progress;
 
 /// Runs the fleet of `spec` through simulated gateways as `args` says.
 pub async fn run(
@@ -57,20 +58,9 @@ pub async fn run(
         duration,
         ..UdpSpec::new(spec, server)
     };
-    let stop = CancellationToken::new();
-    let ctrl_c = stop.clone();
-    tokio::spawn(async move {
-        let _ = tokio::signal::ctrl_c().await;
-        ctrl_c.cancel();
-    });
+    let stop = progress::stop_on_ctrl_c();
     let started = std::time::Instant::now();
-    let mut last = (std::time::Instant::now(), 0u64);
-    let report = udp::run(udp_spec, clock, stop, |r| {
-        let rate = (r.uplinks - last.1) as f64 / last.0.elapsed().as_secs_f64().max(1e-3);
-        last = (std::time::Instant::now(), r.uplinks);
-        eprintln!("{}", r.progress_line(rate, started.elapsed()));
-    })
-    .await?;
+    let report = udp::run(udp_spec, clock, stop, progress::printer(started)).await?;
     Ok(report.summary(started.elapsed()))
 }
 

@@ -17,15 +17,10 @@ use super::keys::FleetKeys;
 use super::lorawan::{self, Downlink, FrameError, Session};
 use crate::fleet::{FleetSpec, build};
 use crate::meter::{Meter, Reply};
-
-/// Seconds a meter takes to answer a command (listen, act, transmit).
-const REPLY_DELAY: i64 = 5;
+use crate::timeline::{Job, RESYNC_SPACING, Timeline};
 
 /// Seconds between a meter's boot (its join) and its first reading, at the earliest.
 const BOOT_LEAD: i64 = 60;
-
-/// Seconds between the AppTimeReqs a ForceDeviceResyncReq asks for.
-const RESYNC_SPACING: i64 = 60;
 
 /// JOIN_ACCEPT_DELAY1 and 2 of LoRaWAN 1.0: where a JoinAccept's `tmst` points after the
 /// JoinRequest's, µs.
@@ -53,14 +48,6 @@ struct JoinWait {
     dev_nonce: u16,
     gateway: usize,
     tmst: u32,
-}
-
-/// Work waiting in the schedule besides periodic readings (as in [`crate::simulation`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Job {
-    Reply(Reply),
-    ClockSync { generation: u32 },
-    Resync,
 }
 
 /// What fell due.
@@ -99,10 +86,8 @@ pub struct Devices {
     meters: Vec<Meter>,
     links: Vec<Link>,
     keys: FleetKeys,
-    /// (due time in simulated seconds, sequence, meter).
-    due: BinaryHeap<Reverse<(i64, u64, u32)>>,
-    jobs: HashMap<u64, Job>,
-    next_seq: u64,
+    /// When each meter's firmware is next due, in simulated seconds.
+    due: Timeline<Job>,
     by_dev_addr: HashMap<[u8; 4], u32>,
     awaiting_join: HashMap<u32, JoinWait>,
     /// Meters that want to send a JoinRequest, in order; the runner paces them.
@@ -129,39 +114,24 @@ impl Devices {
             };
             meters.len()
         ];
-        let mut devices = Devices {
+        // One entry per meter: its boot (the join), which then schedules its first reading.
+        let due = Timeline::boot(&meters, start, BOOT_LEAD);
+        Devices {
             links,
             keys,
-            due: BinaryHeap::new(),
-            jobs: HashMap::new(),
-            next_seq: 0,
+            due,
             by_dev_addr: HashMap::new(),
             awaiting_join: HashMap::new(),
             join_queue: VecDeque::new(),
             join_timers: BinaryHeap::new(),
             join_timeout,
-            meters: Vec::new(),
-        };
-        for m in &meters {
-            let first = m.last_reading + m.interval;
-            devices.schedule((first - BOOT_LEAD).max(start), m.index, None);
+            meters,
         }
-        devices.meters = meters;
-        devices
-    }
-
-    fn schedule(&mut self, at: i64, index: u32, job: Option<Job>) {
-        let seq = self.next_seq;
-        self.next_seq += 1;
-        if let Some(j) = job {
-            self.jobs.insert(seq, j);
-        }
-        self.due.push(Reverse((at, seq, index)));
     }
 
     /// When the firmware next wants to send, simulated seconds.
     pub fn next_due(&self) -> Option<i64> {
-        self.due.peek().map(|Reverse((at, _, _))| *at)
+        self.due.next_due()
     }
 
     /// Meters in the fleet.
@@ -191,10 +161,9 @@ impl Devices {
 
     /// The next thing due, at its due time.
     pub fn emit(&mut self) -> Result<Option<Due>> {
-        let Some(Reverse((at, seq, index))) = self.due.pop() else {
+        let Some((at, index, job)) = self.due.pop() else {
             return Ok(None);
         };
-        let job = self.jobs.remove(&seq);
         let i = index as usize;
         let Some(meter) = self.meters.get(i) else {
             return Ok(Some(Due::Nothing));
@@ -206,27 +175,21 @@ impl Devices {
             None if !meter.booted => {
                 let first = meter.last_reading + meter.interval;
                 self.meters[i].booted = true;
-                self.schedule(first, index, None);
+                self.due.schedule(first, index, None);
                 self.join_queue.push_back(index);
                 return Ok(Some(Due::Join(index)));
             }
             None => None,
-            Some(Job::Reply(r)) => Some(r),
-            Some(Job::ClockSync { generation }) => {
-                if generation != meter.clock_sync_generation {
+            Some(job) => {
+                let Some(r) = self.due.fire(job, meter, at) else {
                     return Ok(Some(Due::Nothing));
-                }
-                if let Some(period) = meter.clock_sync_period {
-                    self.schedule(at + period, index, job);
-                }
-                Some(Reply::AppTimeReq)
+                };
+                Some(r)
             }
-            Some(Job::Resync) if meter.resync_remaining == 0 => return Ok(Some(Due::Nothing)),
-            Some(Job::Resync) => Some(Reply::AppTimeReq),
         };
         if reply.is_none() {
             let next = at + self.meters[i].interval;
-            self.schedule(next, index, None);
+            self.due.schedule(next, index, None);
         }
         let Some(session) = self.links[i].session.clone() else {
             return Ok(Some(Due::NotJoined(index)));
@@ -237,7 +200,8 @@ impl Devices {
             None => meter.reading(at),
         };
         if matches!(reply, Some(Reply::AppTimeReq)) && meter.resync_remaining > 0 {
-            self.schedule(at + RESYNC_SPACING, index, Some(Job::Resync));
+            self.due
+                .schedule(at + RESYNC_SPACING, index, Some(Job::Resync));
         }
         let mut buf = [0u8; 64];
         let n = message.encode(&mut buf).context("encoding an uplink")?;
@@ -403,7 +367,8 @@ impl Devices {
         // A new session counts its frames from zero.
         self.meters[i].f_cnt = 0;
         // The firmware asks for the time as soon as it is on the network.
-        self.schedule(now, index, Some(Job::Reply(Reply::AppTimeReq)));
+        self.due
+            .schedule(now, index, Some(Job::Reply(Reply::AppTimeReq)));
     }
 
     fn take_data(&mut self, frame: &[u8], now: i64) -> Result<Taken, FrameError> {
@@ -416,19 +381,8 @@ impl Devices {
             self.links[i].owe_ack = true;
         }
         if let Some(port) = downlink.f_port.filter(|p| *p > 0) {
-            let meter = &mut self.meters[i];
-            let generation = meter.clock_sync_generation;
-            let replies = meter.receive(port, &downlink.payload, now);
-            let timer = (meter.clock_sync_generation != generation)
-                .then_some(meter.clock_sync_period)
-                .flatten()
-                .map(|period| (period, meter.clock_sync_generation));
-            for r in replies {
-                self.schedule(now + REPLY_DELAY, index, Some(Job::Reply(r)));
-            }
-            if let Some((period, generation)) = timer {
-                self.schedule(now + period, index, Some(Job::ClockSync { generation }));
-            }
+            self.due
+                .deliver(&mut self.meters[i], port, &downlink.payload, now);
         }
         Ok(Taken::Data(index, downlink))
     }

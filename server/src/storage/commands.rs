@@ -331,6 +331,10 @@ macro_rules! command_queries {
                 for id in chunk {
                     list.push_bind(*id);
                 }
+                // Padded with NULLs, which match nothing: see `padding`.
+                for _ in chunk.len()..crate::storage::padding::padded(chunk.len(), 1_000) {
+                    list.push_bind(None::<i64>);
+                }
                 q.push(")");
                 let found: Vec<i64> = q.build_query_scalar().fetch_all(&mut *conn).await?;
                 out.extend(found);

@@ -292,9 +292,11 @@ macro_rules! apply_for {
                 )
             };
             let mut command_meters = Vec::new();
+            let state_updates;
             let pending_devices = {
                 let (updates, resyncs, devices) = pending_devices;
-                monitor::$dialect::update_states(conn, &updates).await?;
+                // Written with the link state at the end, in one statement where it can be.
+                state_updates = updates;
                 let ids: Vec<i64> = resyncs.iter().map(|c| c.meter_id).collect();
                 let open = commands::$dialect::meters_with_open(conn, &ids, "forceResync").await?;
                 let mut released = Vec::new();
@@ -354,7 +356,8 @@ macro_rules! apply_for {
             }
             self_tests::$dialect::insert(conn, &tests).await?;
             meters::$dialect::update_info(conn, &infos).await?;
-            meters::$dialect::update_links(conn, &merge_links(links.iter())).await?;
+            meters::$dialect::update_meters(conn, &merge_links(links.iter()), &state_updates)
+                .await?;
             quarantine::$dialect::insert(conn, &kept).await?;
             Ok(Outcome {
                 applied,

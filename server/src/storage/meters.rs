@@ -327,6 +327,34 @@ macro_rules! meter_queries {
     };
 }
 
+/// A batch's link and state updates by meter (each at most once in either list).
+type MeterRow<'a> = (
+    i64,
+    Option<&'a LinkUpdate>,
+    Option<&'a crate::storage::monitor::StateUpdate>,
+);
+
+/// Pairs the link and state updates of each meter, ordered by meter.
+fn merge_rows<'a>(
+    links: &'a [LinkUpdate],
+    states: &'a [crate::storage::monitor::StateUpdate],
+) -> Vec<MeterRow<'a>> {
+    let mut by_meter: std::collections::BTreeMap<i64, MeterRow<'a>> = Default::default();
+    for l in links {
+        by_meter
+            .entry(l.meter_id)
+            .or_insert((l.meter_id, None, None))
+            .1 = Some(l);
+    }
+    for st in states {
+        by_meter
+            .entry(st.meter_id)
+            .or_insert((st.meter_id, None, None))
+            .2 = Some(st);
+    }
+    by_meter.into_values().collect()
+}
+
 /// Queries on SQLite.
 pub(crate) mod sqlite {
     meter_queries!(sqlx::Sqlite);
@@ -338,34 +366,38 @@ pub(crate) mod sqlite {
         // One statement for the whole batch: a round trip per meter is what limited the
         // bridge. The casts give the VALUES columns their types (PostgreSQL cannot infer
         // them from parameters alone).
-        for chunk in updates.chunks(1_000) {
+        const ROWS: usize = 1_000;
+        for chunk in updates.chunks(ROWS) {
             let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
                 "WITH v (id, seen, overdue, mv, pct, rssi, snr, app) AS (",
             );
-            q.push_values(chunk, |mut b, u| {
+            // Padded with rows of NULLs, which match no meter.
+            let pad = crate::storage::padding::padded(chunk.len(), ROWS) - chunk.len();
+            let rows = chunk.iter().map(Some).chain(std::iter::repeat_n(None, pad));
+            q.push_values(rows, |mut b, u| {
                 b.push(format_args!("CAST("))
-                    .push_bind_unseparated(u.meter_id)
+                    .push_bind_unseparated(u.map(|u| u.meter_id))
                     .push_unseparated(format_args!(" AS {big})"))
                     .push("CAST(")
-                    .push_bind_unseparated(u.last_seen_at)
+                    .push_bind_unseparated(u.map(|u| u.last_seen_at))
                     .push_unseparated(format_args!(" AS {time})"))
                     .push("CAST(")
-                    .push_bind_unseparated(u.overdue_at)
+                    .push_bind_unseparated(u.map(|u| u.overdue_at))
                     .push_unseparated(format_args!(" AS {time})"))
                     .push("CAST(")
-                    .push_bind_unseparated(u.battery_millivolts)
+                    .push_bind_unseparated(u.and_then(|u| u.battery_millivolts))
                     .push_unseparated(format_args!(" AS {int})"))
                     .push("CAST(")
-                    .push_bind_unseparated(u.battery_percent)
+                    .push_bind_unseparated(u.and_then(|u| u.battery_percent))
                     .push_unseparated(format_args!(" AS {small})"))
                     .push("CAST(")
-                    .push_bind_unseparated(u.rssi)
+                    .push_bind_unseparated(u.and_then(|u| u.rssi))
                     .push_unseparated(format_args!(" AS {int})"))
                     .push("CAST(")
-                    .push_bind_unseparated(u.snr)
+                    .push_bind_unseparated(u.and_then(|u| u.snr))
                     .push_unseparated(format_args!(" AS {real})"))
                     .push("CAST(")
-                    .push_bind_unseparated(u.application_id.clone())
+                    .push_bind_unseparated(u.and_then(|u| u.application_id.clone()))
                     .push_unseparated(format_args!(" AS {text})"));
             });
             // A redelivered older uplink must not move the meter's state back in time.
@@ -384,6 +416,18 @@ pub(crate) mod sqlite {
             q.build().execute(&mut *conn).await?;
         }
         Ok(())
+    }
+
+    /// Writes a batch's link state and the rules' remembered state of its meters. Two
+    /// statements: on SQLite one with a condition per column costs more than writing the
+    /// rows twice.
+    pub async fn update_meters(
+        conn: &mut Conn,
+        links: &[LinkUpdate],
+        states: &[crate::storage::monitor::StateUpdate],
+    ) -> Result<()> {
+        crate::storage::monitor::sqlite::update_states(conn, states).await?;
+        update_links(conn, links).await
     }
 }
 
@@ -431,6 +475,95 @@ pub(crate) mod postgres {
         )
         .execute(&mut *conn)
         .await?;
+        Ok(())
+    }
+
+    /// Writes a batch's link state and the rules' remembered state of its meters in one
+    /// statement: each statement costs a round trip, so one `UPDATE` instead of two per
+    /// batch. Link columns change only when the uplink is not older than the one stored (a
+    /// redelivered older uplink must not move the meter back in time); the state columns
+    /// whenever the meter has a state row.
+    pub async fn update_meters(
+        conn: &mut Conn,
+        links: &[LinkUpdate],
+        states: &[crate::storage::monitor::StateUpdate],
+    ) -> Result<()> {
+        if links.is_empty() && states.is_empty() {
+            return Ok(());
+        }
+        let rows = super::merge_rows(links, states);
+        fn column<'a, T>(
+            rows: &[super::MeterRow<'a>],
+            f: impl Fn(&super::MeterRow<'a>) -> T,
+        ) -> Vec<T> {
+            rows.iter().map(f).collect()
+        }
+        let newer = "(v.seen IS NOT NULL AND (meters.last_seen_at IS NULL \
+                     OR meters.last_seen_at <= v.seen))";
+        let link = |column: &str, value: &str| {
+            format!("{column} = CASE WHEN {newer} THEN {value} ELSE meters.{column} END")
+        };
+        let state = |column: &str, value: &str| {
+            format!("{column} = CASE WHEN v.has_state THEN {value} ELSE meters.{column} END")
+        };
+        let sql = [
+            link("last_seen_at", "v.seen"),
+            link("overdue_at", "v.overdue"),
+            link(
+                "battery_millivolts",
+                "COALESCE(v.mv, meters.battery_millivolts)",
+            ),
+            link("battery_percent", "COALESCE(v.pct, meters.battery_percent)"),
+            link("rssi", "COALESCE(v.rssi, meters.rssi)"),
+            link("snr", "COALESCE(v.snr, meters.snr)"),
+            link("application_id", "COALESCE(v.app, meters.application_id)"),
+            link(
+                "status",
+                "CASE WHEN meters.status IN ('installed', 'silent') THEN 'active' \
+                 ELSE meters.status END",
+            ),
+            link("updated_at", "v.seen"),
+            state("valve", "v.valve"),
+            state("register_value", "v.reg"),
+            state("register_at", "v.reg_at"),
+            state("daily_consumption_avg", "v.avg"),
+            state("consumption_samples", "v.samples"),
+            "clock_drift_ms = COALESCE(v.drift, meters.clock_drift_ms)".to_owned(),
+            "drift_measured_at = COALESCE(v.drift_at, meters.drift_measured_at)".to_owned(),
+        ]
+        .join(", ");
+        let sql = format!(
+            "UPDATE meters SET {sql} \
+             FROM unnest($1::bigint[], $2::timestamptz[], $3::timestamptz[], $4::integer[], \
+             $5::smallint[], $6::integer[], $7::double precision[], $8::text[], \
+             $9::boolean[], $10::smallint[], $11::bigint[], $12::timestamptz[], \
+             $13::double precision[], $14::integer[], $15::bigint[], $16::timestamptz[]) \
+             AS v (id, seen, overdue, mv, pct, rssi, snr, app, \
+             has_state, valve, reg, reg_at, avg, samples, drift, drift_at) \
+             WHERE meters.id = v.id"
+        );
+        let drift = |r: &super::MeterRow<'_>| r.2.and_then(|s| s.drift);
+        sqlx::query(AssertSqlSafe(sql))
+            .bind(column(&rows, |r| r.0))
+            .bind(column(&rows, |r| r.1.map(|l| l.last_seen_at)))
+            .bind(column(&rows, |r| r.1.map(|l| l.overdue_at)))
+            .bind(column(&rows, |r| r.1.and_then(|l| l.battery_millivolts)))
+            .bind(column(&rows, |r| r.1.and_then(|l| l.battery_percent)))
+            .bind(column(&rows, |r| r.1.and_then(|l| l.rssi)))
+            .bind(column(&rows, |r| r.1.and_then(|l| l.snr)))
+            .bind(column(&rows, |r| {
+                r.1.and_then(|l| l.application_id.as_deref())
+            }))
+            .bind(column(&rows, |r| r.2.is_some()))
+            .bind(column(&rows, |r| r.2.and_then(|s| s.state.valve)))
+            .bind(column(&rows, |r| r.2.and_then(|s| s.state.register)))
+            .bind(column(&rows, |r| r.2.and_then(|s| s.state.register_at)))
+            .bind(column(&rows, |r| r.2.and_then(|s| s.state.daily_average)))
+            .bind(column(&rows, |r| r.2.map(|s| s.state.samples)))
+            .bind(column(&rows, |r| drift(r).map(|d| d.0)))
+            .bind(column(&rows, |r| drift(r).map(|d| d.1)))
+            .execute(&mut *conn)
+            .await?;
         Ok(())
     }
 }

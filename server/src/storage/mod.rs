@@ -19,6 +19,7 @@ pub mod inspections;
 pub mod meters;
 mod migrations;
 pub mod monitor;
+pub(crate) mod padding;
 pub mod partitions;
 pub mod quarantine;
 pub mod readings;

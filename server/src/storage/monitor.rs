@@ -78,6 +78,10 @@ macro_rules! monitor_queries {
                 for id in chunk {
                     list.push_bind(*id);
                 }
+                // Padded with NULLs, which match nothing: see `padding`.
+                for _ in chunk.len()..crate::storage::padding::padded(chunk.len(), 1_000) {
+                    list.push_bind(None::<i64>);
+                }
                 q.push(")");
                 let rows: Vec<StateRow> = q.build_query_as().fetch_all(&mut *conn).await?;
                 out.extend(rows.into_iter().map(|r| {
@@ -115,6 +119,10 @@ macro_rules! monitor_queries {
                 let mut list = q.separated(", ");
                 for id in chunk {
                     list.push_bind(*id);
+                }
+                // Padded with NULLs, which match nothing: see `padding`.
+                for _ in chunk.len()..crate::storage::padding::padded(chunk.len(), 1_000) {
+                    list.push_bind(None::<i64>);
                 }
                 q.push(")");
                 cleared += q.build().execute(&mut *conn).await?.rows_affected();
@@ -270,34 +278,39 @@ pub(crate) mod sqlite {
     /// Writes the remembered state of a batch's meters in one statement per thousand.
     pub async fn update_states(conn: &mut Conn, updates: &[StateUpdate]) -> Result<()> {
         let [big, time, small, real, int] = ["INTEGER", "TEXT", "INTEGER", "REAL", "INTEGER"];
-        for chunk in updates.chunks(1_000) {
+        const ROWS: usize = 1_000;
+        for chunk in updates.chunks(ROWS) {
             let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
                 "WITH v (id, valve, reg, reg_at, avg, samples, drift, drift_at) AS (",
             );
-            q.push_values(chunk, |mut b, u| {
+            // Padded with rows of NULLs, which match no meter.
+            let pad = crate::storage::padding::padded(chunk.len(), ROWS) - chunk.len();
+            let rows = chunk.iter().map(Some).chain(std::iter::repeat_n(None, pad));
+            q.push_values(rows, |mut b, u| {
+                let drift = u.and_then(|u| u.drift);
                 b.push("CAST(")
-                    .push_bind_unseparated(u.meter_id)
+                    .push_bind_unseparated(u.map(|u| u.meter_id))
                     .push_unseparated(format_args!(" AS {big})"))
                     .push("CAST(")
-                    .push_bind_unseparated(u.state.valve)
+                    .push_bind_unseparated(u.and_then(|u| u.state.valve))
                     .push_unseparated(format_args!(" AS {small})"))
                     .push("CAST(")
-                    .push_bind_unseparated(u.state.register)
+                    .push_bind_unseparated(u.and_then(|u| u.state.register))
                     .push_unseparated(format_args!(" AS {big})"))
                     .push("CAST(")
-                    .push_bind_unseparated(u.state.register_at)
+                    .push_bind_unseparated(u.and_then(|u| u.state.register_at))
                     .push_unseparated(format_args!(" AS {time})"))
                     .push("CAST(")
-                    .push_bind_unseparated(u.state.daily_average)
+                    .push_bind_unseparated(u.and_then(|u| u.state.daily_average))
                     .push_unseparated(format_args!(" AS {real})"))
                     .push("CAST(")
-                    .push_bind_unseparated(u.state.samples)
+                    .push_bind_unseparated(u.map(|u| u.state.samples))
                     .push_unseparated(format_args!(" AS {int})"))
                     .push("CAST(")
-                    .push_bind_unseparated(u.drift.map(|d| d.0))
+                    .push_bind_unseparated(drift.map(|d| d.0))
                     .push_unseparated(format_args!(" AS {big})"))
                     .push("CAST(")
-                    .push_bind_unseparated(u.drift.map(|d| d.1))
+                    .push_bind_unseparated(drift.map(|d| d.1))
                     .push_unseparated(format_args!(" AS {time})"));
             });
             q.push(
@@ -317,37 +330,4 @@ pub(crate) mod sqlite {
 /// Queries on PostgreSQL.
 pub(crate) mod postgres {
     monitor_queries!(sqlx::Postgres, postgres);
-
-    /// Writes the remembered state of a batch's meters in one statement; the columns travel
-    /// as arrays, so the text is prepared once per connection.
-    pub async fn update_states(conn: &mut Conn, updates: &[StateUpdate]) -> Result<()> {
-        if updates.is_empty() {
-            return Ok(());
-        }
-        fn column<T>(updates: &[StateUpdate], f: impl Fn(&StateUpdate) -> T) -> Vec<T> {
-            updates.iter().map(f).collect()
-        }
-        sqlx::query(
-            "UPDATE meters SET valve = v.valve, register_value = v.reg, \
-             register_at = v.reg_at, daily_consumption_avg = v.avg, \
-             consumption_samples = v.samples, \
-             clock_drift_ms = COALESCE(v.drift, meters.clock_drift_ms), \
-             drift_measured_at = COALESCE(v.drift_at, meters.drift_measured_at) \
-             FROM unnest($1::bigint[], $2::smallint[], $3::bigint[], $4::timestamptz[], \
-             $5::double precision[], $6::integer[], $7::bigint[], $8::timestamptz[]) \
-             AS v (id, valve, reg, reg_at, avg, samples, drift, drift_at) \
-             WHERE meters.id = v.id",
-        )
-        .bind(column(updates, |u| u.meter_id))
-        .bind(column(updates, |u| u.state.valve))
-        .bind(column(updates, |u| u.state.register))
-        .bind(column(updates, |u| u.state.register_at))
-        .bind(column(updates, |u| u.state.daily_average))
-        .bind(column(updates, |u| u.state.samples))
-        .bind(column(updates, |u| u.drift.map(|d| d.0)))
-        .bind(column(updates, |u| u.drift.map(|d| d.1)))
-        .execute(&mut *conn)
-        .await?;
-        Ok(())
-    }
 }

@@ -411,3 +411,82 @@ async fn a_batch_hold_is_taken_before_its_commit() {
         assert_eq!(readings_seen_by_another_connection(&url), 1);
     }
 }
+
+/// A batch writes each meter's link state only from an uplink not older than the stored one,
+/// and the rules' state (here the clock drift) whenever a reading was observed: the two are
+/// written together, and neither may undo the other.
+#[tokio::test]
+async fn link_state_never_moves_back_while_observed_state_is_written() {
+    use meterhub::monitor::rules::{Observed, Rules};
+    use meterhub::storage::ingest::{Effect, Observation, Plan};
+    use meterhub::storage::meters::LinkUpdate;
+    let link = |meter_id, seen: &str, battery: i16| LinkUpdate {
+        meter_id,
+        last_seen_at: at(seen),
+        overdue_at: at(seen) + Duration::days(2),
+        battery_millivolts: Some(3_000 + i32::from(battery)),
+        battery_percent: Some(battery),
+        rssi: Some(-80),
+        snr: Some(7.5),
+        application_id: None,
+    };
+    for f in stores().await {
+        let s = &f.store;
+        let id = one_meter(s).await;
+        let apply = |effects: Vec<Effect>| async move {
+            let plan = Plan {
+                effects,
+                ..Plan::default()
+            };
+            s.apply_batch(std::slice::from_ref(&plan), now(), |_| ())
+                .await
+                .expect("apply");
+        };
+        let read = || async {
+            s.meter_by_dev_eui(&meter(1).dev_eui)
+                .await
+                .expect("q")
+                .expect("m")
+        };
+        apply(vec![Effect::Link(link(id, "2026-07-20T10:00:00Z", 90))]).await;
+        // An older uplink, redelivered late, with a reading whose drift is measured.
+        let observe = Observation {
+            meter_id: id,
+            dev_eui: meter(1).dev_eui,
+            observed: Observed {
+                at: at("2026-07-19T10:00:00Z"),
+                register: Some(1_000),
+                valve: 1,
+                battery_percent: 50,
+                drift_ms: Some(5_000),
+            },
+            rules: Rules::default(),
+            resync_expires_at: now() + Duration::hours(1),
+            at: now(),
+        };
+        apply(vec![
+            Effect::Observe(observe),
+            Effect::Link(link(id, "2026-07-19T10:00:00Z", 50)),
+        ])
+        .await;
+        let m = read().await;
+        assert_eq!(m.last_seen_at, Some(at("2026-07-20T10:00:00Z")));
+        assert_eq!(
+            m.battery_percent,
+            Some(90),
+            "the older uplink's battery is not kept"
+        );
+        assert_eq!(
+            m.clock_drift_ms,
+            Some(5_000),
+            "the observed state is written"
+        );
+        // A newer uplink without a reading: the link moves on, the state stays.
+        apply(vec![Effect::Link(link(id, "2026-07-21T10:00:00Z", 80))]).await;
+        let m = read().await;
+        assert_eq!(m.last_seen_at, Some(at("2026-07-21T10:00:00Z")));
+        assert_eq!(m.battery_percent, Some(80));
+        assert_eq!(m.status, "active");
+        assert_eq!(m.clock_drift_ms, Some(5_000));
+    }
+}

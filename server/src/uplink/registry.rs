@@ -1,7 +1,7 @@
 //! The registry as the pipeline sees it: meters by DevEUI, cached for a short while so that a
 //! batch costs at most one lookup, and a re-registration is seen within a minute.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use crate::storage::meters::Meter;
@@ -14,6 +14,8 @@ const TTL: Duration = Duration::from_secs(60);
 #[derive(Debug, Default)]
 pub struct RegistryCache {
     meters: HashMap<String, (Meter, Instant)>,
+    /// When expired entries were last dropped.
+    pruned_at: Option<Instant>,
 }
 
 impl RegistryCache {
@@ -24,23 +26,102 @@ impl RegistryCache {
         dev_euis: impl IntoIterator<Item = String>,
     ) -> Result<HashMap<String, Meter>> {
         let now = Instant::now();
+        self.prune(now);
         let mut found = HashMap::new();
-        let mut missing = Vec::new();
+        let mut missing = HashSet::new();
         for d in dev_euis {
             match self.meters.get(&d) {
                 Some((m, at)) if now.duration_since(*at) < TTL => {
                     found.insert(d, m.clone());
                 }
-                _ if !found.contains_key(&d) && !missing.contains(&d) => missing.push(d),
-                _ => {}
+                _ => {
+                    missing.insert(d);
+                }
             }
         }
         if !missing.is_empty() {
+            let missing: Vec<String> = missing.into_iter().collect();
             for m in store.meters_by_dev_euis(&missing).await? {
                 self.meters.insert(m.dev_eui.clone(), (m.clone(), now));
                 found.insert(m.dev_eui.clone(), m);
             }
         }
         Ok(found)
+    }
+
+    /// Drops the entries past their time, once per [`TTL`]: without it the cache would keep
+    /// every meter ever heard (a large fleet's whole registry), though only those heard in
+    /// the last minute can be used.
+    fn prune(&mut self, now: Instant) {
+        if self
+            .pruned_at
+            .is_some_and(|at| now.duration_since(at) < TTL)
+        {
+            return;
+        }
+        self.meters
+            .retain(|_, (_, at)| now.saturating_duration_since(*at) < TTL);
+        self.pruned_at = Some(now);
+    }
+
+    /// Meters held.
+    pub fn len(&self) -> usize {
+        self.meters.len()
+    }
+
+    /// Whether none is held.
+    pub fn is_empty(&self) -> bool {
+        self.meters.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meter(dev_eui: &str) -> Meter {
+        Meter {
+            id: 1,
+            dev_eui: dev_eui.to_owned(),
+            serial: "12260100000018".to_owned(),
+            body_number: 1,
+            user_id: "u".to_owned(),
+            application_id: "a".to_owned(),
+            region_id: "north".to_owned(),
+            usage_type: "residential".to_owned(),
+            mode: "credit".to_owned(),
+            production_date: chrono::NaiveDate::default(),
+            status: "active".to_owned(),
+            reporting_interval_minutes: 1_440,
+            last_seen_at: None,
+            battery_millivolts: None,
+            battery_percent: None,
+            rssi: None,
+            snr: None,
+            overdue_at: None,
+            firmware_version: None,
+            info_received_at: None,
+            clock_drift_ms: None,
+            drift_measured_at: None,
+            created_at: chrono::DateTime::default(),
+            updated_at: chrono::DateTime::default(),
+        }
+    }
+
+    #[test]
+    fn expired_entries_are_dropped_once_a_minute() {
+        let start = Instant::now();
+        let mut c = RegistryCache::default();
+        c.meters.insert("old".into(), (meter("old"), start));
+        c.prune(start);
+        assert_eq!(c.len(), 1, "a fresh entry stays");
+        let later = start + TTL / 2;
+        c.meters.insert("new".into(), (meter("new"), later));
+        // Within a minute of the last pruning nothing is scanned.
+        c.prune(start + TTL - Duration::from_secs(1));
+        assert_eq!(c.len(), 2);
+        c.prune(start + TTL + Duration::from_secs(1));
+        assert!(!c.meters.contains_key("old"), "past its time");
+        assert!(c.meters.contains_key("new"), "still within its time");
     }
 }

@@ -542,15 +542,6 @@ impl Changes {
         (!touched.is_empty()).then(|| self.begin(touched))
     }
 
-    /// Announces a committed write. Call after the commit and before answering. A
-    /// notification that cannot be sent is never an error for the writer (its write is
-    /// committed): it is logged and sent again in the background until it goes through, as
-    /// other instances serve the older data until then.
-    pub async fn committed(&self, touched: &Touched) {
-        self.cache.bump(touched.tags());
-        self.notify(encode(self.instance, touched)).await;
-    }
-
     /// Announces a write whose extent is unknown or large (an import by another process):
     /// every response here and on the other instances is dropped.
     pub async fn everything_changed(&self) {
@@ -590,7 +581,10 @@ impl Pending<'_> {
     }
 
     /// Announces the committed write: what was begun and anything learnt since (a new
-    /// meter's id), here at once and to the other instances.
+    /// meter's id), here at once and to the other instances. Call after the commit and
+    /// before answering. A notification that cannot be sent is never an error for the
+    /// writer (its write is committed): it is logged and sent again in the background until
+    /// it goes through, as other instances serve the older data until then.
     pub async fn committed(mut self, touched: &Touched) {
         self.done = true;
         self.changes.cache.end_writes(&self.begun, touched.tags());

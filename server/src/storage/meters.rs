@@ -435,49 +435,6 @@ pub(crate) mod sqlite {
 pub(crate) mod postgres {
     meter_queries!(sqlx::Postgres);
 
-    /// Applies the link state of a batch in one statement; the columns travel as arrays, so
-    /// the text is prepared once per connection.
-    pub async fn update_links(conn: &mut Conn, updates: &[LinkUpdate]) -> Result<()> {
-        if updates.is_empty() {
-            return Ok(());
-        }
-        fn column<T>(updates: &[LinkUpdate], f: impl Fn(&LinkUpdate) -> T) -> Vec<T> {
-            updates.iter().map(f).collect()
-        }
-        // A redelivered older uplink must not move the meter's state back in time.
-        sqlx::query(
-            "UPDATE meters SET last_seen_at = v.seen, overdue_at = v.overdue, \
-             battery_millivolts = COALESCE(v.mv, meters.battery_millivolts), \
-             battery_percent = COALESCE(v.pct, meters.battery_percent), \
-             rssi = COALESCE(v.rssi, meters.rssi), snr = COALESCE(v.snr, meters.snr), \
-             application_id = COALESCE(v.app, meters.application_id), \
-             status = CASE WHEN meters.status IN ('installed', 'silent') THEN 'active' \
-                      ELSE meters.status END, \
-             updated_at = v.seen \
-             FROM unnest($1::bigint[], $2::timestamptz[], $3::timestamptz[], $4::integer[], \
-             $5::smallint[], $6::integer[], $7::double precision[], $8::text[]) \
-             AS v (id, seen, overdue, mv, pct, rssi, snr, app) \
-             WHERE meters.id = v.id \
-             AND (meters.last_seen_at IS NULL OR meters.last_seen_at <= v.seen)",
-        )
-        .bind(column(updates, |u| u.meter_id))
-        .bind(column(updates, |u| u.last_seen_at))
-        .bind(column(updates, |u| u.overdue_at))
-        .bind(column(updates, |u| u.battery_millivolts))
-        .bind(column(updates, |u| u.battery_percent))
-        .bind(column(updates, |u| u.rssi))
-        .bind(column(updates, |u| u.snr))
-        .bind(
-            updates
-                .iter()
-                .map(|u| u.application_id.as_deref())
-                .collect::<Vec<_>>(),
-        )
-        .execute(&mut *conn)
-        .await?;
-        Ok(())
-    }
-
     /// Writes a batch's link state and the rules' remembered state of its meters in one
     /// statement: each statement costs a round trip, so one `UPDATE` instead of two per
     /// batch. Link columns change only when the uplink is not older than the one stored (a

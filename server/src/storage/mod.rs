@@ -352,7 +352,7 @@ impl Store {
 
     /// Applies a batch's link state.
     pub async fn update_links(&self, updates: &[LinkUpdate]) -> Result<()> {
-        in_transaction!(self, |c, q| q::update_links(c, updates).await, meters)
+        in_transaction!(self, |c, q| q::update_meters(c, updates, &[]).await, meters)
     }
 
     // ---- readings ----

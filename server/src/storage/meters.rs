@@ -361,11 +361,8 @@ pub(crate) mod sqlite {
 
     /// Applies the link state of a batch in one statement per thousand meters.
     pub async fn update_links(conn: &mut Conn, updates: &[LinkUpdate]) -> Result<()> {
-        let [big, time, int, small, real, text] =
-            ["INTEGER", "TEXT", "INTEGER", "INTEGER", "REAL", "TEXT"];
         // One statement for the whole batch: a round trip per meter is what limited the
-        // bridge. The casts give the VALUES columns their types (PostgreSQL cannot infer
-        // them from parameters alone).
+        // bridge. (SQLite takes each value's type from its bind: the VALUES need no casts.)
         const ROWS: usize = 1_000;
         for chunk in updates.chunks(ROWS) {
             let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
@@ -375,30 +372,14 @@ pub(crate) mod sqlite {
             let pad = crate::storage::padding::padded(chunk.len(), ROWS) - chunk.len();
             let rows = chunk.iter().map(Some).chain(std::iter::repeat_n(None, pad));
             q.push_values(rows, |mut b, u| {
-                b.push(format_args!("CAST("))
-                    .push_bind_unseparated(u.map(|u| u.meter_id))
-                    .push_unseparated(format_args!(" AS {big})"))
-                    .push("CAST(")
-                    .push_bind_unseparated(u.map(|u| u.last_seen_at))
-                    .push_unseparated(format_args!(" AS {time})"))
-                    .push("CAST(")
-                    .push_bind_unseparated(u.map(|u| u.overdue_at))
-                    .push_unseparated(format_args!(" AS {time})"))
-                    .push("CAST(")
-                    .push_bind_unseparated(u.and_then(|u| u.battery_millivolts))
-                    .push_unseparated(format_args!(" AS {int})"))
-                    .push("CAST(")
-                    .push_bind_unseparated(u.and_then(|u| u.battery_percent))
-                    .push_unseparated(format_args!(" AS {small})"))
-                    .push("CAST(")
-                    .push_bind_unseparated(u.and_then(|u| u.rssi))
-                    .push_unseparated(format_args!(" AS {int})"))
-                    .push("CAST(")
-                    .push_bind_unseparated(u.and_then(|u| u.snr))
-                    .push_unseparated(format_args!(" AS {real})"))
-                    .push("CAST(")
-                    .push_bind_unseparated(u.and_then(|u| u.application_id.clone()))
-                    .push_unseparated(format_args!(" AS {text})"));
+                b.push_bind(u.map(|u| u.meter_id))
+                    .push_bind(u.map(|u| u.last_seen_at))
+                    .push_bind(u.map(|u| u.overdue_at))
+                    .push_bind(u.and_then(|u| u.battery_millivolts))
+                    .push_bind(u.and_then(|u| u.battery_percent))
+                    .push_bind(u.and_then(|u| u.rssi))
+                    .push_bind(u.and_then(|u| u.snr))
+                    .push_bind(u.and_then(|u| u.application_id.clone()));
             });
             // A redelivered older uplink must not move the meter's state back in time.
             q.push(

@@ -277,7 +277,7 @@ pub(crate) mod sqlite {
 
     /// Writes the remembered state of a batch's meters in one statement per thousand.
     pub async fn update_states(conn: &mut Conn, updates: &[StateUpdate]) -> Result<()> {
-        let [big, time, small, real, int] = ["INTEGER", "TEXT", "INTEGER", "REAL", "INTEGER"];
+        // SQLite takes each value's type from its bind: the VALUES need no casts.
         const ROWS: usize = 1_000;
         for chunk in updates.chunks(ROWS) {
             let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
@@ -288,30 +288,14 @@ pub(crate) mod sqlite {
             let rows = chunk.iter().map(Some).chain(std::iter::repeat_n(None, pad));
             q.push_values(rows, |mut b, u| {
                 let drift = u.and_then(|u| u.drift);
-                b.push("CAST(")
-                    .push_bind_unseparated(u.map(|u| u.meter_id))
-                    .push_unseparated(format_args!(" AS {big})"))
-                    .push("CAST(")
-                    .push_bind_unseparated(u.and_then(|u| u.state.valve))
-                    .push_unseparated(format_args!(" AS {small})"))
-                    .push("CAST(")
-                    .push_bind_unseparated(u.and_then(|u| u.state.register))
-                    .push_unseparated(format_args!(" AS {big})"))
-                    .push("CAST(")
-                    .push_bind_unseparated(u.and_then(|u| u.state.register_at))
-                    .push_unseparated(format_args!(" AS {time})"))
-                    .push("CAST(")
-                    .push_bind_unseparated(u.and_then(|u| u.state.daily_average))
-                    .push_unseparated(format_args!(" AS {real})"))
-                    .push("CAST(")
-                    .push_bind_unseparated(u.map(|u| u.state.samples))
-                    .push_unseparated(format_args!(" AS {int})"))
-                    .push("CAST(")
-                    .push_bind_unseparated(drift.map(|d| d.0))
-                    .push_unseparated(format_args!(" AS {big})"))
-                    .push("CAST(")
-                    .push_bind_unseparated(drift.map(|d| d.1))
-                    .push_unseparated(format_args!(" AS {time})"));
+                b.push_bind(u.map(|u| u.meter_id))
+                    .push_bind(u.and_then(|u| u.state.valve))
+                    .push_bind(u.and_then(|u| u.state.register))
+                    .push_bind(u.and_then(|u| u.state.register_at))
+                    .push_bind(u.and_then(|u| u.state.daily_average))
+                    .push_bind(u.map(|u| u.state.samples))
+                    .push_bind(drift.map(|d| d.0))
+                    .push_bind(drift.map(|d| d.1));
             });
             q.push(
                 ") UPDATE meters SET valve = v.valve, register_value = v.reg, \

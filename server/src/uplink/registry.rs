@@ -63,16 +63,6 @@ impl RegistryCache {
             .retain(|_, (_, at)| now.saturating_duration_since(*at) < TTL);
         self.pruned_at = Some(now);
     }
-
-    /// Meters held.
-    pub fn len(&self) -> usize {
-        self.meters.len()
-    }
-
-    /// Whether none is held.
-    pub fn is_empty(&self) -> bool {
-        self.meters.is_empty()
-    }
 }
 
 #[cfg(test)]
@@ -114,12 +104,12 @@ mod tests {
         let mut c = RegistryCache::default();
         c.meters.insert("old".into(), (meter("old"), start));
         c.prune(start);
-        assert_eq!(c.len(), 1, "a fresh entry stays");
+        assert_eq!(c.meters.len(), 1, "a fresh entry stays");
         let later = start + TTL / 2;
         c.meters.insert("new".into(), (meter("new"), later));
         // Within a minute of the last pruning nothing is scanned.
         c.prune(start + TTL - Duration::from_secs(1));
-        assert_eq!(c.len(), 2);
+        assert_eq!(c.meters.len(), 2);
         c.prune(start + TTL + Duration::from_secs(1));
         assert!(!c.meters.contains_key("old"), "past its time");
         assert!(c.meters.contains_key("new"), "still within its time");

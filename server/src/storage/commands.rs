@@ -328,12 +328,9 @@ macro_rules! command_queries {
                      AND deadline_at IS NOT NULL AND meter_id IN (",
                 );
                 let mut list = q.separated(", ");
-                for id in chunk {
-                    list.push_bind(*id);
-                }
                 // Padded with NULLs, which match nothing: see `padding`.
-                for _ in chunk.len()..crate::storage::padding::padded(chunk.len(), 1_000) {
-                    list.push_bind(None::<i64>);
+                for id in crate::storage::padding::rows(chunk, 1_000) {
+                    list.push_bind(id.copied());
                 }
                 q.push(")");
                 let found: Vec<i64> = q.build_query_scalar().fetch_all(&mut *conn).await?;

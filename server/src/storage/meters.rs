@@ -369,8 +369,7 @@ pub(crate) mod sqlite {
                 "WITH v (id, seen, overdue, mv, pct, rssi, snr, app) AS (",
             );
             // Padded with rows of NULLs, which match no meter.
-            let pad = crate::storage::padding::padded(chunk.len(), ROWS) - chunk.len();
-            let rows = chunk.iter().map(Some).chain(std::iter::repeat_n(None, pad));
+            let rows = crate::storage::padding::rows(chunk, ROWS);
             q.push_values(rows, |mut b, u| {
                 b.push_bind(u.map(|u| u.meter_id))
                     .push_bind(u.map(|u| u.last_seen_at))

@@ -75,12 +75,9 @@ macro_rules! monitor_queries {
                      consumption_samples FROM meters WHERE id IN (",
                 );
                 let mut list = q.separated(", ");
-                for id in chunk {
-                    list.push_bind(*id);
-                }
                 // Padded with NULLs, which match nothing: see `padding`.
-                for _ in chunk.len()..crate::storage::padding::padded(chunk.len(), 1_000) {
-                    list.push_bind(None::<i64>);
+                for id in crate::storage::padding::rows(chunk, 1_000) {
+                    list.push_bind(id.copied());
                 }
                 q.push(")");
                 let rows: Vec<StateRow> = q.build_query_as().fetch_all(&mut *conn).await?;
@@ -117,12 +114,9 @@ macro_rules! monitor_queries {
                     .push_bind(kind.to_owned())
                     .push(" AND state <> 'cleared' AND meter_id IN (");
                 let mut list = q.separated(", ");
-                for id in chunk {
-                    list.push_bind(*id);
-                }
                 // Padded with NULLs, which match nothing: see `padding`.
-                for _ in chunk.len()..crate::storage::padding::padded(chunk.len(), 1_000) {
-                    list.push_bind(None::<i64>);
+                for id in crate::storage::padding::rows(chunk, 1_000) {
+                    list.push_bind(id.copied());
                 }
                 q.push(")");
                 cleared += q.build().execute(&mut *conn).await?.rows_affected();
@@ -284,8 +278,7 @@ pub(crate) mod sqlite {
                 "WITH v (id, valve, reg, reg_at, avg, samples, drift, drift_at) AS (",
             );
             // Padded with rows of NULLs, which match no meter.
-            let pad = crate::storage::padding::padded(chunk.len(), ROWS) - chunk.len();
-            let rows = chunk.iter().map(Some).chain(std::iter::repeat_n(None, pad));
+            let rows = crate::storage::padding::rows(chunk, ROWS);
             q.push_values(rows, |mut b, u| {
                 let drift = u.and_then(|u| u.drift);
                 b.push_bind(u.map(|u| u.meter_id))

@@ -12,6 +12,12 @@ pub fn padded(n: usize, max: usize) -> usize {
     n.max(8).next_power_of_two().min(max.max(n))
 }
 
+/// `rows` as `Some`, then `None`s up to their [`padded`] length.
+pub fn rows<T>(rows: &[T], max: usize) -> impl Iterator<Item = Option<&T>> {
+    let pad = padded(rows.len(), max) - rows.len();
+    rows.iter().map(Some).chain(std::iter::repeat_n(None, pad))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -29,5 +35,13 @@ mod tests {
         let sizes: std::collections::BTreeSet<usize> =
             (1..=1_000).map(|n| padded(n, 1_000)).collect();
         assert_eq!(sizes.len(), 8, "{sizes:?}");
+    }
+
+    #[test]
+    fn rows_are_followed_by_nones_up_to_the_padded_length() {
+        let padded_rows: Vec<Option<&i64>> = rows(&[4, 5, 6], 1_000).collect();
+        assert_eq!(padded_rows.len(), 8);
+        assert_eq!(&padded_rows[..3], &[Some(&4), Some(&5), Some(&6)]);
+        assert!(padded_rows[3..].iter().all(Option::is_none));
     }
 }

@@ -3,7 +3,7 @@
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use meterhub_sim::faults::Faults;
-use meterhub_sim::fleet::FleetSpec;
+use meterhub_sim::fleet::{self, FleetSpec};
 use meterhub_sim::udp::FleetKeys;
 use meterhub_sim::udp::keys::parse_hex;
 
@@ -89,6 +89,11 @@ pub struct FleetArgs {
     /// Share of meters left out of the registry (their data is quarantined by the server).
     #[arg(long, default_value_t = 0.0)]
     pub unregistered_share: f64,
+    /// The ChirpStack application the meters belong to (a UUID): in the registry and, with
+    /// `--transport integration`, in the events' topics. Against a real ChirpStack, give the
+    /// id ChirpStack assigned to the application the devices are in.
+    #[arg(long, default_value = fleet::DEFAULT_APPLICATION_ID)]
+    pub application_id: String,
 }
 
 /// Faults on demand: rates per uplink (0–1) unless named a share of the fleet.
@@ -159,15 +164,26 @@ impl FaultArgs {
 }
 
 impl FleetArgs {
-    pub fn spec(&self) -> FleetSpec {
-        FleetSpec {
+    /// The fleet these flags describe; a malformed application id is refused, naming the flag.
+    pub fn spec(&self) -> Result<FleetSpec> {
+        let application_id = uuid::Uuid::parse_str(&self.application_id)
+            .map_err(|_| {
+                anyhow::anyhow!(
+                    "--application-id {:?} is not a UUID (ChirpStack's application ids are)",
+                    self.application_id
+                )
+            })?
+            .hyphenated()
+            .to_string();
+        Ok(FleetSpec {
             meters: self.meters,
             seed: self.seed,
             reporting_interval_minutes: self.reporting_interval,
             electricity_share: self.electricity_share,
             unregistered_share: self.unregistered_share,
+            application_id,
             ..FleetSpec::default()
-        }
+        })
     }
 }
 
@@ -176,8 +192,9 @@ impl FleetArgs {
 pub enum Transport {
     /// Publish what ChirpStack's MQTT integration would (no ChirpStack needed).
     Integration,
-    /// Real LoRaWAN 1.0.x frames through simulated gateways to a gateway bridge over the
-    /// Semtech UDP protocol (a real ChirpStack).
+    /// Real LoRaWAN 1.0.x frames through simulated gateways over the Semtech UDP protocol,
+    /// to a ChirpStack MQTT Forwarder or Gateway Bridge in front of a real ChirpStack, in
+    /// real time.
     Udp,
 }
 
@@ -211,9 +228,12 @@ impl KeyArgs {
 /// The gateway transport's settings.
 #[derive(Debug, Clone, clap::Args)]
 pub struct UdpArgs {
-    /// The gateway bridge's UDP address (ChirpStack listens on 1700).
-    #[arg(long, default_value = "127.0.0.1:1700")]
-    pub gateway: String,
+    /// Where the gateways send their Semtech UDP datagrams. ChirpStack v4 has no UDP
+    /// listener: the chain is simulator → Semtech UDP → ChirpStack MQTT Forwarder (one per
+    /// gateway EUI) or Gateway Bridge (any number) → MQTT → ChirpStack. Give it once (every
+    /// gateway to one Gateway Bridge) or once per gateway, in EUI order (a forwarder each).
+    #[arg(long, default_value = "127.0.0.1:1700", num_args = 1)]
+    pub gateway: Vec<String>,
     /// How many gateways to play; meters are spread over them.
     #[arg(long, default_value_t = 1)]
     pub gateways: u16,
@@ -236,6 +256,12 @@ pub struct UdpArgs {
     /// Also write the meters' OTAA keys CSV here before starting.
     #[arg(long = "keys")]
     pub keys_csv: Option<std::path::PathBuf>,
+    /// Run with an accelerated clock, or one set away from the wall clock, all the same. A
+    /// real ChirpStack keeps real time and ignores a gateway time more than 30 s from its
+    /// own, so the udp transport refuses such a clock unless this is given (for a network
+    /// server of your own that follows the simulator's clock).
+    #[arg(long)]
+    pub allow_accelerated_clock: bool,
 }
 
 /// `meterhub-sim run`.

@@ -10,6 +10,9 @@ use crate::meter::Meter;
 use crate::profile::Medium;
 use crate::rng::Pcg32;
 
+/// The ChirpStack application of a fleet when none is given.
+pub const DEFAULT_APPLICATION_ID: &str = "3f2d8b9e-6c1a-4d7e-9b52-7a0e4c1f8d23";
+
 /// What a fleet is made of.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FleetSpec {
@@ -39,7 +42,7 @@ impl Default for FleetSpec {
             regions: vec!["north".into(), "south".into(), "east".into(), "west".into()],
             reporting_interval_minutes: 1_440,
             seed: 1,
-            application_id: "3f2d8b9e-6c1a-4d7e-9b52-7a0e4c1f8d23".into(),
+            application_id: DEFAULT_APPLICATION_ID.into(),
             unregistered_share: 0.0,
             faults: Faults::default(),
         }

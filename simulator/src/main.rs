@@ -18,8 +18,11 @@ use crate::cli::{Cli, Command, RunArgs, Transport};
 async fn run(args: RunArgs) -> Result<String> {
     let spec = FleetSpec {
         faults: args.faults.faults()?,
-        ..args.fleet.spec()
+        ..args.fleet.spec()?
     };
+    if args.transport == Transport::Udp && args.clock_speed > 1 {
+        udp_run::check_speed(args.clock_speed, args.udp.allow_accelerated_clock)?;
+    }
     let clock = match (&args.clock_epoch, args.clock_speed) {
         (_, 0) => bail!("--clock-speed must be at least 1"),
         (None, 1) => Clock::System,
@@ -38,7 +41,15 @@ async fn run(args: RunArgs) -> Result<String> {
     }
     let duration = args.days.map(|d| (d * 86_400.0) as i64);
     if args.transport == Transport::Udp {
-        return udp_run::run(spec, &args.udp, clock, duration).await;
+        udp_run::check_clock(&clock, args.udp.allow_accelerated_clock)?;
+        return udp_run::run(
+            spec,
+            &args.udp,
+            clock,
+            duration,
+            args.summary_json.as_deref(),
+        )
+        .await;
     }
     let (host, port) = parse_mqtt_url(&args.mqtt_url)?;
     let run = RunSpec {
@@ -134,7 +145,10 @@ fn main() -> ExitCode {
             .enable_all()
             .build()
             .map_err(anyhow::Error::from)
-            .and_then(|rt| rt.block_on(udp_run::bench(f.spec(), seconds)))
+            .and_then(|rt| {
+                let spec = f.spec()?;
+                rt.block_on(udp_run::bench(spec, seconds))
+            })
             .map(|line| {
                 let peak =
                     peak_rss_kib().map_or("unknown".to_owned(), |k| format!("{} MiB", k / 1024));
@@ -145,25 +159,23 @@ fn main() -> ExitCode {
             faults,
             uplinks,
             ..
-        } => faults
-            .faults()
-            .and_then(|faults| bench(&FleetSpec { faults, ..f.spec() }, uplinks)),
+        } => f.spec().and_then(|spec| {
+            let faults = faults.faults()?;
+            bench(&FleetSpec { faults, ..spec }, uplinks)
+        }),
         Command::Registry {
             fleet: f,
             keys,
             keys_csv,
-        } => {
-            let spec = f.spec();
+        } => f.spec().and_then(|spec| {
             let meters = fleet::build(&spec, 0);
-            match keys_csv {
-                Some(path) => keys.keys(spec.seed).and_then(|k| {
-                    std::fs::write(&path, meterhub_sim::udp::keys::keys_csv(&k, &meters))
-                        .map_err(|e| anyhow::anyhow!("writing {}: {e}", path.display()))
-                }),
-                None => Ok(()),
+            if let Some(path) = keys_csv {
+                let keys = keys.keys(spec.seed)?;
+                std::fs::write(&path, meterhub_sim::udp::keys::keys_csv(&keys, &meters))
+                    .map_err(|e| anyhow::anyhow!("writing {}: {e}", path.display()))?;
             }
-            .map(|()| fleet::registry_csv(&spec, &meters))
-        }
+            Ok(fleet::registry_csv(&spec, &meters))
+        }),
         Command::Serials {
             count,
             manufacturer,

@@ -15,7 +15,7 @@ use firmware_protocol::Uplink;
 
 use super::keys::FleetKeys;
 use super::lorawan::{self, Downlink, FrameError, Session};
-use crate::fleet::{FleetSpec, build};
+use crate::fleet::{FleetSpec, build, is_unregistered};
 use crate::meter::{Meter, Reply};
 use crate::timeline::{Job, RESYNC_SPACING, Timeline};
 
@@ -84,6 +84,8 @@ pub enum Taken {
 /// The fleet's devices and their schedule.
 pub struct Devices {
     meters: Vec<Meter>,
+    /// Whether each meter is in the registry.
+    registered: Vec<bool>,
     links: Vec<Link>,
     keys: FleetKeys,
     /// When each meter's firmware is next due, in simulated seconds.
@@ -117,6 +119,7 @@ impl Devices {
         // One entry per meter: its boot (the join), which then schedules its first reading.
         let due = Timeline::boot(&meters, start, BOOT_LEAD);
         Devices {
+            registered: meters.iter().map(|m| !is_unregistered(spec, m)).collect(),
             links,
             keys,
             due,
@@ -147,6 +150,14 @@ impl Devices {
     /// A meter, for inspection.
     pub fn meter(&self, index: u32) -> Option<&Meter> {
         self.meters.get(index as usize)
+    }
+
+    /// Whether meter `index` is in the registry (the server quarantines the others' data).
+    pub fn registered(&self, index: u32) -> bool {
+        self.registered
+            .get(index as usize)
+            .copied()
+            .unwrap_or(false)
     }
 
     /// A meter's session, for inspection.

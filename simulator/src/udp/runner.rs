@@ -19,6 +19,7 @@ use super::gateway::{Gateway, GatewayCounters};
 use super::keys::FleetKeys;
 use super::packet_forwarder::{Downstream, parse_downstream};
 use super::radio;
+pub use super::report::UdpReport;
 use crate::fleet::FleetSpec;
 use crate::rng::Pcg32;
 
@@ -30,8 +31,12 @@ const MAX_WAIT: Duration = Duration::from_secs(3_600);
 pub struct UdpSpec {
     /// The fleet.
     pub fleet: FleetSpec,
-    /// The gateway bridge (ChirpStack's UDP port, 1700).
+    /// Where every gateway sends its datagrams (a Gateway Bridge, or the MQTT Forwarder of a
+    /// single gateway), unless `servers` says otherwise.
     pub server: SocketAddr,
+    /// Where each gateway sends, in the order of `gateways` (an MQTT Forwarder serves one
+    /// gateway EUI); `server` for all when empty.
+    pub servers: Vec<SocketAddr>,
     /// The gateways' EUIs; meter `i` is heard by gateway `i mod n`.
     pub gateways: Vec<[u8; 8]>,
     /// The meters' root keys.
@@ -57,6 +62,7 @@ impl UdpSpec {
         UdpSpec {
             fleet,
             server,
+            servers: Vec::new(),
             gateways: vec![[0x00, 0x16, 0xc0, 0x01, 0xff, 0x00, 0x00, 0x01]],
             keys,
             join_rate: 50.0,
@@ -66,87 +72,6 @@ impl UdpSpec {
             stat_interval: Duration::from_secs(30),
             duration: None,
         }
-    }
-}
-
-/// What a run did.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct UdpReport {
-    /// Meters in the fleet.
-    pub meters: u64,
-    /// Meters with a session at the end.
-    pub joined: u64,
-    /// JoinRequests sent.
-    pub join_requests: u64,
-    /// JoinAccepts taken (sessions opened).
-    pub join_accepts: u64,
-    /// Joins retried after no JoinAccept came.
-    pub join_retries: u64,
-    /// Data uplinks sent.
-    pub uplinks: u64,
-    /// Of which readings.
-    pub readings: u64,
-    /// Uplinks the firmware owed before its meter had joined (not sent).
-    pub not_joined: u64,
-    /// Data downlinks taken by a device (MIC, DevAddr and counter checked).
-    pub downlinks: u64,
-    /// Downlink frames no device took (wrong MIC, unknown DevAddr, replayed counter, garbage).
-    pub rejected_frames: u64,
-    /// Datagrams that were not protocol (too short, wrong version, bad JSON, bad base64).
-    pub malformed: u64,
-    /// Errors sending datagrams.
-    pub send_errors: u64,
-    /// The gateways' counters, summed.
-    pub gateways: GatewayCounters,
-}
-
-impl UdpReport {
-    /// One line of progress.
-    pub fn progress_line(&self, rate: f64, elapsed: Duration) -> String {
-        format!(
-            "{:>6.0} s  joined {}/{}  uplinks {} ({rate:.0}/s)  downlinks {}  push acked {}/{}  \
-             rejected {}  malformed {}",
-            elapsed.as_secs_f64(),
-            self.joined,
-            self.meters,
-            self.uplinks,
-            self.downlinks,
-            self.gateways.push_acked,
-            self.gateways.push_sent,
-            self.rejected_frames,
-            self.malformed
-        )
-    }
-
-    /// The closing summary.
-    pub fn summary(&self, elapsed: Duration) -> String {
-        let g = &self.gateways;
-        format!(
-            "{} meters, {} joined ({} JoinRequests, {} accepted, {} retries); {} uplinks \
-             ({} readings) in {:.1} s, {} owed before joining; {} downlinks taken, {} frames \
-             rejected, {} malformed datagrams; PUSH_DATA {} sent / {} acked, PULL_DATA {} / {}, \
-             {} unacknowledged, {} unmatched acks, {} TX_ACKs, {} send errors\n",
-            self.meters,
-            self.joined,
-            self.join_requests,
-            self.join_accepts,
-            self.join_retries,
-            self.uplinks,
-            self.readings,
-            elapsed.as_secs_f64(),
-            self.not_joined,
-            self.downlinks,
-            self.rejected_frames,
-            self.malformed,
-            g.push_sent,
-            g.push_acked,
-            g.pull_sent,
-            g.pull_acked,
-            g.unacknowledged,
-            g.unmatched_acks,
-            g.tx_acks,
-            self.send_errors
-        )
     }
 }
 
@@ -175,16 +100,14 @@ pub async fn run(
     let mut gateways = Vec::new();
     let mut readers = Vec::new();
     for (n, eui) in spec.gateways.iter().enumerate() {
+        let server = spec.servers.get(n).copied().unwrap_or(spec.server);
         let (gateway, reader) =
-            Gateway::connect(n, *eui, spec.server, spec.fleet.seed, received_tx.clone()).await?;
+            Gateway::connect(n, *eui, server, spec.fleet.seed, received_tx.clone()).await?;
         gateways.push(gateway);
         readers.push(reader);
     }
     drop(received_tx);
-    let mut report = UdpReport {
-        meters: devices.len() as u64,
-        ..UdpReport::default()
-    };
+    let mut report = UdpReport::for_fleet(devices.len());
     let mut noise = Pcg32::new(spec.fleet.seed ^ 0x0a1e, 0);
     // Below one join an hour the pace no longer matters; the cap keeps the arithmetic sane.
     let join_interval = Duration::try_from_secs_f64(1.0 / spec.join_rate)
@@ -263,7 +186,16 @@ pub async fn run(
         }
         if due.is_some_and(|at| at <= sim_now && end.is_none_or(|e| at <= e)) {
             if let Some(d) = devices.emit()? {
-                send_due(&mut gateways, &mut report, &spec, &clock, &mut noise, d).await;
+                send_due(
+                    &devices,
+                    &mut gateways,
+                    &mut report,
+                    &spec,
+                    &clock,
+                    &mut noise,
+                    d,
+                )
+                .await;
             }
         } else {
             // Sleep until the next thing: a frame due, a join slot, a timer, a keep-alive.
@@ -354,6 +286,7 @@ fn fill(report: &mut UdpReport, devices: &Devices, gateways: &[Gateway]) {
 }
 
 async fn send_due(
+    devices: &Devices,
     gateways: &mut [Gateway],
     report: &mut UdpReport,
     spec: &UdpSpec,
@@ -374,6 +307,7 @@ async fn send_due(
             report.uplinks += 1;
             if matches!(message, Uplink::Reading(_)) {
                 report.readings += 1;
+                report.forwarded_reading(index, devices.registered(index));
             }
             if let Err(e) = gateways[g].push_frames(vec![rxpk]).await {
                 report.send_errors += 1;

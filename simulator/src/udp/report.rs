@@ -1,0 +1,173 @@
+//! What a run through gateways did, counted as it goes: for the progress line, the summary
+//! at the end and its JSON form (`--summary-json`), which names the readings a server must
+//! hold for each meter.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use super::gateway::GatewayCounters;
+
+/// What a run did.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct UdpReport {
+    /// Meters in the fleet.
+    pub meters: u64,
+    /// Meters with a session at the end.
+    pub joined: u64,
+    /// JoinRequests sent.
+    pub join_requests: u64,
+    /// JoinAccepts taken (sessions opened).
+    pub join_accepts: u64,
+    /// Joins retried after no JoinAccept came.
+    pub join_retries: u64,
+    /// Data uplinks sent.
+    pub uplinks: u64,
+    /// Of which readings.
+    pub readings: u64,
+    /// Readings of registered meters that left the gateways for the network server: what a
+    /// server must store, unless the network between them lost some (see the PUSH_DATA
+    /// acknowledgements).
+    pub registered_readings: u64,
+    /// The same, per meter, indexed by the meter's position in the fleet (its DevEUI is
+    /// `70b3d57e` followed by the index as 8 hex digits).
+    pub expected_by_meter: Vec<u32>,
+    /// Uplinks the firmware owed before its meter had joined (not sent).
+    pub not_joined: u64,
+    /// Data downlinks taken by a device (MIC, DevAddr and counter checked).
+    pub downlinks: u64,
+    /// Downlink frames no device took (wrong MIC, unknown DevAddr, replayed counter, garbage).
+    pub rejected_frames: u64,
+    /// Datagrams that were not protocol (too short, wrong version, bad JSON, bad base64).
+    pub malformed: u64,
+    /// Errors sending datagrams.
+    pub send_errors: u64,
+    /// The gateways' counters, summed.
+    pub gateways: GatewayCounters,
+}
+
+impl UdpReport {
+    /// An empty report for a fleet of `meters`.
+    pub fn for_fleet(meters: usize) -> UdpReport {
+        UdpReport {
+            meters: meters as u64,
+            expected_by_meter: vec![0; meters],
+            ..UdpReport::default()
+        }
+    }
+
+    /// Counts a reading of meter `index` that a gateway forwarded; `registered` says whether
+    /// the meter is in the registry (otherwise the server quarantines it).
+    pub fn forwarded_reading(&mut self, index: u32, registered: bool) {
+        if registered {
+            self.registered_readings += 1;
+            if let Some(n) = self.expected_by_meter.get_mut(index as usize) {
+                *n += 1;
+            }
+        }
+    }
+
+    /// One line of progress.
+    pub fn progress_line(&self, rate: f64, elapsed: Duration) -> String {
+        format!(
+            "{:>6.0} s  joined {}/{}  uplinks {} ({rate:.0}/s)  downlinks {}  push acked {}/{}  \
+             rejected {}  malformed {}",
+            elapsed.as_secs_f64(),
+            self.joined,
+            self.meters,
+            self.uplinks,
+            self.downlinks,
+            self.gateways.push_acked,
+            self.gateways.push_sent,
+            self.rejected_frames,
+            self.malformed
+        )
+    }
+
+    /// The closing summary.
+    pub fn summary(&self, elapsed: Duration) -> String {
+        let g = &self.gateways;
+        format!(
+            "{} meters, {} joined ({} JoinRequests, {} accepted, {} retries); {} uplinks \
+             ({} readings, {} for the server to store) in {:.1} s, {} owed before joining; {} downlinks taken, {} frames \
+             rejected, {} malformed datagrams; PUSH_DATA {} sent / {} acked, PULL_DATA {} / {}, \
+             {} unacknowledged, {} unmatched acks, {} TX_ACKs, {} send errors\n",
+            self.meters,
+            self.joined,
+            self.join_requests,
+            self.join_accepts,
+            self.join_retries,
+            self.uplinks,
+            self.readings,
+            self.registered_readings,
+            elapsed.as_secs_f64(),
+            self.not_joined,
+            self.downlinks,
+            self.rejected_frames,
+            self.malformed,
+            g.push_sent,
+            g.push_acked,
+            g.pull_sent,
+            g.pull_acked,
+            g.unacknowledged,
+            g.unmatched_acks,
+            g.tx_acks,
+            self.send_errors
+        )
+    }
+
+    /// The report as JSON (`meterhub-sim run --transport udp --summary-json`): totals, the
+    /// gateways' counters, and the readings each meter must have stored
+    /// (`expectedReadingsByMeter[i]` for meter `i`), as in the integration transport's.
+    pub fn to_json(&self) -> Value {
+        let g = &self.gateways;
+        json!({
+            "transport": "udp",
+            "meters": self.meters,
+            "joined": self.joined,
+            "joinRequests": self.join_requests,
+            "joinAccepts": self.join_accepts,
+            "joinRetries": self.join_retries,
+            "uplinks": self.uplinks,
+            "readings": self.readings,
+            "expectedReadings": self.registered_readings,
+            "notJoined": self.not_joined,
+            "downlinks": self.downlinks,
+            "rejectedFrames": self.rejected_frames,
+            "malformed": self.malformed,
+            "sendErrors": self.send_errors,
+            "gateways": {
+                "pushSent": g.push_sent,
+                "pushAcked": g.push_acked,
+                "pullSent": g.pull_sent,
+                "pullAcked": g.pull_acked,
+                "unmatchedAcks": g.unmatched_acks,
+                "unacknowledged": g.unacknowledged,
+                "framesUp": g.frames_up,
+                "framesDown": g.frames_down,
+                "txAcks": g.tx_acks,
+            },
+            "expectedReadingsByMeter": self.expected_by_meter,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_json_summary_counts_registered_readings_per_meter() {
+        let mut report = UdpReport::for_fleet(3);
+        report.forwarded_reading(0, true);
+        report.forwarded_reading(2, true);
+        report.forwarded_reading(2, true);
+        report.forwarded_reading(1, false);
+        report.gateways.push_acked = 7;
+        let json = report.to_json();
+        assert_eq!(json["expectedReadings"], 3);
+        assert_eq!(json["expectedReadingsByMeter"], json!([1, 0, 2]));
+        assert_eq!(json["gateways"]["pushAcked"], 7);
+        assert_eq!(json["meters"], 3);
+    }
+}

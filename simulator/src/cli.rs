@@ -262,6 +262,19 @@ pub struct UdpArgs {
     /// server of your own that follows the simulator's clock).
     #[arg(long)]
     pub allow_accelerated_clock: bool,
+    /// Let meters transmit as often as they like: by default each keeps EU868's 1 % duty
+    /// cycle, holding a frame back until its sub-band is free (time on air per Semtech's
+    /// formula) and giving it up after a reporting interval.
+    #[arg(long)]
+    pub no_duty_cycle: bool,
+    /// Deliver frames that overlap on the same channel and spreading factor at a gateway: by
+    /// default both are lost, as on the air.
+    #[arg(long)]
+    pub no_collisions: bool,
+    /// Send every downlink the gateways receive: by default a gateway refuses one that
+    /// arrives after the meter's receive window it is for (TX_ACK `TOO_LATE`).
+    #[arg(long)]
+    pub no_rx_windows: bool,
 }
 
 /// `meterhub-sim run`.

@@ -9,7 +9,7 @@ use anyhow::{Context, Result, bail};
 use firmware_protocol::clock::Clock;
 use meterhub_sim::fleet::{self, FleetSpec};
 use meterhub_sim::udp::keys::{keys_csv, parse_hex};
-use meterhub_sim::udp::{self, UdpSpec};
+use meterhub_sim::udp::{self, Realism, UdpSpec};
 use tokio_util::sync::CancellationToken;
 
 use crate::cli::UdpArgs;
@@ -66,6 +66,11 @@ pub async fn run(
         dev_nonce_start,
         duration,
         servers: servers.clone(),
+        radio: Realism {
+            duty_cycle: !args.no_duty_cycle,
+            collisions: !args.no_collisions,
+            rx_windows: !args.no_rx_windows,
+        },
         ..UdpSpec::new(spec, servers[0])
     };
     let stop = progress::stop_on_ctrl_c();
@@ -134,6 +139,12 @@ pub async fn bench(spec: FleetSpec, seconds: u64) -> Result<String> {
     let udp_spec = UdpSpec {
         keys,
         join_rate: 1_000_000.0,
+        // Simulated time runs far ahead of the frames due, so a join (at the simulated now)
+        // would hold back every frame due before it: the duty cycle has no meaning here.
+        radio: Realism {
+            duty_cycle: false,
+            ..Realism::default()
+        },
         ..UdpSpec::new(spec, server.address)
     };
     // Simulated time runs ahead of what any machine can send: the run ends by the wall clock.

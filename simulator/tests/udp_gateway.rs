@@ -38,6 +38,8 @@ struct Device {
 /// One uplink as the network server saw it.
 struct Seen {
     dev_addr: [u8; 4],
+    /// The gateway's counter when it received the frame: RX1 opens a second later.
+    tmst: u32,
     f_cnt: u32,
     ack: bool,
     message: Uplink,
@@ -55,6 +57,8 @@ struct FakeNetworkServer {
     /// Tokens of the PULL_RESPs sent and not yet acknowledged with a TX_ACK.
     tx_waiting: Vec<u16>,
     tx_acked: Vec<u16>,
+    /// TX_ACKs that reported an error, with it.
+    tx_refused: Vec<(u16, String)>,
     next_token: u16,
     pull_data: usize,
     push_acks: u64,
@@ -80,6 +84,7 @@ impl FakeNetworkServer {
             dev_nonces: HashMap::new(),
             tx_waiting: Vec::new(),
             tx_acked: Vec::new(),
+            tx_refused: Vec::new(),
             next_token: 100,
             pull_data: 0,
             push_acks: 0,
@@ -135,11 +140,14 @@ impl FakeNetworkServer {
                 0x05 => {
                     let token = u16::from_be_bytes(token);
                     let json: serde_json::Value = serde_json::from_slice(&d[12..]).expect("json");
-                    assert_eq!(json["txpk_ack"]["error"], "NONE");
                     let at = self.tx_waiting.iter().position(|t| *t == token);
                     assert!(at.is_some(), "TX_ACK token {token} answers a PULL_RESP");
                     self.tx_waiting.retain(|t| *t != token);
-                    self.tx_acked.push(token);
+                    match json["txpk_ack"]["error"].as_str() {
+                        Some("NONE") => self.tx_acked.push(token),
+                        Some(error) => self.tx_refused.push((token, error.to_owned())),
+                        None => panic!("a TX_ACK without an error field: {json}"),
+                    }
                 }
                 other => panic!("identifier {other} from a gateway"),
             }
@@ -212,6 +220,7 @@ impl FakeNetworkServer {
                 device.messages.push((self.clock.now_unix(), message, ack));
                 Some(Seen {
                     dev_addr,
+                    tmst,
                     f_cnt,
                     ack,
                     message,
@@ -419,7 +428,7 @@ async fn meters_join_send_encrypted_readings_and_act_on_downlinks() {
     let outcome = tokio::time::timeout(Duration::from_secs(30), async {
         // Meter 0: its first uplink after joining is an AppTimeReq. Answer it with an hour's
         // correction: its later readings must carry a clock an hour ahead.
-        let (dev_addr, token) = loop {
+        let (dev_addr, token, tmst) = loop {
             let seen = ns.next_uplink().await;
             if ns.devices[&seen.dev_addr].index != 0 {
                 continue;
@@ -428,10 +437,13 @@ async fn meters_join_send_encrypted_readings_and_act_on_downlinks() {
                 panic!("meter 0 first asks for the time, sent {:?}", seen.message);
             };
             assert_eq!(seen.f_cnt, 0);
-            break (seen.dev_addr, token);
+            break (seen.dev_addr, token, seen.tmst);
         };
         let ans = ns.downlink(dev_addr, false, 202, &app_time_ans(3_600, token));
-        let sent = ns.pull_resp(&ans, 0).await;
+        // Too late for the window it names (RX1, a second after the frame, is long past
+        // when it names the frame's own time): refused, never heard by the meter.
+        let missed = ns.pull_resp(&ans, tmst).await;
+        let sent = ns.pull_resp(&ans, tmst.wrapping_add(1_000_000)).await;
         // The gateway's datagrams come in order: an uplink after the TX_ACK was sent after
         // the meter took the downlink.
         let reading = loop {
@@ -443,6 +455,7 @@ async fn meters_join_send_encrypted_readings_and_act_on_downlinks() {
                 break seen;
             }
         };
+        assert_eq!(ns.tx_refused, [(missed, "TOO_LATE".to_owned())]);
         let Uplink::Reading(r) = &reading.message else {
             unreachable!()
         };
@@ -455,7 +468,9 @@ async fn meters_join_send_encrypted_readings_and_act_on_downlinks() {
 
         // A confirmed valve close: the meter closes, reports it, and acknowledges.
         let close = ns.downlink(dev_addr, true, 10, &[0x01, 0x02]);
-        let sent = ns.pull_resp(&close, 0).await;
+        let sent = ns
+            .pull_resp(&close, reading.tmst.wrapping_add(1_000_000))
+            .await;
         let mut acknowledged = false;
         let alarm = loop {
             let seen = ns.next_uplink().await;
@@ -485,7 +500,8 @@ async fn meters_join_send_encrypted_readings_and_act_on_downlinks() {
         let mut wrong_mic = ns.downlink(dev_addr, false, 10, &[0x01, 0x04]);
         let last = wrong_mic.len() - 1;
         wrong_mic[last] ^= 0xff;
-        ns.pull_resp(&wrong_mic, 0).await;
+        ns.pull_resp(&wrong_mic, alarm.tmst.wrapping_add(2_000_000))
+            .await;
         ns.send_raw(&[0xff]).await;
         ns.send_raw(&[2, 0, 1, 0x03, b'{']).await;
         ns.send_pull_resp(9, br#"{"txpk":{"data":"***not base64***"}}"#)
@@ -524,6 +540,8 @@ async fn meters_join_send_encrypted_readings_and_act_on_downlinks() {
         "short, bad JSON, bad base64: {report:?}"
     );
     assert_eq!(report.gateways.unmatched_acks, 1, "{report:?}");
+    assert_eq!(report.radio.too_late, 1, "{report:?}");
+    assert!(report.radio.airtime_us > 0, "{report:?}");
     assert!(report.uplinks >= 6, "{report:?}");
     assert_eq!(
         report.gateways.push_acked, ns.push_acks,

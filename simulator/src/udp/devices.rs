@@ -13,10 +13,13 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use firmware_protocol::Uplink;
 
+use super::airtime::{next_allowed_us, time_on_air_us};
 use super::keys::FleetKeys;
 use super::lorawan::{self, Downlink, FrameError, Session};
+use super::radio::spreading_factor;
 use crate::fleet::{FleetSpec, build, is_unregistered};
 use crate::meter::{Meter, Reply};
+use crate::rng::Pcg32;
 use crate::timeline::{Job, RESYNC_SPACING, Timeline};
 
 /// Seconds between a meter's boot (its join) and its first reading, at the earliest.
@@ -65,9 +68,22 @@ pub enum Due {
         message: Uplink,
         /// Its uplink counter.
         f_cnt: u32,
+        /// When its transmission starts, simulated µs since the Unix epoch: within the second
+        /// it fell due, as a device's clock is not aligned with anyone's seconds.
+        start_us: i64,
+        /// Its time on air, µs.
+        air_us: i64,
+        /// Its spreading factor.
+        sf: u8,
     },
     /// The meter had something to send but has no session yet.
     NotJoined(u32),
+    /// The meter had something to send but its duty cycle forbids it yet: it sends it as
+    /// soon as it may.
+    Deferred(u32),
+    /// The meter gave up a frame its duty cycle would have held back for a reporting
+    /// interval or more.
+    Dropped(u32),
     /// Nothing to send (a timer that had become moot).
     Nothing,
 }
@@ -97,6 +113,14 @@ pub struct Devices {
     /// (when, meter, DevNonce): retry the join unless that request was answered.
     join_timers: BinaryHeap<Reverse<(Instant, u32, u16)>>,
     join_timeout: Duration,
+    /// The run's seed: each meter's spreading factor follows from it.
+    seed: u64,
+    /// Whether the meters keep EU868's 1 % duty cycle.
+    duty_cycle: bool,
+    /// When each meter may next transmit under its duty cycle, simulated µs.
+    free_at: Vec<i64>,
+    /// Where in its second each frame starts.
+    jitter: Pcg32,
 }
 
 impl Devices {
@@ -120,6 +144,10 @@ impl Devices {
         let due = Timeline::boot(&meters, start, BOOT_LEAD);
         Devices {
             registered: meters.iter().map(|m| !is_unregistered(spec, m)).collect(),
+            seed: spec.seed,
+            duty_cycle: true,
+            free_at: vec![i64::MIN; meters.len()],
+            jitter: Pcg32::new(spec.seed ^ 0x0a17_7133, 0),
             links,
             keys,
             due,
@@ -130,6 +158,11 @@ impl Devices {
             join_timeout,
             meters,
         }
+    }
+
+    /// Whether the meters keep the 1 % duty cycle (they do unless told otherwise).
+    pub fn set_duty_cycle(&mut self, on: bool) {
+        self.duty_cycle = on;
     }
 
     /// When the firmware next wants to send, simulated seconds.
@@ -205,6 +238,18 @@ impl Devices {
         let Some(session) = self.links[i].session.clone() else {
             return Ok(Some(Due::NotJoined(index)));
         };
+        let start_us = at.saturating_mul(1_000_000) + self.jitter.range(0, 999_999);
+        if self.duty_cycle && start_us < self.free_at[i] {
+            // The firmware holds the frame until its sub-band is free again, but not past
+            // its next reading: by then it would be stale.
+            let resume = self.free_at[i].div_euclid(1_000_000) + 1;
+            if resume - at >= self.meters[i].interval {
+                return Ok(Some(Due::Dropped(index)));
+            }
+            let job = Job::Reply(reply.unwrap_or(Reply::Reading));
+            self.due.schedule(resume, index, Some(job));
+            return Ok(Some(Due::Deferred(index)));
+        }
         let meter = &mut self.meters[i];
         let (f_cnt, message) = match reply {
             Some(r) => meter.reply(r, at),
@@ -219,12 +264,27 @@ impl Devices {
         let ack = std::mem::take(&mut self.links[i].owe_ack);
         let frame = lorawan::data_up(&session, f_cnt, message.fport(), &buf[..n], ack)
             .map_err(|e| anyhow::anyhow!("building an uplink frame: {e}"))?;
+        let sf = spreading_factor(self.seed, index);
+        let air_us = self.took_air(index, start_us, sf, frame.len());
         Ok(Some(Due::Frame {
             index,
             frame,
             message,
             f_cnt,
+            start_us,
+            air_us,
+            sf,
         }))
+    }
+
+    /// Meter `index` sends `len` bytes at `sf` from `start_us`: its time on air, which its
+    /// duty cycle then counts.
+    fn took_air(&mut self, index: u32, start_us: i64, sf: u8, len: usize) -> i64 {
+        let air_us = time_on_air_us(sf, len);
+        if let Some(free) = self.free_at.get_mut(index as usize) {
+            *free = next_allowed_us(start_us, air_us);
+        }
+        air_us
     }
 
     /// The next meter waiting to send a JoinRequest.
@@ -237,15 +297,19 @@ impl Devices {
         self.join_queue.len()
     }
 
-    /// The JoinRequest of meter `index`, sent through `gateway` at concentrator time `tmst`
-    /// and wall time `now`; its join is retried with backoff unless a JoinAccept comes.
+    /// The JoinRequest of meter `index`, sent through `gateway` at concentrator time `tmst`,
+    /// wall time `now` and simulated time `sim_us`; its join is retried with backoff unless a
+    /// JoinAccept comes. Its time on air counts against the meter's duty cycle.
     pub fn join_request(
         &mut self,
         index: u32,
         gateway: usize,
         tmst: u32,
         now: Instant,
+        sim_us: i64,
     ) -> Option<[u8; 23]> {
+        let sf = spreading_factor(self.seed, index);
+        self.took_air(index, sim_us, sf, 23);
         let meter = self.meters.get(index as usize)?;
         let link = self.links.get_mut(index as usize)?;
         let dev_nonce = link.dev_nonce;
@@ -396,5 +460,109 @@ impl Devices {
                 .deliver(&mut self.meters[i], port, &downlink.payload, now);
         }
         Ok(Taken::Data(index, downlink))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A fleet of one meter at SF12 (its AppTimeReq takes about 1.2 s on air: two minutes of
+    /// silence after), reporting every `minutes`, `duty_cycle` as given, joined ten seconds
+    /// before its first reading is due. Returns when that reading is due.
+    fn joined_meter(minutes: u16, duty_cycle: bool) -> (Devices, i64) {
+        let seed = (0..)
+            .find(|s| spreading_factor(*s, 0) == 12)
+            .expect("some seed puts meter 0 at SF12");
+        let spec = FleetSpec {
+            meters: 1,
+            seed,
+            reporting_interval_minutes: minutes,
+            ..FleetSpec::default()
+        };
+        let start = 1_784_678_400;
+        let mut devices = Devices::new(
+            &spec,
+            FleetKeys::for_seed(seed),
+            start,
+            0,
+            Duration::from_secs(10),
+        );
+        devices.set_duty_cycle(duty_cycle);
+        let session = Session {
+            dev_addr: [1, 2, 3, 4],
+            nwk_s_key: [1; 16],
+            app_s_key: [2; 16],
+            f_cnt_down: 0,
+        };
+        // Boot (the join), then the session the JoinAccept would open, which makes the
+        // firmware ask for the time at once.
+        assert_eq!(devices.emit().expect("emits"), Some(Due::Join(0)));
+        let first = devices.next_due().expect("the first reading");
+        devices.open_session(0, session, first - 10);
+        (devices, first)
+    }
+
+    /// What the next six things due did, and when; the time on air of the first frame.
+    fn sent(devices: &mut Devices) -> (Vec<(i64, &'static str)>, i64) {
+        let mut first_air = 0;
+        let mut out = Vec::new();
+        while let Some(at) = devices.next_due() {
+            let what = match devices.emit().expect("emits") {
+                Some(Due::Frame {
+                    start_us, air_us, ..
+                }) => {
+                    assert_eq!(
+                        start_us.div_euclid(1_000_000),
+                        at,
+                        "starts within its second"
+                    );
+                    if first_air == 0 {
+                        first_air = air_us;
+                    }
+                    "frame"
+                }
+                Some(Due::Deferred(_)) => "deferred",
+                Some(Due::Dropped(_)) => "dropped",
+                other => panic!("{other:?}"),
+            };
+            out.push((at, what));
+            if out.len() == 6 {
+                break;
+            }
+        }
+        (out, first_air)
+    }
+
+    #[test]
+    fn a_frame_waits_for_the_duty_cycle_and_one_that_would_wait_an_interval_is_dropped() {
+        // Every 15 minutes: the reading ten seconds after the AppTimeReq waits its turn.
+        let (mut devices, first) = joined_meter(15, true);
+        let (log, air) = sent(&mut devices);
+        assert_eq!(log[0], (first - 10, "frame"), "the AppTimeReq: {log:?}");
+        assert_eq!(log[1], (first, "deferred"), "{log:?}");
+        let (resumed, what) = log[2];
+        assert_eq!(what, "frame");
+        let off = resumed - (first - 10);
+        assert!(
+            (air * 99 / 1_000_000..=air * 100 / 1_000_000 + 2).contains(&off),
+            "sent {off} s after the AppTimeReq, which took {air} µs on air: {log:?}"
+        );
+        assert_eq!(
+            log[3],
+            (first + 900, "frame"),
+            "the next reading keeps its time"
+        );
+        assert!(!log.iter().any(|(_, w)| *w == "dropped"), "{log:?}");
+
+        // A frame every minute cannot keep a 1 % duty cycle at SF12: some are given up.
+        let (mut devices, _) = joined_meter(1, true);
+        let (log, _) = sent(&mut devices);
+        assert!(log.iter().any(|(_, w)| *w == "dropped"), "{log:?}");
+
+        // Without the duty cycle, everything goes when due.
+        let (mut devices, _) = joined_meter(1, false);
+        let (log, _) = sent(&mut devices);
+        assert!(log.iter().all(|(_, w)| *w == "frame"), "{log:?}");
     }
 }

@@ -4,11 +4,14 @@
 //! gateway EUI takes the datagrams and speaks MQTT to ChirpStack.
 //!
 //! [`packet_forwarder`] holds the datagrams, [`lorawan`] the device's frames and crypto,
-//! [`keys`] the fleet's AppKeys, [`radio`] the EU868 metadata, [`gateway`] one gateway's
+//! [`keys`] the fleet's AppKeys, [`radio`] the EU868 metadata, [`airtime`] time on air and
+//! duty cycle, [`air`] frames in flight and their collisions, [`gateway`] one gateway's
 //! socket and counters, [`devices`] the meters' link state and schedule, [`runner`] the loop
 //! that ties them together and [`report`] what it counted; [`bench`] is a counting network
 //! server to measure it against.
 
+pub mod air;
+pub mod airtime;
 pub mod bench;
 pub mod devices;
 pub mod gateway;
@@ -20,4 +23,4 @@ pub mod report;
 pub mod runner;
 
 pub use keys::FleetKeys;
-pub use runner::{UdpReport, UdpSpec, run};
+pub use runner::{Realism, UdpReport, UdpSpec, run};

@@ -9,8 +9,14 @@ use chrono::{DateTime, Utc};
 use super::packet_forwarder::RxPk;
 use crate::rng::Pcg32;
 
-/// The EU868 default channels, MHz.
+/// The EU868 default channels, MHz: all three in sub-band g1 (868.0–868.6 MHz, 1 % duty
+/// cycle), so a device's duty cycle is one budget whichever it picks.
 const CHANNELS: [f64; 3] = [868.1, 868.3, 868.5];
+
+/// A channel for the next frame, drawn from `noise` (a device hops at random).
+pub fn pick_channel(noise: &mut Pcg32) -> u8 {
+    noise.range(0, CHANNELS.len() as i64 - 1) as u8
+}
 
 /// Mixed into the seed for the meters' radio conditions.
 const RADIO_STREAM: u64 = 0x7ad1_0000;
@@ -34,18 +40,19 @@ pub fn spreading_factor(seed: u64, index: u32) -> u8 {
         .map_or(12, |(sf, _)| *sf)
 }
 
-/// The `rxpk` of `frame` from meter `index`, received when the concentrator counter read
-/// `tmst` at `time`; `noise` draws the per-frame variation.
+/// The `rxpk` of `frame` from meter `index` on `channel` (see [`pick_channel`]), received when
+/// the concentrator counter read `tmst` at `time`; `noise` draws the per-frame variation.
 pub fn rxpk(
     seed: u64,
     index: u32,
     frame: &[u8],
+    channel: u8,
     tmst: u32,
     time: DateTime<Utc>,
     noise: &mut Pcg32,
 ) -> RxPk {
     let sf = spreading_factor(seed, index);
-    let channel = noise.range(0, CHANNELS.len() as i64 - 1) as usize;
+    let channel = usize::from(channel);
     // Each step of spreading factor buys about 2.5 dB of link budget: the weaker meters sit
     // at the higher factors.
     let steps = f64::from(sf - 7);
@@ -77,7 +84,17 @@ mod tests {
         let mut noise = Pcg32::new(1, 1);
         let mut sfs = [0u32; 13];
         for i in 0..1_000 {
-            let p = rxpk(1, i, &[0x40; 20], 42, DateTime::UNIX_EPOCH, &mut noise);
+            let channel = pick_channel(&mut noise);
+            let p = rxpk(
+                1,
+                i,
+                &[0x40; 20],
+                channel,
+                42,
+                DateTime::UNIX_EPOCH,
+                &mut noise,
+            );
+            assert_eq!(p.chan, channel);
             assert!(CHANNELS.contains(&p.freq));
             assert!((-140..-40).contains(&p.rssi), "{}", p.rssi);
             assert!((-20.0..15.0).contains(&p.lsnr));

@@ -44,6 +44,25 @@ pub struct UdpReport {
     pub send_errors: u64,
     /// The gateways' counters, summed.
     pub gateways: GatewayCounters,
+    /// What the radio constraints did.
+    pub radio: RadioCounts,
+}
+
+/// What the radio constraints did (see [`super::runner::Realism`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RadioCounts {
+    /// Time on air of every data uplink sent, µs.
+    pub airtime_us: u64,
+    /// Frames a meter held back for its duty cycle (each time it had to wait).
+    pub deferred: u64,
+    /// Frames a meter gave up because its duty cycle would have held them back a reporting
+    /// interval or more.
+    pub dropped: u64,
+    /// Uplinks lost in a collision at their gateway.
+    pub collided: u64,
+    /// Downlinks that reached the gateway after the moment they were for (TX_ACK
+    /// `TOO_LATE`): the meter missed them.
+    pub too_late: u64,
 }
 
 impl UdpReport {
@@ -91,7 +110,9 @@ impl UdpReport {
             "{} meters, {} joined ({} JoinRequests, {} accepted, {} retries); {} uplinks \
              ({} readings, {} for the server to store) in {:.1} s, {} owed before joining; {} downlinks taken, {} frames \
              rejected, {} malformed datagrams; PUSH_DATA {} sent / {} acked, PULL_DATA {} / {}, \
-             {} unacknowledged, {} unmatched acks, {} TX_ACKs, {} send errors\n",
+             {} unacknowledged, {} unmatched acks, {} TX_ACKs, {} send errors\n\
+             radio: {:.1} s on air, {} frames held back by the duty cycle, {} given up, {} lost \
+             in collisions, {} downlinks too late for their receive window\n",
             self.meters,
             self.joined,
             self.join_requests,
@@ -112,7 +133,12 @@ impl UdpReport {
             g.unacknowledged,
             g.unmatched_acks,
             g.tx_acks,
-            self.send_errors
+            self.send_errors,
+            self.radio.airtime_us as f64 / 1e6,
+            self.radio.deferred,
+            self.radio.dropped,
+            self.radio.collided,
+            self.radio.too_late,
         )
     }
 
@@ -146,6 +172,13 @@ impl UdpReport {
                 "framesUp": g.frames_up,
                 "framesDown": g.frames_down,
                 "txAcks": g.tx_acks,
+            },
+            "radio": {
+                "airtimeMs": self.radio.airtime_us / 1_000,
+                "dutyCycleDeferred": self.radio.deferred,
+                "dutyCycleDropped": self.radio.dropped,
+                "collisions": self.radio.collided,
+                "downlinksTooLate": self.radio.too_late,
             },
             "expectedReadingsByMeter": self.expected_by_meter,
         })

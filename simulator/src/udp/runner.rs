@@ -14,6 +14,7 @@ use firmware_protocol::clock::Clock;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use super::air::{Air, Flight};
 use super::devices::{Devices, Due, Taken};
 use super::gateway::{Gateway, GatewayCounters};
 use super::keys::FleetKeys;
@@ -53,6 +54,46 @@ pub struct UdpSpec {
     pub stat_interval: Duration,
     /// Simulated seconds to run; forever when `None`.
     pub duration: Option<i64>,
+    /// Which radio constraints the run plays.
+    pub radio: Realism,
+}
+
+/// The radio constraints of a run, each on unless turned off: a load tester's city behaves
+/// like one only with them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Realism {
+    /// Each meter keeps EU868's 1 % duty cycle per sub-band, holding a frame back until it
+    /// may send it (and giving it up after a reporting interval).
+    pub duty_cycle: bool,
+    /// Frames a gateway hears on the same channel and spreading factor at overlapping times
+    /// are lost (see [`super::air`]).
+    pub collisions: bool,
+    /// A gateway sends a downlink only if it arrives before the time its `txpk` names (the
+    /// meter's RX1 or RX2 window); later it answers TX_ACK `TOO_LATE` and the meter never
+    /// hears it.
+    pub rx_windows: bool,
+}
+
+impl Default for Realism {
+    fn default() -> Self {
+        Realism {
+            duty_cycle: true,
+            collisions: true,
+            rx_windows: true,
+        }
+    }
+}
+
+/// A gateway refuses a downlink due sooner than this after it arrives, µs: the packet
+/// forwarder needs the time to load the radio (its `TX_START_DELAY` of 1.5 ms, plus a margin).
+const TX_LEAD_US: i32 = 3_000;
+
+/// An uplink on the air, to forward once it lands.
+#[derive(Debug, Clone)]
+struct Uplinked {
+    index: u32,
+    frame: Vec<u8>,
+    reading: bool,
 }
 
 impl UdpSpec {
@@ -71,6 +112,7 @@ impl UdpSpec {
             keepalive: Duration::from_secs(10),
             stat_interval: Duration::from_secs(30),
             duration: None,
+            radio: Realism::default(),
         }
     }
 }
@@ -94,6 +136,12 @@ pub async fn run(
         spec.dev_nonce_start,
         spec.join_timeout,
     );
+    devices.set_duty_cycle(spec.radio.duty_cycle);
+    let mut airwaves = Airwaves {
+        air: Air::new(spec.radio.collisions),
+        noise: Pcg32::new(spec.fleet.seed ^ 0x0a1e, 0),
+        seed: spec.fleet.seed,
+    };
     // Bounded: a runner that falls behind makes the readers wait, and the kernel drops
     // datagrams, as a real gateway's would.
     let (received_tx, mut received) = mpsc::channel::<(usize, Vec<u8>)>(4_096);
@@ -108,7 +156,6 @@ pub async fn run(
     }
     drop(received_tx);
     let mut report = UdpReport::for_fleet(devices.len());
-    let mut noise = Pcg32::new(spec.fleet.seed ^ 0x0a1e, 0);
     // Below one join an hour the pace no longer matters; the cap keeps the arithmetic sane.
     let join_interval = Duration::try_from_secs_f64(1.0 / spec.join_rate)
         .unwrap_or(MAX_WAIT)
@@ -129,6 +176,7 @@ pub async fn run(
                 &clock,
                 gateway,
                 &datagram,
+                spec.radio.rx_windows,
             )
             .await;
         }
@@ -158,15 +206,18 @@ pub async fn run(
             if let Some(index) = devices.next_joiner() {
                 let g = index as usize % gateways.len();
                 let tmst = gateways[g].tmst();
-                if let Some(frame) = devices.join_request(index, g, tmst, now) {
+                let sim_us = clock.now_unix_micros();
+                if let Some(frame) = devices.join_request(index, g, tmst, now, sim_us) {
                     report.join_requests += 1;
+                    let channel = radio::pick_channel(&mut airwaves.noise);
                     let rxpk = radio::rxpk(
                         spec.fleet.seed,
                         index,
                         &frame,
+                        channel,
                         tmst,
                         sim_time(&clock),
-                        &mut noise,
+                        &mut airwaves.noise,
                     );
                     if let Err(e) = gateways[g].push_frames(vec![rxpk]).await {
                         report.send_errors += 1;
@@ -180,22 +231,20 @@ pub async fn run(
         }
         let sim_now = clock.now_unix();
         let due = devices.next_due();
+        // Every frame that starts before this has taken the air: no frame still to come can
+        // start before the next one due, nor before now.
+        let horizon = due.map_or(i64::MAX, |at| at.saturating_mul(1_000_000));
+        let horizon = horizon.min(clock.now_unix_micros());
+        airwaves
+            .land(horizon, &devices, &mut gateways, &mut report, &clock)
+            .await;
         let finished = end.is_some_and(|e| due.is_none_or(|at| at > e) && sim_now >= e);
         if finished {
             break;
         }
         if due.is_some_and(|at| at <= sim_now && end.is_none_or(|e| at <= e)) {
             if let Some(d) = devices.emit()? {
-                send_due(
-                    &devices,
-                    &mut gateways,
-                    &mut report,
-                    &spec,
-                    &clock,
-                    &mut noise,
-                    d,
-                )
-                .await;
+                airwaves.take_due(gateways.len(), &mut report, d);
             }
         } else {
             // Sleep until the next thing: a frame due, a join slot, a timer, a keep-alive.
@@ -216,13 +265,18 @@ pub async fn run(
                     .wall_duration(Duration::from_secs(e.saturating_sub(sim_now).max(0) as u64));
                 wake = wake.min(Instant::now() + wait.min(MAX_WAIT));
             }
+            if let Some(landing) = airwaves.air.next_end() {
+                let ahead = landing.saturating_sub(clock.now_unix_micros()).max(0) as u64;
+                let wait = clock.wall_duration(Duration::from_micros(ahead));
+                wake = wake.min(Instant::now() + wait.min(MAX_WAIT));
+            }
             let wait = wake
                 .saturating_duration_since(Instant::now())
                 .clamp(Duration::from_millis(1), MAX_WAIT);
             tokio::select! {
                 _ = tokio::time::sleep(wait) => {}
                 Some((gateway, datagram)) = received.recv() => {
-                    take_datagram(&mut devices, &mut gateways, &mut report, &clock, gateway, &datagram).await;
+                    take_datagram(&mut devices, &mut gateways, &mut report, &clock, gateway, &datagram, spec.radio.rx_windows).await;
                 }
                 _ = stop.cancelled() => break,
             }
@@ -233,6 +287,10 @@ pub async fn run(
             last_progress = Instant::now();
         }
     }
+    // Frames still on the air reach their gateways: nothing else will start now.
+    airwaves
+        .land(i64::MAX, &devices, &mut gateways, &mut report, &clock)
+        .await;
     // The last acknowledgements are on their way: take what comes within a moment.
     let grace = Instant::now() + Duration::from_millis(300);
     while gateways.iter().any(|g| g.waiting() > 0) {
@@ -248,6 +306,7 @@ pub async fn run(
             &clock,
             gateway,
             &datagram,
+            spec.radio.rx_windows,
         )
         .await;
     }
@@ -285,37 +344,92 @@ fn fill(report: &mut UdpReport, devices: &Devices, gateways: &[Gateway]) {
     report.gateways = sum;
 }
 
-async fn send_due(
-    devices: &Devices,
-    gateways: &mut [Gateway],
-    report: &mut UdpReport,
-    spec: &UdpSpec,
-    clock: &Clock,
-    noise: &mut Pcg32,
-    due: Due,
-) {
-    match due {
-        Due::Frame {
-            index,
-            frame,
-            message,
-            ..
-        } => {
-            let g = index as usize % gateways.len();
-            let tmst = gateways[g].tmst();
-            let rxpk = radio::rxpk(spec.fleet.seed, index, &frame, tmst, sim_time(clock), noise);
-            report.uplinks += 1;
-            if matches!(message, Uplink::Reading(_)) {
-                report.readings += 1;
-                report.forwarded_reading(index, devices.registered(index));
+/// The radio between the meters and the gateways.
+struct Airwaves {
+    air: Air<Uplinked>,
+    /// Draws the channel of each frame and the signal figures each gateway reports.
+    noise: Pcg32,
+    seed: u64,
+}
+
+impl Airwaves {
+    /// What fell due: a frame takes the air, the rest is counted.
+    fn take_due(&mut self, gateways: usize, report: &mut UdpReport, due: Due) {
+        match due {
+            Due::Frame {
+                index,
+                frame,
+                message,
+                start_us,
+                air_us,
+                sf,
+                ..
+            } => {
+                let reading = matches!(message, Uplink::Reading(_));
+                report.uplinks += 1;
+                report.readings += u64::from(reading);
+                report.radio.airtime_us += air_us.max(0) as u64;
+                self.air.send(Flight {
+                    gateway: index as usize % gateways.max(1),
+                    channel: radio::pick_channel(&mut self.noise),
+                    sf,
+                    start_us,
+                    end_us: start_us + air_us,
+                    collided: false,
+                    payload: Uplinked {
+                        index,
+                        frame,
+                        reading,
+                    },
+                });
             }
-            if let Err(e) = gateways[g].push_frames(vec![rxpk]).await {
+            Due::NotJoined(_) => report.not_joined += 1,
+            Due::Deferred(_) => report.radio.deferred += 1,
+            Due::Dropped(_) => report.radio.dropped += 1,
+            Due::Join(_) | Due::Nothing => {}
+        }
+    }
+
+    /// Frames that ended by `horizon` reach their gateway, which forwards those that did not
+    /// collide.
+    async fn land(
+        &mut self,
+        horizon: i64,
+        devices: &Devices,
+        gateways: &mut [Gateway],
+        report: &mut UdpReport,
+        clock: &Clock,
+    ) {
+        if self.air.next_end().is_none_or(|end| end > horizon) {
+            return;
+        }
+        for flight in self.air.land(horizon) {
+            let up = flight.payload;
+            if flight.collided {
+                report.radio.collided += 1;
+                continue;
+            }
+            let Some(gateway) = gateways.get_mut(flight.gateway) else {
+                continue;
+            };
+            let tmst = gateway.tmst();
+            let rxpk = radio::rxpk(
+                self.seed,
+                up.index,
+                &up.frame,
+                flight.channel,
+                tmst,
+                sim_time(clock),
+                &mut self.noise,
+            );
+            if up.reading {
+                report.forwarded_reading(up.index, devices.registered(up.index));
+            }
+            if let Err(e) = gateway.push_frames(vec![rxpk]).await {
                 report.send_errors += 1;
                 tracing::debug!(error = %e, "uplink PUSH_DATA");
             }
         }
-        Due::NotJoined(_) => report.not_joined += 1,
-        Due::Join(_) | Due::Nothing => {}
     }
 }
 
@@ -328,6 +442,7 @@ async fn take_datagram(
     clock: &Clock,
     gateway: usize,
     datagram: &[u8],
+    rx_windows: bool,
 ) {
     let Some(g) = gateways.get_mut(gateway) else {
         return;
@@ -350,6 +465,22 @@ async fn take_datagram(
                 tracing::warn!(token, "PULL_RESP data is not base64");
                 return;
             };
+            // A downlink that comes after the moment it is for (the meter's receive window)
+            // is refused, as a packet forwarder refuses it: the meter never hears it.
+            let late = rx_windows
+                && !txpk.imme
+                && txpk
+                    .tmst
+                    .is_some_and(|at| (at.wrapping_sub(g.tmst()) as i32) < TX_LEAD_US);
+            if late {
+                report.radio.too_late += 1;
+                if let Err(e) = g.tx_ack(token, "TOO_LATE").await {
+                    report.send_errors += 1;
+                    tracing::debug!(error = %e, "TX_ACK");
+                }
+                tracing::debug!(token, "downlink too late for its receive window");
+                return;
+            }
             // The radio sends what it is given; whether a device takes it is another matter.
             if let Err(e) = g.tx_ack(token, "NONE").await {
                 report.send_errors += 1;

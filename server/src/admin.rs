@@ -140,6 +140,9 @@ pub async fn revoke_key(settings: &Settings, id: &str) -> Result<String> {
     match done {
         Ok(()) => Ok(format!("key {id} revoked")),
         Err(crate::storage::Error::NotFound) => anyhow::bail!("no key {id}"),
+        Err(crate::storage::Error::Conflict(why)) => anyhow::bail!(
+            "key {id} not revoked: {why} (meterhub keys create --name NAME --role admin)"
+        ),
         Err(e) => Err(e).context("revoking the key"),
     }
 }

@@ -10,16 +10,17 @@ use warp::http::StatusCode;
 use crate::metrics::Metrics;
 
 /// `/health`, `/ready` (503 until subscribed at the broker and the database answers) and `/metrics`
-/// (with the API cache's series).
+/// (with the API cache's series). Each answers HEAD as GET without the body.
 pub fn routes(
     metrics: Arc<Metrics>,
     cache: Option<crate::cache::ResponseCache>,
 ) -> impl Filter<Extract = (impl warp::Reply,), Error = warp::Rejection> + Clone {
+    let get = || warp::get().or(warp::head()).unify();
     let health = warp::path!("health")
-        .and(warp::get())
+        .and(get())
         .map(|| warp::reply::json(&serde_json::json!({"status": "ok"})));
     let ready_metrics = metrics.clone();
-    let ready = warp::path!("ready").and(warp::get()).map(move || {
+    let ready = warp::path!("ready").and(get()).map(move || {
         let mqtt = ready_metrics.mqtt_subscribed.load(Ordering::Relaxed) == 1;
         let db = ready_metrics.db_up.load(Ordering::Relaxed) == 1;
         let status = if mqtt && db {
@@ -32,7 +33,7 @@ pub fn routes(
             status,
         )
     });
-    let metrics_route = warp::path!("metrics").and(warp::get()).map(move || {
+    let metrics_route = warp::path!("metrics").and(get()).map(move || {
         let mut text = metrics.render();
         if let Some(c) = &cache {
             text.push_str(&c.render_metrics());

@@ -49,47 +49,62 @@ pub fn encode_cursor(key: &str) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(key.as_bytes())
 }
 
+/// A cursor this API could have returned: exactly the encoding of a key it writes. Anything
+/// else, however close (a forged `LTE`, which is `-1`), is a 400 and never a first page.
 fn cursor_text(cursor: &str) -> Result<String, Problem> {
-    let bad = || Problem::bad_field("cursor", "not a cursor this API returned");
     let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(cursor)
-        .map_err(|_| bad())?;
-    String::from_utf8(bytes).map_err(|_| bad())
+        .map_err(|_| bad_cursor())?;
+    String::from_utf8(bytes).map_err(|_| bad_cursor())
+}
+
+fn bad_cursor() -> Problem {
+    Problem::bad_field("cursor", "not a cursor this API returned")
+}
+
+/// An id as cursors write it: positive, in its canonical decimal form.
+fn cursor_id<T: std::str::FromStr + ToString>(text: &str) -> Result<T, Problem> {
+    let id: T = text.parse().map_err(|_| bad_cursor())?;
+    let canonical = id.to_string() == text;
+    let positive = !text.starts_with(['-', '0']);
+    if canonical && positive {
+        Ok(id)
+    } else {
+        Err(bad_cursor())
+    }
+}
+
+/// A time as cursors write it ([`time_key`]).
+fn cursor_time(text: &str) -> Result<DateTime<Utc>, Problem> {
+    let t = DateTime::parse_from_rfc3339(text)
+        .map_err(|_| bad_cursor())?
+        .to_utc();
+    if time_key(t) == text {
+        Ok(t)
+    } else {
+        Err(bad_cursor())
+    }
 }
 
 /// A cursor holding an id.
 pub fn id_cursor(cursor: Option<&str>) -> Result<Option<i64>, Problem> {
-    cursor
-        .map(|c| {
-            cursor_text(c)?
-                .parse()
-                .map_err(|_| Problem::bad_field("cursor", "not a cursor this API returned"))
-        })
-        .transpose()
+    cursor.map(|c| cursor_id(&cursor_text(c)?)).transpose()
 }
 
 /// A cursor holding a time.
 pub fn time_cursor(cursor: Option<&str>) -> Result<Option<DateTime<Utc>>, Problem> {
-    cursor
-        .map(|c| {
-            DateTime::parse_from_rfc3339(&cursor_text(c)?)
-                .map(|t| t.to_utc())
-                .map_err(|_| Problem::bad_field("cursor", "not a cursor this API returned"))
-        })
-        .transpose()
+    cursor.map(|c| cursor_time(&cursor_text(c)?)).transpose()
 }
 
 /// A cursor holding a time and a second key (an id).
-pub fn pair_cursor<T: std::str::FromStr>(
+pub fn pair_cursor<T: std::str::FromStr + ToString>(
     cursor: Option<&str>,
 ) -> Result<Option<(DateTime<Utc>, T)>, Problem> {
-    let bad = || Problem::bad_field("cursor", "not a cursor this API returned");
     cursor
         .map(|c| {
             let text = cursor_text(c)?;
-            let (t, id) = text.split_once('|').ok_or_else(bad)?;
-            let t = DateTime::parse_from_rfc3339(t).map_err(|_| bad())?.to_utc();
-            Ok((t, id.parse().map_err(|_| bad())?))
+            let (t, id) = text.split_once('|').ok_or_else(bad_cursor)?;
+            Ok((cursor_time(t)?, cursor_id(id)?))
         })
         .transpose()
 }
@@ -210,6 +225,54 @@ mod tests {
             id_cursor(Some("%%%")).expect_err("bad").field.as_deref(),
             Some("cursor")
         );
+        let id = uuid::Uuid::new_v4();
+        let c = encode_cursor(&format!("{}|{id}", time_key(t)));
+        assert_eq!(
+            pair_cursor::<uuid::Uuid>(Some(&c))
+                .ok()
+                .flatten()
+                .map(|p| p.1),
+            Some(id)
+        );
+        assert_eq!(id_cursor(Some(&encode_cursor("42"))).ok(), Some(Some(42)));
+        assert_eq!(
+            time_cursor(Some(&encode_cursor(&time_key(t)))).ok(),
+            Some(Some(
+                DateTime::from_timestamp_micros(t.timestamp_micros()).expect("t")
+            ))
+        );
+    }
+
+    #[test]
+    fn only_cursors_this_api_writes_are_accepted() {
+        // `LTE` is `-1`: once read as a first page.
+        for forged in ["LTE", "MA", "MDQy", "KzQy", "IDQy", "NDJ"] {
+            let p = id_cursor(Some(forged)).expect_err(forged);
+            assert_eq!(p.field.as_deref(), Some("cursor"), "{forged}");
+        }
+        let t = "2026-01-05T10:00:00.000000Z";
+        assert!(time_cursor(Some(&encode_cursor(t))).is_ok());
+        for forged in [
+            "2026-01-05T10:00:00Z",
+            "2026-01-05T11:00:00.000000+01:00",
+            "x",
+        ] {
+            assert!(
+                time_cursor(Some(&encode_cursor(forged))).is_err(),
+                "{forged}"
+            );
+        }
+        for forged in [
+            format!("{t}|-1"),
+            format!("{t}|"),
+            format!("{t}|07"),
+            t.to_owned(),
+        ] {
+            assert!(
+                pair_cursor::<i64>(Some(&encode_cursor(&forged))).is_err(),
+                "{forged}"
+            );
+        }
     }
 
     #[test]

@@ -12,6 +12,7 @@ mod handlers;
 pub mod input;
 pub mod openapi;
 pub mod routes;
+mod text;
 pub mod views;
 
 use std::future::Future;
@@ -287,23 +288,6 @@ where
     Ok(out)
 }
 
-fn percent_decode(segment: &str) -> Option<String> {
-    let bytes = segment.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = segment.get(i + 1..i + 3)?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
-}
-
 async fn dispatch(
     state: &ApiState,
     method: &str,
@@ -312,10 +296,24 @@ async fn dispatch(
     headers: &warp::http::HeaderMap,
     body: &[u8],
 ) -> warp::reply::Response {
+    // HEAD is GET without the body: same route, same checks, same status and headers.
+    if method == "HEAD" {
+        let mut r = Box::pin(dispatch(state, "GET", tail, query, headers, body)).await;
+        // The length GET would send, as HTTP asks of HEAD.
+        if let Some(n) = warp::hyper::body::Body::size_hint(r.body()).exact() {
+            r.headers_mut()
+                .insert("content-length", HeaderValue::from(n));
+        }
+        *r.body_mut() = Default::default();
+        return r;
+    }
     let segments: Vec<&str> = tail.trim_end_matches('/').split('/').collect();
     let (route, raw_params) = match routes::find(method, &segments) {
         Match::Found(r, p) => (r, p),
-        Match::WrongMethod(allowed) => {
+        Match::WrongMethod(mut allowed) => {
+            if allowed.contains(&"GET") {
+                allowed.push("HEAD");
+            }
             let mut r = problem_response(&Problem::new(
                 StatusCode::METHOD_NOT_ALLOWED,
                 format!("this path takes {}", allowed.join(", ")),
@@ -331,18 +329,6 @@ async fn dispatch(
             )));
         }
     };
-    let mut params = Vec::with_capacity(raw_params.len());
-    for p in raw_params {
-        match percent_decode(&p) {
-            Some(d) => params.push(d),
-            None => {
-                return problem_response(&Problem::bad_field(
-                    "path",
-                    "a path segment is not valid percent-encoded UTF-8",
-                ));
-            }
-        }
-    }
     let caller = match route.role {
         None => None,
         Some(needed) => {
@@ -369,6 +355,10 @@ async fn dispatch(
             Some(caller)
         }
     };
+    let params = match checked_text(route, raw_params, query, headers, body) {
+        Ok(p) => p,
+        Err(p) => return problem_response(&p),
+    };
     let no_cache = headers
         .get("cache-control")
         .and_then(|v| v.to_str().ok())
@@ -386,6 +376,23 @@ async fn dispatch(
         Ok(a) => answer_response(a),
         Err(p) => problem_response(&p),
     }
+}
+
+/// Every text input of the request, checked before a handler parses it: the decoded path
+/// parameters, or the problem.
+fn checked_text(
+    route: &Route,
+    raw_params: Vec<String>,
+    query: &str,
+    headers: &warp::http::HeaderMap,
+    body: &[u8],
+) -> Result<Vec<String>, Problem> {
+    let params = text::path_params(route, raw_params)?;
+    text::query(query)?;
+    if route.body.is_some() && !body.is_empty() {
+        text::body(headers, body)?;
+    }
+    Ok(params)
 }
 
 fn answer_response(a: Answer) -> warp::reply::Response {

@@ -2,6 +2,7 @@
 //! stored; the secret is shown once, when the key is created.
 
 use chrono::{DateTime, Utc};
+use sqlx::Connection;
 use uuid::Uuid;
 
 use super::{Error, Result, Store};
@@ -26,7 +27,7 @@ pub struct ApiKeyRow {
 }
 
 macro_rules! key_queries {
-    ($db:ty) => {
+    ($db:ty, $lock:literal) => {
         use chrono::{DateTime, Utc};
         use uuid::Uuid;
 
@@ -62,8 +63,25 @@ macro_rules! key_queries {
                 .await?)
         }
 
-        /// Revokes a key; revoking it again changes nothing. Not found when no such key.
+        /// Revokes a key, unless it is the last admin key in force: then nobody could manage
+        /// keys through the API any more. Run in a transaction: the admin keys in force are
+        /// read with `$lock` (PostgreSQL locks them; SQLite's writer is already exclusive),
+        /// so two admins revoking each other's keys at once cannot both succeed.
         pub async fn revoke(conn: &mut Conn, id: Uuid, now: DateTime<Utc>) -> Result<()> {
+            let admins: Vec<Uuid> = sqlx::query_scalar(concat!(
+                "SELECT id FROM api_keys WHERE role = 'admin' AND revoked_at IS NULL \
+                 ORDER BY id",
+                $lock
+            ))
+            .fetch_all(&mut *conn)
+            .await?;
+            if admins == [id] {
+                return Err(Error::Conflict(
+                    "this is the last admin key in force: create another admin key before \
+                     revoking it"
+                        .to_owned(),
+                ));
+            }
             let found = sqlx::query(
                 "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, $2) WHERE id = $1",
             )
@@ -82,12 +100,12 @@ macro_rules! key_queries {
 
 /// Queries on SQLite.
 pub(crate) mod sqlite {
-    key_queries!(sqlx::Sqlite);
+    key_queries!(sqlx::Sqlite, "");
 }
 
 /// Queries on PostgreSQL.
 pub(crate) mod postgres {
-    key_queries!(sqlx::Postgres);
+    key_queries!(sqlx::Postgres, " FOR UPDATE");
 }
 
 impl Store {
@@ -101,8 +119,8 @@ impl Store {
         on_reader!(self, |c, q| q::all(c).await, self)
     }
 
-    /// Revokes an API key.
+    /// Revokes an API key; [`Error::Conflict`] for the last admin key in force.
     pub async fn revoke_api_key(&self, id: Uuid, now: DateTime<Utc>) -> Result<()> {
-        on_writer!(self, |c, q| q::revoke(c, id, now).await, self)
+        in_transaction!(self, |c, q| q::revoke(c, id, now).await, self)
     }
 }

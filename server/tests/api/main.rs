@@ -12,4 +12,5 @@ mod command_cache;
 mod commands;
 mod openapi;
 mod routes;
+mod strict_input;
 mod support;

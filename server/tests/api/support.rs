@@ -51,7 +51,6 @@ pub async fn request(
     body: Option<&[u8]>,
     extra: &[(&str, &str)],
 ) -> Reply {
-    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
     let mut head = format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n");
     if let Some(k) = key {
         head.push_str(&format!("Authorization: Bearer {k}\r\n"));
@@ -66,10 +65,14 @@ pub async fn request(
         ));
     }
     head.push_str("\r\n");
+    send_raw(addr, &head, body.unwrap_or_default()).await
+}
+
+/// Sends a request head written in full (`Connection: close`) and its body.
+pub async fn send_raw(addr: SocketAddr, head: &str, body: &[u8]) -> Reply {
+    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
     s.write_all(head.as_bytes()).await.expect("write");
-    if let Some(b) = body {
-        s.write_all(b).await.expect("write body");
-    }
+    s.write_all(body).await.expect("write body");
     let mut buf = Vec::new();
     s.read_to_end(&mut buf).await.expect("read");
     let split = buf

@@ -77,6 +77,12 @@ pub struct DownlinkSettings {
     pub answer_timeout_minutes: u64,
     /// A meter whose clock is off by more than this many seconds is asked to resynchronise.
     pub max_drift_secs: u64,
+    /// A command handed to ChirpStack with no `txack` (or, confirmed, no `ack` after its
+    /// `txack`) after this many uplinks of its meter is taken as lost: ChirpStack drops some
+    /// commands without a word. At least 2.
+    pub lost_after_uplinks: u32,
+    /// Hand-overs to ChirpStack before a lost command fails instead of being re-sent.
+    pub max_attempts: u32,
 }
 
 impl Default for DownlinkSettings {
@@ -87,6 +93,8 @@ impl Default for DownlinkSettings {
             command_expiry_hours: 72,
             answer_timeout_minutes: 60,
             max_drift_secs: 30,
+            lost_after_uplinks: 3,
+            max_attempts: 3,
         }
     }
 }
@@ -416,6 +424,15 @@ impl Settings {
         if self.ingest.max_wait_ms > 60_000 {
             bail!("ingest.max_wait_ms must be at most 60000");
         }
+        if self.downlink.lost_after_uplinks < 2 {
+            bail!(
+                "downlink.lost_after_uplinks must be at least 2: a command usually goes out \
+                 with the uplink after the one that released it"
+            );
+        }
+        if self.downlink.max_attempts == 0 {
+            bail!("downlink.max_attempts must be at least 1");
+        }
         if self.clock.speed == 0 {
             bail!("clock.speed must be at least 1");
         }
@@ -585,6 +602,10 @@ command_expiry_hours = {command_expiry}
 answer_timeout_minutes = {answer_timeout}
 # Meters whose clock is off by more than this many seconds are asked to resynchronise.
 max_drift_secs = {max_drift}
+# A command ChirpStack neither transmitted (txack) nor, if confirmed, had acknowledged (ack)
+# after this many uplinks of its meter is lost: re-sent, or failed after max_attempts.
+lost_after_uplinks = {lost_after}
+max_attempts = {max_attempts}
 
 [monitor]
 # Silent after reporting interval x tolerance without an uplink.
@@ -613,6 +634,8 @@ max_body_bytes = {max_body}
         command_expiry = d.downlink.command_expiry_hours,
         answer_timeout = d.downlink.answer_timeout_minutes,
         max_drift = d.downlink.max_drift_secs,
+        lost_after = d.downlink.lost_after_uplinks,
+        max_attempts = d.downlink.max_attempts,
         silence = d.monitor.silence_tolerance,
         low_battery = d.monitor.low_battery_percent,
         factor = d.monitor.over_consumption_factor,

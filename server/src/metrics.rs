@@ -124,6 +124,14 @@ pub struct Metrics {
     pub dispatcher_dropped: Counter,
     /// Downlink publishing or dispatching errors.
     pub downlink_errors: Counter,
+    /// Clock answers ChirpStack transmitted only after a later uplink of the meter: they
+    /// missed the receive windows of the uplink that asked.
+    pub clock_answers_late: Counter,
+    /// Clock answers never transmitted (expired, flushed by a rejoin, or lost).
+    pub clock_answers_missed: Counter,
+    /// Commands ChirpStack went silent about (no `txack`/`ack` after the meter's next
+    /// uplinks, or flushed by a rejoin), re-sent or failed.
+    pub commands_lost: Counter,
     /// Alarms delivered to the webhook.
     pub alarms_delivered: Counter,
     /// Failed webhook deliveries (retried).
@@ -162,6 +170,9 @@ impl Default for Metrics {
             clock_replays: Counter::default(),
             dispatcher_dropped: Counter::default(),
             downlink_errors: Counter::default(),
+            clock_answers_late: Counter::default(),
+            clock_answers_missed: Counter::default(),
+            commands_lost: Counter::default(),
             alarms_delivered: Counter::default(),
             alarm_delivery_failures: Counter::default(),
             clock_answer_seconds: Histogram::new(SECONDS_BOUNDS),
@@ -178,7 +189,7 @@ impl Metrics {
     /// The Prometheus text exposition.
     pub fn render(&self) -> String {
         let mut out = String::new();
-        let counters: [(&str, &str, &Counter); 17] = [
+        let counters: [(&str, &str, &Counter); 20] = [
             (
                 "meterhub_downlinks_published_total",
                 "Downlinks published to ChirpStack (clock answers and commands).",
@@ -203,6 +214,21 @@ impl Metrics {
                 "meterhub_downlink_errors_total",
                 "Downlink publishing or dispatching errors.",
                 &self.downlink_errors,
+            ),
+            (
+                "meterhub_clock_answers_late_total",
+                "Clock answers transmitted only after a later uplink (they missed RX1 and RX2).",
+                &self.clock_answers_late,
+            ),
+            (
+                "meterhub_clock_answers_missed_total",
+                "Clock answers never transmitted (expired, flushed by a rejoin, or lost).",
+                &self.clock_answers_missed,
+            ),
+            (
+                "meterhub_commands_lost_total",
+                "Commands ChirpStack went silent about, re-sent or failed.",
+                &self.commands_lost,
             ),
             (
                 "meterhub_alarms_delivered_total",

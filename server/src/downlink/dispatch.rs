@@ -45,7 +45,7 @@ pub async fn run(
     mut tapped: mpsc::Receiver<Tapped>,
     shutdown: CancellationToken,
 ) {
-    let (release_tx, release_rx) = mpsc::channel::<String>(TAP_CAPACITY);
+    let (release_tx, release_rx) = mpsc::channel::<Heard>(TAP_CAPACITY);
     let releaser = tokio::spawn(release_loop(
         downlinks.clone(),
         metrics.clone(),
@@ -58,10 +58,37 @@ pub async fn run(
             t = tapped.recv() => match t { Some(t) => t, None => break },
             _ = shutdown.cancelled() => break,
         };
-        let Some(uplink) = read(&template, &t.publish) else {
+        let Some(mut uplink) = read(&template, &t.publish) else {
             continue;
         };
-        if let Some(up) = clock_request(&t.publish) {
+        let header: Header = serde_json::from_slice(&t.publish.payload).unwrap_or_default();
+        if uplink.application_id.is_none() {
+            uplink.application_id = header
+                .device_info
+                .map(|d| d.application_id)
+                .filter(|a| !a.is_empty());
+        }
+        let now = now_utc(downlinks.clock());
+        if uplink.joined {
+            // ChirpStack's clock, as the times of the commands' reports; never ahead of ours.
+            let at = header.time.map_or(now, |t| t.0.min(now));
+            if downlinks.has_pending(&uplink.dev_eui)
+                && release_tx
+                    .try_send(Heard {
+                        dev_eui: uplink.dev_eui,
+                        application_id: uplink.application_id,
+                        at,
+                        joined: true,
+                    })
+                    .is_err()
+            {
+                metrics.dispatcher_dropped.inc();
+            }
+            continue;
+        }
+        if header.f_port == u32::from(PORT_CLOCK_SYNC)
+            && let Ok(up) = serde_json::from_slice::<UplinkEvent>(&t.publish.payload)
+        {
             answer(
                 &downlinks,
                 &publisher,
@@ -73,8 +100,16 @@ pub async fn run(
             )
             .await;
         }
-        let dev_eui = uplink.dev_eui;
-        if downlinks.has_pending(&dev_eui) && release_tx.try_send(dev_eui).is_err() {
+        if downlinks.has_pending(&uplink.dev_eui)
+            && release_tx
+                .try_send(Heard {
+                    dev_eui: uplink.dev_eui,
+                    application_id: uplink.application_id,
+                    at: now,
+                    joined: false,
+                })
+                .is_err()
+        {
             metrics.dispatcher_dropped.inc();
         }
     }
@@ -82,44 +117,61 @@ pub async fn run(
     let _ = releaser.await;
 }
 
-/// Where an `up` event came from, read off its topic.
+/// Where an `up` event came from, read off its topic (and its `deviceInfo`).
 struct Source {
     /// Lowercase.
     dev_eui: String,
-    /// From the topic; `None` when the topic template has no application id, in which case
-    /// the event's `deviceInfo` names it.
+    /// The ChirpStack application the device is in now: from the topic, or the event's
+    /// `deviceInfo` when the topic template has no application id.
     application_id: Option<String>,
+    /// A `join` event rather than an `up`.
+    joined: bool,
 }
 
-/// The source of an `up` event; `None` for other events.
+/// A meter just heard (or joined), whose commands may need attention.
+#[derive(Debug)]
+struct Heard {
+    dev_eui: String,
+    /// The application its uplink came from; the registry's may be stale or wrong, and
+    /// ChirpStack silently drops a command addressed to another application.
+    application_id: Option<String>,
+    /// When it was heard (a join: when it joined).
+    at: chrono::DateTime<chrono::Utc>,
+    /// A join: ChirpStack flushed what it held for the meter.
+    joined: bool,
+}
+
+/// The source of an `up` or `join` event; `None` for other events.
 fn read(template: &Template, publish: &Publish) -> Option<Source> {
     let topic = std::str::from_utf8(&publish.topic).ok()?;
     let parts = template.parse_topic(topic)?;
-    if parts.kind != "up" {
+    if parts.kind != "up" && parts.kind != "join" {
         return None;
     }
     Some(Source {
         dev_eui: parts.dev_eui.to_ascii_lowercase(),
         application_id: parts.application_id.map(str::to_owned),
+        joined: parts.kind == "join",
     })
 }
 
-/// Just the port of an `up` event: every uplink passes through here, and only clock requests
-/// need the whole event, so the rest is skipped rather than built.
-#[derive(serde::Deserialize)]
-struct Port {
+/// Just the port and application of an `up` event: every uplink passes through here, and only
+/// clock requests need the whole event, so the rest is skipped rather than built. Malformed
+/// events are the bridge's to quarantine: here they read as port 0 of no application.
+#[derive(serde::Deserialize, Default)]
+struct Header {
     #[serde(rename = "fPort", default)]
     f_port: u32,
+    #[serde(rename = "deviceInfo", default)]
+    device_info: Option<HeaderDevice>,
+    #[serde(default)]
+    time: Option<Timestamp>,
 }
 
-/// The event, when it carries a clock-synchronisation frame. Malformed events are the
-/// bridge's to quarantine; nothing to answer here.
-fn clock_request(publish: &Publish) -> Option<UplinkEvent> {
-    let port: Port = serde_json::from_slice(&publish.payload).ok()?;
-    if port.f_port != u32::from(PORT_CLOCK_SYNC) {
-        return None;
-    }
-    serde_json::from_slice(&publish.payload).ok()
+#[derive(serde::Deserialize)]
+struct HeaderDevice {
+    #[serde(rename = "applicationId", default)]
+    application_id: String,
 }
 
 async fn answer(
@@ -132,11 +184,7 @@ async fn answer(
     received: Instant,
 ) {
     let dev_eui = source.dev_eui.as_str();
-    let Some(application_id) = source
-        .application_id
-        .as_deref()
-        .or_else(|| up.device_info.as_ref().map(|d| d.application_id.as_str()))
-    else {
+    let Some(application_id) = source.application_id.as_deref() else {
         return;
     };
     let Some(command) = clock_answer(downlinks, dev_eui, up) else {
@@ -149,6 +197,9 @@ async fn answer(
     }
     match publisher.send(application_id, &command).await {
         Ok(()) => {
+            // Watched at the meter's next uplink: an answer not transmitted by then is late
+            // or lost.
+            downlinks.mark_pending(dev_eui.to_owned());
             metrics.clock_answers.inc();
             metrics
                 .clock_answer_seconds
@@ -205,17 +256,33 @@ pub fn clock_answer_at(
 async fn release_loop(
     downlinks: Downlinks,
     metrics: Arc<Metrics>,
-    mut rx: mpsc::Receiver<String>,
+    mut rx: mpsc::Receiver<Heard>,
     shutdown: CancellationToken,
 ) {
     loop {
-        let dev_eui = tokio::select! {
+        let heard = tokio::select! {
             d = rx.recv() => match d { Some(d) => d, None => break },
             _ = shutdown.cancelled() => break,
         };
-        if let Err(e) = downlinks.release(&dev_eui).await {
-            metrics.downlink_errors.inc();
-            tracing::warn!(error = %e, %dev_eui, "releasing a command failed");
+        let dev_eui = heard.dev_eui.as_str();
+        let done = if heard.joined {
+            downlinks.rejoined(dev_eui, heard.at).await
+        } else {
+            downlinks
+                .release(dev_eui, heard.application_id.as_deref(), heard.at)
+                .await
+        };
+        match done {
+            Ok(settled) => {
+                metrics.commands_lost.add(settled.lost);
+                metrics
+                    .clock_answers_missed
+                    .add(settled.clock_answers_missed);
+            }
+            Err(e) => {
+                metrics.downlink_errors.inc();
+                tracing::warn!(error = %e, %dev_eui, "releasing a command failed");
+            }
         }
     }
 }

@@ -12,6 +12,7 @@
 
 pub mod clock_sync;
 pub mod dispatch;
+pub mod fate;
 pub mod kind;
 pub mod publisher;
 
@@ -28,7 +29,7 @@ pub use publisher::Publisher;
 
 use crate::cache::{Changes, Pending, Touched};
 use crate::config::DownlinkSettings;
-use crate::storage::commands::{CommandRow, Reported};
+use crate::storage::commands::{CommandRow, Reported, Routed};
 use crate::storage::{Error as StorageError, Store};
 use crate::time::now_utc;
 
@@ -80,8 +81,9 @@ struct Inner {
     store: Store,
     clock: Clock,
     settings: DownlinkSettings,
-    /// DevEUIs with commands waiting in the table: an uplink of any other meter needs no
-    /// database query. Filled from the table at start and on every refresh, and on enqueue.
+    /// DevEUIs with commands waiting in the table or in ChirpStack's hands: an uplink (or a
+    /// join) of any other meter needs no database query. Filled from the table at start and
+    /// on every refresh, on enqueue, and when a clock answer goes out.
     pending: Mutex<HashSet<String>>,
     publisher: Option<Publisher>,
     /// Where command state changes are announced (the API caches commands by meter).
@@ -273,23 +275,122 @@ impl Downlinks {
         Ok(())
     }
 
-    /// Right after an uplink of `dev_eui`: hands its oldest waiting command to ChirpStack,
-    /// unless one is still in ChirpStack's hands (queued, or confirmed and not yet
-    /// acknowledged). Returns the command released.
-    pub async fn release(&self, dev_eui: &str) -> Result<Option<Uuid>, StorageError> {
-        let Some(publisher) = &self.inner.publisher else {
-            return Ok(None);
+    fn patience(&self) -> fate::Patience {
+        let s = &self.inner.settings;
+        fate::Patience {
+            lost_after_uplinks: i32::try_from(s.lost_after_uplinks).unwrap_or(i32::MAX),
+            max_attempts: i32::try_from(s.max_attempts).unwrap_or(i32::MAX),
+        }
+    }
+
+    /// Writes a decision about a command ChirpStack went silent about; whether it changed it.
+    async fn settle(
+        &self,
+        r: &Routed,
+        decision: fate::Fate,
+        now: DateTime<Utc>,
+        settled: &mut Settled,
+    ) -> Result<bool, StorageError> {
+        let c = &r.command;
+        let write = self.changing(c.meter_id);
+        let moved = match &decision {
+            fate::Fate::Keep => return Ok(false),
+            fate::Fate::Requeue(why) => {
+                self.inner
+                    .store
+                    .requeue_command(c.id, &c.state, why, now)
+                    .await?
+            }
+            fate::Fate::Fail(why) => {
+                self.inner
+                    .store
+                    .transition_command(c.id, &[c.state.as_str()], "failed", Some(why), now)
+                    .await?
+            }
         };
+        write.announce().await;
+        if moved {
+            tracing::info!(dev_eui = %r.dev_eui, command = %c.id, kind = %c.kind, decision = ?decision, "a command ChirpStack went silent about");
+            settled.lost += 1;
+            if c.kind == fate::CLOCK_ANSWER {
+                settled.clock_answers_missed += 1;
+            }
+        }
+        Ok(moved)
+    }
+
+    /// After `dev_eui` joined (again) at `joined_at`: ChirpStack flushed its device queue
+    /// without a word, so the commands handed over before are re-sent or failed
+    /// ([`fate::after_rejoin`]).
+    pub async fn rejoined(
+        &self,
+        dev_eui: &str,
+        joined_at: DateTime<Utc>,
+    ) -> Result<Settled, StorageError> {
+        let mut settled = Settled::default();
+        if !self.has_pending(dev_eui) {
+            return Ok(settled);
+        }
         let now = self.now();
         let open = self.inner.store.open_commands_for_device(dev_eui).await?;
-        // Clock answers go straight to ChirpStack and never hold other commands back.
-        let in_flight = open.iter().any(|r| {
-            r.command.kind != "appTimeAns"
-                && (r.command.state == "queued"
-                    || (r.command.state == "sent" && r.command.confirmed))
-        });
-        if in_flight {
-            return Ok(None);
+        for r in &open {
+            let decision = fate::after_rejoin(&held(r), joined_at, self.patience());
+            self.settle(r, decision, now, &mut settled).await?;
+        }
+        Ok(settled)
+    }
+
+    /// Right after an uplink of `dev_eui` heard at `heard_at`: counts it against the commands
+    /// ChirpStack holds for the meter and re-sends or fails those it went silent about
+    /// ([`fate::after_uplink`]); then hands the oldest waiting command to ChirpStack, unless
+    /// one is still in ChirpStack's hands (queued, or confirmed and not yet acknowledged). The
+    /// command goes to `application_id`, the application the uplink came from, when known
+    /// (the registry's may be wrong, and ChirpStack drops a command for another application
+    /// without a word); else to the registry's.
+    pub async fn release(
+        &self,
+        dev_eui: &str,
+        application_id: Option<&str>,
+        heard_at: DateTime<Utc>,
+    ) -> Result<Settled, StorageError> {
+        let mut settled = Settled::default();
+        let Some(publisher) = &self.inner.publisher else {
+            return Ok(settled);
+        };
+        let now = self.now();
+        let mut open = self.inner.store.open_commands_for_device(dev_eui).await?;
+        // Only commands handed over (or transmitted) before this uplink wait for it.
+        let counted: Vec<Uuid> = open
+            .iter()
+            .filter(|r| fate::counts_uplinks(&held(r)) && r.command.updated_at < heard_at)
+            .map(|r| r.command.id)
+            .collect();
+        if !counted.is_empty() {
+            self.inner.store.count_command_uplink(&counted).await?;
+        }
+        let mut held_back = false;
+        for r in &mut open {
+            if !counted.contains(&r.command.id) {
+                held_back |= fate::counts_uplinks(&held(r));
+                continue;
+            }
+            r.uplinks_waited += 1;
+            let decision = fate::after_uplink(&held(r), self.patience());
+            if decision == fate::Fate::Keep {
+                held_back = true;
+            } else if self.settle(r, decision.clone(), now, &mut settled).await? {
+                if let fate::Fate::Requeue(_) = decision {
+                    r.command.state = "pending".into();
+                } else {
+                    r.command.state = "failed".into();
+                }
+            }
+        }
+        if open
+            .iter()
+            .any(|r| fate::in_flight(&r.command.kind, &r.command.state, r.command.confirmed))
+        {
+            return Ok(settled);
         }
         let mut released = None;
         let mut waiting = 0;
@@ -329,22 +430,49 @@ impl Downlinks {
                 object: None,
                 expires_at: Some(Timestamp(c.expires_at)),
             };
-            if let Err(e) = publisher.send(&r.application_id, &command).await {
+            let application_id = application_id.unwrap_or(&r.application_id);
+            if let Err(e) = publisher.send(application_id, &command).await {
                 // Not published: back to pending, so it goes with the next uplink under the
                 // same id (never a new one while the old may be queued).
                 tracing::warn!(error = %e, command = %c.id, "publishing a command failed");
                 self.inner.store.unclaim_command(c.id, now).await?;
                 write.announce().await;
-                return Ok(None);
+                return Ok(settled);
             }
             write.announce().await;
             released = Some(c.id);
         }
+        // A released command is watched from the next uplink on.
         if waiting == 0
+            && released.is_none()
+            && !held_back
             && let Ok(mut p) = self.inner.pending.lock()
         {
             p.remove(dev_eui);
         }
-        Ok(released)
+        settled.released = released;
+        Ok(settled)
+    }
+}
+
+/// What [`Downlinks::release`] and [`Downlinks::rejoined`] did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Settled {
+    /// The command handed to ChirpStack.
+    pub released: Option<Uuid>,
+    /// Commands ChirpStack went silent about, re-sent or failed.
+    pub lost: u64,
+    /// Of those, clock answers (failed: never re-sent).
+    pub clock_answers_missed: u64,
+}
+
+fn held(r: &Routed) -> fate::Held<'_> {
+    fate::Held {
+        kind: &r.command.kind,
+        state: &r.command.state,
+        confirmed: r.command.confirmed,
+        attempts: r.command.attempts,
+        uplinks_waited: r.uplinks_waited,
+        changed_at: r.command.updated_at,
     }
 }

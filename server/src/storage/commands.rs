@@ -67,6 +67,20 @@ pub struct Routed {
     pub dev_eui: String,
     /// Its meter's ChirpStack application.
     pub application_id: String,
+    /// Uplinks of the meter heard since the command's last change while ChirpStack held it.
+    pub uplinks_waited: i32,
+}
+
+/// What applying a report changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReportOutcome {
+    /// The command's meter.
+    pub meter_id: i64,
+    /// A clock answer transmitted after a later uplink of its meter (it missed the windows
+    /// of the uplink that asked).
+    pub late_clock_answer: bool,
+    /// A clock answer that will never be transmitted.
+    pub missed_clock_answer: bool,
 }
 
 /// What ChirpStack reported about a queue item.
@@ -144,7 +158,7 @@ macro_rules! command_queries {
         /// to send them.
         pub async fn open_for_device(conn: &mut Conn, dev_eui: &str) -> Result<Vec<Routed>> {
             let sql = format!(
-                "SELECT {}, m.dev_eui, m.application_id FROM commands c \
+                "SELECT {}, m.dev_eui, m.application_id, c.uplinks_waited FROM commands c \
                  JOIN meters m ON m.id = c.meter_id \
                  WHERE m.dev_eui = $1 AND c.state IN ('pending', 'queued', 'sent') \
                  ORDER BY c.created_at, c.id",
@@ -156,11 +170,47 @@ macro_rules! command_queries {
                 .await?)
         }
 
-        /// DevEUIs of meters with commands waiting to be released.
+        /// Counts one more uplink of the meter against each of these commands.
+        pub async fn count_uplink(conn: &mut Conn, ids: &[Uuid]) -> Result<()> {
+            for id in ids {
+                sqlx::query("UPDATE commands SET uplinks_waited = uplinks_waited + 1 WHERE id = $1")
+                    .bind(*id)
+                    .execute(&mut *conn)
+                    .await?;
+            }
+            Ok(())
+        }
+
+        /// Puts a command ChirpStack no longer holds back to `pending` (from `from`), with
+        /// why; it goes out again under the same id. Whether it moved.
+        pub async fn requeue(
+            conn: &mut Conn,
+            id: Uuid,
+            from: &str,
+            why: &str,
+            now: DateTime<Utc>,
+        ) -> Result<bool> {
+            Ok(sqlx::query(
+                "UPDATE commands SET state = 'pending', error = $3, updated_at = $4, \
+                 uplinks_waited = 0, sent_at = NULL, deadline_at = NULL \
+                 WHERE id = $1 AND state = $2",
+            )
+            .bind(id)
+            .bind(from)
+            .bind(why)
+            .bind(now)
+            .execute(&mut *conn)
+            .await?
+            .rows_affected()
+                == 1)
+        }
+
+        /// DevEUIs of meters with commands waiting to be released or awaited from ChirpStack.
         pub async fn pending_devices(conn: &mut Conn) -> Result<Vec<String>> {
             Ok(sqlx::query_scalar(
                 "SELECT DISTINCT m.dev_eui FROM commands c JOIN meters m ON m.id = c.meter_id \
-                 WHERE c.state = 'pending'",
+                 WHERE c.state IN ('pending', 'queued', 'sent') \
+                 AND (c.state <> 'sent' OR c.confirmed)",
             )
             .fetch_all(&mut *conn)
             .await?)
@@ -175,10 +225,19 @@ macro_rules! command_queries {
             reported: &Reported,
             deadline: DateTime<Utc>,
             now: DateTime<Utc>,
-        ) -> Result<Option<i64>> {
+        ) -> Result<Option<ReportOutcome>> {
+            // A clock answer's fate is counted: what it was before the report says whether
+            // it went out late, or never.
+            let before: Option<(String, i32)> =
+                sqlx::query_as("SELECT kind, uplinks_waited FROM commands WHERE id = $1")
+                    .bind(id)
+                    .fetch_optional(&mut *conn)
+                    .await?;
+            let clock_answer = matches!(&before, Some((kind, _)) if kind == "appTimeAns");
             let q = match reported {
                 Reported::Sent => sqlx::query(
                     "UPDATE commands SET state = 'sent', sent_at = $2, updated_at = $2, \
+                     uplinks_waited = 0, \
                      deadline_at = CASE WHEN kind IN ('selfTest', 'readNow', 'sendInfo', \
                      'setReportingInterval', 'forceResync', 'clockPeriodicity', \
                      'packageVersion') THEN $3 ELSE NULL END \
@@ -212,7 +271,17 @@ macro_rules! command_queries {
                 .bind(error.clone()),
             };
             let row = q.fetch_optional(&mut *conn).await?;
-            Ok(row.map(|r| sqlx::Row::try_get::<i64, _>(&r, 0)).transpose()?)
+            let Some(meter_id) = row.map(|r| sqlx::Row::try_get::<i64, _>(&r, 0)).transpose()?
+            else {
+                return Ok(None);
+            };
+            Ok(Some(ReportOutcome {
+                meter_id,
+                late_clock_answer: clock_answer
+                    && *reported == Reported::Sent
+                    && before.is_some_and(|(_, waited)| waited > 0),
+                missed_clock_answer: clock_answer && matches!(reported, Reported::Dropped { .. }),
+            }))
         }
 
         /// Completes the oldest command of one of `kinds` for the meter sent before `now` (the
@@ -392,7 +461,9 @@ macro_rules! command_queries {
             if from.is_empty() {
                 return Ok(false);
             }
-            let mut q = sqlx::QueryBuilder::<$db>::new("UPDATE commands SET state = ");
+            let mut q = sqlx::QueryBuilder::<$db>::new(
+                "UPDATE commands SET uplinks_waited = 0, state = ",
+            );
             q.push_bind(to.to_owned())
                 .push(", error = COALESCE(")
                 .push_bind(error.map(str::to_owned))

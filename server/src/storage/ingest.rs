@@ -125,6 +125,10 @@ pub struct Outcome {
     /// Plans (by index) whose reading was not stored because a reading of the same meter
     /// and time with other values is: their messages were quarantined.
     pub conflicts: Vec<usize>,
+    /// Clock answers ChirpStack transmitted only after a later uplink of their meter.
+    pub clock_answers_late: u64,
+    /// Clock answers ChirpStack dropped (expired, failed).
+    pub clock_answers_missed: u64,
 }
 
 /// Chooses which plans to apply: identities not seen before, first occurrence in the batch.
@@ -317,11 +321,15 @@ macro_rules! apply_for {
                     command_meters.push(c.meter_id);
                 }
             }
+            let mut clock_answers_late = 0;
+            let mut clock_answers_missed = 0;
             for (id, reported, deadline, at) in reports {
-                if let Some(meter_id) =
+                if let Some(done) =
                     commands::$dialect::report(conn, id, reported, deadline, at).await?
                 {
-                    command_meters.push(meter_id);
+                    command_meters.push(done.meter_id);
+                    clock_answers_late += u64::from(done.late_clock_answer);
+                    clock_answers_missed += u64::from(done.missed_clock_answer);
                 }
             }
             if !completions.is_empty() {
@@ -366,6 +374,8 @@ macro_rules! apply_for {
                 pending_devices,
                 command_meters,
                 conflicts,
+                clock_answers_late,
+                clock_answers_missed,
             })
         }
     };

@@ -24,6 +24,11 @@ pub(crate) const SQLITE: &[(i64, &str, &str)] = &[
         "api",
         include_str!("../../../migrations/sqlite/0003_api.sql"),
     ),
+    (
+        6,
+        "commands",
+        include_str!("../../../migrations/sqlite/0006_commands.sql"),
+    ),
 ];
 
 /// (version, description, SQL) of each PostgreSQL migration, in order.
@@ -42,6 +47,11 @@ pub(crate) const POSTGRES: &[(i64, &str, &str)] = &[
         3,
         "api",
         include_str!("../../../migrations/postgres/0003_api.sql"),
+    ),
+    (
+        6,
+        "commands",
+        include_str!("../../../migrations/postgres/0006_commands.sql"),
     ),
 ];
 

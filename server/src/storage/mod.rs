@@ -538,6 +538,26 @@ impl Store {
         on_writer!(self, |c, q| q::claim(c, id, now).await, commands)
     }
 
+    /// Counts an uplink of their meter against commands ChirpStack holds.
+    pub async fn count_command_uplink(&self, ids: &[Uuid]) -> Result<()> {
+        on_writer!(self, |c, q| q::count_uplink(c, ids).await, commands)
+    }
+
+    /// queued or sent → pending (ChirpStack no longer holds it), with why; whether it moved.
+    pub async fn requeue_command(
+        &self,
+        id: Uuid,
+        from: &str,
+        why: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool> {
+        on_writer!(
+            self,
+            |c, q| q::requeue(c, id, from, why, now).await,
+            commands
+        )
+    }
+
     /// queued → pending after a failed publish.
     pub async fn unclaim_command(&self, id: Uuid, now: DateTime<Utc>) -> Result<()> {
         on_writer!(self, |c, q| q::unclaim(c, id, now).await, commands)

@@ -265,7 +265,10 @@ pub fn plan(parsed: Parsed, topic: &str, payload: &[u8], ctx: &Context<'_>) -> P
                     None,
                     None,
                     None,
-                    None,
+                    join.device_info
+                        .as_ref()
+                        .map(|d| d.application_id.clone())
+                        .filter(|a| !a.is_empty()),
                     ctx.policy.silence_tolerance,
                 ))]
             }

@@ -359,6 +359,8 @@ impl Writer {
         }
         m.readings_stored.add(outcome.readings);
         m.alarms_stored.add(outcome.alarms);
+        m.clock_answers_late.add(outcome.clock_answers_late);
+        m.clock_answers_missed.add(outcome.clock_answers_missed);
         if let Some(d) = &self.downlinks {
             for dev_eui in &outcome.pending_devices {
                 d.mark_pending(dev_eui.clone());

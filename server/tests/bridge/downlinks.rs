@@ -796,3 +796,227 @@ async fn requests_for_many_meters_cover_their_scope_sqlite() {
 async fn requests_for_many_meters_cover_their_scope_postgres() {
     requests_for_many_meters_cover_their_scope(Dialect::Postgres).await;
 }
+
+/// A registry exported from elsewhere names another application than the one ChirpStack put
+/// the meter in: the meter's first command still goes to the application its uplink came from
+/// (ChirpStack drops a command on another application's topic without a word), and the
+/// registry learns the right one.
+async fn commands_go_to_the_application_the_uplink_came_from(dialect: Dialect) {
+    let Some(env) = Env::new(dialect).await else {
+        return;
+    };
+    const ASSIGNED: &str = "0b6c4e1a-9d2f-4a8b-8e3c-5f7a1d2b9c40";
+    let (dev_eui, serial) = env.register(1).await[0].clone();
+    let server = Server::start(env.settings(&format!("dl-{}", uuid::Uuid::new_v4()))).await;
+    let downlinks = server.app.as_ref().expect("running").downlinks();
+    let store = env.store.clone();
+    let meter = store
+        .meter_by_dev_eui(&dev_eui)
+        .await
+        .expect("lookup")
+        .expect("registered");
+    assert_eq!(meter.application_id, APP, "the registry's application");
+    let mut chirpstack = CommandListener::connect(&env.broker, "cs-down-app").await;
+    let mut publisher = Publisher::connect(&env.broker, "cs-up-app").await;
+    let close = downlinks
+        .enqueue(CommandRequest {
+            meter_id: meter.id,
+            kind: CommandKind::ValveClose,
+            requested_by: "operator@utility".into(),
+            expires_in: None,
+        })
+        .await
+        .expect("enqueue");
+
+    // The meter's first uplink, from the application ChirpStack assigned.
+    let data = reading_frame(serial, Utc::now(), 1_001);
+    let mut up: serde_json::Value = serde_json::from_slice(&up_event(
+        &dev_eui,
+        &uuid::Uuid::new_v4().to_string(),
+        1,
+        1,
+        &data,
+    ))
+    .expect("json");
+    up["deviceInfo"]["applicationId"] = json!(ASSIGNED);
+    publisher
+        .publish(
+            format!("application/{ASSIGNED}/device/{dev_eui}/event/up"),
+            serde_json::to_vec(&up).expect("json"),
+        )
+        .await;
+    let (topic, down) = chirpstack.next(WAIT).await.expect("released");
+    assert_eq!(down.id, Some(close.id));
+    assert_eq!(
+        topic,
+        format!("application/{ASSIGNED}/device/{dev_eui}/command/down")
+    );
+    let learned = wait_for(WAIT, 1, || {
+        let store = store.clone();
+        let dev_eui = dev_eui.clone();
+        async move {
+            let m = store.meter_by_dev_eui(&dev_eui).await.expect("lookup");
+            i64::from(m.is_some_and(|m| m.application_id == ASSIGNED))
+        }
+    })
+    .await;
+    assert_eq!(
+        learned, 1,
+        "the registry took the application from the event"
+    );
+    publisher.flush().await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn commands_go_to_the_application_the_uplink_came_from_sqlite() {
+    commands_go_to_the_application_the_uplink_came_from(Dialect::Sqlite).await;
+}
+
+#[tokio::test]
+async fn commands_go_to_the_application_the_uplink_came_from_postgres() {
+    commands_go_to_the_application_the_uplink_came_from(Dialect::Postgres).await;
+}
+
+/// ChirpStack goes silent about commands it dropped: a rejoin flushes its queue (a valve
+/// command is re-sent, a clock answer fails as obsolete), and a command with no `txack` after
+/// the meter's next uplinks is lost (re-sent, then failed after its attempts). A dead command
+/// does not hold the meter's next one back.
+async fn commands_chirpstack_went_silent_about_are_resent_or_failed(dialect: Dialect) {
+    let Some(env) = Env::new(dialect).await else {
+        return;
+    };
+    let (dev_eui, serial) = env.register(1).await[0].clone();
+    let mut settings = env.settings(&format!("dl-{}", uuid::Uuid::new_v4()));
+    settings.downlink.lost_after_uplinks = 2;
+    settings.downlink.max_attempts = 2;
+    let server = Server::start(settings).await;
+    let app = server.app.as_ref().expect("running");
+    let downlinks = app.downlinks();
+    let metrics = app.metrics();
+    let store = env.store.clone();
+    let meter_id = store
+        .meter_by_dev_eui(&dev_eui)
+        .await
+        .expect("lookup")
+        .expect("registered")
+        .id;
+    let mut chirpstack = CommandListener::connect(&env.broker, "cs-down-lost").await;
+    let mut publisher = Publisher::connect(&env.broker, "cs-up-lost").await;
+    let mut f_cnt = 0;
+    let request = |kind| CommandRequest {
+        meter_id,
+        kind,
+        requested_by: "operator@utility".into(),
+        expires_in: None,
+    };
+
+    // A clock answer and a valve command handed to ChirpStack, then the meter rejoins.
+    let dedup = uuid::Uuid::new_v4().to_string();
+    publisher
+        .publish(
+            topic(&dev_eui, "up"),
+            up_event(
+                &dev_eui,
+                &dedup,
+                1,
+                202,
+                &app_time_req(gps_now() - 20, 3, false),
+            ),
+        )
+        .await;
+    let (_, answer) = chirpstack.next(WAIT).await.expect("a clock answer");
+    assert_eq!(answer.id, Some(answer_id(&dedup)));
+    let recorded = wait_for(WAIT, 1, || {
+        let store = store.clone();
+        let dedup = dedup.clone();
+        async move { i64::from(store.command(answer_id(&dedup)).await.is_ok()) }
+    })
+    .await;
+    assert_eq!(recorded, 1, "the answer is in the audit trail");
+    let close = downlinks
+        .enqueue(request(CommandKind::ValveClose))
+        .await
+        .expect("enqueue");
+    uplink(&mut publisher, &dev_eui, serial, &mut f_cnt).await;
+    let (_, down) = chirpstack.next(WAIT).await.expect("released");
+    assert_eq!(down.id, Some(close.id));
+    assert_eq!(wait_state(&store, close.id, "queued").await, "queued");
+    let read = downlinks
+        .enqueue(request(CommandKind::ReadNow))
+        .await
+        .expect("enqueue");
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    publisher
+        .publish(
+            topic(&dev_eui, "join"),
+            event(
+                &dev_eui,
+                json!({"deduplicationId": uuid::Uuid::new_v4(), "time": Utc::now(), "devAddr": "01020304"}),
+            ),
+        )
+        .await;
+    assert_eq!(wait_state(&store, close.id, "pending").await, "pending");
+    let requeued = store.command(close.id).await.expect("command");
+    assert!(
+        requeued
+            .error
+            .as_deref()
+            .is_some_and(|e| e.contains("rejoined")),
+        "{:?}",
+        requeued.error
+    );
+    let obsolete = wait_state(&store, answer_id(&dedup), "failed").await;
+    assert_eq!(obsolete, "failed", "a clock answer of the old session");
+    let failed = store.command(answer_id(&dedup)).await.expect("command");
+    assert!(
+        failed
+            .error
+            .as_deref()
+            .is_some_and(|e| e.contains("obsolete"))
+    );
+
+    // Re-sent under the same id after the next uplink.
+    uplink(&mut publisher, &dev_eui, serial, &mut f_cnt).await;
+    let (_, again) = chirpstack.next(WAIT).await.expect("re-sent");
+    assert_eq!(again.id, Some(close.id));
+    assert_eq!(wait_state(&store, close.id, "queued").await, "queued");
+
+    // No txack after two uplinks: lost, and after two attempts failed; the read behind it
+    // goes out with the uplink that decided it.
+    uplink(&mut publisher, &dev_eui, serial, &mut f_cnt).await;
+    assert!(chirpstack.next(QUIET).await.is_none(), "still waiting");
+    uplink(&mut publisher, &dev_eui, serial, &mut f_cnt).await;
+    let (_, next) = chirpstack.next(WAIT).await.expect("the next command");
+    assert_eq!(next.id, Some(read.id), "not held behind a dead command");
+    assert_eq!(wait_state(&store, close.id, "failed").await, "failed");
+    let lost = store.command(close.id).await.expect("command");
+    assert!(
+        lost.error
+            .as_deref()
+            .is_some_and(|e| e.contains("no txack")),
+        "{:?}",
+        lost.error
+    );
+    assert_eq!(lost.attempts, 2);
+    // Counted once the dispatcher's pass ends, just after the next command went out.
+    let counted = wait_for(WAIT, 3, || {
+        let m = metrics.clone();
+        async move { m.commands_lost.get() as i64 }
+    })
+    .await;
+    assert_eq!(counted, 3, "rejoin, answer, lost");
+    assert_eq!(metrics.clock_answers_missed.get(), 1);
+    publisher.flush().await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn commands_chirpstack_went_silent_about_are_resent_or_failed_sqlite() {
+    commands_chirpstack_went_silent_about_are_resent_or_failed(Dialect::Sqlite).await;
+}
+
+#[tokio::test]
+async fn commands_chirpstack_went_silent_about_are_resent_or_failed_postgres() {
+    commands_chirpstack_went_silent_about_are_resent_or_failed(Dialect::Postgres).await;
+}

@@ -152,3 +152,61 @@ fn an_accelerated_clock_without_an_epoch_is_refused() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("clock.epoch is required"));
 }
+
+/// `meterhub migrate` against `url`: its stderr, after checking that it failed.
+fn failed_start(url: &str) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_meterhub"))
+        .arg("migrate")
+        .env("METERHUB_DATABASE__URL", url)
+        .output()
+        .expect("run meterhub");
+    assert!(!out.status.success(), "migrated {url}");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn an_unreachable_database_is_named_with_host_port_and_cause_at_once() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let started = std::time::Instant::now();
+    let err = failed_start(&format!("postgres://meter:s3cret@127.0.0.1:{port}/billing"));
+    for part in [
+        format!("127.0.0.1:{port}"),
+        "\"billing\"".to_owned(),
+        "connection refused".to_owned(),
+    ] {
+        assert!(err.contains(&part), "{part:?} missing: {err}");
+    }
+    assert!(!err.contains("s3cret"), "{err}");
+    assert!(!err.contains("pool timed out"), "{err}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(10),
+        "a refusal needs no time-out"
+    );
+}
+
+#[test]
+fn a_missing_database_is_said_once_with_what_to_do() {
+    let Some(url) = test_support::services::require("METERHUB_TEST_DATABASE_URL", "PostgreSQL")
+    else {
+        return;
+    };
+    let (base, _) = url.rsplit_once('/').expect("a database URL");
+    let err = failed_start(&format!("{base}/meterhub_no_such_database"));
+    assert_eq!(err.matches("does not exist").count(), 1, "{err}");
+    assert!(err.contains("\"meterhub_no_such_database\""), "{err}");
+    assert!(err.contains("createdb"), "{err}");
+    assert!(!err.contains(" at line "), "{err}");
+}
+
+#[test]
+fn a_sqlite_file_in_a_missing_directory_is_named() {
+    let err = failed_start("sqlite:///nonexistent-meterhub-dir/x/meterhub.db");
+    assert!(
+        err.contains("/nonexistent-meterhub-dir/x/meterhub.db"),
+        "{err}"
+    );
+    assert!(err.contains("directory exists"), "{err}");
+}

@@ -9,6 +9,9 @@ pub enum Error {
     /// The write contradicts a row already stored (a unique key held by another row).
     #[error("conflict: {0}")]
     Conflict(String),
+    /// The database could not be opened; the message says where and what to check.
+    #[error("{0}")]
+    Connect(String),
     /// The URL names no database meterhub supports.
     #[error("unsupported database URL {0:?}: use sqlite://PATH or postgres://…")]
     UnsupportedUrl(String),

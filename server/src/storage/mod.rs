@@ -12,6 +12,7 @@
 
 pub mod alarms;
 pub mod commands;
+pub mod connect;
 mod error;
 pub mod identities;
 pub mod ingest;
@@ -161,7 +162,8 @@ impl Store {
     /// migrate: call [`Store::migrate`].
     pub async fn connect(url: &str, max_connections: u32) -> Result<Store> {
         if url.starts_with("sqlite:") {
-            let options = SqliteConnectOptions::from_str(url)?
+            let options = SqliteConnectOptions::from_str(url)
+                .map_err(|e| connect::explain_url(&e))?
                 .create_if_missing(true)
                 .journal_mode(SqliteJournalMode::Wal)
                 // NORMAL is durable against process crashes under WAL; only an OS crash can
@@ -177,14 +179,17 @@ impl Store {
                 .idle_timeout(None)
                 .max_lifetime(None)
                 .connect_with(options.clone())
-                .await?;
+                .await
+                .map_err(|e| connect::explain_sqlite(&options, &e))?;
             let reader = SqlitePoolOptions::new()
                 .max_connections(max_connections.max(1))
-                .connect_with(options.read_only(true))
-                .await?;
+                .connect_with(options.clone().read_only(true))
+                .await
+                .map_err(|e| connect::explain_sqlite(&options, &e))?;
             Ok(Store::Sqlite { writer, reader })
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            let options = PgConnectOptions::from_str(url)?;
+            let options = PgConnectOptions::from_str(url).map_err(|e| connect::explain_url(&e))?;
+            connect::probe_postgres(&options).await?;
             let pool = PgPoolOptions::new()
                 .max_connections(max_connections.max(2))
                 .acquire_timeout(Duration::from_secs(10))

@@ -287,6 +287,11 @@ pub struct RunArgs {
     /// How frames leave the simulator.
     #[arg(long, value_enum, default_value_t = Transport::Integration)]
     pub transport: Transport,
+    /// Per reading, the chance (0–1) that the meter detects tampering before its next one (a
+    /// magnet, movement or a cut cable, alike likely) and raises the alarm at once; its next
+    /// reading carries the tamper flag. Both transports.
+    #[arg(long, default_value_t = 0.0)]
+    pub tamper: f64,
     #[command(flatten)]
     pub udp: UdpArgs,
     /// MQTT broker (v5), as ChirpStack's integration would publish to.

@@ -32,6 +32,10 @@ pub struct FleetSpec {
     pub unregistered_share: f64,
     /// Faults on demand (none by default).
     pub faults: Faults,
+    /// Per periodic reading, the chance that the meter detects tampering before its next one
+    /// (a magnet held against it, movement, or a cut cable) and raises the alarm at once;
+    /// 0–1, none by default. Drawn from each meter's fault stream.
+    pub tamper: f64,
 }
 
 impl Default for FleetSpec {
@@ -45,6 +49,7 @@ impl Default for FleetSpec {
             application_id: DEFAULT_APPLICATION_ID.into(),
             unregistered_share: 0.0,
             faults: Faults::default(),
+            tamper: 0.0,
         }
     }
 }
@@ -99,6 +104,7 @@ pub fn build(spec: &FleetSpec, start: i64) -> Vec<Meter> {
                 clock_sync_generation: 0,
                 resync_remaining: 0,
                 booted: false,
+                tampered: false,
             }
         })
         .collect()

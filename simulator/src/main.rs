@@ -16,8 +16,12 @@ use meterhub_sim::runner::{self, RunSpec};
 use crate::cli::{Cli, Command, RunArgs, Transport};
 
 async fn run(args: RunArgs) -> Result<String> {
+    if !(0.0..=1.0).contains(&args.tamper) {
+        bail!("--tamper must be between 0 and 1, got {}", args.tamper);
+    }
     let spec = FleetSpec {
         faults: args.faults.faults()?,
+        tamper: args.tamper,
         ..args.fleet.spec()?
     };
     if args.transport == Transport::Udp && args.clock_speed > 1 {

@@ -66,6 +66,20 @@ pub struct Meter {
     pub resync_remaining: u8,
     /// It has sent its boot-time AppTimeReq.
     pub booted: bool,
+    /// It raised a tamper alarm since its last reading, which then carries the tamper flag.
+    pub tampered: bool,
+}
+
+/// The tamper alarms a meter's firmware raises: a magnet, movement, a cut cable.
+pub const TAMPER_KINDS: [AlarmKind; 3] = [
+    AlarmKind::MagneticTamper,
+    AlarmKind::Movement,
+    AlarmKind::CableCut,
+];
+
+/// Whether `kind` is one of the tamper alarms.
+pub fn is_tamper(kind: AlarmKind) -> bool {
+    TAMPER_KINDS.contains(&kind)
 }
 
 /// An uplink the firmware owes after a downlink.
@@ -77,7 +91,7 @@ pub enum Reply {
     Info,
     /// The result of these self-tests.
     SelfTest(Tests),
-    /// An alarm (valve moved).
+    /// An alarm: the valve moved, or the meter detected tampering.
     Alarm(AlarmKind),
     /// A clock-sync request.
     AppTimeReq,
@@ -257,11 +271,20 @@ impl Meter {
             }
             Reply::Alarm(kind) => {
                 let f = self.transmit();
+                // A magnet or a movement is counted in detections (the fault stream keeps
+                // the readings' draws as they were); the other alarms carry no value.
+                let value = match kind {
+                    AlarmKind::MagneticTamper | AlarmKind::Movement => {
+                        self.faults.range(1, 5) as u32
+                    }
+                    _ => 0,
+                };
+                self.tampered |= is_tamper(kind);
                 let alarm = Alarm {
                     kind,
                     raised: true,
                     meter_time: self.meter_time(now),
-                    value: 0,
+                    value,
                 };
                 (f, Uplink::Alarm(alarm))
             }
@@ -313,11 +336,14 @@ impl Meter {
             ),
         };
         let f_cnt = self.transmit();
-        let flags = if self.battery_percent() < 10 {
+        let mut flags = if self.battery_percent() < 10 {
             StatusFlags::LOW_BATTERY
         } else {
             StatusFlags::empty()
         };
+        if std::mem::take(&mut self.tampered) {
+            flags = flags | StatusFlags::TAMPER;
+        }
         let reading = Reading {
             serial: self.serial,
             meter_time: self.meter_time(now),
@@ -366,6 +392,7 @@ mod tests {
             clock_sync_generation: 0,
             resync_remaining: 0,
             booted: true,
+            tampered: false,
         }
     }
 

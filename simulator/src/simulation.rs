@@ -14,7 +14,7 @@ use firmware_protocol::chirpstack::LogCode;
 use crate::emulator::Network;
 use crate::faults::{self, Faults, break_serial, garble, hit};
 use crate::fleet::{FleetSpec, build, is_unregistered};
-use crate::meter::{Meter, Reply};
+use crate::meter::{Meter, Reply, is_tamper};
 use crate::queue::{DeviceQueue, QueueItem, Refusal};
 use crate::rng::Pcg32;
 use crate::timeline::{Job, RESYNC_SPACING, Timeline};
@@ -90,6 +90,8 @@ pub struct Emitted {
     pub touched: Touched,
     /// Whether the frame is a reading (periodic or asked for).
     pub reading: bool,
+    /// Whether the frame is a tamper alarm (magnetic tamper, movement, cable cut).
+    pub tamper: bool,
 }
 
 impl Emitted {
@@ -102,6 +104,12 @@ impl Emitted {
             && self.fate == Fate::Delivered
             && !self.touched.garbled
             && !self.touched.bad_serial
+    }
+
+    /// Whether the server must store the alarm this uplink raises: a tamper alarm of a
+    /// registered meter, delivered, its payload intact (an alarm carries no serial).
+    pub fn stores_tamper_alarm(&self) -> bool {
+        self.tamper && self.registered && self.fate == Fate::Delivered && !self.touched.garbled
     }
 }
 
@@ -130,6 +138,8 @@ pub struct Simulation {
     /// Events held back by reordering: (uplinks still to pass them, the events).
     held: Vec<(i64, Vec<Message>)>,
     run_faults: Pcg32,
+    /// Per periodic reading, the chance of a tamper alarm before the next.
+    tamper: f64,
 }
 
 impl Simulation {
@@ -155,6 +165,7 @@ impl Simulation {
             last_f_cnt: vec![None; meters.len()],
             held: Vec::new(),
             run_faults: faults::run_stream(spec.seed),
+            tamper: spec.tamper,
             meters,
         }
     }
@@ -225,6 +236,7 @@ impl Simulation {
             None => meter.reading(at),
         };
         let reading = matches!(message, Uplink::Reading(_));
+        let tamper = matches!(&message, Uplink::Alarm(a) if is_tamper(a.kind));
         let mut buf = [0u8; 64];
         let n = message.encode(&mut buf).context("encoding an uplink")?;
         let mut frame = buf[..n].to_vec();
@@ -339,6 +351,7 @@ impl Simulation {
         if periodic {
             let next = at + self.meters[i].interval;
             self.due.schedule(next, index, None);
+            self.due.tamper(&mut self.meters[i], at, self.tamper);
         }
         // Reordering: this uplink's events wait behind the next one to three uplinks'.
         for entry in &mut self.held {
@@ -369,6 +382,7 @@ impl Simulation {
             fate,
             touched,
             reading,
+            tamper,
         })
     }
 
@@ -482,6 +496,46 @@ mod tests {
         (0..count)
             .map(|_| sim.emit().expect("emits").expect("an event"))
             .collect()
+    }
+
+    #[test]
+    fn tampered_meters_raise_each_tamper_alarm_and_flag_their_next_reading() {
+        let spec = FleetSpec {
+            meters: 50,
+            reporting_interval_minutes: 60,
+            tamper: 0.2,
+            ..FleetSpec::default()
+        };
+        let mut sim = Simulation::new(&spec, 1_784_678_400);
+        let mut kinds = std::collections::HashSet::new();
+        // Meters whose last uplink was a tamper alarm: their next reading carries the flag.
+        let mut flag_owed = std::collections::HashSet::new();
+        let mut flagged = 0;
+        for _ in 0..3_000 {
+            let e = sim.emit().expect("emits").expect("an uplink");
+            let Ok(Event::Up(up)) = Event::from_json(EventType::Up, &e.up.payload) else {
+                panic!("an up event");
+            };
+            let port = u8::try_from(up.f_port).expect("a port");
+            match firmware_protocol::decode_uplink(port, up.data.as_slice()).expect("decodes") {
+                Uplink::Alarm(a) => {
+                    assert!(e.tamper && e.stores_tamper_alarm());
+                    assert!(a.raised);
+                    assert!(crate::meter::is_tamper(a.kind), "{a:?}");
+                    kinds.insert(a.kind);
+                    flag_owed.insert(e.meter);
+                }
+                Uplink::Reading(r) => {
+                    assert!(!e.tamper);
+                    let tampered = r.flags.contains(firmware_protocol::StatusFlags::TAMPER);
+                    assert_eq!(tampered, flag_owed.remove(&e.meter), "meter {}", e.meter);
+                    flagged += usize::from(tampered);
+                }
+                _ => assert!(!e.tamper),
+            }
+        }
+        assert_eq!(kinds.len(), 3, "{kinds:?}");
+        assert!(flagged > 10, "{flagged}");
     }
 
     #[test]

@@ -107,6 +107,10 @@ pub struct Report {
     pub published: u64,
     /// Of those, acknowledged by the broker (QoS 1 PUBACK).
     pub acknowledged: u64,
+    /// Tamper alarms the meters raised (sent, heard or not).
+    pub tamper_alarms: u64,
+    /// Of those, the ones the server must store (see `Emitted::stores_tamper_alarm`).
+    pub expected_tamper_alarms: u64,
     /// Downlinks received and queued.
     pub downlinks: u64,
     /// Downlinks refused (unknown device, duplicate id, fPort 0, unreadable).
@@ -132,6 +136,8 @@ impl Report {
     pub fn add(&mut self, e: &Emitted) {
         self.uplinks += 1;
         self.readings += u64::from(e.reading);
+        self.tamper_alarms += u64::from(e.tamper);
+        self.expected_tamper_alarms += u64::from(e.stores_tamper_alarm());
         if e.stores_reading() {
             self.registered_readings += 1;
             if let Some(n) = self.expected_by_meter.get_mut(e.meter as usize) {
@@ -167,6 +173,7 @@ impl Report {
         let f = &self.faults;
         format!(
             "{} uplinks in {:.1} s ({:.0}/s), {} readings; {} readings for the server to store; \
+             {} tamper alarms ({} for the server to store); \
              {} MQTT messages published, {} acknowledged by the broker\n\
              downlinks {} queued, {} refused; MQTT errors {}\n\
              faults: lost {}, silent {} (in {} spells), discarded by fCnt check {}, garbled {}, \
@@ -177,6 +184,8 @@ impl Report {
             self.uplinks as f64 / elapsed.as_secs_f64().max(1e-3),
             self.readings,
             self.registered_readings,
+            self.tamper_alarms,
+            self.expected_tamper_alarms,
             self.published,
             self.acknowledged,
             self.downlinks,
@@ -204,6 +213,8 @@ impl Report {
             "uplinks": self.uplinks,
             "readings": self.readings,
             "expectedReadings": self.registered_readings,
+            "tamperAlarms": self.tamper_alarms,
+            "expectedTamperAlarms": self.expected_tamper_alarms,
             "published": self.published,
             "acknowledged": self.acknowledged,
             "downlinks": self.downlinks,

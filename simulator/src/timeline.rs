@@ -12,7 +12,8 @@
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 
-use crate::meter::{Meter, Reply};
+use crate::faults::hit;
+use crate::meter::{Meter, Reply, TAMPER_KINDS};
 
 /// Seconds a meter takes to answer a command (listen, act, transmit).
 pub(crate) const REPLY_DELAY: i64 = 5;
@@ -123,6 +124,18 @@ impl Timeline<Job> {
             Job::Resync if meter.resync_remaining == 0 => None,
             Job::Resync => Some(Reply::AppTimeReq),
         }
+    }
+
+    /// After `meter`'s periodic reading at `at`: with probability `tamper` it detects
+    /// tampering at some moment before its next reading and raises the alarm then. Draws from
+    /// the meter's fault stream, and nothing when `tamper` is 0.
+    pub(crate) fn tamper(&mut self, meter: &mut Meter, at: i64, tamper: f64) {
+        if !hit(&mut meter.faults, tamper) {
+            return;
+        }
+        let kind = TAMPER_KINDS[meter.faults.range(0, TAMPER_KINDS.len() as i64 - 1) as usize];
+        let when = at + meter.faults.range(1, (meter.interval - 1).max(1));
+        self.schedule(when, meter.index, Some(Job::Reply(Reply::Alarm(kind))));
     }
 
     /// `meter` takes a downlink's application payload at `now`: the replies it owes fall due

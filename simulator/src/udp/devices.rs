@@ -121,6 +121,8 @@ pub struct Devices {
     free_at: Vec<i64>,
     /// Where in its second each frame starts.
     jitter: Pcg32,
+    /// Per periodic reading, the chance of a tamper alarm before the next.
+    tamper: f64,
 }
 
 impl Devices {
@@ -148,6 +150,7 @@ impl Devices {
             duty_cycle: true,
             free_at: vec![i64::MIN; meters.len()],
             jitter: Pcg32::new(spec.seed ^ 0x0a17_7133, 0),
+            tamper: spec.tamper,
             links,
             keys,
             due,
@@ -234,6 +237,7 @@ impl Devices {
         if reply.is_none() {
             let next = at + self.meters[i].interval;
             self.due.schedule(next, index, None);
+            self.due.tamper(&mut self.meters[i], at, self.tamper);
         }
         let Some(session) = self.links[i].session.clone() else {
             return Ok(Some(Due::NotJoined(index)));
@@ -471,6 +475,11 @@ mod tests {
     /// silence after), reporting every `minutes`, `duty_cycle` as given, joined ten seconds
     /// before its first reading is due. Returns when that reading is due.
     fn joined_meter(minutes: u16, duty_cycle: bool) -> (Devices, i64) {
+        joined_meter_tampered(minutes, duty_cycle, 0.0)
+    }
+
+    /// The same, raising a tamper alarm after a reading with probability `tamper`.
+    fn joined_meter_tampered(minutes: u16, duty_cycle: bool, tamper: f64) -> (Devices, i64) {
         let seed = (0..)
             .find(|s| spreading_factor(*s, 0) == 12)
             .expect("some seed puts meter 0 at SF12");
@@ -478,6 +487,7 @@ mod tests {
             meters: 1,
             seed,
             reporting_interval_minutes: minutes,
+            tamper,
             ..FleetSpec::default()
         };
         let start = 1_784_678_400;
@@ -564,5 +574,30 @@ mod tests {
         let (mut devices, _) = joined_meter(1, false);
         let (log, _) = sent(&mut devices);
         assert!(log.iter().all(|(_, w)| *w == "frame"), "{log:?}");
+    }
+
+    #[test]
+    fn a_meter_that_detects_tampering_sends_its_alarm_over_the_air() {
+        let (mut devices, _) = joined_meter_tampered(60, false, 1.0);
+        let mut alarms = Vec::new();
+        let mut flagged = 0;
+        for _ in 0..20 {
+            let Some(Due::Frame { message, .. }) = devices.emit().expect("emits") else {
+                continue;
+            };
+            match message {
+                Uplink::Alarm(a) => alarms.push(a.kind),
+                Uplink::Reading(r) => {
+                    flagged += usize::from(r.flags.contains(firmware_protocol::StatusFlags::TAMPER))
+                }
+                _ => {}
+            }
+        }
+        assert!(alarms.len() >= 5, "{alarms:?}");
+        assert!(
+            alarms.iter().all(|k| crate::meter::is_tamper(*k)),
+            "{alarms:?}"
+        );
+        assert!(flagged >= 4, "{flagged}");
     }
 }

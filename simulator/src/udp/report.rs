@@ -32,6 +32,11 @@ pub struct UdpReport {
     /// The same, per meter, indexed by the meter's position in the fleet (its DevEUI is
     /// `70b3d57e` followed by the index as 8 hex digits).
     pub expected_by_meter: Vec<u32>,
+    /// Tamper alarms the meters sent.
+    pub tamper_alarms: u64,
+    /// Of those, the ones of registered meters that a gateway forwarded: a server must store
+    /// them, unless the network between them lost some.
+    pub expected_tamper_alarms: u64,
     /// Uplinks the firmware owed before its meter had joined (not sent).
     pub not_joined: u64,
     /// Data downlinks taken by a device (MIC, DevAddr and counter checked).
@@ -108,7 +113,8 @@ impl UdpReport {
         let g = &self.gateways;
         format!(
             "{} meters, {} joined ({} JoinRequests, {} accepted, {} retries); {} uplinks \
-             ({} readings, {} for the server to store) in {:.1} s, {} owed before joining; {} downlinks taken, {} frames \
+             ({} readings, {} for the server to store; {} tamper alarms) in {:.1} s, {} owed \
+             before joining; {} downlinks taken, {} frames \
              rejected, {} malformed datagrams; PUSH_DATA {} sent / {} acked, PULL_DATA {} / {}, \
              {} unacknowledged, {} unmatched acks, {} TX_ACKs, {} send errors\n\
              radio: {:.1} s on air, {} frames held back by the duty cycle, {} given up, {} lost \
@@ -121,6 +127,7 @@ impl UdpReport {
             self.uplinks,
             self.readings,
             self.registered_readings,
+            self.tamper_alarms,
             elapsed.as_secs_f64(),
             self.not_joined,
             self.downlinks,
@@ -157,6 +164,8 @@ impl UdpReport {
             "uplinks": self.uplinks,
             "readings": self.readings,
             "expectedReadings": self.registered_readings,
+            "tamperAlarms": self.tamper_alarms,
+            "expectedTamperAlarms": self.expected_tamper_alarms,
             "notJoined": self.not_joined,
             "downlinks": self.downlinks,
             "rejectedFrames": self.rejected_frames,

@@ -22,6 +22,7 @@ use super::packet_forwarder::{Downstream, parse_downstream};
 use super::radio;
 pub use super::report::UdpReport;
 use crate::fleet::FleetSpec;
+use crate::meter::is_tamper;
 use crate::rng::Pcg32;
 
 /// The longest the loop sleeps at once: it wakes at least this often anyway (keep-alives).
@@ -94,6 +95,7 @@ struct Uplinked {
     index: u32,
     frame: Vec<u8>,
     reading: bool,
+    tamper: bool,
 }
 
 impl UdpSpec {
@@ -366,8 +368,10 @@ impl Airwaves {
                 ..
             } => {
                 let reading = matches!(message, Uplink::Reading(_));
+                let tamper = matches!(&message, Uplink::Alarm(a) if is_tamper(a.kind));
                 report.uplinks += 1;
                 report.readings += u64::from(reading);
+                report.tamper_alarms += u64::from(tamper);
                 report.radio.airtime_us += air_us.max(0) as u64;
                 self.air.send(Flight {
                     gateway: index as usize % gateways.max(1),
@@ -380,6 +384,7 @@ impl Airwaves {
                         index,
                         frame,
                         reading,
+                        tamper,
                     },
                 });
             }
@@ -424,6 +429,9 @@ impl Airwaves {
             );
             if up.reading {
                 report.forwarded_reading(up.index, devices.registered(up.index));
+            }
+            if up.tamper && devices.registered(up.index) {
+                report.expected_tamper_alarms += 1;
             }
             if let Err(e) = gateway.push_frames(vec![rxpk]).await {
                 report.send_errors += 1;

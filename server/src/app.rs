@@ -142,6 +142,7 @@ impl Application {
             max_body_bytes: settings.api.max_body_bytes,
             policy: policy.clone(),
             downlinks: downlinks.clone(),
+            billing: crate::billing::Calendar::new(&settings.utility, &settings.billing)?,
         });
         let writer = uplink::writer::Writer {
             session: link.session.clone(),

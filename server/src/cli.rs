@@ -101,6 +101,9 @@ pub enum Command {
     /// Manage REST API keys.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Reports from the stored data.
+    #[command(subcommand)]
+    Report(ReportCommand),
     /// Decode a meter frame (hex) to its JSON form, as the server and the ChirpStack codec do.
     Decode(DecodeArgs),
     /// Encode a message's JSON form (as printed by `decode`) to a hex frame and its fPort.
@@ -118,6 +121,14 @@ pub enum MetersCommand {
         /// The file.
         file: PathBuf,
     },
+}
+
+/// `meterhub report …`.
+#[derive(Debug, Subcommand)]
+pub enum ReportCommand {
+    /// Consumption per day, ISO week or month of every meter (or a region's, or one), as
+    /// the API computes it: CSV or JSON, to stdout or a file; progress on stderr.
+    Consumption(crate::report::ConsumptionArgs),
 }
 
 /// `meterhub keys …`. A running server picks up a change within five seconds.

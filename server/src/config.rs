@@ -36,6 +36,31 @@ pub struct Settings {
     pub monitor: MonitorSettings,
     /// The REST API.
     pub api: ApiSettings,
+    /// How consumption is computed for billing.
+    pub billing: BillingSettings,
+}
+
+/// How consumption is computed for billing (the time zone is `[utility] time_zone`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BillingSettings {
+    /// A boundary register is interpolated between readings at most this many days apart;
+    /// farther apart, the period is incomplete.
+    pub gap_days: u32,
+    /// A period's figures are frozen this many days after it ends.
+    pub grace_days: u32,
+    /// Regions whose billing calendar is in another IANA time zone than the utility's.
+    pub region_time_zones: std::collections::BTreeMap<String, String>,
+}
+
+impl Default for BillingSettings {
+    fn default() -> Self {
+        BillingSettings {
+            gap_days: 7,
+            grace_days: 3,
+            region_time_zones: Default::default(),
+        }
+    }
 }
 
 /// The REST API's cache and limits.
@@ -416,6 +441,16 @@ impl Settings {
                     self.utility.time_zone
                 )
             })?;
+        for (region, zone) in &self.billing.region_time_zones {
+            zone.parse::<chrono_tz::Tz>().map_err(|_| {
+                anyhow::anyhow!(
+                    "billing.region_time_zones.{region} {zone:?} is not an IANA time zone"
+                )
+            })?;
+        }
+        if !(1..=366).contains(&self.billing.gap_days) {
+            bail!("billing.gap_days must be between 1 and 366");
+        }
         self.clock_epoch()?;
         // The MQTT receive maximum, a 16-bit number, is a multiple of the batch (capped).
         if !(1..=32_767).contains(&self.ingest.batch_size) {
@@ -628,7 +663,19 @@ cache_ttl_secs = {cache_ttl}
 cache_capacity = {cache_capacity}
 # Largest request body accepted, bytes.
 max_body_bytes = {max_body}
+
+[billing]
+# A register at a period boundary is interpolated between readings at most this many days
+# apart; farther apart, the period is incomplete (no figure is invented).
+gap_days = {gap_days}
+# A period's figures are frozen this many days after it ends; later changes become revisions.
+grace_days = {grace_days}
+# Regions billed in another time zone than [utility] time_zone.
+# [billing.region_time_zones]
+# canarias = "Atlantic/Canary"
 "#,
+        gap_days = d.billing.gap_days,
+        grace_days = d.billing.grace_days,
         dl_enabled = d.downlink.enabled,
         answer_expiry = d.downlink.answer_expiry_secs,
         command_expiry = d.downlink.command_expiry_hours,

@@ -5,6 +5,7 @@
 pub mod admin;
 pub mod api;
 pub mod app;
+pub mod billing;
 pub mod cache;
 pub mod cli;
 pub mod config;
@@ -17,6 +18,7 @@ pub mod metrics;
 pub mod monitor;
 pub mod mqtt;
 pub mod registry;
+pub mod report;
 pub mod storage;
 pub mod time;
 pub mod uplink;

@@ -5,16 +5,18 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::Parser;
 use meterhub::app::Application;
-use meterhub::cli::{Cli, Command, KeysCommand, MetersCommand};
+use meterhub::cli::{Cli, Command, KeysCommand, MetersCommand, ReportCommand};
 use meterhub::config::Settings;
-use meterhub::{admin, config, frame};
+use meterhub::{admin, config, frame, report};
 use tokio_util::sync::CancellationToken;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(&cli) {
         Ok((output, success)) => {
-            println!("{}", output.trim_end());
+            if !output.is_empty() {
+                println!("{}", output.trim_end());
+            }
             if success {
                 ExitCode::SUCCESS
             } else {
@@ -111,6 +113,13 @@ fn run(cli: &Cli) -> Result<(String, bool)> {
             let report = runtime()?.block_on(admin::import_meters(&settings, file))?;
             let success = report.errors.is_empty();
             (report.to_string(), success)
+        }
+        Command::Report(ReportCommand::Consumption(args)) => {
+            let settings = settings()?;
+            // The rows may go to stdout: the summary goes to stderr.
+            let summary = runtime()?.block_on(report::consumption(&settings, args))?;
+            eprintln!("{summary}");
+            (String::new(), true)
         }
         Command::Keys(command) => {
             let settings = settings()?;

@@ -97,6 +97,17 @@ pub fn time_cursor(cursor: Option<&str>) -> Result<Option<DateTime<Utc>>, Proble
     cursor.map(|c| cursor_time(&cursor_text(c)?)).transpose()
 }
 
+/// A cursor holding a date.
+pub fn date_cursor(cursor: Option<&str>) -> Result<Option<chrono::NaiveDate>, Problem> {
+    cursor
+        .map(|c| {
+            cursor_text(c)?
+                .parse()
+                .map_err(|_| Problem::bad_field("cursor", "not a cursor this API returned"))
+        })
+        .transpose()
+}
+
 /// A cursor holding a time and a second key (an id).
 pub fn pair_cursor<T: std::str::FromStr + ToString>(
     cursor: Option<&str>,

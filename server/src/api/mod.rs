@@ -52,6 +52,8 @@ pub struct ApiState {
     pub policy: crate::uplink::classify::Policy,
     /// The command queue.
     pub downlinks: crate::downlink::Downlinks,
+    /// The billing calendar (time zones, interpolation gap).
+    pub billing: crate::billing::Calendar,
 }
 
 impl ApiState {

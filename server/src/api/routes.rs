@@ -22,6 +22,8 @@ pub enum Op {
     MeterReadings,
     /// GET /meters/{meter}/commands
     MeterCommands,
+    /// GET /meters/{meter}/consumption
+    MeterConsumption,
     /// POST /meters/{meter}/commands
     SendCommand,
     /// POST /regions/{region}/commands
@@ -234,6 +236,41 @@ pub const ROUTES: &[Route] = &[
         body: None,
         ok: 200,
         answer: "ReadingPage",
+        cached: true,
+    },
+    Route {
+        op: Op::MeterConsumption,
+        method: "GET",
+        path: "/meters/{meter}/consumption",
+        role: Some(Role::Viewer),
+        summary: "A meter's consumption per day, ISO week or month in the billing time zone, oldest first: register differences across the period's boundaries, measured or interpolated, with their quality",
+        query: &[
+            Param {
+                values: &["day", "week", "month"],
+                ..p("period", "string", "Period length (default `month`).")
+            },
+            Param {
+                format: Some("date"),
+                ..p(
+                    "from",
+                    "string",
+                    "First local date; the list starts with the period holding it (default: 31 days, 12 weeks or 12 months before `to`).",
+                )
+            },
+            Param {
+                format: Some("date"),
+                ..p(
+                    "to",
+                    "string",
+                    "Periods starting before this local date are listed (default: tomorrow).",
+                )
+            },
+            LIMIT,
+            CURSOR,
+        ],
+        body: None,
+        ok: 200,
+        answer: "ConsumptionPage",
         cached: true,
     },
     Route {

@@ -31,6 +31,7 @@ pub fn example(op: Op, f: &Fixture, extra: &Extra) -> (String, Option<Value>) {
         Op::GetMeter => (format!("/api/v1/meters/{m}"), None),
         Op::MeterReadings => (format!("/api/v1/meters/{m}/readings"), None),
         Op::MeterCommands => (format!("/api/v1/meters/{m}/commands"), None),
+        Op::MeterConsumption => (format!("/api/v1/meters/{m}/consumption?period=day"), None),
         Op::SendCommand => (
             format!("/api/v1/meters/{m}/commands"),
             Some(json!({"kind": "readNow"})),

@@ -90,6 +90,29 @@ fn cases(op: Op, alarm: i64) -> Vec<(&'static str, String, Option<String>, u16, 
             ),
             get("/api/v1/meters/xyz/readings".into(), "meter"),
         ],
+        Op::MeterConsumption => vec![
+            get(
+                format!("/api/v1/meters/{m}/consumption?period=year"),
+                "period",
+            ),
+            get(
+                format!("/api/v1/meters/{m}/consumption?from=2026-13-01"),
+                "from",
+            ),
+            get(
+                format!("/api/v1/meters/{m}/consumption?from=2026-05-01&to=2026-04-01"),
+                "from",
+            ),
+            get(
+                format!("/api/v1/meters/{m}/consumption?to=0001-01-01"),
+                "to",
+            ),
+            get(
+                format!("/api/v1/meters/{m}/consumption?cursor=eA"),
+                "cursor",
+            ),
+            get("/api/v1/meters/xyz/consumption".into(), "meter"),
+        ],
         Op::MeterCommands => vec![get(
             format!("/api/v1/meters/{m}/commands?cursor=eA"),
             "cursor",

@@ -7,6 +7,7 @@ mod bridge;
 
 mod auth;
 mod bad_input;
+mod billing;
 mod cache;
 mod command_cache;
 mod commands;

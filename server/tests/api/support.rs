@@ -134,6 +134,14 @@ pub struct TestApi {
 impl TestApi {
     /// A server on `dialect`, or `None` when that database is not configured.
     pub async fn start(dialect: Dialect) -> Option<TestApi> {
+        TestApi::start_with(dialect, |_| {}).await
+    }
+
+    /// A server on `dialect` with settings changed by `tweak`.
+    pub async fn start_with(
+        dialect: Dialect,
+        tweak: impl FnOnce(&mut meterhub::config::Settings),
+    ) -> Option<TestApi> {
         let env = Env::new(dialect).await?;
         let mut keys = Vec::new();
         for role in Role::ALL {
@@ -142,7 +150,9 @@ impl TestApi {
             keys.push(k.secret);
         }
         let client_id = format!("api-{}", uuid::Uuid::new_v4());
-        let server = Server::start(env.settings(&client_id)).await;
+        let mut settings = env.settings(&client_id);
+        tweak(&mut settings);
+        let server = Server::start(settings).await;
         let addr = server.app.as_ref().expect("running").http_addr();
         Some(TestApi {
             env,

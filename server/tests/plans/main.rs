@@ -155,6 +155,8 @@ async fn no_api_query_scans_readings_or_alarms_sequentially() {
         format!("/api/v1/meters/{:014}", 5_001),
         format!("/api/v1/meters/{meter}/readings?from={month}"),
         format!("/api/v1/meters/{meter}/commands"),
+        format!("/api/v1/meters/{meter}/consumption?period=day"),
+        format!("/api/v1/meters/{meter}/consumption?period=month"),
         format!("/api/v1/meters/{meter}/self-tests"),
         format!("/api/v1/meters/{meter}/inspections"),
         "/api/v1/alarms".to_owned(),

@@ -2,6 +2,7 @@
 
 mod admin;
 mod alarms;
+mod billing;
 mod commands;
 mod data;
 mod registry;
@@ -23,6 +24,7 @@ pub async fn handle(req: &Request<'_>) -> Result<Answer, Problem> {
         Op::GetMeter => registry::meter(req).await,
         Op::MeterReadings => data::readings(req).await,
         Op::MeterCommands => data::commands(req).await,
+        Op::MeterConsumption => billing::meter(req).await,
         Op::SendCommand => commands::send(req).await,
         Op::SendRegionCommand => commands::send_region(req).await,
         Op::GetCommand => commands::command(req).await,

@@ -1,0 +1,320 @@
+//! Billing data over HTTP: a meter's consumption per day, week and month in Europe/Madrid,
+//! across DST days, month and year ends, 2028-02-29, gaps, wraps and backward steps.
+
+use chrono::{DateTime, Duration, Utc};
+use meterhub::storage::readings::StoredReading;
+use serde_json::{Value, json};
+use test_support::Dialect;
+
+use crate::support::{TestApi, dev_eui};
+
+fn at(s: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(s).expect("time").to_utc()
+}
+
+fn reading(meter_id: i64, at: DateTime<Utc>, litres: i64, wh: Option<i64>) -> StoredReading {
+    StoredReading {
+        meter_id,
+        reading_time: at,
+        received_at: Utc::now(),
+        gas_volume_litres: Some(litres),
+        energy_wh: wh,
+        voltage_decivolts: None,
+        current_milliamps: None,
+        gas_temperature_centi_celsius: None,
+        gas_pressure_pa: None,
+        valve: 1,
+        door: 0,
+        battery_millivolts: 3_600,
+        battery_percent: 90,
+        flags: 0,
+        f_cnt: None,
+    }
+}
+
+/// Readings every `step` from `from` (inclusive) to `to` (exclusive), `per_step` litres (and
+/// ten times as many Wh) apart, the first at `first` litres.
+fn series(
+    meter_id: i64,
+    from: &str,
+    to: &str,
+    step: Duration,
+    first: i64,
+    per_step: i64,
+) -> Vec<StoredReading> {
+    let (mut t, end) = (at(from), at(to));
+    let mut out = Vec::new();
+    let mut litres = first;
+    while t < end {
+        out.push(reading(meter_id, t, litres % (1 << 32), Some(litres * 10)));
+        t += step;
+        litres += per_step;
+    }
+    out
+}
+
+async fn rows(api: &TestApi, meter: u32, query: &str) -> Vec<Value> {
+    let r = api
+        .get(&format!(
+            "/api/v1/meters/{}/consumption?{query}",
+            dev_eui(meter)
+        ))
+        .await;
+    assert_eq!(r.status, 200, "{query}: {}", r.text());
+    r.json()["items"].as_array().expect("items").clone()
+}
+
+fn pick(rows: &[Value], field: &str) -> Vec<Value> {
+    rows.iter().map(|r| r[field].clone()).collect()
+}
+
+async fn consumption(dialect: Dialect) {
+    let Some(api) = TestApi::start_with(dialect, |s| {
+        s.utility.time_zone = "Europe/Madrid".to_owned();
+    })
+    .await
+    else {
+        return;
+    };
+    api.env.register(4).await;
+    let mut ids = Vec::new();
+    for n in 1..=4 {
+        let m = api.env.store.meter_by_dev_eui(&dev_eui(n)).await;
+        ids.push(m.expect("query").expect("meter").id);
+    }
+    let hour = Duration::hours(1);
+    let day = Duration::days(1);
+    let mut stored = Vec::new();
+    // Meter 1: hourly, a litre (10 Wh) an hour, around both DST changes of 2026.
+    stored.extend(series(
+        ids[0],
+        "2026-03-27T00:00:00Z",
+        "2026-04-02T00:00:00Z",
+        hour,
+        1_000,
+        1,
+    ));
+    stored.extend(series(
+        ids[0],
+        "2026-10-23T00:00:00Z",
+        "2026-10-28T00:00:00Z",
+        hour,
+        9_000,
+        1,
+    ));
+    // Meter 2: daily at Madrid midnight (23:00 UTC in winter), 100 litres a day, through
+    // February 2028 and its 29th, except the reading that opens 2028-03-02.
+    stored.extend(
+        series(
+            ids[1],
+            "2028-01-31T23:00:00Z",
+            "2028-03-10T23:00:00Z",
+            day,
+            50_000,
+            100,
+        )
+        .into_iter()
+        .filter(|r| r.reading_time != at("2028-03-01T23:00:00Z")),
+    );
+    // Meter 3: daily at Madrid midnight across the year end, wrapping past 2³² on the way.
+    stored.extend(series(
+        ids[2],
+        "2026-11-30T23:00:00Z",
+        "2027-02-01T23:00:00Z",
+        day,
+        (1 << 32) - 1_000,
+        100,
+    ));
+    // Meter 4: daily at Madrid midnight in May 2026 (summer: 22:00 UTC), its register going
+    // back once on May 10th, then silent for a fortnight from May 20th.
+    let mut m4 = series(
+        ids[3],
+        "2026-04-30T22:00:00Z",
+        "2026-05-20T22:00:00Z",
+        day,
+        5_000_000,
+        100,
+    );
+    m4.extend(series(
+        ids[3],
+        "2026-06-04T22:00:00Z",
+        "2026-06-10T22:00:00Z",
+        day,
+        6_000_000,
+        100,
+    ));
+    for r in &mut m4 {
+        if r.reading_time == at("2026-05-10T22:00:00Z") {
+            r.gas_volume_litres = Some(4_000_000);
+        }
+    }
+    stored.extend(m4);
+    api.env
+        .store
+        .insert_readings(&stored)
+        .await
+        .expect("insert");
+
+    // The spring day lasts 23 hours, and consumes 23 litres.
+    let spring = rows(&api, 1, "period=day&from=2026-03-28&to=2026-03-31").await;
+    assert_eq!(
+        pick(&spring, "gasLitres"),
+        [json!(24), json!(23), json!(24)]
+    );
+    assert_eq!(
+        pick(&spring, "energyWh"),
+        [json!(240), json!(230), json!(240)]
+    );
+    assert_eq!(pick(&spring, "readings"), [json!(24), json!(23), json!(24)]);
+    let d = &spring[1];
+    assert_eq!(d["periodStart"], "2026-03-29T00:00:00+01:00");
+    assert_eq!(d["periodEnd"], "2026-03-30T00:00:00+02:00");
+    assert_eq!(d["periodStartUtc"], "2026-03-28T23:00:00Z");
+    assert_eq!(d["periodEndUtc"], "2026-03-29T22:00:00Z");
+    assert_eq!(d["quality"], "measured");
+    assert_eq!(d["gasRegisterStart"], 1_000 + 47);
+    assert_eq!(d["gasRegisterEnd"], 1_000 + 70);
+    assert_eq!(d["gasCubicMetres"], json!(0.023));
+    assert_eq!(d["energyKwh"], json!(0.23));
+    // The autumn day lasts 25.
+    let autumn = rows(&api, 1, "period=day&from=2026-10-25&to=2026-10-26").await;
+    assert_eq!(pick(&autumn, "gasLitres"), [json!(25)]);
+    assert_eq!(autumn[0]["periodEnd"], "2026-10-26T00:00:00+01:00");
+    // A month without a reading near its start is incomplete, without a figure.
+    let march = rows(&api, 1, "period=month&from=2026-03-01&to=2026-04-01").await;
+    assert_eq!(pick(&march, "quality"), [json!("incomplete")]);
+    assert_eq!(march[0]["gasLitres"], Value::Null);
+
+    // 2028-02-29 is a day like any other; the missing midnight reading of March 2nd is
+    // interpolated, and both days it bounds are estimated (March 1st and 2nd).
+    let leap = rows(&api, 2, "period=day&from=2028-02-28&to=2028-03-04").await;
+    assert_eq!(pick(&leap, "gasLitres"), vec![json!(100); 5]);
+    assert_eq!(
+        pick(&leap, "quality"),
+        ["measured", "measured", "estimated", "estimated", "measured"].map(|q| json!(q))
+    );
+    assert_eq!(leap[1]["periodStart"], "2028-02-29T00:00:00+01:00");
+    let february = rows(&api, 2, "period=month&from=2028-02-01&to=2028-03-01").await;
+    assert_eq!(pick(&february, "gasLitres"), [json!(2_900)]);
+    assert_eq!(february[0]["quality"], "measured");
+    // Weeks: Monday 2028-02-28 to Monday 2028-03-06.
+    let week = rows(&api, 2, "period=week&from=2028-03-01&to=2028-03-02").await;
+    assert_eq!(week[0]["periodStart"], "2028-02-28T00:00:00+01:00");
+    // Its boundaries were read: the missing reading inside it does not matter.
+    assert_eq!(week[0]["gasLitres"], 700);
+    assert_eq!(week[0]["quality"], "measured");
+
+    // Across the year end and a wrap at 2³²: consumption, never a negative.
+    let months = rows(&api, 3, "period=month&from=2026-12-01&to=2027-02-01").await;
+    assert_eq!(pick(&months, "gasLitres"), [json!(3_100), json!(3_100)]);
+    assert_eq!(
+        pick(&months, "quality"),
+        [json!("measured"), json!("measured")]
+    );
+    assert_eq!(months[0]["gasRegisterStart"], (1i64 << 32) - 1_000);
+    assert_eq!(months[0]["gasRegisterEnd"], 2_100);
+    assert_eq!(months[1]["periodStart"], "2027-01-01T00:00:00+01:00");
+
+    // A backward step: the day it falls in and the day starting on the reading in doubt
+    // are invalid, the rest measured; a silent fortnight is incomplete.
+    let may = rows(&api, 4, "period=day&from=2026-05-09&to=2026-05-13").await;
+    assert_eq!(
+        pick(&may, "quality"),
+        ["measured", "invalid", "invalid", "measured"].map(|q| json!(q))
+    );
+    assert_eq!(
+        pick(&may, "gasLitres"),
+        [json!(100), Value::Null, Value::Null, json!(100)]
+    );
+    let silent = rows(&api, 4, "period=day&from=2026-05-25&to=2026-05-26").await;
+    assert_eq!(pick(&silent, "quality"), [json!("incomplete")]);
+
+    // Keyset pages: two days a page, the second starting after the first.
+    let path = format!(
+        "/api/v1/meters/{}/consumption?period=day&from=2026-03-28&to=2026-03-31&limit=2",
+        dev_eui(1)
+    );
+    let first = api.get(&path).await.json();
+    assert_eq!(first["items"].as_array().map(Vec::len), Some(2));
+    let cursor = first["nextCursor"].as_str().expect("a next page");
+    let second = api.get(&format!("{path}&cursor={cursor}")).await.json();
+    assert_eq!(
+        second["items"][0]["periodStart"],
+        "2026-03-30T00:00:00+02:00"
+    );
+    assert_eq!(second["nextCursor"], Value::Null);
+
+    // The command: every meter's days as CSV and as JSON, the same rows as the API's.
+    let days = "--from=2026-03-28";
+    let csv = report(&api, &[days, "--to=2026-03-31", "--format=csv"]).await;
+    let json: Vec<Value> =
+        serde_json::from_slice(&report(&api, &[days, "--to=2026-03-31", "--format=json"]).await)
+            .expect("a JSON array");
+    let mut lines = csv::Reader::from_reader(csv.as_slice());
+    let header: Vec<String> = lines
+        .headers()
+        .expect("header")
+        .iter()
+        .map(String::from)
+        .collect();
+    assert!(
+        header.contains(&"gasCubicMetres".to_owned()) && header.contains(&"energyKwh".to_owned())
+    );
+    let parsed: Vec<Vec<String>> = lines
+        .records()
+        .map(|r| r.expect("a CSV row").iter().map(String::from).collect())
+        .collect();
+    assert_eq!(parsed.len(), 4 * 3, "three days of four meters");
+    assert_eq!(parsed.len(), json.len());
+    for (line, object) in parsed.iter().zip(&json) {
+        let as_text: Vec<String> = header
+            .iter()
+            .map(|c| match &object[c] {
+                Value::Null => String::new(),
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            })
+            .collect();
+        assert_eq!(line, &as_text, "CSV and JSON rows agree");
+    }
+    let first_meter: Vec<Value> = json
+        .iter()
+        .filter(|r| r["devEui"] == dev_eui(1))
+        .map(|r| {
+            let mut r = r.clone();
+            for f in ["devEui", "serial", "region", "usageType"] {
+                r.as_object_mut().expect("object").remove(f);
+            }
+            r
+        })
+        .collect();
+    assert_eq!(first_meter, spring, "the command's rows are the API's");
+    api.stop().await;
+}
+
+/// `meterhub report consumption --period day ARGS` on the test's database, in Madrid.
+async fn report(api: &TestApi, args: &[&str]) -> Vec<u8> {
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_meterhub"))
+        .args(["report", "consumption", "--period", "day"])
+        .args(args)
+        .arg(format!("--database-url={}", api.env.db.url()))
+        .env("METERHUB_UTILITY__TIME_ZONE", "Europe/Madrid")
+        .env_remove("METERHUB_CONFIG")
+        .output()
+        .await
+        .expect("run meterhub");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("12 rows for 4 meters"), "{err}");
+    out.stdout
+}
+
+#[tokio::test]
+async fn consumption_across_dst_leap_days_wraps_and_gaps_sqlite() {
+    consumption(Dialect::Sqlite).await;
+}
+
+#[tokio::test]
+async fn consumption_across_dst_leap_days_wraps_and_gaps_postgres() {
+    consumption(Dialect::Postgres).await;
+}

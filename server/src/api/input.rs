@@ -97,13 +97,17 @@ pub fn time_cursor(cursor: Option<&str>) -> Result<Option<DateTime<Utc>>, Proble
     cursor.map(|c| cursor_time(&cursor_text(c)?)).transpose()
 }
 
-/// A cursor holding a date.
+/// A cursor holding a date, written `YYYY-MM-DD`.
 pub fn date_cursor(cursor: Option<&str>) -> Result<Option<chrono::NaiveDate>, Problem> {
     cursor
         .map(|c| {
-            cursor_text(c)?
-                .parse()
-                .map_err(|_| Problem::bad_field("cursor", "not a cursor this API returned"))
+            let text = cursor_text(c)?;
+            let date: chrono::NaiveDate = text.parse().map_err(|_| bad_cursor())?;
+            if date.to_string() == text {
+                Ok(date)
+            } else {
+                Err(bad_cursor())
+            }
         })
         .transpose()
 }

@@ -318,3 +318,47 @@ async fn consumption_across_dst_leap_days_wraps_and_gaps_sqlite() {
 async fn consumption_across_dst_leap_days_wraps_and_gaps_postgres() {
     consumption(Dialect::Postgres).await;
 }
+
+/// A cached consumption answer is dropped when ingest stores a reading of its meter.
+async fn ingest_invalidates(dialect: Dialect) {
+    use crate::support::{days_ago, ingest, meter_body, reading_event};
+    let Some(api) = TestApi::start(dialect).await else {
+        return;
+    };
+    let r = api.post("/api/v1/meters", Some(meter_body(1))).await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    let event = |d: i64, litres: u32| {
+        let id = uuid::Uuid::new_v4().to_string();
+        (1, reading_event(1, &id, days_ago(d), Utc::now(), litres))
+    };
+    ingest(&api, vec![event(3, 1_000), event(2, 2_000)], 2).await;
+    let path = format!(
+        "/api/v1/meters/{}/consumption?period=day&from={}&to={}",
+        dev_eui(1),
+        days_ago(3).date_naive(),
+        days_ago(1).date_naive()
+    );
+    let first = api.get(&path).await;
+    assert_eq!(first.header("x-cache"), Some("miss"));
+    let items = first.json()["items"].clone();
+    assert_eq!(
+        pick(items.as_array().expect("rows"), "quality"),
+        [json!("measured"), json!("incomplete")]
+    );
+    assert_eq!(api.get(&path).await.header("x-cache"), Some("hit"));
+    ingest(&api, vec![event(1, 2_500)], 3).await;
+    let after = api.get(&path).await;
+    assert_ne!(after.header("x-cache"), Some("hit"));
+    assert_eq!(after.json()["items"][1]["gasLitres"], 500);
+    api.stop().await;
+}
+
+#[tokio::test]
+async fn ingest_invalidates_cached_consumption_sqlite() {
+    ingest_invalidates(Dialect::Sqlite).await;
+}
+
+#[tokio::test]
+async fn ingest_invalidates_cached_consumption_postgres() {
+    ingest_invalidates(Dialect::Postgres).await;
+}

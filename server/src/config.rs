@@ -47,8 +47,6 @@ pub struct BillingSettings {
     /// A boundary register is interpolated between readings at most this many days apart;
     /// farther apart, the period is incomplete.
     pub gap_days: u32,
-    /// A period's figures are frozen this many days after it ends.
-    pub grace_days: u32,
     /// Regions whose billing calendar is in another IANA time zone than the utility's.
     pub region_time_zones: std::collections::BTreeMap<String, String>,
 }
@@ -57,7 +55,6 @@ impl Default for BillingSettings {
     fn default() -> Self {
         BillingSettings {
             gap_days: 7,
-            grace_days: 3,
             region_time_zones: Default::default(),
         }
     }
@@ -668,14 +665,11 @@ max_body_bytes = {max_body}
 # A register at a period boundary is interpolated between readings at most this many days
 # apart; farther apart, the period is incomplete (no figure is invented).
 gap_days = {gap_days}
-# A period's figures are frozen this many days after it ends; later changes become revisions.
-grace_days = {grace_days}
 # Regions billed in another time zone than [utility] time_zone.
 # [billing.region_time_zones]
 # canarias = "Atlantic/Canary"
 "#,
         gap_days = d.billing.gap_days,
-        grace_days = d.billing.grace_days,
         dl_enabled = d.downlink.enabled,
         answer_expiry = d.downlink.answer_expiry_secs,
         command_expiry = d.downlink.command_expiry_hours,

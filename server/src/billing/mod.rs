@@ -24,7 +24,7 @@ use crate::config::{BillingSettings, UtilitySettings};
 use crate::storage::billing::RegisterRow;
 use crate::storage::{self, Store};
 
-/// The billing calendar: time zones, the interpolation gap and the grace time.
+/// The billing calendar: time zones and the interpolation gap.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Calendar {
     /// The utility's time zone.
@@ -33,8 +33,6 @@ pub struct Calendar {
     pub region_zones: BTreeMap<String, Tz>,
     /// Longest span between two readings across which a boundary is interpolated.
     pub gap: TimeDelta,
-    /// How long after its end a period is frozen.
-    pub grace: TimeDelta,
 }
 
 impl Default for Calendar {
@@ -62,7 +60,6 @@ impl Calendar {
             time_zone: zone(&utility.time_zone).context("utility.time_zone")?,
             region_zones,
             gap: TimeDelta::days(i64::from(billing.gap_days)),
-            grace: TimeDelta::days(i64::from(billing.grace_days)),
         })
     }
 

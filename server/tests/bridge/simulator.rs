@@ -48,24 +48,7 @@ async fn the_database_holds_exactly_the_readings_a_faulty_fleet_delivered(dialec
     // Two simulated days a second. The server quarantines readings more than 400 simulated
     // days older than its clock, so at this speed a backlog may lag 200 wall seconds (a
     // loaded machine, PostgreSQL) before its readings would count as too old.
-    let speed = 172_800;
-    let epoch = SystemTime::now();
-    let clock = Clock::accelerated(speed, epoch).expect("speed");
-    let start = clock.now_unix();
-    let registry = fleet::registry_csv(&spec, &fleet::build(&spec, start));
-    let imported = import_rows(
-        &env.store,
-        parse_csv(&registry).expect("the registry parses"),
-        now_utc(&clock),
-    )
-    .await
-    .expect("import");
-    assert!(imported.errors.is_empty(), "{:?}", imported.errors);
-
-    let mut settings = env.settings("meterhub-e2e-server");
-    settings.clock.speed = speed;
-    settings.clock.epoch = Some(DateTime::<Utc>::from(epoch).to_rfc3339());
-    let server = Server::start(settings).await;
+    let (clock, start, server) = serve_fleet(&env, &spec, 172_800, "meterhub-e2e-server").await;
 
     let report = run(
         RunSpec {
@@ -144,6 +127,102 @@ async fn the_database_holds_exactly_the_readings_a_faulty_fleet_delivered(dialec
     server.stop().await;
 }
 
+/// Simulated meters that detect tampering (a magnet, movement, a cut cable) raise their alarms
+/// through the simulator into `meterhub serve`: every tamper alarm the simulator reports as
+/// delivered is stored as an open meter alarm of its kind, repeats of an open alarm counted in
+/// its occurrences.
+async fn tamper_alarms_raised_by_simulated_meters_are_stored(dialect: Dialect) {
+    let Some(env) = Env::new(dialect).await else {
+        return;
+    };
+    let spec = FleetSpec {
+        meters: 40,
+        seed: 12,
+        reporting_interval_minutes: 60,
+        tamper: 0.05,
+        ..FleetSpec::default()
+    };
+    let (clock, _, server) = serve_fleet(&env, &spec, 86_400, "meterhub-tamper-server").await;
+
+    let report = run(
+        RunSpec {
+            fleet: spec,
+            host: env.broker.host().to_owned(),
+            port: env.broker.port(),
+            client_id: "meterhub-sim-tamper".into(),
+            duration: Some(3 * 86_400),
+        },
+        clock.clone(),
+        CancellationToken::new(),
+        |_| {},
+    )
+    .await
+    .expect("the fleet runs");
+    assert!(report.tamper_alarms > 10, "{report:?}");
+    assert_eq!(report.expected_tamper_alarms, report.tamper_alarms);
+
+    let kinds = ["magneticTamper", "movement", "cableCut"];
+    let store = env.store.clone();
+    let occurrences = move || {
+        let store = store.clone();
+        async move {
+            let mut total = 0;
+            for kind in kinds {
+                let filter = meterhub::storage::listings::AlarmFilter {
+                    kind: Some(kind.to_owned()),
+                    ..Default::default()
+                };
+                let alarms = read(|| store.alarms_filtered(&filter, i64::MAX, 1_000)).await;
+                total += alarms.iter().map(|a| i64::from(a.occurrences)).sum::<i64>();
+            }
+            total
+        }
+    };
+    let want = i64::try_from(report.expected_tamper_alarms).expect("fits");
+    let stored = wait_for(Duration::from_secs(60), want, occurrences.clone()).await;
+    assert_eq!(stored, want, "tamper alarm occurrences stored");
+    for kind in kinds {
+        let filter = meterhub::storage::listings::AlarmFilter {
+            kind: Some(kind.to_owned()),
+            ..Default::default()
+        };
+        let alarms = read(|| env.store.alarms_filtered(&filter, i64::MAX, 1_000)).await;
+        assert!(!alarms.is_empty(), "no {kind} alarm stored");
+        for a in alarms {
+            assert_eq!((a.source.as_str(), a.state.as_str()), ("meter", "open"));
+        }
+    }
+    server.stop().await;
+}
+
+/// Imports the registry of `spec` and starts `meterhub serve` as `client_id` on a clock
+/// running at `speed`, which the simulator must then run on too (the server's storage window
+/// then agrees with the meters' time). Returns the clock, the simulated time at which it
+/// started, and the server.
+async fn serve_fleet(
+    env: &Env,
+    spec: &FleetSpec,
+    speed: u32,
+    client_id: &str,
+) -> (Clock, i64, Server) {
+    let epoch = SystemTime::now();
+    let clock = Clock::accelerated(speed, epoch).expect("speed");
+    let start = clock.now_unix();
+    let registry = fleet::registry_csv(spec, &fleet::build(spec, start));
+    let imported = import_rows(
+        &env.store,
+        parse_csv(&registry).expect("the registry parses"),
+        now_utc(&clock),
+    )
+    .await
+    .expect("import");
+    assert!(imported.errors.is_empty(), "{:?}", imported.errors);
+    let mut settings = env.settings(client_id);
+    settings.clock.speed = speed;
+    settings.clock.epoch = Some(DateTime::<Utc>::from(epoch).to_rfc3339());
+    (clock, start, Server::start(settings).await)
+}
+
 /// A read of the store, retried while the database refuses it transiently, as the server
 /// retries its own: on PostgreSQL a reader of `readings` can be picked as a deadlock victim
 /// while the server adds a month's partition, which the accelerated clock makes it do every
@@ -174,4 +253,14 @@ async fn a_faulty_fleet_leaves_exactly_its_delivered_readings_in_sqlite() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_faulty_fleet_leaves_exactly_its_delivered_readings_in_postgres() {
     the_database_holds_exactly_the_readings_a_faulty_fleet_delivered(Dialect::Postgres).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tamper_alarms_from_simulated_meters_are_stored_in_sqlite() {
+    tamper_alarms_raised_by_simulated_meters_are_stored(Dialect::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tamper_alarms_from_simulated_meters_are_stored_in_postgres() {
+    tamper_alarms_raised_by_simulated_meters_are_stored(Dialect::Postgres).await;
 }

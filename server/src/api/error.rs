@@ -8,7 +8,7 @@ use warp::http::StatusCode;
 use crate::storage::Error as StorageError;
 
 /// An error answer.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Problem {
     /// Always `about:blank`: the status and title say it all.

@@ -23,6 +23,10 @@ pub fn json<T: DeserializeOwned>(body: &[u8]) -> Result<T, Problem> {
     if body.is_empty() {
         return Err(Problem::bad_field("body", "a JSON body is required"));
     }
+    // Every body is an object (serde would also read a struct from an array, by position).
+    if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(Problem::bad_field("body", "the body must be a JSON object"));
+    }
     let mut d = serde_json::Deserializer::from_slice(body);
     let value = serde_path_to_error::deserialize(&mut d).map_err(json_error)?;
     d.end().map_err(|e| {
@@ -137,6 +141,27 @@ pub enum MeterRef {
     DevEui(String),
     /// A serial number.
     Serial(String),
+}
+
+/// What [`MeterRef::parse`] accepts.
+pub const METER_REF_PATTERN: &str = "^([0-9A-Fa-f]{16}|[0-9]{14})$";
+
+impl schemars::JsonSchema for MeterRef {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "MeterRef".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "string",
+            "pattern": METER_REF_PATTERN,
+            "description": "A meter: its DevEUI (16 hex digits, any case) or its serial (14 digits)."
+        })
+    }
+
+    fn inline_schema() -> bool {
+        true
+    }
 }
 
 impl MeterRef {

@@ -11,6 +11,7 @@ pub mod error;
 mod handlers;
 pub mod input;
 pub mod openapi;
+pub mod requests;
 pub mod routes;
 mod text;
 pub mod views;

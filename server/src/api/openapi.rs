@@ -1,274 +1,79 @@
-//! The OpenAPI 3 document, generated from the route table (paths, methods, parameters, roles,
-//! statuses) and the schemas below.
+//! The OpenAPI 3.1 document, generated from the route table: paths, methods, roles and
+//! statuses from [`ROUTES`]; parameters, bodies and answers from the Rust types that parse
+//! requests ([`super::requests`]) and serialise answers ([`super::views`]), with their
+//! examples and the links between operations.
 
+use schemars::generate::SchemaSettings;
+use schemars::{JsonSchema, SchemaGenerator};
 use serde_json::{Map, Value, json};
 
-use super::routes::{ROUTES, Route};
+use super::error::Problem;
+use super::routes::{Example, Op, ROUTES, Route};
+use super::views::{AlarmView, CommandView, KeyView, MeterView, QuarantinedView, ScheduleView};
 
-fn page(item: &str) -> Value {
-    json!({
-        "type": "object",
-        "required": ["items", "nextCursor"],
-        "properties": {
-            "items": {"type": "array", "items": {"$ref": format!("#/components/schemas/{item}")}},
-            "nextCursor": {"type": ["string", "null"], "description": "Pass as `cursor` for the next page; null on the last page."}
-        }
-    })
+/// A generator whose `$ref`s point into `components/schemas`: one for what requests carry
+/// (as deserialised), one for answers (as serialised).
+fn generator(settings: SchemaSettings) -> SchemaGenerator {
+    settings
+        .with(|s| {
+            s.definitions_path = "/components/schemas".into();
+            s.meta_schema = None;
+        })
+        .into_generator()
 }
 
-fn time() -> Value {
-    json!({"type": "string", "format": "date-time"})
-}
-
-fn nullable_time() -> Value {
-    json!({"type": ["string", "null"], "format": "date-time"})
-}
-
-fn schemas() -> Value {
-    json!({
-        "Problem": {
-            "type": "object",
-            "description": "RFC 9457 problem details.",
-            "required": ["type", "title", "status", "detail"],
-            "properties": {
-                "type": {"type": "string"},
-                "title": {"type": "string"},
-                "status": {"type": "integer"},
-                "detail": {"type": "string"},
-                "field": {"type": "string", "description": "The parameter or body field at fault."}
-            }
-        },
-        "Region": {
-            "type": "object",
-            "properties": {
-                "id": {"type": "string"}, "name": {"type": "string"},
-                "meters": {"type": "integer"}, "silentMeters": {"type": "integer"},
-                "openAlarms": {"type": "integer"}
-            }
-        },
-        "RegionList": {"type": "object", "properties": {"items": {"type": "array", "items": {"$ref": "#/components/schemas/Region"}}}},
-        "Meter": {
-            "type": "object",
-            "properties": {
-                "id": {"type": "integer"}, "devEui": {"type": "string"}, "serial": {"type": "string"},
-                "bodyNumber": {"type": "integer"}, "userId": {"type": "string"},
-                "applicationId": {"type": "string"}, "region": {"type": "string"},
-                "usageType": {"type": "string"}, "mode": {"type": "string"},
-                "productionDate": {"type": "string", "format": "date"},
-                "status": {"type": "string"}, "reportingIntervalMinutes": {"type": "integer"},
-                "lastSeenAt": nullable_time(), "overdueAt": nullable_time(),
-                "silent": {"type": "boolean"},
-                "batteryMillivolts": {"type": ["integer", "null"]},
-                "batteryPercent": {"type": ["integer", "null"]},
-                "rssi": {"type": ["integer", "null"]}, "snr": {"type": ["number", "null"]},
-                "clockDriftMs": {"type": ["integer", "null"]},
-                "firmwareVersion": {"type": ["string", "null"]},
-                "infoReceivedAt": nullable_time(), "createdAt": time(), "updatedAt": time()
-            }
-        },
-        "MeterPage": page("Meter"),
-        "MeterInstall": {
-            "type": "object",
-            "description": "The fields of `meterhub meters import`.",
-            "required": ["serial", "devEui", "applicationId", "bodyNumber", "userId", "region", "usageType", "mode", "productionDate"],
-            "properties": {
-                "serial": {"type": "string", "description": "14 digits with check digit"},
-                "devEui": {"type": "string", "description": "16 hex digits"},
-                "applicationId": {"type": "string", "format": "uuid"},
-                "bodyNumber": {"type": ["integer", "string"]},
-                "userId": {"type": "string"}, "region": {"type": "string"},
-                "usageType": {"enum": ["residential", "commercial", "industrial", "public"]},
-                "mode": {"enum": ["credit", "prepaid"]},
-                "productionDate": {"type": "string", "format": "date"},
-                "reportingIntervalMinutes": {"type": ["integer", "string"], "description": "15–10080, default 1440"}
-            }
-        },
-        "Reading": {
-            "type": "object",
-            "properties": {
-                "readingTime": time(), "receivedAt": time(),
-                "gasVolumeLitres": {"type": ["integer", "null"]}, "energyWh": {"type": ["integer", "null"]},
-                "voltageDecivolts": {"type": ["integer", "null"]}, "currentMilliamps": {"type": ["integer", "null"]},
-                "gasTemperatureCentiCelsius": {"type": ["integer", "null"]}, "gasPressurePa": {"type": ["integer", "null"]},
-                "valve": {"enum": ["notFitted", "open", "closed", "fault", "unknown"]},
-                "door": {"enum": ["notFitted", "closed", "open", "unknown"]},
-                "batteryMillivolts": {"type": "integer"}, "batteryPercent": {"type": "integer"},
-                "flags": {"type": "array", "items": {"type": "string"}}, "fCnt": {"type": ["integer", "null"]}
-            }
-        },
-        "ReadingPage": page("Reading"),
-        "LatestReading": {
-            "type": "object",
-            "properties": {"devEui": {"type": "string"}, "reading": {"$ref": "#/components/schemas/Reading"}}
-        },
-        "LatestReadingPage": page("LatestReading"),
-        "Alarm": {
-            "type": "object",
-            "properties": {
-                "id": {"type": "integer"}, "meterId": {"type": "integer"}, "kind": {"type": "string"},
-                "source": {"enum": ["meter", "server"]}, "raisedAt": time(), "value": {"type": ["integer", "null"]},
-                "state": {"enum": ["open", "acknowledged", "cleared"]}, "receivedAt": time(),
-                "acknowledgedAt": nullable_time(), "acknowledgedBy": {"type": ["string", "null"]},
-                "clearedAt": nullable_time()
-            }
-        },
-        "AlarmPage": page("Alarm"),
-        "Command": {
-            "type": "object",
-            "properties": {
-                "id": {"type": "string", "format": "uuid"}, "kind": {"type": "string"},
-                "fport": {"type": "integer"}, "payload": {"type": "string", "description": "hex"},
-                "confirmed": {"type": "boolean"}, "requestedBy": {"type": "string"},
-                "state": {"type": "string"}, "attempts": {"type": "integer"},
-                "error": {"type": ["string", "null"]}, "createdAt": time(), "updatedAt": time(),
-                "expiresAt": time()
-            }
-        },
-        "CommandPage": page("Command"),
-        "CommandRequest": {
-            "type": "object",
-            "required": ["kind"],
-            "properties": {
-                "kind": {"enum": ["valveOpen", "valveClose", "selfTest", "readNow", "sendInfo",
-                    "setReportingInterval", "disconnect", "forceResync", "clockPeriodicity",
-                    "packageVersion"]},
-                "tests": {"type": "array", "items": {"type": "string"}, "description": "selfTest: the tests by name"},
-                "minutes": {"type": "integer", "minimum": 15, "maximum": 10080, "description": "setReportingInterval"},
-                "transmissions": {"type": "integer", "minimum": 1, "maximum": 7, "description": "forceResync (default 1)"},
-                "period": {"type": "integer", "minimum": 0, "maximum": 15, "description": "clockPeriodicity: every 128·2^period s"},
-                "expiresInMinutes": {"type": "integer", "minimum": 1, "maximum": 43200}
-            }
-        },
-        "CommandDetail": {
-            "allOf": [{"$ref": "#/components/schemas/Command"}, {
-                "type": "object",
-                "properties": {
-                    "meterId": {"type": "integer"}, "sentAt": nullable_time(),
-                    "completedAt": nullable_time(), "deadlineAt": nullable_time(),
-                    "result": {"type": ["object", "null"]}, "scheduleId": {"type": ["integer", "null"]},
-                    "reading": {"oneOf": [{"$ref": "#/components/schemas/Reading"}, {"type": "null"}]}
-                }
-            }]
-        },
-        "RegionCommands": {
-            "type": "object",
-            "properties": {"region": {"type": "string"}, "kind": {"type": "string"}, "commands": {"type": "integer"}}
-        },
-        "ScheduleSpec": {
-            "type": "object",
-            "required": ["scope", "tests", "intervalMinutes"],
-            "properties": {
-                "scope": {"enum": ["fleet", "region", "meter"]},
-                "region": {"type": "string"}, "meter": {"type": "string", "description": "DevEUI or serial"},
-                "tests": {"type": "array", "items": {"type": "string"}},
-                "intervalMinutes": {"type": "integer", "minimum": 15, "maximum": 527040},
-                "nextRunAt": time(), "enabled": {"type": "boolean"}
-            }
-        },
-        "Schedule": {
-            "type": "object",
-            "properties": {
-                "id": {"type": "integer"}, "scope": {"enum": ["fleet", "region", "meter"]},
-                "region": {"type": ["string", "null"]}, "meterId": {"type": ["integer", "null"]},
-                "tests": {"type": "array", "items": {"type": "string"}},
-                "intervalMinutes": {"type": "integer"}, "nextRunAt": time(), "enabled": {"type": "boolean"},
-                "createdBy": {"type": "string"}, "createdAt": time(), "updatedAt": time()
-            }
-        },
-        "SchedulePage": page("Schedule"),
-        "SelfTest": {
-            "type": "object",
-            "properties": {
-                "meterTime": time(), "receivedAt": time(),
-                "testsRun": {"type": "array", "items": {"type": "string"}},
-                "testsFailed": {"type": "array", "items": {"type": "string"}},
-                "passed": {"type": "boolean"},
-                "batteryLoadedMillivolts": {"type": "integer"}, "batteryRestMillivolts": {"type": "integer"},
-                "valveTravelMs": {"type": "integer"}, "metrologyDeviationCentiPercent": {"type": "integer"},
-                "internalTemperatureCentiCelsius": {"type": "integer"}
-            }
-        },
-        "SelfTestPage": page("SelfTest"),
-        "Inspection": {
-            "type": "object",
-            "properties": {
-                "id": {"type": "integer"}, "meterId": {"type": "integer"}, "alarmId": {"type": ["integer", "null"]},
-                "visitedAt": time(), "inspector": {"type": "string"},
-                "outcome": {"enum": ["ok", "repaired", "replaced", "tampered", "no_access"]},
-                "notes": {"type": "string"}, "createdAt": time()
-            }
-        },
-        "InspectionPage": page("Inspection"),
-        "InspectionRecord": {
-            "type": "object",
-            "required": ["visitedAt", "inspector", "outcome"],
-            "properties": {
-                "visitedAt": time(), "inspector": {"type": "string"},
-                "outcome": {"enum": ["ok", "repaired", "replaced", "tampered", "no_access"]},
-                "notes": {"type": "string"}, "alarmId": {"type": "integer"}
-            }
-        },
-        "Quarantined": {
-            "type": "object",
-            "properties": {
-                "id": {"type": "integer"}, "receivedAt": time(), "topic": {"type": "string"},
-                "payload": {"type": ["string", "null"]}, "payloadBase64": {"type": ["string", "null"]},
-                "reason": {"type": "string"}, "detail": {"type": "string"},
-                "devEui": {"type": ["string", "null"]}, "replayedAt": nullable_time()
-            }
-        },
-        "QuarantinePage": page("Quarantined"),
-        "Replay": {
-            "type": "object",
-            "properties": {
-                "id": {"type": "integer"}, "applied": {"type": "boolean"},
-                "readings": {"type": "integer"}, "alarms": {"type": "integer"}, "replayedAt": time()
-            }
-        },
-        "Key": {
-            "type": "object",
-            "properties": {
-                "id": {"type": "string", "format": "uuid"}, "name": {"type": "string"},
-                "role": {"enum": ["viewer", "operator", "admin"]}, "prefix": {"type": "string"},
-                "createdAt": time(), "revokedAt": nullable_time(),
-                "secret": {"type": "string", "description": "Only in the answer to the creation."}
-            }
-        },
-        "KeyList": {"type": "object", "properties": {"items": {"type": "array", "items": {"$ref": "#/components/schemas/Key"}}}},
-        "KeyCreate": {
-            "type": "object",
-            "required": ["name", "role"],
-            "properties": {"name": {"type": "string"}, "role": {"enum": ["viewer", "operator", "admin"]}}
-        }
-    })
-}
-
-/// The billing schemas (kept apart: one `json!` of every schema exceeds the macro's recursion
-/// limit).
-fn with_billing(mut schemas: Value) -> Value {
-    let billing = json!({
-        "Consumption": {
-            "type": "object",
-            "description": "A period's consumption: the register at its end minus the register at its start. Figures are null unless the quality is measured or estimated.",
-            "properties": {
-                "period": {"enum": ["day", "week", "month"]},
-                "periodStart": {"type": "string", "format": "date-time", "description": "local time with offset"},
-                "periodEnd": {"type": "string", "format": "date-time", "description": "local time with offset (exclusive)"},
-                "periodStartUtc": time(), "periodEndUtc": time(),
-                "quality": {"enum": ["measured", "estimated", "incomplete", "invalid"]},
-                "readings": {"type": "integer", "description": "readings dated within the period"},
-                "gasLitres": {"type": ["integer", "null"]}, "gasCubicMetres": {"type": ["number", "null"]},
-                "gasRegisterStart": {"type": ["integer", "null"]}, "gasRegisterEnd": {"type": ["integer", "null"]},
-                "energyWh": {"type": ["integer", "null"]}, "energyKwh": {"type": ["number", "null"]},
-                "energyRegisterStart": {"type": ["integer", "null"]}, "energyRegisterEnd": {"type": ["integer", "null"]}
-            }
-        },
-        "ConsumptionPage": page("Consumption")
-    });
-    if let (Some(all), Value::Object(more)) = (schemas.as_object_mut(), billing) {
-        all.extend(more);
+/// A request field's schema without its `null` alternative: a query string cannot say `null`,
+/// and in a body an optional field is left out (a `null` is taken as absent, and would not
+/// satisfy a kind that requires the field).
+fn without_null(mut schema: Value) -> Value {
+    if let Some(types) = schema.get("type").and_then(Value::as_array) {
+        let kept: Vec<Value> = types.iter().filter(|t| *t != "null").cloned().collect();
+        schema["type"] = match kept.as_slice() {
+            [one] => one.clone(),
+            _ => Value::Array(kept),
+        };
     }
-    schemas
+    if let Some(any) = schema.get("anyOf").and_then(Value::as_array) {
+        let kept: Vec<Value> = any
+            .iter()
+            .filter(|s| s.get("type") != Some(&json!("null")))
+            .cloned()
+            .collect();
+        if let [one] = kept.as_slice()
+            && let (Some(base), Some(one)) = (schema.as_object_mut(), one.as_object())
+        {
+            base.remove("anyOf");
+            for (k, v) in one {
+                base.insert(k.clone(), v.clone());
+            }
+        }
+    }
+    schema
+}
+
+/// An example for a path parameter, consistent with the answers' examples.
+fn path_example(name: &str) -> Value {
+    match name {
+        "meter" => json!(MeterView::example().dev_eui),
+        "region" => json!(MeterView::example().region),
+        "alarm" => json!(AlarmView::example().id),
+        "schedule" => json!(ScheduleView::example().id),
+        "id" => json!(QuarantinedView::example().id),
+        "command" => json!(CommandView::example().id),
+        "key" => json!(KeyView::example().id),
+        _ => Value::Null,
+    }
+}
+
+/// The name of an operation in the document.
+pub fn operation_id(op: Op) -> String {
+    format!("{op:?}")
+}
+
+/// The path parameters of a route, in order.
+pub fn path_params(path: &str) -> impl Iterator<Item = &str> {
+    path.split('/')
+        .filter_map(|seg| seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
 }
 
 fn problem(description: &str) -> Value {
@@ -278,78 +83,97 @@ fn problem(description: &str) -> Value {
     })
 }
 
-fn operation(r: &Route) -> Value {
+fn operation(r: &Route, requests: &mut SchemaGenerator, answers: &mut SchemaGenerator) -> Value {
     let mut params: Vec<Value> = Vec::new();
-    for seg in r.path.split('/') {
-        if let Some(name) = seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
-            let doc = match name {
-                "meter" => "DevEUI (16 hex digits) or serial (14 digits).",
-                "region" => "Region id.",
-                "key" => "Key id (UUID).",
-                _ => "Id.",
-            };
-            params.push(json!({
-                "name": name, "in": "path", "required": true,
-                "description": doc, "schema": {"type": "string"}
-            }));
-        }
-    }
-    for q in r.query {
-        let mut schema = Map::new();
-        schema.insert("type".into(), json!(q.kind));
-        if let Some(f) = q.format {
-            schema.insert("format".into(), json!(f));
-        }
-        if !q.values.is_empty() {
-            schema.insert("enum".into(), json!(q.values));
-        }
-        if q.name == "limit" {
-            schema.insert("minimum".into(), json!(1));
-            schema.insert("maximum".into(), json!(super::input::MAX_PAGE));
-        }
+    for name in path_params(r.path) {
+        let schema = super::requests::path_param(name, requests);
         params.push(json!({
-            "name": q.name, "in": "query", "required": false,
-            "description": q.doc, "schema": schema
+            "name": name, "in": "path", "required": true,
+            "description": schema.get("description").cloned().unwrap_or(json!("Id.")),
+            "schema": schema, "example": path_example(name)
         }));
     }
-    let mut responses = Map::new();
-    let ok = if r.answer.is_empty() {
-        json!({"description": "Done."})
-    } else {
-        json!({
-            "description": "Success.",
-            "content": {"application/json": {"schema": {"$ref": format!("#/components/schemas/{}", r.answer)}}}
-        })
-    };
-    responses.insert(r.ok.to_string(), ok);
-    if r.op == super::routes::Op::InstallMeter {
-        responses.insert(
-            "200".into(),
-            json!({
-                "description": "An existing meter, updated or unchanged.",
-                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Meter"}}}
-            }),
-        );
+    let query = (r.query.inline)(requests).to_value();
+    let example = (r.query.example)();
+    let required = query.get("required").cloned().unwrap_or(json!([]));
+    if let Some(props) = query.get("properties").and_then(Value::as_object) {
+        for (name, schema) in props {
+            let mut param = json!({
+                "name": name, "in": "query",
+                "required": required.as_array().is_some_and(|r| r.contains(&json!(name))),
+                "description": schema.get("description").cloned().unwrap_or(json!("")),
+                "schema": without_null(schema.clone())
+            });
+            if let Some(v) = example.get(name).filter(|v| !v.is_null()) {
+                param["example"] = v.clone();
+            }
+            params.push(param);
+        }
     }
-    if !r.query.is_empty() || r.body.is_some() || r.path.contains('{') {
+    let mut responses = Map::new();
+    let mut ok = match r.answer {
+        None => json!({"description": "Done."}),
+        Some(a) => json!({
+            "description": "Success.",
+            "content": {"application/json": {
+                "schema": (a.schema)(answers), "example": (a.example)()
+            }}
+        }),
+    };
+    if !r.links.is_empty() {
+        let links: Map<String, Value> = r
+            .links
+            .iter()
+            .map(|l| {
+                (
+                    l.name.to_owned(),
+                    json!({
+                        "operationId": operation_id(l.op),
+                        "parameters": {l.parameter: format!("$response.body#{}", l.pointer)}
+                    }),
+                )
+            })
+            .collect();
+        ok["links"] = Value::Object(links);
+    }
+    if r.op == Op::InstallMeter {
+        let mut updated = ok.clone();
+        updated["description"] = json!("An existing meter, updated or unchanged.");
+        responses.insert("200".into(), updated);
+    }
+    responses.insert(r.ok.to_string(), ok);
+    // Every route parses a query string, if only to refuse parameters it does not take.
+    {
         responses.insert("400".into(), problem("Bad input; `field` names it."));
     }
     if r.role.is_some() {
         responses.insert("401".into(), problem("No valid API key."));
         responses.insert("403".into(), problem("The key's role may not do this."));
     }
-    if r.path.contains('{') {
+    // A schedule may name a meter in its body, the alarm list in its query.
+    if r.path.contains('{') || matches!(r.op, Op::CreateSchedule | Op::ListAlarms) {
         responses.insert("404".into(), problem("No such resource."));
     }
-    if r.method == "POST" {
+    if r.method == "POST" || r.op == Op::RevokeKey {
         responses.insert("409".into(), problem("Conflicts with the current state."));
     }
+    // The body is read (and its size checked) before the route is known.
+    responses.insert("413".into(), problem("The body is too large."));
     if r.body.is_some() {
-        responses.insert("413".into(), problem("The body is too large."));
+        responses.insert(
+            "415".into(),
+            problem("The body is not sent as `Content-Type: application/json`."),
+        );
+    }
+    if r.op != Op::OpenApi {
+        responses.insert(
+            "503".into(),
+            problem("The database is unavailable; retry later."),
+        );
     }
     let mut op = Map::new();
     op.insert("summary".into(), json!(r.summary));
-    op.insert("operationId".into(), json!(format!("{:?}", r.op)));
+    op.insert("operationId".into(), json!(operation_id(r.op)));
     if let Some(role) = r.role {
         op.insert(
             "description".into(),
@@ -367,7 +191,9 @@ fn operation(r: &Route) -> Value {
             "requestBody".into(),
             json!({
                 "required": true,
-                "content": {"application/json": {"schema": {"$ref": format!("#/components/schemas/{body}")}}}
+                "content": {"application/json": {
+                    "schema": (body.schema)(requests), "example": (body.example)()
+                }}
             }),
         );
     }
@@ -375,16 +201,50 @@ fn operation(r: &Route) -> Value {
     Value::Object(op)
 }
 
+/// The names of a route's query parameters.
+pub fn query_names(r: &Route) -> Vec<String> {
+    let mut g = generator(SchemaSettings::draft2020_12().for_deserialize());
+    let query = (r.query.inline)(&mut g).to_value();
+    query["properties"]
+        .as_object()
+        .map(|p| p.keys().cloned().collect())
+        .unwrap_or_default()
+}
+
 /// The document.
 pub fn document() -> Value {
+    let mut requests = generator(SchemaSettings::draft2020_12().for_deserialize());
+    let mut answers = generator(SchemaSettings::draft2020_12().for_serialize());
     let mut paths = Map::new();
     for r in ROUTES {
         let entry = paths
             .entry(r.path.to_owned())
             .or_insert_with(|| Value::Object(Map::new()));
         if let Value::Object(methods) = entry {
-            methods.insert(r.method.to_ascii_lowercase(), operation(r));
+            methods.insert(
+                r.method.to_ascii_lowercase(),
+                operation(r, &mut requests, &mut answers),
+            );
         }
+    }
+    let mut schemas = answers.take_definitions(true);
+    schemas.insert(
+        "Problem".into(),
+        Problem::json_schema(&mut answers).to_value(),
+    );
+    schemas.extend(answers.take_definitions(true));
+    // A type both read and written would have two schemas under one name.
+    for (name, mut schema) in requests.take_definitions(true) {
+        if let Some(props) = schema.get_mut("properties").and_then(Value::as_object_mut) {
+            for p in props.values_mut() {
+                *p = without_null(p.take());
+            }
+        }
+        debug_assert!(
+            schemas.get(&name).is_none_or(|s| *s == schema),
+            "{name} differs as read and as written"
+        );
+        schemas.insert(name, schema);
     }
     json!({
         "openapi": "3.1.0",
@@ -398,7 +258,7 @@ pub fn document() -> Value {
         "paths": paths,
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "description": "An API key from `meterhub keys create` or POST /keys."}},
-            "schemas": with_billing(schemas())
+            "schemas": schemas
         }
     })
 }

@@ -1,7 +1,21 @@
 //! The route table: the single list from which requests are dispatched, roles are checked and
 //! the OpenAPI document is generated, so the three cannot disagree.
 
+use schemars::{JsonSchema, Schema, SchemaGenerator};
+use serde::Serialize;
+use serde_json::Value;
+
 use super::auth::Role;
+use super::requests::{
+    AlarmsQuery, CommandBody, ConsumptionQuery, InspectionBody, KeyBody, MeterInstall, MetersQuery,
+    NoQuery, PageQuery, QuarantineQuery, RangeQuery, RegionCommandBody, ScheduleBody, SilentQuery,
+};
+use super::views::{
+    AlarmView, CommandDetail, CommandView, Document, InspectionView, KeyView, LatestReadingView,
+    List, MeterView, Page, QuarantinedView, ReadingView, RegionCommands, RegionView, ReplayView,
+    ScheduleView, SelfTestView,
+};
+use crate::billing::ConsumptionRecord;
 
 /// What a route does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,19 +82,55 @@ pub enum Op {
     OpenApi,
 }
 
-/// A query parameter.
+/// A type in the document: how to describe it and an example of it. Query types are
+/// described inline (one parameter per field); bodies and answers by a `$ref` to their
+/// component.
 #[derive(Debug, Clone, Copy)]
-pub struct Param {
-    /// Name.
+pub struct Shape {
+    /// The schema: inline for an object type's own schema, a `$ref` for a named one.
+    pub schema: fn(&mut SchemaGenerator) -> Schema,
+    /// The type's own (inline) schema, for query types.
+    pub inline: fn(&mut SchemaGenerator) -> Schema,
+    /// An example value, as JSON.
+    pub example: fn() -> Value,
+}
+
+impl Shape {
+    /// The shape of `T`.
+    pub const fn of<T: JsonSchema + Example>() -> Shape {
+        Shape {
+            schema: subschema::<T>,
+            inline: T::json_schema,
+            example: example_value::<T>,
+        }
+    }
+}
+
+fn subschema<T: JsonSchema>(g: &mut SchemaGenerator) -> Schema {
+    g.subschema_for::<T>()
+}
+
+fn example_value<T: Example>() -> Value {
+    serde_json::to_value(T::example()).unwrap_or(Value::Null)
+}
+
+/// A value to show in the document for a request or answer type.
+pub trait Example: Serialize + Sized {
+    /// A typical value, valid for the type's schema.
+    fn example() -> Self;
+}
+
+/// An OpenAPI link: a value of a success answer is a path parameter of another operation.
+#[derive(Debug, Clone, Copy)]
+pub struct Link {
+    /// The link's name.
     pub name: &'static str,
-    /// OpenAPI type: `string` or `integer`.
-    pub kind: &'static str,
-    /// OpenAPI format, e.g. `date-time`.
-    pub format: Option<&'static str>,
-    /// Allowed values, when a closed set.
-    pub values: &'static [&'static str],
-    /// What it does.
-    pub doc: &'static str,
+    /// The operation it leads to.
+    pub op: Op,
+    /// That operation's path parameter.
+    pub parameter: &'static str,
+    /// Where the value is in the answer (a JSON pointer).
+    pub pointer: &'static str,
 }
 
 /// One route.
@@ -96,47 +146,19 @@ pub struct Route {
     pub role: Option<Role>,
     /// One line for the OpenAPI document.
     pub summary: &'static str,
-    /// Query parameters.
-    pub query: &'static [Param],
-    /// Schema of the JSON body, if it takes one.
-    pub body: Option<&'static str>,
+    /// The query string's type: each field a parameter.
+    pub query: Shape,
+    /// The JSON body's type, if it takes one.
+    pub body: Option<Shape>,
     /// Success status.
     pub ok: u16,
-    /// Schema of the success answer.
-    pub answer: &'static str,
+    /// The success answer's type; `None`: no body.
+    pub answer: Option<Shape>,
+    /// Operations that take a value of the success answer.
+    pub links: &'static [Link],
     /// Whether answers are served from the response cache.
     pub cached: bool,
 }
-
-const fn p(name: &'static str, kind: &'static str, doc: &'static str) -> Param {
-    Param {
-        name,
-        kind,
-        format: None,
-        values: &[],
-        doc,
-    }
-}
-
-const LIMIT: Param = p("limit", "integer", "Rows per page, 1–1000 (default 100).");
-const CURSOR: Param = p("cursor", "string", "The `nextCursor` of the previous page.");
-const FROM: Param = Param {
-    format: Some("date-time"),
-    ..p(
-        "from",
-        "string",
-        "Start of the time range (inclusive), RFC 3339.",
-    )
-};
-const TO: Param = Param {
-    format: Some("date-time"),
-    ..p(
-        "to",
-        "string",
-        "End of the time range (exclusive), RFC 3339; default now.",
-    )
-};
-const REGION: Param = p("region", "string", "Only this region.");
 
 /// Meter statuses a list may filter by.
 pub const METER_STATUSES: [&str; 5] = ["installed", "active", "silent", "disconnected", "removed"];
@@ -151,10 +173,11 @@ pub const ROUTES: &[Route] = &[
         path: "/regions",
         role: Some(Role::Viewer),
         summary: "Regions with their meters, silent meters and open alarms",
-        query: &[],
+        query: Shape::of::<NoQuery>(),
         body: None,
         ok: 200,
-        answer: "RegionList",
+        answer: Some(Shape::of::<List<RegionView>>()),
+        links: &[],
         cached: true,
     },
     Route {
@@ -163,10 +186,11 @@ pub const ROUTES: &[Route] = &[
         path: "/regions/{region}/readings/latest",
         role: Some(Role::Viewer),
         summary: "The latest reading of each meter of a region, in meter id order",
-        query: &[LIMIT, CURSOR],
+        query: Shape::of::<PageQuery>(),
         body: None,
         ok: 200,
-        answer: "LatestReadingPage",
+        answer: Some(Shape::of::<Page<LatestReadingView>>()),
+        links: &[],
         cached: true,
     },
     Route {
@@ -175,10 +199,11 @@ pub const ROUTES: &[Route] = &[
         path: "/connectivity",
         role: Some(Role::Viewer),
         summary: "Meters not heard within their reporting interval times the tolerance, longest silent first",
-        query: &[REGION, LIMIT, CURSOR],
+        query: Shape::of::<SilentQuery>(),
         body: None,
         ok: 200,
-        answer: "MeterPage",
+        answer: Some(Shape::of::<Page<MeterView>>()),
+        links: &[],
         cached: true,
     },
     Route {
@@ -187,19 +212,11 @@ pub const ROUTES: &[Route] = &[
         path: "/meters",
         role: Some(Role::Viewer),
         summary: "Meters, in id order, by region, status or customer",
-        query: &[
-            REGION,
-            Param {
-                values: &METER_STATUSES,
-                ..p("status", "string", "Only meters in this registry status.")
-            },
-            p("userId", "string", "Only this customer's meters."),
-            LIMIT,
-            CURSOR,
-        ],
+        query: Shape::of::<MetersQuery>(),
         body: None,
         ok: 200,
-        answer: "MeterPage",
+        answer: Some(Shape::of::<Page<MeterView>>()),
+        links: &[],
         cached: true,
     },
     Route {
@@ -208,10 +225,30 @@ pub const ROUTES: &[Route] = &[
         path: "/meters",
         role: Some(Role::Admin),
         summary: "Install (register) a meter, validated as `meterhub meters import` does; 201 when new, 200 when updated or unchanged",
-        query: &[],
-        body: Some("MeterInstall"),
+        query: Shape::of::<NoQuery>(),
+        body: Some(Shape::of::<MeterInstall>()),
         ok: 201,
-        answer: "Meter",
+        answer: Some(Shape::of::<MeterView>()),
+        links: &[
+            Link {
+                name: "readings",
+                op: Op::MeterReadings,
+                parameter: "meter",
+                pointer: "/devEui",
+            },
+            Link {
+                name: "details",
+                op: Op::GetMeter,
+                parameter: "meter",
+                pointer: "/devEui",
+            },
+            Link {
+                name: "commands",
+                op: Op::SendCommand,
+                parameter: "meter",
+                pointer: "/devEui",
+            },
+        ],
         cached: false,
     },
     Route {
@@ -220,10 +257,16 @@ pub const ROUTES: &[Route] = &[
         path: "/meters/{meter}",
         role: Some(Role::Viewer),
         summary: "A meter by DevEUI or serial: last seen, battery, link quality, clock drift",
-        query: &[],
+        query: Shape::of::<NoQuery>(),
         body: None,
         ok: 200,
-        answer: "Meter",
+        answer: Some(Shape::of::<MeterView>()),
+        links: &[Link {
+            name: "readings",
+            op: Op::MeterReadings,
+            parameter: "meter",
+            pointer: "/devEui",
+        }],
         cached: true,
     },
     Route {
@@ -232,10 +275,11 @@ pub const ROUTES: &[Route] = &[
         path: "/meters/{meter}/readings",
         role: Some(Role::Viewer),
         summary: "A meter's readings over a time range (default the 31 days before `to`), oldest first",
-        query: &[FROM, TO, LIMIT, CURSOR],
+        query: Shape::of::<RangeQuery>(),
         body: None,
         ok: 200,
-        answer: "ReadingPage",
+        answer: Some(Shape::of::<Page<ReadingView>>()),
+        links: &[],
         cached: true,
     },
     Route {
@@ -244,33 +288,11 @@ pub const ROUTES: &[Route] = &[
         path: "/meters/{meter}/consumption",
         role: Some(Role::Viewer),
         summary: "A meter's consumption per day, ISO week or month in the billing time zone, oldest first: register differences across the period's boundaries, measured or interpolated, with their quality",
-        query: &[
-            Param {
-                values: &["day", "week", "month"],
-                ..p("period", "string", "Period length (default `month`).")
-            },
-            Param {
-                format: Some("date"),
-                ..p(
-                    "from",
-                    "string",
-                    "First local date; the list starts with the period holding it (default: 31 days, 12 weeks or 12 months before `to`).",
-                )
-            },
-            Param {
-                format: Some("date"),
-                ..p(
-                    "to",
-                    "string",
-                    "Periods starting before this local date are listed (default: tomorrow).",
-                )
-            },
-            LIMIT,
-            CURSOR,
-        ],
+        query: Shape::of::<ConsumptionQuery>(),
         body: None,
         ok: 200,
-        answer: "ConsumptionPage",
+        answer: Some(Shape::of::<Page<ConsumptionRecord>>()),
+        links: &[],
         cached: true,
     },
     Route {
@@ -279,10 +301,11 @@ pub const ROUTES: &[Route] = &[
         path: "/meters/{meter}/commands",
         role: Some(Role::Viewer),
         summary: "A meter's downlink commands and their states, newest first",
-        query: &[LIMIT, CURSOR],
+        query: Shape::of::<PageQuery>(),
         body: None,
         ok: 200,
-        answer: "CommandPage",
+        answer: Some(Shape::of::<Page<CommandView>>()),
+        links: &[],
         cached: true,
     },
     Route {
@@ -291,10 +314,16 @@ pub const ROUTES: &[Route] = &[
         path: "/meters/{meter}/commands",
         role: Some(Role::Operator),
         summary: "Queue a command (valve, self-test, read now, info, reporting interval, disconnect, clock resync, clock-sync periodicity, package version); it goes out after the meter's next uplink. 202 with the command, whose state follows it to the meter",
-        query: &[],
-        body: Some("CommandRequest"),
+        query: Shape::of::<NoQuery>(),
+        body: Some(Shape::of::<CommandBody>()),
         ok: 202,
-        answer: "Command",
+        answer: Some(Shape::of::<CommandView>()),
+        links: &[Link {
+            name: "state",
+            op: Op::GetCommand,
+            parameter: "command",
+            pointer: "/id",
+        }],
         cached: false,
     },
     Route {
@@ -303,10 +332,11 @@ pub const ROUTES: &[Route] = &[
         path: "/regions/{region}/commands",
         role: Some(Role::Operator),
         summary: "Queue a self-test or a clock request (resync, periodicity, package version) for every reporting meter of a region",
-        query: &[],
-        body: Some("CommandRequest"),
+        query: Shape::of::<NoQuery>(),
+        body: Some(Shape::of::<RegionCommandBody>()),
         ok: 202,
-        answer: "RegionCommands",
+        answer: Some(Shape::of::<RegionCommands>()),
+        links: &[],
         cached: false,
     },
     Route {
@@ -315,10 +345,11 @@ pub const ROUTES: &[Route] = &[
         path: "/commands/{command}",
         role: Some(Role::Viewer),
         summary: "One command: its state, and what completed it (a read now's reading)",
-        query: &[],
+        query: Shape::of::<NoQuery>(),
         body: None,
         ok: 200,
-        answer: "CommandDetail",
+        answer: Some(Shape::of::<CommandDetail>()),
+        links: &[],
         cached: true,
     },
     Route {
@@ -327,10 +358,11 @@ pub const ROUTES: &[Route] = &[
         path: "/self-test-schedules",
         role: Some(Role::Viewer),
         summary: "Self-test schedules, in id order",
-        query: &[LIMIT, CURSOR],
+        query: Shape::of::<PageQuery>(),
         body: None,
         ok: 200,
-        answer: "SchedulePage",
+        answer: Some(Shape::of::<Page<ScheduleView>>()),
+        links: &[],
         cached: false,
     },
     Route {
@@ -339,10 +371,24 @@ pub const ROUTES: &[Route] = &[
         path: "/self-test-schedules",
         role: Some(Role::Operator),
         summary: "Create a self-test schedule for the fleet, a region or a meter",
-        query: &[],
-        body: Some("ScheduleSpec"),
+        query: Shape::of::<NoQuery>(),
+        body: Some(Shape::of::<ScheduleBody>()),
         ok: 201,
-        answer: "Schedule",
+        answer: Some(Shape::of::<ScheduleView>()),
+        links: &[
+            Link {
+                name: "schedule",
+                op: Op::GetSchedule,
+                parameter: "schedule",
+                pointer: "/id",
+            },
+            Link {
+                name: "delete",
+                op: Op::DeleteSchedule,
+                parameter: "schedule",
+                pointer: "/id",
+            },
+        ],
         cached: false,
     },
     Route {
@@ -351,10 +397,11 @@ pub const ROUTES: &[Route] = &[
         path: "/self-test-schedules/{schedule}",
         role: Some(Role::Viewer),
         summary: "One self-test schedule",
-        query: &[],
+        query: Shape::of::<NoQuery>(),
         body: None,
         ok: 200,
-        answer: "Schedule",
+        answer: Some(Shape::of::<ScheduleView>()),
+        links: &[],
         cached: false,
     },
     Route {
@@ -363,10 +410,11 @@ pub const ROUTES: &[Route] = &[
         path: "/self-test-schedules/{schedule}",
         role: Some(Role::Operator),
         summary: "Change a self-test schedule",
-        query: &[],
-        body: Some("ScheduleSpec"),
+        query: Shape::of::<NoQuery>(),
+        body: Some(Shape::of::<ScheduleBody>()),
         ok: 200,
-        answer: "Schedule",
+        answer: Some(Shape::of::<ScheduleView>()),
+        links: &[],
         cached: false,
     },
     Route {
@@ -375,10 +423,11 @@ pub const ROUTES: &[Route] = &[
         path: "/self-test-schedules/{schedule}",
         role: Some(Role::Operator),
         summary: "Delete a self-test schedule (the commands it created stay)",
-        query: &[],
+        query: Shape::of::<NoQuery>(),
         body: None,
         ok: 204,
-        answer: "",
+        answer: None,
+        links: &[],
         cached: false,
     },
     Route {
@@ -387,10 +436,11 @@ pub const ROUTES: &[Route] = &[
         path: "/meters/{meter}/self-tests",
         role: Some(Role::Viewer),
         summary: "A meter's self-test results over a time range (default the 365 days before `to`), newest first",
-        query: &[FROM, TO, LIMIT, CURSOR],
+        query: Shape::of::<RangeQuery>(),
         body: None,
         ok: 200,
-        answer: "SelfTestPage",
+        answer: Some(Shape::of::<Page<SelfTestView>>()),
+        links: &[],
         cached: true,
     },
     Route {
@@ -399,10 +449,11 @@ pub const ROUTES: &[Route] = &[
         path: "/meters/{meter}/inspections",
         role: Some(Role::Viewer),
         summary: "A meter's field visits, newest first",
-        query: &[LIMIT, CURSOR],
+        query: Shape::of::<PageQuery>(),
         body: None,
         ok: 200,
-        answer: "InspectionPage",
+        answer: Some(Shape::of::<Page<InspectionView>>()),
+        links: &[],
         cached: true,
     },
     Route {
@@ -411,10 +462,11 @@ pub const ROUTES: &[Route] = &[
         path: "/meters/{meter}/inspections",
         role: Some(Role::Operator),
         summary: "Record a field visit",
-        query: &[],
-        body: Some("InspectionRecord"),
+        query: Shape::of::<NoQuery>(),
+        body: Some(Shape::of::<InspectionBody>()),
         ok: 201,
-        answer: "Inspection",
+        answer: Some(Shape::of::<InspectionView>()),
+        links: &[],
         cached: false,
     },
     Route {
@@ -423,26 +475,11 @@ pub const ROUTES: &[Route] = &[
         path: "/alarms",
         role: Some(Role::Viewer),
         summary: "Alarms, newest first, by state, kind, region, meter and time raised",
-        query: &[
-            Param {
-                values: &ALARM_STATES,
-                ..p("state", "string", "Only alarms in this state.")
-            },
-            p("kind", "string", "Only alarms of this kind."),
-            REGION,
-            p(
-                "meter",
-                "string",
-                "Only this meter's alarms (DevEUI or serial).",
-            ),
-            FROM,
-            TO,
-            LIMIT,
-            CURSOR,
-        ],
+        query: Shape::of::<AlarmsQuery>(),
         body: None,
         ok: 200,
-        answer: "AlarmPage",
+        answer: Some(Shape::of::<Page<AlarmView>>()),
+        links: &[],
         cached: true,
     },
     Route {
@@ -451,10 +488,24 @@ pub const ROUTES: &[Route] = &[
         path: "/alarms/{alarm}",
         role: Some(Role::Viewer),
         summary: "One alarm",
-        query: &[],
+        query: Shape::of::<NoQuery>(),
         body: None,
         ok: 200,
-        answer: "Alarm",
+        answer: Some(Shape::of::<AlarmView>()),
+        links: &[
+            Link {
+                name: "acknowledge",
+                op: Op::AcknowledgeAlarm,
+                parameter: "alarm",
+                pointer: "/id",
+            },
+            Link {
+                name: "clear",
+                op: Op::ClearAlarm,
+                parameter: "alarm",
+                pointer: "/id",
+            },
+        ],
         cached: false,
     },
     Route {
@@ -463,10 +514,11 @@ pub const ROUTES: &[Route] = &[
         path: "/alarms/{alarm}/acknowledge",
         role: Some(Role::Operator),
         summary: "Acknowledge an open alarm (recorded with the key's name); 409 when it is not open",
-        query: &[],
+        query: Shape::of::<NoQuery>(),
         body: None,
         ok: 200,
-        answer: "Alarm",
+        answer: Some(Shape::of::<AlarmView>()),
+        links: &[],
         cached: false,
     },
     Route {
@@ -475,10 +527,11 @@ pub const ROUTES: &[Route] = &[
         path: "/alarms/{alarm}/clear",
         role: Some(Role::Operator),
         summary: "Clear an alarm; 409 when it is already cleared",
-        query: &[],
+        query: Shape::of::<NoQuery>(),
         body: None,
         ok: 200,
-        answer: "Alarm",
+        answer: Some(Shape::of::<AlarmView>()),
+        links: &[],
         cached: false,
     },
     Route {
@@ -487,32 +540,11 @@ pub const ROUTES: &[Route] = &[
         path: "/quarantine",
         role: Some(Role::Viewer),
         summary: "Quarantined messages with their reasons, newest first",
-        query: &[
-            Param {
-                values: &[
-                    "malformed_json",
-                    "protobuf",
-                    "unknown_event",
-                    "undecodable",
-                    "unknown_fport",
-                    "unregistered_device",
-                    "bad_serial",
-                    "out_of_range",
-                    "refused",
-                    "conflicting_reading",
-                ],
-                ..p(
-                    "reason",
-                    "string",
-                    "Only messages quarantined for this reason.",
-                )
-            },
-            LIMIT,
-            CURSOR,
-        ],
+        query: Shape::of::<QuarantineQuery>(),
         body: None,
         ok: 200,
-        answer: "QuarantinePage",
+        answer: Some(Shape::of::<Page<QuarantinedView>>()),
+        links: &[],
         cached: true,
     },
     Route {
@@ -521,10 +553,11 @@ pub const ROUTES: &[Route] = &[
         path: "/quarantine/{id}/replay",
         role: Some(Role::Operator),
         summary: "Run a quarantined message through ingest again once its cause is fixed; 409 with the reason when it would still be quarantined",
-        query: &[],
+        query: Shape::of::<NoQuery>(),
         body: None,
         ok: 200,
-        answer: "Replay",
+        answer: Some(Shape::of::<ReplayView>()),
+        links: &[],
         cached: false,
     },
     Route {
@@ -533,10 +566,11 @@ pub const ROUTES: &[Route] = &[
         path: "/keys",
         role: Some(Role::Admin),
         summary: "API keys (never their secrets)",
-        query: &[],
+        query: Shape::of::<NoQuery>(),
         body: None,
         ok: 200,
-        answer: "KeyList",
+        answer: Some(Shape::of::<List<KeyView>>()),
+        links: &[],
         cached: false,
     },
     Route {
@@ -545,10 +579,16 @@ pub const ROUTES: &[Route] = &[
         path: "/keys",
         role: Some(Role::Admin),
         summary: "Create an API key; the answer holds its secret, shown this once",
-        query: &[],
-        body: Some("KeyCreate"),
+        query: Shape::of::<NoQuery>(),
+        body: Some(Shape::of::<KeyBody>()),
         ok: 201,
-        answer: "Key",
+        answer: Some(Shape::of::<KeyView>()),
+        links: &[Link {
+            name: "revoke",
+            op: Op::RevokeKey,
+            parameter: "key",
+            pointer: "/id",
+        }],
         cached: false,
     },
     Route {
@@ -557,10 +597,11 @@ pub const ROUTES: &[Route] = &[
         path: "/keys/{key}",
         role: Some(Role::Admin),
         summary: "Revoke an API key",
-        query: &[],
+        query: Shape::of::<NoQuery>(),
         body: None,
         ok: 204,
-        answer: "",
+        answer: None,
+        links: &[],
         cached: false,
     },
     Route {
@@ -569,10 +610,11 @@ pub const ROUTES: &[Route] = &[
         path: "/openapi.json",
         role: None,
         summary: "This document",
-        query: &[],
+        query: Shape::of::<NoQuery>(),
         body: None,
         ok: 200,
-        answer: "",
+        answer: Some(Shape::of::<Document>()),
+        links: &[],
         cached: false,
     },
 ];
@@ -617,28 +659,5 @@ pub fn find(method: &str, segments: &[&str]) -> Match {
         Match::NotFound
     } else {
         Match::WrongMethod(methods)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_quarantine_filter_offers_every_reason() {
-        let route = ROUTES
-            .iter()
-            .find(|r| r.path == "/quarantine")
-            .expect("route");
-        let reason = route
-            .query
-            .iter()
-            .find(|p| p.name == "reason")
-            .expect("param");
-        let names: Vec<&str> = crate::uplink::Reason::ALL
-            .iter()
-            .map(|r| r.as_str())
-            .collect();
-        assert_eq!(reason.values, names.as_slice());
     }
 }

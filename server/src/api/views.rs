@@ -2,6 +2,7 @@
 //! the names PROTOCOL.md uses.
 
 use chrono::{DateTime, NaiveDate, Utc};
+use schemars::JsonSchema;
 use serde::Serialize;
 use uuid::Uuid;
 
@@ -15,8 +16,9 @@ use crate::storage::readings::StoredReading;
 use crate::storage::self_tests::StoredSelfTest;
 
 /// A page of a list.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(rename = "{T}Page")]
 pub struct Page<T> {
     /// The rows.
     pub items: Vec<T>,
@@ -49,8 +51,9 @@ impl<T> Page<T> {
 }
 
 /// A region and its home-page counts.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(rename = "Region")]
 pub struct RegionView {
     /// Id.
     pub id: String,
@@ -77,30 +80,37 @@ impl From<RegionSummary> for RegionView {
 }
 
 /// A meter with its latest known state.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(rename = "Meter")]
 pub struct MeterView {
     /// meterhub's id.
     pub id: i64,
     /// LoRaWAN DevEUI.
+    #[schemars(pattern("^[0-9a-f]{16}$"))]
     pub dev_eui: String,
     /// Serial number.
+    #[schemars(pattern("^[0-9]{14}$"))]
     pub serial: String,
     /// Number on the body.
     pub body_number: i64,
     /// Customer id.
     pub user_id: String,
     /// ChirpStack application.
+    #[schemars(extend("format" = "uuid"))]
     pub application_id: String,
     /// Region id.
     pub region: String,
     /// Usage type.
+    #[schemars(extend("enum" = crate::registry::record::USAGE_TYPES))]
     pub usage_type: String,
     /// Billing mode.
+    #[schemars(extend("enum" = crate::registry::record::MODES))]
     pub mode: String,
     /// Production date.
     pub production_date: NaiveDate,
     /// Registry status.
+    #[schemars(extend("enum" = crate::api::routes::METER_STATUSES))]
     pub status: String,
     /// Minutes between readings.
     pub reporting_interval_minutes: i32,
@@ -211,8 +221,9 @@ fn test_names(bits: i16) -> Vec<&'static str> {
 }
 
 /// A reading.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(rename = "Reading")]
 pub struct ReadingView {
     /// The meter's clock when taken.
     pub reading_time: DateTime<Utc>,
@@ -231,8 +242,10 @@ pub struct ReadingView {
     /// Gas pressure, Pa.
     pub gas_pressure_pa: Option<i64>,
     /// `notFitted`, `open`, `closed` or `fault`.
+    #[schemars(extend("enum" = ["notFitted", "open", "closed", "fault", "unknown"]))]
     pub valve: &'static str,
     /// `notFitted`, `closed` or `open`.
+    #[schemars(extend("enum" = ["notFitted", "closed", "open", "unknown"]))]
     pub door: &'static str,
     /// Battery voltage, mV.
     pub battery_millivolts: i32,
@@ -266,8 +279,9 @@ impl From<StoredReading> for ReadingView {
 }
 
 /// A meter's latest reading.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(rename = "LatestReading")]
 pub struct LatestReadingView {
     /// The meter's DevEUI.
     pub dev_eui: String,
@@ -276,8 +290,9 @@ pub struct LatestReadingView {
 }
 
 /// An alarm.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(rename = "Alarm")]
 pub struct AlarmView {
     /// Id.
     pub id: i64,
@@ -286,12 +301,14 @@ pub struct AlarmView {
     /// Kind.
     pub kind: String,
     /// `meter` or `server`.
+    #[schemars(extend("enum" = ["meter", "server"]))]
     pub source: String,
     /// When raised.
     pub raised_at: DateTime<Utc>,
     /// Value, meaning by kind.
     pub value: Option<i64>,
     /// `open`, `acknowledged` or `cleared`.
+    #[schemars(extend("enum" = crate::api::routes::ALARM_STATES))]
     pub state: String,
     /// When received.
     pub received_at: DateTime<Utc>,
@@ -322,8 +339,9 @@ impl From<Alarm> for AlarmView {
 }
 
 /// A downlink command and where it is in its life.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(rename = "Command")]
 pub struct CommandView {
     /// Id (ChirpStack's queue item id).
     pub id: Uuid,
@@ -332,12 +350,14 @@ pub struct CommandView {
     /// LoRaWAN fPort.
     pub fport: i16,
     /// Payload, hex.
+    #[schemars(pattern("^([0-9a-f]{2})*$"))]
     pub payload: String,
     /// Whether the meter must acknowledge it.
     pub confirmed: bool,
     /// Who asked for it.
     pub requested_by: String,
     /// State.
+    #[schemars(extend("enum" = crate::storage::commands::COMMAND_STATES))]
     pub state: String,
     /// Hand-overs to ChirpStack.
     pub attempts: i32,
@@ -371,8 +391,9 @@ impl From<CommandRow> for CommandView {
 }
 
 /// A self-test result.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(rename = "SelfTest")]
 pub struct SelfTestView {
     /// When it finished, by the meter's clock.
     pub meter_time: DateTime<Utc>,
@@ -414,8 +435,9 @@ impl From<StoredSelfTest> for SelfTestView {
 }
 
 /// A field visit.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(rename = "Inspection")]
 pub struct InspectionView {
     /// Id.
     pub id: i64,
@@ -428,6 +450,7 @@ pub struct InspectionView {
     /// Who.
     pub inspector: String,
     /// Outcome.
+    #[schemars(extend("enum" = crate::storage::inspections::INSPECTION_OUTCOMES))]
     pub outcome: String,
     /// Notes.
     pub notes: String,
@@ -451,8 +474,9 @@ impl From<Inspection> for InspectionView {
 }
 
 /// A quarantined message.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(rename = "Quarantined")]
 pub struct QuarantinedView {
     /// Id.
     pub id: i64,
@@ -499,14 +523,16 @@ impl From<Quarantined> for QuarantinedView {
 }
 
 /// An API key as listed (never its secret).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(rename = "Key")]
 pub struct KeyView {
     /// Id.
     pub id: Uuid,
     /// Name.
     pub name: String,
     /// Role.
+    #[schemars(extend("enum" = ["viewer", "operator", "admin"]))]
     pub role: String,
     /// The secret's first characters.
     pub prefix: String,
@@ -529,6 +555,433 @@ impl From<crate::storage::api_keys::ApiKeyRow> for KeyView {
             created_at: k.created_at,
             revoked_at: k.revoked_at,
             secret: None,
+        }
+    }
+}
+
+/// A whole list, unpaged.
+#[derive(Debug, Serialize, JsonSchema)]
+#[schemars(rename = "{T}List")]
+pub struct List<T> {
+    /// The rows.
+    pub items: Vec<T>,
+}
+
+/// The OpenAPI document itself.
+#[derive(Debug, Serialize)]
+#[serde(transparent)]
+pub struct Document(pub serde_json::Value);
+
+impl JsonSchema for Document {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "OpenApiDocument".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "object",
+            "required": ["openapi", "info", "paths", "components"],
+            "properties": {"openapi": {"type": "string"}, "paths": {"type": "object"}}
+        })
+    }
+}
+
+/// What a region-wide command request queued.
+#[derive(Debug, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RegionCommands {
+    /// The region.
+    pub region: String,
+    /// The command's kind.
+    pub kind: String,
+    /// Commands queued, one per reporting meter.
+    pub commands: usize,
+}
+
+/// What a replay did.
+#[derive(Debug, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(rename = "Replay")]
+pub struct ReplayView {
+    /// The quarantined message.
+    pub id: i64,
+    /// False when the event had been applied before (a second replay).
+    pub applied: bool,
+    /// Readings stored.
+    pub readings: u64,
+    /// Alarms raised.
+    pub alarms: u64,
+    /// When it was (first) replayed.
+    pub replayed_at: DateTime<Utc>,
+}
+
+/// A command with what completed it (and, for a read, the reading).
+#[derive(Debug, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CommandDetail {
+    /// The command.
+    #[serde(flatten)]
+    pub command: CommandView,
+    /// meterhub's meter id.
+    pub meter_id: i64,
+    /// When ChirpStack took it.
+    pub sent_at: Option<DateTime<Utc>>,
+    /// When it completed.
+    pub completed_at: Option<DateTime<Utc>>,
+    /// When it fails unless completed.
+    pub deadline_at: Option<DateTime<Utc>>,
+    /// What the meter answered.
+    pub result: Option<serde_json::Value>,
+    /// The self-test schedule that created it.
+    pub schedule_id: Option<i64>,
+    /// The reading a completed read-now brought.
+    pub reading: Option<ReadingView>,
+}
+
+/// A self-test schedule.
+#[derive(Debug, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(rename = "Schedule")]
+pub struct ScheduleView {
+    /// Id.
+    pub id: i64,
+    /// `fleet`, `region` or `meter`.
+    #[schemars(extend("enum" = ["fleet", "region", "meter"]))]
+    pub scope: String,
+    /// The region of a region schedule.
+    pub region: Option<String>,
+    /// The meter of a meter schedule.
+    pub meter_id: Option<i64>,
+    /// The tests by name.
+    pub tests: Vec<&'static str>,
+    /// Minutes between runs.
+    pub interval_minutes: i32,
+    /// The next run.
+    pub next_run_at: DateTime<Utc>,
+    /// Whether it runs.
+    pub enabled: bool,
+    /// Who created it.
+    pub created_by: String,
+    /// Created at.
+    pub created_at: DateTime<Utc>,
+    /// Last change.
+    pub updated_at: DateTime<Utc>,
+}
+
+impl From<crate::storage::schedules::Schedule> for ScheduleView {
+    fn from(s: crate::storage::schedules::Schedule) -> Self {
+        let bits = u8::try_from(s.tests).unwrap_or(0);
+        ScheduleView {
+            id: s.id,
+            scope: s.scope,
+            region: s.region_id,
+            meter_id: s.meter_id,
+            tests: test_names(bits.into()),
+            interval_minutes: s.interval_minutes,
+            next_run_at: s.next_run_at,
+            enabled: s.enabled,
+            created_by: s.created_by,
+            created_at: s.created_at,
+            updated_at: s.updated_at,
+        }
+    }
+}
+
+/// The examples of the document: one meter, `70b3d5e75e000001` in region `north`, and what
+/// it sent and was sent.
+mod examples {
+    use super::*;
+    use crate::api::routes::Example;
+
+    fn at(text: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(text)
+            .map(|t| t.to_utc())
+            .unwrap_or_default()
+    }
+
+    const DEV_EUI: &str = "70b3d5e75e000001";
+
+    impl<T: Example> Example for Page<T> {
+        fn example() -> Self {
+            Page {
+                items: vec![T::example()],
+                next_cursor: Some(crate::api::input::encode_cursor("1")),
+            }
+        }
+    }
+
+    impl<T: Example> Example for List<T> {
+        fn example() -> Self {
+            List {
+                items: vec![T::example()],
+            }
+        }
+    }
+
+    impl Example for Document {
+        fn example() -> Self {
+            Document(serde_json::json!({
+                "openapi": "3.1.0", "info": {"title": "meterhub REST API", "version": "0.1.0"},
+                "paths": {}, "components": {}
+            }))
+        }
+    }
+
+    impl Example for RegionView {
+        fn example() -> Self {
+            RegionView {
+                id: "north".into(),
+                name: "north".into(),
+                meters: 1250,
+                silent_meters: 3,
+                open_alarms: 7,
+            }
+        }
+    }
+
+    impl Example for MeterView {
+        fn example() -> Self {
+            MeterView {
+                id: 1,
+                dev_eui: DEV_EUI.into(),
+                serial: "12261000012348".into(),
+                body_number: 4_000_123,
+                user_id: "customer-1042".into(),
+                application_id: "3f2d8b9e-6c1a-4d7e-9b52-7a0e4c1f8d23".into(),
+                region: "north".into(),
+                usage_type: "residential".into(),
+                mode: "credit".into(),
+                production_date: NaiveDate::from_ymd_opt(2026, 1, 15).unwrap_or_default(),
+                status: "active".into(),
+                reporting_interval_minutes: 1440,
+                last_seen_at: Some(at("2026-02-01T06:00:04Z")),
+                overdue_at: Some(at("2026-02-03T06:00:04Z")),
+                silent: false,
+                battery_millivolts: Some(3600),
+                battery_percent: Some(92),
+                rssi: Some(-97),
+                snr: Some(7.5),
+                clock_drift_ms: Some(-120),
+                firmware_version: Some("1.4.2".into()),
+                info_received_at: Some(at("2026-01-16T09:12:00Z")),
+                created_at: at("2026-01-15T08:00:00Z"),
+                updated_at: at("2026-02-01T06:00:04Z"),
+            }
+        }
+    }
+
+    impl Example for ReadingView {
+        fn example() -> Self {
+            ReadingView {
+                reading_time: at("2026-02-01T06:00:00Z"),
+                received_at: at("2026-02-01T06:00:04Z"),
+                gas_volume_litres: Some(1_234_567),
+                energy_wh: None,
+                voltage_decivolts: None,
+                current_milliamps: None,
+                gas_temperature_centi_celsius: Some(1150),
+                gas_pressure_pa: Some(2100),
+                valve: "open",
+                door: "notFitted",
+                battery_millivolts: 3600,
+                battery_percent: 92,
+                flags: vec![],
+                f_cnt: Some(42),
+            }
+        }
+    }
+
+    impl Example for LatestReadingView {
+        fn example() -> Self {
+            LatestReadingView {
+                dev_eui: DEV_EUI.into(),
+                reading: ReadingView::example(),
+            }
+        }
+    }
+
+    impl Example for AlarmView {
+        fn example() -> Self {
+            AlarmView {
+                id: 17,
+                meter_id: 1,
+                kind: "magneticTamper".into(),
+                source: "meter".into(),
+                raised_at: at("2026-02-01T03:12:00Z"),
+                value: Some(3),
+                state: "acknowledged".into(),
+                received_at: at("2026-02-01T03:12:05Z"),
+                acknowledged_at: Some(at("2026-02-01T08:30:00Z")),
+                acknowledged_by: Some("operations".into()),
+                cleared_at: None,
+            }
+        }
+    }
+
+    impl Example for CommandView {
+        fn example() -> Self {
+            CommandView {
+                id: Uuid::from_u128(0x6f1c_2a3b_4c5d_4e6f_8a9b_0c1d_2e3f_4a5b),
+                kind: "selfTest".into(),
+                fport: 10,
+                payload: "0303".into(),
+                confirmed: true,
+                requested_by: "operations".into(),
+                state: "pending".into(),
+                attempts: 0,
+                error: None,
+                created_at: at("2026-02-01T08:31:00Z"),
+                updated_at: at("2026-02-01T08:31:00Z"),
+                expires_at: at("2026-02-02T08:31:00Z"),
+            }
+        }
+    }
+
+    impl Example for CommandDetail {
+        fn example() -> Self {
+            CommandDetail {
+                command: CommandView {
+                    kind: "readNow".into(),
+                    state: "completed".into(),
+                    attempts: 1,
+                    ..CommandView::example()
+                },
+                meter_id: 1,
+                sent_at: Some(at("2026-02-01T08:35:02Z")),
+                completed_at: Some(at("2026-02-01T08:35:09Z")),
+                deadline_at: None,
+                result: Some(serde_json::json!({"readingTime": "2026-02-01T06:00:00Z"})),
+                schedule_id: None,
+                reading: Some(ReadingView::example()),
+            }
+        }
+    }
+
+    impl Example for RegionCommands {
+        fn example() -> Self {
+            RegionCommands {
+                region: "north".into(),
+                kind: "forceResync".into(),
+                commands: 1250,
+            }
+        }
+    }
+
+    impl Example for ScheduleView {
+        fn example() -> Self {
+            ScheduleView {
+                id: 3,
+                scope: "region".into(),
+                region: Some("north".into()),
+                meter_id: None,
+                tests: vec!["battery", "valve"],
+                interval_minutes: 43_200,
+                next_run_at: at("2026-03-01T02:00:00Z"),
+                enabled: true,
+                created_by: "operations".into(),
+                created_at: at("2026-02-01T08:40:00Z"),
+                updated_at: at("2026-02-01T08:40:00Z"),
+            }
+        }
+    }
+
+    impl Example for SelfTestView {
+        fn example() -> Self {
+            SelfTestView {
+                meter_time: at("2026-02-01T02:00:30Z"),
+                received_at: at("2026-02-01T02:00:34Z"),
+                tests_run: vec!["battery", "valve"],
+                tests_failed: vec!["valve"],
+                passed: false,
+                battery_loaded_millivolts: 3300,
+                battery_rest_millivolts: 3550,
+                valve_travel_ms: 0,
+                metrology_deviation_centi_percent: 12,
+                internal_temperature_centi_celsius: 2100,
+            }
+        }
+    }
+
+    impl Example for InspectionView {
+        fn example() -> Self {
+            InspectionView {
+                id: 5,
+                meter_id: 1,
+                alarm_id: Some(17),
+                visited_at: at("2026-02-01T10:00:00Z"),
+                inspector: "field crew 7".into(),
+                outcome: "repaired".into(),
+                notes: "Magnet removed; seal replaced.".into(),
+                created_at: at("2026-02-01T11:02:00Z"),
+            }
+        }
+    }
+
+    impl Example for QuarantinedView {
+        fn example() -> Self {
+            QuarantinedView {
+                id: 9,
+                received_at: at("2026-02-01T06:00:04Z"),
+                topic: "application/3f2d8b9e-6c1a-4d7e-9b52-7a0e4c1f8d23/device/70b3d5e75e000009/event/up".into(),
+                payload: Some("{\"deduplicationId\":\"…\"}".into()),
+                payload_base64: None,
+                reason: "unregistered_device".into(),
+                detail: "70b3d5e75e000009 is not registered".into(),
+                dev_eui: Some("70b3d5e75e000009".into()),
+                replayed_at: None,
+            }
+        }
+    }
+
+    impl Example for ReplayView {
+        fn example() -> Self {
+            ReplayView {
+                id: 9,
+                applied: true,
+                readings: 1,
+                alarms: 0,
+                replayed_at: at("2026-02-01T09:00:00Z"),
+            }
+        }
+    }
+
+    impl Example for crate::billing::ConsumptionRecord {
+        fn example() -> Self {
+            let local = |t: &str| {
+                DateTime::parse_from_rfc3339(t)
+                    .unwrap_or_else(|_| at("2026-01-01T00:00:00Z").fixed_offset())
+            };
+            crate::billing::ConsumptionRecord {
+                period: crate::billing::PeriodKind::Month,
+                period_start: local("2026-01-01T00:00:00+01:00"),
+                period_end: local("2026-02-01T00:00:00+01:00"),
+                period_start_utc: at("2025-12-31T23:00:00Z"),
+                period_end_utc: at("2026-01-31T23:00:00Z"),
+                quality: crate::billing::Quality::Measured,
+                readings: 31,
+                gas_litres: Some(84_200),
+                gas_cubic_metres: Some(84.2),
+                gas_register_start: Some(1_150_367),
+                gas_register_end: Some(1_234_567),
+                energy_wh: None,
+                energy_kwh: None,
+                energy_register_start: None,
+                energy_register_end: None,
+            }
+        }
+    }
+
+    impl Example for KeyView {
+        fn example() -> Self {
+            KeyView {
+                id: Uuid::from_u128(0x0b7d_6a4e_3b44_4b6e_9f3c_0a1c_2b3d_4e5f),
+                name: "billing export".into(),
+                role: "viewer".into(),
+                prefix: "mh_3kq9".into(),
+                created_at: at("2026-02-01T08:00:00Z"),
+                revoked_at: None,
+                secret: Some("mh_3kq9…".into()),
+            }
         }
     }
 }

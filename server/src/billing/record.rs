@@ -8,8 +8,9 @@ use super::consumption::{Figure, Quality, Row};
 use super::period::PeriodKind;
 
 /// A period's consumption, flat.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(rename = "Consumption")]
 pub struct ConsumptionRecord {
     /// Day, week or month.
     pub period: PeriodKind,

@@ -11,6 +11,8 @@ mod billing;
 mod cache;
 mod command_cache;
 mod commands;
+mod contract;
+mod fuzz;
 mod openapi;
 mod routes;
 mod strict_input;

@@ -42,7 +42,8 @@ impl Reply {
     }
 }
 
-/// One request over a fresh connection (`Connection: close`).
+/// One request over a fresh connection (`Connection: close`); its answer must be as the
+/// OpenAPI document says.
 pub async fn request(
     addr: SocketAddr,
     method: &str,
@@ -65,7 +66,18 @@ pub async fn request(
         ));
     }
     head.push_str("\r\n");
-    send_raw(addr, &head, body.unwrap_or_default()).await
+    let reply = send_raw(addr, &head, body.unwrap_or_default()).await;
+    // Every answer of the API tests is held to the OpenAPI document.
+    if let Err(e) = crate::contract::check(
+        method,
+        path,
+        reply.status,
+        reply.header("content-type"),
+        &reply.body,
+    ) {
+        panic!("{method} {path}: the answer is not as documented: {e}");
+    }
+    reply
 }
 
 /// Sends a request head written in full (`Connection: close`) and its body.

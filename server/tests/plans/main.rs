@@ -5,6 +5,9 @@
 #[path = "../bridge/support.rs"]
 #[allow(dead_code)]
 mod bridge;
+#[path = "../api/contract.rs"]
+#[allow(dead_code)]
+mod contract;
 #[path = "../api/support.rs"]
 #[allow(dead_code)]
 mod support;

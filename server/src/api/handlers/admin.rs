@@ -2,59 +2,19 @@
 
 use std::collections::HashMap;
 
-use serde::{Deserialize, Serialize};
 use warp::http::StatusCode;
 
 use super::{cache_key, id_param};
-use crate::api::auth::{self, Role};
+use crate::api::auth;
 use crate::api::error::Problem;
 use crate::api::input;
-use crate::api::views::{KeyView, Page, QuarantinedView};
+use crate::api::requests::{KeyBody, NoQuery, QuarantineQuery};
+use crate::api::views::{KeyView, List, Page, QuarantinedView, ReplayView};
 use crate::api::{Answer, Fresh, Request, cached};
 use crate::cache::{Tag, Touched};
 use crate::storage::ingest::Effect;
 use crate::uplink::Reason;
 use crate::uplink::classify::{Context, parse, plan};
-
-#[derive(Debug, Default, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-struct QuarantineQuery {
-    reason: Option<String>,
-    limit: Option<u32>,
-    cursor: Option<String>,
-}
-
-#[derive(Debug, Default, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-struct NoQuery {}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct KeyBody {
-    name: String,
-    role: Role,
-}
-
-impl<'de> Deserialize<'de> for Role {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Role, D::Error> {
-        let s = String::deserialize(d)?;
-        Role::parse(&s).ok_or_else(|| {
-            serde::de::Error::custom(format!("{s:?} is not one of viewer, operator, admin"))
-        })
-    }
-}
-
-/// What a replay did.
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
-struct ReplayView {
-    id: i64,
-    /// False when the event had been applied before (a second replay).
-    applied: bool,
-    readings: u64,
-    alarms: u64,
-    replayed_at: chrono::DateTime<chrono::Utc>,
-}
 
 /// GET /quarantine
 pub async fn quarantine(req: &Request<'_>) -> Result<Answer, Problem> {
@@ -173,7 +133,7 @@ pub async fn keys(req: &Request<'_>) -> Result<Answer, Problem> {
     let _: NoQuery = input::query(req.query)?;
     let rows = req.state.store.api_keys().await?;
     let items: Vec<KeyView> = rows.into_iter().map(KeyView::from).collect();
-    Answer::ok(&serde_json::json!({ "items": items }))
+    Answer::ok(&List { items })
 }
 
 /// POST /keys
@@ -181,7 +141,7 @@ pub async fn create_key(req: &Request<'_>) -> Result<Answer, Problem> {
     let _: NoQuery = input::query(req.query)?;
     let body: KeyBody = input::json(req.body)?;
     let name = body.name.trim();
-    if name.is_empty() || name.len() > 100 {
+    if name.is_empty() || name.chars().count() > 100 {
         return Err(Problem::bad_field("name", "must be 1 to 100 characters"));
     }
     let s = req.state;

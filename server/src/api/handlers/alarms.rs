@@ -1,12 +1,11 @@
 //! Alarms (list, acknowledge, clear) and the field visits that follow them.
 
-use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
 use warp::http::StatusCode;
 
 use super::{cache_key, find_meter, id_param};
 use crate::api::error::Problem;
 use crate::api::input::{self, MeterRef};
+use crate::api::requests::{AlarmsQuery, InspectionBody, NoQuery, PageQuery};
 use crate::api::routes::ALARM_STATES;
 use crate::api::views::{AlarmView, InspectionView, Page};
 use crate::api::{Answer, Fresh, Request, cached};
@@ -15,43 +14,6 @@ use crate::storage::Error as StorageError;
 use crate::storage::alarms::Alarm;
 use crate::storage::inspections::{INSPECTION_OUTCOMES, NewInspection};
 use crate::storage::listings::AlarmFilter;
-
-#[derive(Debug, Default, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-struct AlarmsQuery {
-    state: Option<String>,
-    kind: Option<String>,
-    region: Option<String>,
-    meter: Option<String>,
-    from: Option<DateTime<Utc>>,
-    to: Option<DateTime<Utc>>,
-    limit: Option<u32>,
-    cursor: Option<String>,
-}
-
-#[derive(Debug, Default, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-struct NoQuery {}
-
-#[derive(Debug, Default, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-struct PageQuery {
-    limit: Option<u32>,
-    cursor: Option<String>,
-}
-
-/// A visit as a request gives it.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-struct InspectionBody {
-    visited_at: DateTime<Utc>,
-    inspector: String,
-    outcome: String,
-    #[serde(default)]
-    notes: String,
-    #[serde(default)]
-    alarm_id: Option<i64>,
-}
 
 /// GET /alarms
 pub async fn alarms(req: &Request<'_>) -> Result<Answer, Problem> {
@@ -194,13 +156,13 @@ pub async fn record_inspection(req: &Request<'_>) -> Result<Answer, Problem> {
     let r = MeterRef::parse(req.param(0), "meter")?;
     let body: InspectionBody = input::json(req.body)?;
     input::one_of(Some(&body.outcome), &INSPECTION_OUTCOMES, "outcome")?;
-    if body.inspector.trim().is_empty() || body.inspector.len() > 200 {
+    if body.inspector.trim().is_empty() || body.inspector.chars().count() > 200 {
         return Err(Problem::bad_field(
             "inspector",
             "must be 1 to 200 characters",
         ));
     }
-    if body.notes.len() > 10_000 {
+    if body.notes.chars().count() > 10_000 {
         return Err(Problem::bad_field(
             "notes",
             "must be at most 10000 characters",

@@ -1,25 +1,15 @@
 //! Billing data: a meter's consumption per day, ISO week or month.
 
 use chrono::{Days, Months, NaiveDate};
-use serde::{Deserialize, Serialize};
 
 use super::{cache_key, find_meter};
 use crate::api::error::Problem;
 use crate::api::input::{self, MeterRef};
+use crate::api::requests::ConsumptionQuery;
 use crate::api::views::Page;
 use crate::api::{Answer, Fresh, Request, cached};
 use crate::billing::{self, ConsumptionRecord, Period, PeriodKind};
 use crate::cache::Tag;
-
-#[derive(Debug, Default, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-struct ConsumptionQuery {
-    period: Option<PeriodKind>,
-    from: Option<NaiveDate>,
-    to: Option<NaiveDate>,
-    limit: Option<u32>,
-    cursor: Option<String>,
-}
 
 /// Earliest and latest dates a range may name: far beyond any reading, and safe for the
 /// calendar arithmetic.

@@ -1,49 +1,22 @@
 //! The operator's commands to meters (through the downlink queue) and self-test schedules.
 
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
 use warp::http::StatusCode;
 
 use super::{NoQuery, cache_key, find_meter, id_param};
 use crate::api::error::Problem;
 use crate::api::input::{self, MeterRef};
-use crate::api::views::{CommandView, Page, ReadingView};
+use crate::api::requests::{
+    COMMAND_KINDS, CommandBody, PageQuery, RegionCommandBody, ScheduleBody,
+};
+use crate::api::views::{
+    CommandDetail, CommandView, Page, ReadingView, RegionCommands, ScheduleView,
+};
 use crate::api::{Answer, Fresh, Request, cached};
 use crate::cache::Tag;
 use crate::downlink::{CommandKind, CommandRequest, EnqueueError};
 use crate::storage::Error as StorageError;
-use crate::storage::schedules::{Schedule, ScheduleSpec, Scope};
-
-/// The body of a command request: the kind and the arguments it takes.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-struct CommandBody {
-    kind: String,
-    /// Self-test: the tests by name (`battery`, `valve`, …).
-    tests: Option<Vec<String>>,
-    /// Reporting interval, minutes.
-    minutes: Option<u16>,
-    /// Clock resynchronisation: AppTimeReq transmissions asked for (default 1).
-    transmissions: Option<u8>,
-    /// Clock-sync periodicity: AppTimeReq every 128·2^period seconds.
-    period: Option<u8>,
-    /// How long the command may wait for the meter, minutes (default: the server's).
-    expires_in_minutes: Option<u32>,
-}
-
-/// The kinds a request may name, in the API's spelling.
-pub const COMMAND_KINDS: [&str; 10] = [
-    "valveOpen",
-    "valveClose",
-    "selfTest",
-    "readNow",
-    "sendInfo",
-    "setReportingInterval",
-    "disconnect",
-    "forceResync",
-    "clockPeriodicity",
-    "packageVersion",
-];
+use crate::storage::schedules::{ScheduleSpec, Scope};
 
 fn tests_bits(names: Option<&[String]>) -> Result<u8, Problem> {
     let names = names.ok_or_else(|| Problem::bad_field("tests", "required for a self-test"))?;
@@ -87,30 +60,29 @@ impl CommandBody {
             other => {
                 return Err(Problem::bad_field(
                     "kind",
-                    format!("{other:?} is not one of {}", COMMAND_KINDS.join(", ")),
+                    format!(
+                        "{other:?} is not one of {}",
+                        COMMAND_KINDS.map(|(k, _, _)| k).join(", ")
+                    ),
                 ));
             }
         };
         // Arguments that the kind does not take are refused by name rather than ignored.
-        let extra = [
-            (
-                "tests",
-                self.tests.is_some() && !matches!(kind, CommandKind::SelfTest { .. }),
-            ),
-            (
-                "minutes",
-                self.minutes.is_some() && !matches!(kind, CommandKind::SetReportingInterval { .. }),
-            ),
-            (
-                "transmissions",
-                self.transmissions.is_some() && !matches!(kind, CommandKind::ForceResync { .. }),
-            ),
-            (
-                "period",
-                self.period.is_some() && !matches!(kind, CommandKind::ClockPeriodicity { .. }),
-            ),
+        let takes = COMMAND_KINDS
+            .iter()
+            .find(|(k, _, _)| *k == self.kind)
+            .map(|(_, required, optional)| [*required, *optional].concat())
+            .unwrap_or_default();
+        let given = [
+            ("tests", self.tests.is_some()),
+            ("minutes", self.minutes.is_some()),
+            ("transmissions", self.transmissions.is_some()),
+            ("period", self.period.is_some()),
         ];
-        if let Some((field, _)) = extra.iter().find(|(_, bad)| *bad) {
+        if let Some((field, _)) = given
+            .iter()
+            .find(|(field, present)| *present && !takes.contains(field))
+        {
             return Err(Problem::bad_field(
                 *field,
                 format!("{} takes no {field}", self.kind),
@@ -175,21 +147,12 @@ pub async fn send(req: &Request<'_>) -> Result<Answer, Problem> {
         .at(format!("/api/v1/commands/{id}")))
 }
 
-/// What a region-wide request queued.
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
-struct Queued {
-    region: String,
-    kind: String,
-    commands: usize,
-}
-
 /// POST /regions/{region}/commands: a self-test or clock request for every reporting meter of
 /// a region.
 pub async fn send_region(req: &Request<'_>) -> Result<Answer, Problem> {
     let _: NoQuery = input::query(req.query)?;
     let region = req.param(0).to_owned();
-    let body: CommandBody = input::json(req.body)?;
+    let RegionCommandBody(body) = input::json(req.body)?;
     let kind = body.kind()?;
     let expires_in = body.expires_in()?;
     let s = req.state;
@@ -203,28 +166,12 @@ pub async fn send_region(req: &Request<'_>) -> Result<Answer, Problem> {
         .map_err(enqueue_problem)?;
     Answer::json(
         StatusCode::ACCEPTED,
-        &Queued {
+        &RegionCommands {
             region,
             kind: kind.name().to_owned(),
             commands: rows.len(),
         },
     )
-}
-
-/// A command with what completed it (and, for a read, the reading).
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
-struct CommandDetail {
-    #[serde(flatten)]
-    command: CommandView,
-    meter_id: i64,
-    sent_at: Option<DateTime<Utc>>,
-    completed_at: Option<DateTime<Utc>>,
-    deadline_at: Option<DateTime<Utc>>,
-    result: Option<serde_json::Value>,
-    schedule_id: Option<i64>,
-    /// The reading a completed read-now brought.
-    reading: Option<ReadingView>,
 }
 
 /// GET /commands/{command}: cached under its meter's tag, like the meter's command list.
@@ -278,57 +225,6 @@ pub async fn command(req: &Request<'_>) -> Result<Answer, Problem> {
         )
     })
     .await
-}
-
-/// The body that creates or replaces a schedule.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-struct ScheduleBody {
-    scope: String,
-    region: Option<String>,
-    meter: Option<String>,
-    tests: Vec<String>,
-    interval_minutes: i32,
-    next_run_at: Option<DateTime<Utc>>,
-    enabled: Option<bool>,
-}
-
-/// A schedule as the API shows it.
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
-struct ScheduleView {
-    id: i64,
-    scope: String,
-    region: Option<String>,
-    meter_id: Option<i64>,
-    tests: Vec<&'static str>,
-    interval_minutes: i32,
-    next_run_at: DateTime<Utc>,
-    enabled: bool,
-    created_by: String,
-    created_at: DateTime<Utc>,
-    updated_at: DateTime<Utc>,
-}
-
-impl From<Schedule> for ScheduleView {
-    fn from(s: Schedule) -> Self {
-        let bits = u8::try_from(s.tests).unwrap_or(0);
-        ScheduleView {
-            id: s.id,
-            scope: s.scope,
-            region: s.region_id,
-            meter_id: s.meter_id,
-            tests: firmware_protocol::Tests::from_bits(bits)
-                .map(|t| t.names().collect())
-                .unwrap_or_default(),
-            interval_minutes: s.interval_minutes,
-            next_run_at: s.next_run_at,
-            enabled: s.enabled,
-            created_by: s.created_by,
-            created_at: s.created_at,
-            updated_at: s.updated_at,
-        }
-    }
 }
 
 async fn spec(req: &Request<'_>) -> Result<ScheduleSpec, Problem> {
@@ -411,13 +307,7 @@ async fn spec(req: &Request<'_>) -> Result<ScheduleSpec, Problem> {
 
 /// GET /self-test-schedules
 pub async fn schedules(req: &Request<'_>) -> Result<Answer, Problem> {
-    #[derive(Debug, Default, Deserialize)]
-    #[serde(deny_unknown_fields)]
-    struct Q {
-        limit: Option<u32>,
-        cursor: Option<String>,
-    }
-    let q: Q = input::query(req.query)?;
+    let q: PageQuery = input::query(req.query)?;
     let limit = input::limit(q.limit)?;
     let after = input::id_cursor(q.cursor.as_deref())?.unwrap_or(0);
     let rows = req.state.store.schedules(after, limit).await?;

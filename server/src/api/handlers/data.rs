@@ -1,30 +1,14 @@
 //! A meter's readings, commands and self-test results.
 
-use chrono::{DateTime, Duration, Utc};
-use serde::{Deserialize, Serialize};
+use chrono::Duration;
 
 use super::{cache_key, find_meter};
 use crate::api::error::Problem;
 use crate::api::input::{self, MeterRef};
+use crate::api::requests::{PageQuery, RangeQuery};
 use crate::api::views::{CommandView, Page, ReadingView, SelfTestView};
 use crate::api::{Answer, Fresh, Request, cached};
 use crate::cache::Tag;
-
-#[derive(Debug, Default, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-struct RangeQuery {
-    from: Option<DateTime<Utc>>,
-    to: Option<DateTime<Utc>>,
-    limit: Option<u32>,
-    cursor: Option<String>,
-}
-
-#[derive(Debug, Default, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-struct PageQuery {
-    limit: Option<u32>,
-    cursor: Option<String>,
-}
 
 /// GET /meters/{meter}/readings
 pub async fn readings(req: &Request<'_>) -> Result<Answer, Problem> {

@@ -9,6 +9,7 @@ mod registry;
 
 use super::error::Problem;
 use super::input::MeterRef;
+use super::requests::NoQuery;
 use super::routes::Op;
 use super::{Answer, Request, openapi};
 use crate::storage::meters::Meter;
@@ -51,11 +52,6 @@ pub async fn handle(req: &Request<'_>) -> Result<Answer, Problem> {
         }
     }
 }
-
-/// A query that takes no parameters (an unexpected one is refused by name).
-#[derive(Debug, Default, serde::Deserialize, serde::Serialize)]
-#[serde(deny_unknown_fields)]
-struct NoQuery {}
 
 /// The meter a path or query names, or 404.
 async fn find_meter(req: &Request<'_>, r: &MeterRef) -> Result<Meter, Problem> {

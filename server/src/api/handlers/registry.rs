@@ -1,14 +1,14 @@
 //! Regions, meters, connectivity and the latest readings of a region.
 
-use serde::{Deserialize, Serialize};
 use warp::http::StatusCode;
 
 use super::{cache_key, find_meter};
 use crate::api::error::Problem;
 use crate::api::input::{self, MeterRef};
+use crate::api::requests::{MeterInstall, MetersQuery, NoQuery, PageQuery, SilentQuery};
 use crate::api::routes::METER_STATUSES;
 use crate::api::views::{
-    LatestReadingView, MeterView, Page, ReadingView, RegionView, next_overdue,
+    LatestReadingView, List, MeterView, Page, ReadingView, RegionView, next_overdue,
 };
 use crate::api::{Answer, Fresh, Request, cached};
 use crate::cache::{Tag, Touched};
@@ -17,35 +17,6 @@ use crate::registry::record::validate;
 use crate::storage::Error as StorageError;
 use crate::storage::listings::MeterFilter;
 use crate::storage::meters::Registered;
-
-#[derive(Debug, Default, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-struct NoQuery {}
-
-#[derive(Debug, Default, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-struct PageQuery {
-    limit: Option<u32>,
-    cursor: Option<String>,
-}
-
-#[derive(Debug, Default, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-struct SilentQuery {
-    region: Option<String>,
-    limit: Option<u32>,
-    cursor: Option<String>,
-}
-
-#[derive(Debug, Default, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-struct MetersQuery {
-    region: Option<String>,
-    status: Option<String>,
-    user_id: Option<String>,
-    limit: Option<u32>,
-    cursor: Option<String>,
-}
 
 /// GET /regions
 pub async fn regions(req: &Request<'_>) -> Result<Answer, Problem> {
@@ -56,11 +27,7 @@ pub async fn regions(req: &Request<'_>) -> Result<Answer, Problem> {
         let rows = s.store.region_summaries(now).await?;
         let until = s.store.next_overdue(None, now).await?;
         let items: Vec<RegionView> = rows.into_iter().map(RegionView::from).collect();
-        Fresh::new(
-            &serde_json::json!({ "items": items }),
-            vec![Tag::All],
-            until,
-        )
+        Fresh::new(&List { items }, vec![Tag::All], until)
     })
     .await
 }
@@ -168,34 +135,13 @@ pub async fn meter(req: &Request<'_>) -> Result<Answer, Problem> {
     .await
 }
 
-/// Fields a meter record may have (those of `meterhub meters import`).
-const RECORD_FIELDS: [&str; 10] = [
-    "serial",
-    "devEui",
-    "applicationId",
-    "bodyNumber",
-    "userId",
-    "region",
-    "usageType",
-    "mode",
-    "productionDate",
-    "reportingIntervalMinutes",
-];
-
 /// POST /meters
 pub async fn install(req: &Request<'_>) -> Result<Answer, Problem> {
     let _: NoQuery = input::query(req.query)?;
     // Unknown fields are refused (a misspelt field would otherwise pass as missing or, worse,
     // as a default).
-    let object: serde_json::Map<String, serde_json::Value> = input::json(req.body)?;
-    if let Some(k) = object.keys().find(|k| !RECORD_FIELDS.contains(&k.as_str())) {
-        return Err(Problem::bad_field(
-            k.clone(),
-            format!("unknown field; expected {}", RECORD_FIELDS.join(", ")),
-        ));
-    }
-    let record: MeterRecord =
-        input::json(&serde_json::to_vec(&object).map_err(|e| Problem::internal(&e))?)?;
+    let body: MeterInstall = input::json(req.body)?;
+    let record = MeterRecord::from(body);
     let new = validate(&record).map_err(|errors| {
         let detail = errors
             .iter()

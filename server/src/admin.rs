@@ -6,7 +6,7 @@ use anyhow::{Context, Result};
 use chrono::{DateTime, Utc};
 
 use crate::config::Settings;
-use crate::registry::{ImportReport, import_file};
+use crate::registry::import::{Event, ImportReport, import_file};
 use crate::storage::{Dialect, Store};
 use crate::time::now_utc;
 
@@ -39,15 +39,19 @@ pub async fn migrate(settings: &Settings) -> Result<String> {
 }
 
 /// Imports meters from a CSV or JSON file, migrating the database first so that a fresh
-/// machine needs one command.
-pub async fn import_meters(settings: &Settings, file: &Path) -> Result<ImportReport> {
+/// machine needs one command. `on` hears every error of every refused row and the progress.
+pub async fn import_meters(
+    settings: &Settings,
+    file: &Path,
+    on: impl FnMut(Event<'_>),
+) -> Result<ImportReport> {
     let store = open(settings).await?;
     let clock = settings.clock()?;
     store
         .migrate(now_utc(&clock))
         .await
         .context("migrating the database")?;
-    let report = import_file(&store, file, now_utc(&clock)).await;
+    let report = import_file(&store, file, now_utc(&clock), on).await;
     // Running `serve` instances cache meters: on PostgreSQL they are told, as after any
     // write (an import may touch every meter, so they drop everything).
     if report.as_ref().is_ok_and(|r| r.inserted + r.updated > 0) {

@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::app::Application;
 use crate::config::{Secret, Settings};
-use crate::registry::import::{import_rows, parse_csv};
+use crate::registry::import::import_reader;
 use crate::storage::Store;
 use crate::time::now_utc;
 
@@ -71,11 +71,17 @@ pub async fn run(
     let store = Store::connect(settings.database.url.expose(), 4).await?;
     store.migrate(now_utc(&clock)).await?;
     let meters = fleet::build(&spec, clock.now_unix());
-    let rows = parse_csv(&fleet::registry_csv(&spec, &meters))?;
-    let imported = import_rows(&store, rows, now_utc(&clock)).await?;
+    let registry = fleet::registry_csv(&spec, &meters).into_bytes();
+    let imported = import_reader(
+        &store,
+        std::io::Cursor::new(registry),
+        now_utc(&clock),
+        |_| {},
+    )
+    .await?;
     say(format!(
         "registered {} meters ({} new); 1 % of the fleet is left unregistered on purpose",
-        imported.inserted + imported.updated + imported.unchanged,
+        imported.registered(),
         imported.inserted
     ));
 

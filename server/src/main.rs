@@ -110,9 +110,29 @@ fn run(cli: &Cli) -> Result<(String, bool)> {
         }
         Command::Meters(MetersCommand::Import { file }) => {
             let settings = settings()?;
-            let report = runtime()?.block_on(admin::import_meters(&settings, file))?;
-            let success = report.errors.is_empty();
-            (report.to_string(), success)
+            let started = std::time::Instant::now();
+            let report = runtime()?.block_on(admin::import_meters(&settings, file, |event| {
+                use meterhub::registry::import::Event;
+                match event {
+                    Event::Refused(e) => println!("{e}"),
+                    Event::Progress(r, elapsed) => eprintln!(
+                        "{} rows read, {} registered, {} refused; {:.0} rows/s",
+                        r.read,
+                        r.registered(),
+                        r.refused,
+                        rate(r.read, elapsed)
+                    ),
+                }
+            }))?;
+            let elapsed = started.elapsed();
+            (
+                format!(
+                    "{report} in {:.1} s ({:.0} rows/s)",
+                    elapsed.as_secs_f64(),
+                    rate(report.read, elapsed)
+                ),
+                report.refused == 0,
+            )
         }
         Command::Report(ReportCommand::Consumption(args)) => {
             let settings = settings()?;
@@ -135,6 +155,11 @@ fn run(cli: &Cli) -> Result<(String, bool)> {
             (output, true)
         }
     })
+}
+
+/// Rows a second.
+fn rate(rows: usize, elapsed: std::time::Duration) -> f64 {
+    rows as f64 / elapsed.as_secs_f64().max(1e-3)
 }
 
 /// Logs to stderr; `RUST_LOG` filters (default: info).

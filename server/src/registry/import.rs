@@ -1,299 +1,361 @@
-//! `meterhub meters import FILE`: meter records from CSV or JSON, every row validated, the
-//! good ones registered idempotently, the bad ones reported by line and field.
+//! `meterhub meters import FILE`: meter records from CSV or JSON, read as a stream, every row
+//! validated, the good ones registered idempotently, every error of every bad row reported by
+//! line and field.
+//!
+//! A reading thread parses and validates rows into batches; the caller's task registers each
+//! batch while the next is read. Memory holds two batches and, to find a DevEUI or serial
+//! given twice in the file, one number per key already seen.
 
 use std::collections::HashMap;
 use std::fmt;
+use std::io::Read;
+use std::ops::ControlFlow;
 use std::path::Path;
+use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
-use chrono::{DateTime, Utc};
+use anyhow::{Context, Result};
+use chrono::{DateTime, NaiveDate, Utc};
 
-use super::record::{FieldError, MeterRecord, validate};
-use crate::storage::meters::Registered;
+use super::read;
+use super::record::{FieldError, validate};
+use super::rows::{Row, RowError};
+use crate::storage::meters::{NewMeter, Registered};
 use crate::storage::{Error as StorageError, Store};
 
-/// A row that was not imported.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RowError {
-    /// Line of the file where the row starts (1-based).
-    pub line: usize,
-    /// The field at fault, when one is.
-    pub field: Option<&'static str>,
-    /// What is wrong.
-    pub message: String,
-}
+/// Valid meters registered per batch (one transaction).
+pub const BATCH: usize = 5_000;
 
-impl fmt::Display for RowError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.field {
-            Some(field) => write!(f, "line {}: {}: {}", self.line, field, self.message),
-            None => write!(f, "line {}: {}", self.line, self.message),
-        }
-    }
-}
-
-/// What an import did.
+/// What an import did (so far, while it runs).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ImportReport {
+    /// Rows read from the file.
+    pub read: usize,
     /// Meters registered for the first time.
     pub inserted: usize,
     /// Meters whose details changed.
     pub updated: usize,
     /// Meters already registered exactly so.
     pub unchanged: usize,
-    /// Rows refused, with why.
-    pub errors: Vec<RowError>,
+    /// Rows refused.
+    pub refused: usize,
+}
+
+impl ImportReport {
+    /// Rows registered (new, updated or found unchanged).
+    pub fn registered(&self) -> usize {
+        self.inserted + self.updated + self.unchanged
+    }
 }
 
 impl fmt::Display for ImportReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for e in &self.errors {
-            writeln!(f, "{e}")?;
-        }
         write!(
             f,
-            "{} new, {} updated, {} unchanged, {} refused",
-            self.inserted,
-            self.updated,
-            self.unchanged,
-            self.errors.len()
+            "{} rows read: {} new, {} updated, {} unchanged, {} refused",
+            self.read, self.inserted, self.updated, self.unchanged, self.refused
         )
     }
 }
 
-/// Reads, validates and registers the meters of a CSV or JSON file.
-pub async fn import_file(store: &Store, path: &Path, now: DateTime<Utc>) -> Result<ImportReport> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    let is_json = path
-        .extension()
-        .is_some_and(|e| e.eq_ignore_ascii_case("json"))
-        || text.trim_start().starts_with('[');
-    let rows = if is_json {
-        parse_json(&text)?
-    } else {
-        parse_csv(&text)?
-    };
-    import_rows(store, rows, now).await
+/// What an import tells its caller while it runs.
+#[derive(Debug)]
+pub enum Event<'a> {
+    /// An error of a refused row (a row with several errors gives several events, in a row).
+    Refused(&'a RowError),
+    /// The counts so far and the time since the import began; about once a second.
+    Progress(&'a ImportReport, Duration),
 }
 
-/// Validates and registers records given with the line each starts on.
-pub async fn import_rows(
+/// Reads, validates and registers the meters of a CSV, JSON array or NDJSON file.
+pub async fn import_file(
     store: &Store,
-    rows: Vec<(usize, MeterRecord)>,
+    path: &Path,
     now: DateTime<Utc>,
+    on: impl FnMut(Event<'_>),
 ) -> Result<ImportReport> {
+    let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    import_reader(store, file, now, on)
+        .await
+        .with_context(|| format!("importing {}", path.display()))
+}
+
+/// Reads, validates and registers the meters of a file's contents.
+pub async fn import_reader(
+    store: &Store,
+    reader: impl Read + Send + 'static,
+    now: DateTime<Utc>,
+    mut on: impl FnMut(Event<'_>),
+) -> Result<ImportReport> {
+    // Two batches in the channel: reading keeps a batch ahead of the database, no more.
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Batch>(2);
+    let today = now.date_naive();
+    let reading = tokio::task::spawn_blocking(move || {
+        let mut batcher = Batcher::new(today);
+        read::rows(reader, |row| match batcher.push(row) {
+            Some(batch) => match tx.blocking_send(batch) {
+                Ok(()) => ControlFlow::Continue(()),
+                Err(_) => ControlFlow::Break(()),
+            },
+            None => ControlFlow::Continue(()),
+        })?;
+        // Nobody listens when registering failed: that error is the one reported.
+        let _ = tx.blocking_send(batcher.take());
+        Ok::<_, anyhow::Error>(())
+    });
     let mut report = ImportReport::default();
-    // A DevEUI or serial appearing twice in one file is a mistake in the file, whichever row
-    // the database would keep.
-    let mut seen: HashMap<String, usize> = HashMap::new();
-    for (line, record) in rows {
-        let meter =
-            match validate(&record) {
-                Ok(m) => m,
-                Err(fields) => {
-                    report.errors.extend(fields.into_iter().map(
-                        |FieldError { field, message }| RowError {
-                            line,
-                            field: Some(field),
-                            message,
-                        },
-                    ));
-                    continue;
-                }
-            };
-        let mut duplicate = None;
-        for (field, key) in [("devEui", &meter.dev_eui), ("serial", &meter.serial)] {
-            if let Some(first) = seen.get(&format!("{field}:{key}")) {
-                duplicate = Some(RowError {
+    let started = Instant::now();
+    let mut told = started;
+    while let Some(batch) = rx.recv().await {
+        let Batch {
+            rows,
+            meters,
+            lines,
+            mut errors,
+        } = batch;
+        report.read += rows;
+        let outcomes = register(store, &meters, now)
+            .await
+            .with_context(|| format!("registering the rows of lines {:?}", line_span(&lines)))?;
+        for (line, outcome) in lines.into_iter().zip(outcomes) {
+            match outcome {
+                Ok(Registered::Inserted) => report.inserted += 1,
+                Ok(Registered::Updated) => report.updated += 1,
+                Ok(Registered::Unchanged) => report.unchanged += 1,
+                Err(message) => errors.push(RowError {
                     line,
-                    field: Some(field),
-                    message: format!("{key} already appears on line {first}"),
-                });
-                break;
+                    field: Some("serial".to_owned()),
+                    message,
+                }),
             }
         }
-        if let Some(e) = duplicate {
-            report.errors.push(e);
-            continue;
+        // Stable: a row's errors stay in the order its checks found them.
+        errors.sort_by_key(|e| e.line);
+        report.refused += count_lines(&errors);
+        for e in &errors {
+            on(Event::Refused(e));
         }
-        seen.insert(format!("devEui:{}", meter.dev_eui), line);
-        seen.insert(format!("serial:{}", meter.serial), line);
-        // One transaction per row: a conflicting row must not undo the good ones.
-        match store.register_meter(&meter, now).await {
-            Ok(Registered::Inserted) => report.inserted += 1,
-            Ok(Registered::Updated) => report.updated += 1,
-            Ok(Registered::Unchanged) => report.unchanged += 1,
-            Err(StorageError::Conflict(message)) => report.errors.push(RowError {
-                line,
-                field: Some("serial"),
-                message,
-            }),
-            Err(e) => return Err(e).with_context(|| format!("registering line {line}")),
+        if told.elapsed() >= Duration::from_secs(1) {
+            told = Instant::now();
+            on(Event::Progress(&report, started.elapsed()));
         }
     }
+    reading.await.context("the reading thread failed")??;
     Ok(report)
 }
 
-/// Header names are matched without case and underscores: `dev_eui`, `devEui`, `DEVEUI`.
-fn normalise(name: &str) -> String {
-    name.chars()
-        .filter(|c| *c != '_' && *c != '-' && !c.is_whitespace())
-        .flat_map(char::to_lowercase)
-        .collect()
+/// The first and last line of a batch, to name it in an error.
+fn line_span(lines: &[usize]) -> (usize, usize) {
+    (
+        lines.first().copied().unwrap_or(0),
+        lines.last().copied().unwrap_or(0),
+    )
 }
 
-fn record_from_pairs<'a>(
-    pairs: impl Iterator<Item = (&'a str, String)>,
-) -> Result<MeterRecord, String> {
-    let mut r = MeterRecord::default();
-    for (name, value) in pairs {
-        let v = Some(value);
-        match normalise(name).as_str() {
-            "serial" => r.serial = v,
-            "deveui" => r.dev_eui = v,
-            "applicationid" => r.application_id = v,
-            "bodynumber" => r.body_number = v.map(serde_json::Value::String),
-            "userid" => r.user_id = v,
-            "region" => r.region = v,
-            "usagetype" => r.usage_type = v,
-            "mode" => r.mode = v,
-            "productiondate" => r.production_date = v,
-            "reportingintervalminutes" => {
-                r.reporting_interval_minutes = v.map(serde_json::Value::String)
-            }
-            other => return Err(format!("unknown column {other:?}")),
-        }
-    }
-    Ok(r)
+/// Distinct lines among errors sorted by line.
+fn count_lines(errors: &[RowError]) -> usize {
+    let mut lines: Vec<usize> = errors.iter().map(|e| e.line).collect();
+    lines.dedup();
+    lines.len()
 }
 
-/// Parses CSV with a header row.
-pub fn parse_csv(text: &str) -> Result<Vec<(usize, MeterRecord)>> {
-    let mut reader = csv::ReaderBuilder::new()
-        .trim(csv::Trim::All)
-        .flexible(false)
-        .from_reader(text.as_bytes());
-    let headers = reader.headers().context("reading the CSV header")?.clone();
-    if let Err(e) = record_from_pairs(headers.iter().map(|h| (h, String::new()))) {
-        bail!("line 1: {e}");
-    }
-    let mut rows = Vec::new();
-    for result in reader.records() {
-        let record = result.context("reading the CSV")?;
-        // The reader's position is where it started reading, before any blank lines it
-        // skipped, so count lines up to the record's first character.
-        let line = record.position().map_or(0, |p| {
-            let start = usize::try_from(p.byte())
-                .unwrap_or(usize::MAX)
-                .min(text.len());
-            let bytes = text.as_bytes();
-            let first = bytes[start..]
-                .iter()
-                .position(|&b| b != b'\n' && b != b'\r')
-                .map_or(bytes.len(), |i| start + i);
-            bytes[..first].iter().filter(|&&b| b == b'\n').count() + 1
+/// Registers a batch: one outcome per meter, a conflict being that meter's error.
+async fn register(
+    store: &Store,
+    meters: &[NewMeter],
+    now: DateTime<Utc>,
+) -> Result<Vec<Result<Registered, String>>, StorageError> {
+    let mut out = Vec::with_capacity(meters.len());
+    for m in meters {
+        out.push(match store.register_meter(m, now).await {
+            Ok(r) => Ok(r),
+            Err(StorageError::Conflict(message)) => Err(message),
+            Err(e) => return Err(e),
         });
-        let pairs = headers.iter().zip(record.iter().map(str::to_owned));
-        // The header was checked above, so every column is known.
-        let r = record_from_pairs(pairs).map_err(anyhow::Error::msg)?;
-        rows.push((line, r));
     }
-    Ok(rows)
+    Ok(out)
 }
 
-/// Parses a JSON array of objects with camelCase (or snake_case) keys. Each object is
-/// reported by the line its `{` is on.
-pub fn parse_json(text: &str) -> Result<Vec<(usize, MeterRecord)>> {
-    let values: Vec<serde_json::Map<String, serde_json::Value>> =
-        serde_json::from_str(text).context("the file is not a JSON array of objects")?;
-    let lines = object_lines(text);
-    let mut rows = Vec::new();
-    for (i, object) in values.into_iter().enumerate() {
-        let line = lines.get(i).copied().unwrap_or(0);
-        let mut r = MeterRecord::default();
-        for (key, value) in object {
-            let text = match &value {
-                serde_json::Value::String(s) => Some(s.clone()),
-                serde_json::Value::Null => None,
-                other => Some(other.to_string()),
-            };
-            match normalise(&key).as_str() {
-                "serial" => r.serial = text,
-                "deveui" => r.dev_eui = text,
-                "applicationid" => r.application_id = text,
-                "bodynumber" => r.body_number = Some(value),
-                "userid" => r.user_id = text,
-                "region" => r.region = text,
-                "usagetype" => r.usage_type = text,
-                "mode" => r.mode = text,
-                "productiondate" => r.production_date = text,
-                "reportingintervalminutes" => r.reporting_interval_minutes = Some(value),
-                other => bail!("line {line}: unknown field {other:?}"),
-            }
+/// Rows read, validated and ready to register.
+#[derive(Debug, Default)]
+struct Batch {
+    /// Rows read into this batch, good and bad.
+    rows: usize,
+    /// The valid meters.
+    meters: Vec<NewMeter>,
+    /// The line of each valid meter.
+    lines: Vec<usize>,
+    /// Every error of the refused rows.
+    errors: Vec<RowError>,
+}
+
+/// Validates rows and gathers them into batches; remembers each DevEUI and serial seen (as a
+/// number, eight bytes) to refuse one given twice in the file.
+struct Batcher {
+    today: NaiveDate,
+    batch: Batch,
+    dev_euis: HashMap<u64, usize>,
+    serials: HashMap<u64, usize>,
+}
+
+impl Batcher {
+    fn new(today: NaiveDate) -> Batcher {
+        Batcher {
+            today,
+            batch: Batch::default(),
+            dev_euis: HashMap::new(),
+            serials: HashMap::new(),
         }
-        rows.push((line, r));
     }
-    Ok(rows)
-}
 
-/// The line of each top-level array element's opening brace.
-fn object_lines(text: &str) -> Vec<usize> {
-    let mut lines = Vec::new();
-    let (mut line, mut depth, mut in_string, mut escaped) = (1, 0usize, false, false);
-    for c in text.chars() {
-        if in_string {
-            match (escaped, c) {
-                (true, _) => escaped = false,
-                (false, '\\') => escaped = true,
-                (false, '"') => in_string = false,
-                _ => {}
-            }
-        } else {
-            match c {
-                '"' => in_string = true,
-                '[' | '{' => {
-                    if c == '{' && depth == 1 {
-                        lines.push(line);
-                    }
-                    depth += 1;
+    /// Takes a row; returns a batch when one is full.
+    fn push(&mut self, row: Row) -> Option<Batch> {
+        let Row {
+            line,
+            record,
+            mut errors,
+        } = row;
+        self.batch.rows += 1;
+        let meter =
+            record.and_then(|record| match validate(&record, self.today) {
+                Ok(m) => Some(m),
+                Err(fields) => {
+                    errors.extend(fields.into_iter().map(|FieldError { field, message }| {
+                        RowError {
+                            line,
+                            field: Some(field.to_owned()),
+                            message,
+                        }
+                    }));
+                    None
                 }
-                ']' | '}' => depth = depth.saturating_sub(1),
-                _ => {}
+            });
+        match meter {
+            Some(meter) if errors.is_empty() => self.admit(line, meter),
+            _ => self.batch.errors.extend(errors),
+        }
+        (self.batch.meters.len() >= BATCH || self.batch.errors.len() >= BATCH).then(|| self.take())
+    }
+
+    /// Adds a valid meter unless its DevEUI or serial was seen on an earlier line.
+    fn admit(&mut self, line: usize, meter: NewMeter) {
+        // Validation made them 16 hexadecimal and 14 decimal digits.
+        let dev_eui = u64::from_str_radix(&meter.dev_eui, 16).unwrap_or(u64::MAX);
+        let serial = meter.serial.parse::<u64>().unwrap_or(u64::MAX);
+        let mut duplicate = false;
+        for (field, key, text, seen) in [
+            ("devEui", dev_eui, &meter.dev_eui, &self.dev_euis),
+            ("serial", serial, &meter.serial, &self.serials),
+        ] {
+            if let Some(first) = seen.get(&key) {
+                duplicate = true;
+                self.batch.errors.push(RowError {
+                    line,
+                    field: Some(field.to_owned()),
+                    message: format!("{text} already appears on line {first}"),
+                });
             }
         }
-        if c == '\n' {
-            line += 1;
+        if !duplicate {
+            self.dev_euis.insert(dev_eui, line);
+            self.serials.insert(serial, line);
+            self.batch.meters.push(meter);
+            self.batch.lines.push(line);
         }
     }
-    lines
+
+    /// The batch gathered so far.
+    fn take(&mut self) -> Batch {
+        std::mem::take(&mut self.batch)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::registry::MeterRecord;
 
-    #[test]
-    fn csv_rows_carry_their_line_and_accept_either_header_style() {
-        let text = "serial,dev_eui,applicationId,body_number,user_id,region,usage_type,mode,production_date\n\
-                    12261000012348,70b3d5e75e000001,0b7d6a4e-3b44-4b6e-9f3c-0a1c2b3d4e5f,1,u1,north,residential,credit,2026-03-15\n\
-                    \n\
-                    12261000012355,70b3d5e75e000002,0b7d6a4e-3b44-4b6e-9f3c-0a1c2b3d4e5f,2,u2,north,commercial,prepaid,2026-03-15\n";
-        let rows = parse_csv(text).expect("valid CSV");
-        assert_eq!(rows.iter().map(|(l, _)| *l).collect::<Vec<_>>(), [2, 4]);
-        assert_eq!(rows[1].1.mode.as_deref(), Some("prepaid"));
+    fn row(line: usize, dev_eui: &str, serial: &str) -> Row {
+        Row {
+            line,
+            record: Some(MeterRecord {
+                serial: Some(serial.into()),
+                dev_eui: Some(dev_eui.into()),
+                application_id: Some("0b7d6a4e-3b44-4b6e-9f3c-0a1c2b3d4e5f".into()),
+                body_number: Some(serde_json::json!(1)),
+                user_id: Some("u".into()),
+                region: Some("north".into()),
+                usage_type: Some("residential".into()),
+                mode: Some("credit".into()),
+                production_date: Some("2026-01-15".into()),
+                reporting_interval_minutes: None,
+            }),
+            errors: Vec::new(),
+        }
     }
 
     #[test]
-    fn an_unknown_csv_column_is_refused_up_front() {
-        let err = parse_csv("serial,colour\n1,red\n").expect_err("unknown column");
-        assert!(err.to_string().contains("colour"), "{err}");
+    fn a_dev_eui_or_serial_given_twice_is_refused_on_its_later_line_across_batches() {
+        let today = NaiveDate::from_ymd_opt(2026, 12, 7).expect("date");
+        let mut batcher = Batcher::new(today);
+        assert!(
+            batcher
+                .push(row(2, "70b3d5e75e000001", "12261000012348"))
+                .is_none()
+        );
+        let first = batcher.take();
+        assert_eq!(first.lines, [2]);
+        assert!(
+            batcher
+                .push(row(3, "70B3D5E75E000001", "12261000012348"))
+                .is_none()
+        );
+        assert!(
+            batcher
+                .push(row(4, "70b3d5e75e000002", "12261000012348"))
+                .is_none()
+        );
+        assert!(
+            batcher
+                .push(row(5, "70b3d5e75e000003", "12261000012355"))
+                .is_none()
+        );
+        let second = batcher.take();
+        assert_eq!((second.rows, second.lines.clone()), (3, vec![5]));
+        let errors: Vec<String> = second.errors.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            errors,
+            [
+                "line 3: devEui: 70b3d5e75e000001 already appears on line 2",
+                "line 3: serial: 12261000012348 already appears on line 2",
+                "line 4: serial: 12261000012348 already appears on line 2",
+            ]
+        );
     }
 
     #[test]
-    fn json_objects_are_located_by_line() {
-        let text =
-            "[\n  {\"serial\": \"x\", \"note\": \"{[\\\"]}\"},\n\n  {\n \"serial\": \"y\"}\n]";
-        assert_eq!(object_lines(text), [2, 4]);
+    fn a_batch_is_handed_on_when_full() {
+        let today = NaiveDate::from_ymd_opt(2026, 12, 7).expect("date");
+        let mut batcher = Batcher::new(today);
+        let full = (0..BATCH + 1)
+            .filter_map(|i| {
+                let serial = firmware_protocol::Serial::new(12, 26, 1, i as u32)
+                    .expect("serial")
+                    .to_string();
+                batcher.push(row(i + 2, &format!("{:016x}", i), &serial))
+            })
+            .collect::<Vec<_>>();
+        assert_eq!(full.len(), 1);
+        assert_eq!(full[0].meters.len(), BATCH);
+        assert_eq!(batcher.take().meters.len(), 1);
+    }
+
+    #[test]
+    fn refused_rows_are_counted_once_whatever_their_errors() {
+        let e = |line| RowError {
+            line,
+            field: None,
+            message: String::new(),
+        };
+        assert_eq!(count_lines(&[e(2), e(2), e(5)]), 2);
     }
 }

@@ -2,7 +2,10 @@
 //! registering them.
 
 pub mod import;
+pub mod read;
 pub mod record;
+pub mod rows;
 
-pub use import::{ImportReport, RowError, import_file};
+pub use import::{ImportReport, import_file};
 pub use record::{MeterRecord, validate};
+pub use rows::RowError;

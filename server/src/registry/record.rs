@@ -12,6 +12,12 @@ pub const USAGE_TYPES: [&str; 4] = ["residential", "commercial", "industrial", "
 pub const MODES: [&str; 2] = ["credit", "prepaid"];
 /// Reporting interval when a record names none: daily.
 pub const DEFAULT_REPORTING_INTERVAL_MINUTES: i64 = 1440;
+/// The earliest production date accepted: no meter of this kind was built before it, so an
+/// earlier date is a typo (`0026-01-01`, a two-digit year read as a four-digit one).
+pub const EARLIEST_PRODUCTION_DATE: NaiveDate = match NaiveDate::from_ymd_opt(1990, 1, 1) {
+    Some(d) => d,
+    None => panic!("1990-01-01 is a date"),
+};
 
 /// A meter as an import file or an API request gives it: all text, nothing trusted yet.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
@@ -33,7 +39,7 @@ pub struct MeterRecord {
     pub usage_type: Option<String>,
     /// `credit` or `prepaid`.
     pub mode: Option<String>,
-    /// `YYYY-MM-DD`.
+    /// `YYYY-MM-DD` exactly, from 1990-01-01 to today.
     pub production_date: Option<String>,
     /// Minutes between readings, 15–10080 (default 1440).
     pub reporting_interval_minutes: Option<serde_json::Value>,
@@ -94,8 +100,37 @@ fn one_of(value: &str, allowed: &[&str], field: &'static str) -> Result<String, 
     }
 }
 
-/// Validates a record; every field is checked and every problem reported.
-pub fn validate(r: &MeterRecord) -> Result<NewMeter, Vec<FieldError>> {
+/// A production date written exactly `YYYY-MM-DD` (four-digit year, two-digit month and day),
+/// a real day, from [`EARLIEST_PRODUCTION_DATE`] to `today`.
+fn production_date(s: &str, today: NaiveDate) -> Result<NaiveDate, FieldError> {
+    let err = |message: String| FieldError {
+        field: "productionDate",
+        message,
+    };
+    let b = s.as_bytes();
+    let shaped = b.len() == 10
+        && b[4] == b'-'
+        && b[7] == b'-'
+        && b.iter()
+            .enumerate()
+            .all(|(i, c)| i == 4 || i == 7 || c.is_ascii_digit());
+    if !shaped {
+        return Err(err(format!("{s:?} is not a date YYYY-MM-DD")));
+    }
+    let date = NaiveDate::parse_from_str(s, "%Y-%m-%d")
+        .map_err(|_| err(format!("{s:?} is not a day of the calendar")))?;
+    if date < EARLIEST_PRODUCTION_DATE {
+        Err(err(format!("{s} is before {EARLIEST_PRODUCTION_DATE}")))
+    } else if date > today {
+        Err(err(format!("{s} is in the future (today is {today})")))
+    } else {
+        Ok(date)
+    }
+}
+
+/// Validates a record; every field is checked and every problem reported. `today` bounds the
+/// production date.
+pub fn validate(r: &MeterRecord, today: NaiveDate) -> Result<NewMeter, Vec<FieldError>> {
     let mut errors = Vec::new();
     let mut check = |res: Result<String, FieldError>| match res {
         Ok(v) => Some(v),
@@ -145,16 +180,10 @@ pub fn validate(r: &MeterRecord) -> Result<NewMeter, Vec<FieldError>> {
         required(&r.usage_type, "usageType").and_then(|s| one_of(s, &USAGE_TYPES, "usageType")),
     );
     let mode = check(required(&r.mode, "mode").and_then(|s| one_of(s, &MODES, "mode")));
-    let production_date = check(
-        required(&r.production_date, "productionDate").and_then(|s| {
-            NaiveDate::parse_from_str(s, "%Y-%m-%d")
-                .map(|d| d.to_string())
-                .map_err(|_| FieldError {
-                    field: "productionDate",
-                    message: format!("{s:?} is not a date YYYY-MM-DD"),
-                })
-        }),
-    );
+    let production_date = required(&r.production_date, "productionDate")
+        .and_then(|s| production_date(s, today))
+        .map_err(|e| errors.push(e))
+        .ok();
     let body_number = match integer(&r.body_number, "bodyNumber", 0..=i64::from(u32::MAX)) {
         Ok(Some(n)) => Some(n),
         Ok(None) => {
@@ -188,7 +217,7 @@ pub fn validate(r: &MeterRecord) -> Result<NewMeter, Vec<FieldError>> {
         region_id,
         usage_type,
         mode,
-        production_date.and_then(|d| NaiveDate::parse_from_str(&d, "%Y-%m-%d").ok()),
+        production_date,
         body_number,
         interval,
     ) {
@@ -239,9 +268,13 @@ mod tests {
         }
     }
 
+    fn today() -> NaiveDate {
+        NaiveDate::from_ymd_opt(2026, 12, 7).expect("date")
+    }
+
     #[test]
     fn a_good_record_is_normalised() {
-        let m = validate(&good()).expect("valid");
+        let m = validate(&good(), today()).expect("valid");
         assert_eq!(m.dev_eui, "70b3d5e75e000001");
         assert_eq!(m.application_id, "0b7d6a4e-3b44-4b6e-9f3c-0a1c2b3d4e5f");
         assert_eq!(m.usage_type, "residential");
@@ -261,7 +294,7 @@ mod tests {
             reporting_interval_minutes: Some(serde_json::json!(5)),
             ..good()
         };
-        let errors = validate(&r).expect_err("invalid");
+        let errors = validate(&r, today()).expect_err("invalid");
         let fields: Vec<_> = errors.iter().map(|e| e.field).collect();
         assert_eq!(
             fields,
@@ -276,5 +309,50 @@ mod tests {
             ]
         );
         assert!(errors[0].message.contains("bad check digit"), "{errors:?}");
+    }
+
+    #[test]
+    fn a_production_date_is_exactly_yyyy_mm_dd_between_1990_and_today() {
+        let date = |d: &str| {
+            let r = MeterRecord {
+                production_date: Some(d.into()),
+                ..good()
+            };
+            validate(&r, today())
+                .map(|m| m.production_date.to_string())
+                .map_err(|e| e[0].message.clone())
+        };
+        assert_eq!(date("2026-12-07"), Ok("2026-12-07".into()));
+        assert_eq!(date("1990-01-01"), Ok("1990-01-01".into()));
+        for shape in [
+            "26-01-01",
+            "2026-1-5",
+            "02026-01-05",
+            "2026/01/05",
+            "+2026-01-05",
+            "2026-01-05T00:00:00",
+        ] {
+            assert_eq!(
+                date(shape),
+                Err(format!("{shape:?} is not a date YYYY-MM-DD")),
+                "{shape}"
+            );
+        }
+        assert_eq!(
+            date("2026-02-29"),
+            Err("\"2026-02-29\" is not a day of the calendar".into())
+        );
+        assert_eq!(
+            date("0000-01-01"),
+            Err("0000-01-01 is before 1990-01-01".into())
+        );
+        assert_eq!(
+            date("1989-12-31"),
+            Err("1989-12-31 is before 1990-01-01".into())
+        );
+        assert_eq!(
+            date("2026-12-08"),
+            Err("2026-12-08 is in the future (today is 2026-12-07)".into())
+        );
     }
 }

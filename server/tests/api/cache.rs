@@ -346,7 +346,7 @@ async fn an_import_reaches_a_running_server(dialect: Dialect) {
     let settings = api
         .env
         .settings(&format!("import-{}", uuid::Uuid::new_v4()));
-    let report = meterhub::admin::import_meters(&settings, &file)
+    let report = meterhub::admin::import_meters(&settings, &file, |_| {})
         .await
         .expect("import");
     assert_eq!(report.updated, 1, "{report}");

@@ -2,7 +2,7 @@ use std::time::{Duration, SystemTime};
 
 use chrono::{DateTime, Utc};
 use firmware_protocol::clock::Clock;
-use meterhub::registry::import::{import_rows, parse_csv};
+use meterhub::registry::import::{Event, import_reader};
 use meterhub::time::now_utc;
 use meterhub_sim::faults::Faults;
 use meterhub_sim::fleet::{self, FleetSpec};
@@ -209,14 +209,20 @@ async fn serve_fleet(
     let clock = Clock::accelerated(speed, epoch).expect("speed");
     let start = clock.now_unix();
     let registry = fleet::registry_csv(spec, &fleet::build(spec, start));
-    let imported = import_rows(
+    let mut errors = Vec::new();
+    let imported = import_reader(
         &env.store,
-        parse_csv(&registry).expect("the registry parses"),
+        std::io::Cursor::new(registry.into_bytes()),
         now_utc(&clock),
+        |e| {
+            if let Event::Refused(e) = e {
+                errors.push(e.to_string());
+            }
+        },
     )
     .await
     .expect("import");
-    assert!(imported.errors.is_empty(), "{:?}", imported.errors);
+    assert_eq!(imported.refused, 0, "{errors:?}");
     let mut settings = env.settings(client_id);
     settings.clock.speed = speed;
     settings.clock.epoch = Some(DateTime::<Utc>::from(epoch).to_rfc3339());

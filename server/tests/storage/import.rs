@@ -1,6 +1,20 @@
-use meterhub::registry::import_file;
+use meterhub::registry::import::{Event, ImportReport, import_file};
+use meterhub::storage::Store;
 
 use crate::{now, stores};
+
+/// Imports a file; returns the report and every error reported, as printed.
+async fn import(store: &Store, path: &std::path::Path) -> (ImportReport, Vec<String>) {
+    let mut errors = Vec::new();
+    let report = import_file(store, path, now(), |e| {
+        if let Event::Refused(e) = e {
+            errors.push(e.to_string());
+        }
+    })
+    .await
+    .expect("import");
+    (report, errors)
+}
 
 const HEADER: &str = "serial,devEui,applicationId,bodyNumber,userId,region,usageType,mode,productionDate,reportingIntervalMinutes";
 const APP: &str = "0b7d6a4e-3b44-4b6e-9f3c-0a1c2b3d4e5f";
@@ -27,12 +41,11 @@ async fn import_registers_good_rows_reports_bad_ones_and_repeats_harmlessly() {
         ),
     );
     for f in stores().await {
-        let report = import_file(&f.store, &csv, now()).await.expect("import");
+        let (report, errors) = import(&f.store, &csv).await;
         assert_eq!(
             (report.inserted, report.updated, report.unchanged),
             (2, 0, 0)
         );
-        let errors: Vec<String> = report.errors.iter().map(ToString::to_string).collect();
         assert_eq!(
             errors,
             [
@@ -40,13 +53,11 @@ async fn import_registers_good_rows_reports_bad_ones_and_repeats_harmlessly() {
                 "line 5: serial: 12261000012355 already appears on line 4",
                 "line 6: applicationId: \"not-a-uuid\" is not a UUID",
                 "line 6: usageType: \"farm\" is not one of residential, commercial, industrial, public",
-                "line 6: productionDate: \"2026-13-01\" is not a date YYYY-MM-DD",
+                "line 6: productionDate: \"2026-13-01\" is not a day of the calendar",
                 "line 6: reportingIntervalMinutes: 5 is out of range 15–10080",
             ]
         );
-        let again = import_file(&f.store, &csv, now())
-            .await
-            .expect("import again");
+        let (again, _) = import(&f.store, &csv).await;
         assert_eq!((again.inserted, again.updated, again.unchanged), (0, 0, 2));
         let m = f
             .store
@@ -83,15 +94,14 @@ async fn json_import_reports_lines_and_updates_changed_meters() {
         ),
     );
     for f in stores().await {
-        let report = import_file(&f.store, &first, now()).await.expect("import");
+        let (report, errors) = import(&f.store, &first).await;
         assert_eq!(report.inserted, 1);
         assert!(
-            report.errors.iter().all(|e| e.line == 3),
-            "{:?}",
-            report.errors
+            errors.iter().all(|e| e.starts_with("line 3: ")),
+            "{errors:?}"
         );
-        assert!(report.errors.iter().any(|e| e.field == Some("devEui")));
-        let report = import_file(&f.store, &moved, now()).await.expect("import");
+        assert!(errors.iter().any(|e| e.starts_with("line 3: devEui: ")));
+        let (report, _) = import(&f.store, &moved).await;
         assert_eq!((report.inserted, report.updated), (0, 1));
     }
 }
@@ -114,14 +124,12 @@ async fn a_serial_registered_to_another_device_is_reported_not_overwritten() {
         ),
     );
     for f in stores().await {
-        import_file(&f.store, &a, now()).await.expect("import");
-        let report = import_file(&f.store, &b, now()).await.expect("import");
-        assert_eq!(report.inserted, 0);
-        assert_eq!(report.errors.len(), 1);
-        assert!(
-            report.errors[0].message.contains("70b3d5e75e000001"),
-            "{:?}",
-            report.errors
+        import(&f.store, &a).await;
+        let (report, errors) = import(&f.store, &b).await;
+        assert_eq!((report.inserted, report.refused), (0, 1));
+        assert_eq!(
+            errors,
+            ["line 2: serial: serial 12261000012348 is registered to devEui 70b3d5e75e000001"]
         );
     }
 }
@@ -129,13 +137,86 @@ async fn a_serial_registered_to_another_device_is_reported_not_overwritten() {
 #[tokio::test]
 async fn a_file_that_is_not_a_meter_list_is_an_error() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let bad = file(&dir, "x.json", "{\"serial\": 1}");
     let unknown = file(&dir, "y.csv", "serial,colour\n1,red\n");
+    let missing = file(&dir, "z.csv", "serial,devEui\n1,2\n");
     for f in stores().await {
-        assert!(import_file(&f.store, &bad, now()).await.is_err());
-        let err = import_file(&f.store, &unknown, now())
+        for (path, expected) in [
+            (&unknown, "line 1: unknown column \"colour\""),
+            (
+                &missing,
+                "line 1: the header has no column applicationId, bodyNumber",
+            ),
+        ] {
+            let err = import_file(&f.store, path, now(), |_| {})
+                .await
+                .expect_err("a bad header");
+            assert!(format!("{err:#}").contains(expected), "{err:#}");
+        }
+        let nothing = dir.path().join("nothing.csv");
+        let err = import_file(&f.store, &nothing, now(), |_| {})
             .await
-            .expect_err("unknown column");
-        assert!(format!("{err:#}").contains("colour"), "{err:#}");
+            .expect_err("no file");
+        assert!(format!("{err:#}").contains("nothing.csv"), "{err:#}");
+    }
+}
+
+/// One unknown field, one short row or one malformed value is that row's error, reported with
+/// every other error of the row; the rows around it are registered.
+#[tokio::test]
+async fn a_bad_row_is_refused_with_all_its_errors_and_the_others_are_registered() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let json = file(
+        &dir,
+        "m.json",
+        &format!(
+            "[\n{{\"serial\": \"12261000012348\", \"devEui\": \"70b3d5e75e000001\", \"applicationId\": \"{APP}\", \
+             \"bodyNumber\": 1, \"userId\": \"u1\", \"region\": \"north\", \"usageType\": \"residential\", \
+             \"mode\": \"credit\", \"productionDate\": \"2026-03-15\", \"colour\": \"red\"}},\n\
+             {{\"serial\": \"12261000012355\", \"devEui\": \"70b3d5e75e000002\", \"applicationId\": \"{APP}\", \
+             \"bodyNumber\": 2, \"userId\": \"u2\", \"region\": \"north\", \"usageType\": \"residential\", \
+             \"mode\": \"credit\", \"productionDate\": \"26-01-01\"}},\n\
+             {{\"serial\": \"12261000012363\", \"devEui\": \"70b3d5e75e000003\", \"applicationId\": \"{APP}\", \
+             \"bodyNumber\": 3, \"userId\": \"u3\", \"region\": \"north\", \"usageType\": \"residential\", \
+             \"mode\": \"credit\", \"productionDate\": \"2026-03-15\"}}\n]"
+        ),
+    );
+    let csv = file(
+        &dir,
+        "m.csv",
+        &format!(
+            "{HEADER}\n\
+             12261000012371,70b3d5e75e000011,{APP},1,u1,north,residential,credit,2026-03-15,\n\
+             12261000012389,70b3d5e75e000012,{APP},2,u2,north\n\
+             12261000012397,70b3d5e75e000013,{APP},3,u3,north,residential,credit,0000-01-01,1\n\
+             12261000012371,70b3d5e75e000011,{APP},4,u4,north,residential,credit,2026-03-15,\n\
+             12261000012405,70b3d5e75e000015,{APP},5,u5,north,residential,credit,2026-1-5,\n\
+             12261000012413,70b3d5e75e000016,{APP},6,u6,north,residential,credit,2026-07-24,\n\
+             12261000012421,70b3d5e75e000017,{APP},7,u7,north,residential,credit,1990-01-01,\n"
+        ),
+    );
+    for f in stores().await {
+        let (report, errors) = import(&f.store, &json).await;
+        assert_eq!(
+            errors,
+            [
+                "line 2: colour: unknown field; expected serial, devEui, applicationId, bodyNumber, userId, region, usageType, mode, productionDate, reportingIntervalMinutes",
+                "line 3: productionDate: \"26-01-01\" is not a date YYYY-MM-DD",
+            ]
+        );
+        assert_eq!((report.read, report.inserted, report.refused), (3, 1, 2));
+        let (report, errors) = import(&f.store, &csv).await;
+        assert_eq!(
+            errors,
+            [
+                "line 3: has 6 fields where the header has 10",
+                "line 4: productionDate: 0000-01-01 is before 1990-01-01",
+                "line 4: reportingIntervalMinutes: 1 is out of range 15–10080",
+                "line 5: devEui: 70b3d5e75e000011 already appears on line 2",
+                "line 5: serial: 12261000012371 already appears on line 2",
+                "line 6: productionDate: \"2026-1-5\" is not a date YYYY-MM-DD",
+                "line 7: productionDate: 2026-07-24 is in the future (today is 2026-07-23)",
+            ]
+        );
+        assert_eq!((report.read, report.inserted, report.refused), (7, 2, 5));
     }
 }

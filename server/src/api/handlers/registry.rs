@@ -142,7 +142,7 @@ pub async fn install(req: &Request<'_>) -> Result<Answer, Problem> {
     // as a default).
     let body: MeterInstall = input::json(req.body)?;
     let record = MeterRecord::from(body);
-    let new = validate(&record).map_err(|errors| {
+    let new = validate(&record, req.state.now().date_naive()).map_err(|errors| {
         let detail = errors
             .iter()
             .map(|e| format!("{}: {}", e.field, e.message))

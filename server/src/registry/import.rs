@@ -3,7 +3,7 @@
 //! line and field.
 //!
 //! A reading thread parses and validates rows into batches; the caller's task registers each
-//! batch while the next is read. Memory holds two batches and, to find a DevEUI or serial
+//! batch in one transaction (`Store::register_meter_batch`) while the next is read. Memory holds two batches and, to find a DevEUI or serial
 //! given twice in the file, one number per key already seen.
 
 use std::collections::HashMap;
@@ -158,12 +158,19 @@ fn count_lines(errors: &[RowError]) -> usize {
     lines.len()
 }
 
-/// Registers a batch: one outcome per meter, a conflict being that meter's error.
+/// Registers a batch: one outcome per meter, a conflict being that meter's error. The batch
+/// goes in one transaction; should that fail (another writer registered one of its serials
+/// between the lookup and the write, say), it goes again meter by meter, so that a conflict
+/// is its meter's alone and any other failure is the import's.
 async fn register(
     store: &Store,
     meters: &[NewMeter],
     now: DateTime<Utc>,
 ) -> Result<Vec<Result<Registered, String>>, StorageError> {
+    match store.register_meter_batch(meters, now).await {
+        Ok(outcomes) => return Ok(outcomes),
+        Err(e) => tracing::warn!("a batch failed ({e}); registering its meters one by one"),
+    }
     let mut out = Vec::with_capacity(meters.len());
     for m in meters {
         out.push(match store.register_meter(m, now).await {

@@ -152,7 +152,8 @@ pub struct InfoUpdate {
     pub received_at: DateTime<Utc>,
 }
 
-const METER_COLUMNS: &str = "id, dev_eui, serial, body_number, user_id, application_id, \
+/// The columns of [`Meter`], for `SELECT`s.
+pub(crate) const METER_COLUMNS: &str = "id, dev_eui, serial, body_number, user_id, application_id, \
      region_id, usage_type, mode, production_date, status, reporting_interval_minutes, \
      last_seen_at, battery_millivolts, battery_percent, rssi, snr, overdue_at, \
      firmware_version, info_received_at, created_at, updated_at, clock_drift_ms, \
@@ -225,17 +226,13 @@ macro_rules! meter_queries {
             m: &NewMeter,
             now: DateTime<Utc>,
         ) -> Result<Registered> {
-            if let Some(other) = meter_by_serial(conn, &m.serial).await? {
-                if other.dev_eui != m.dev_eui {
-                    return Err(Error::Conflict(format!(
-                        "serial {} is registered to devEui {}",
-                        m.serial, other.dev_eui
-                    )));
-                }
-            }
+            let by_serial = meter_by_serial(conn, &m.serial).await?;
             let existing = meter_by_dev_eui(conn, &m.dev_eui).await?;
-            if existing.as_ref().is_some_and(|e| e.matches(m)) {
-                return Ok(Registered::Unchanged);
+            let decided =
+                crate::storage::registration::decide(m, existing.as_ref(), by_serial.as_ref())
+                    .map_err(Error::Conflict)?;
+            if decided == Registered::Unchanged {
+                return Ok(decided);
             }
             ensure_region(conn, &m.region_id, &m.region_id, now).await?;
             sqlx::query(
@@ -264,11 +261,7 @@ macro_rules! meter_queries {
             .bind(now)
             .execute(&mut *conn)
             .await?;
-            Ok(if existing.is_some() {
-                Registered::Updated
-            } else {
-                Registered::Inserted
-            })
+            Ok(decided)
         }
 
         /// Meters of a region (all when `None`), by id, after the cursor `after_id`.

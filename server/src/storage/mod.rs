@@ -24,6 +24,7 @@ pub(crate) mod padding;
 pub mod partitions;
 pub mod quarantine;
 pub mod readings;
+pub mod registration;
 pub mod schedules;
 pub mod self_tests;
 
@@ -276,6 +277,22 @@ impl Store {
                 Ok::<_, Error>(out)
             },
             meters
+        )
+    }
+
+    /// Registers or updates a batch of meters in one transaction of a few statements, each
+    /// meter decided against the registry as it was before the batch: one outcome per meter,
+    /// in order, a conflicting one refused without undoing the others. Each DevEUI and each
+    /// serial may appear at most once in the batch.
+    pub async fn register_meter_batch(
+        &self,
+        batch: &[NewMeter],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<registration::Outcome>> {
+        in_transaction!(
+            self,
+            |c, q| q::register_batch(c, batch, now).await,
+            registration
         )
     }
 

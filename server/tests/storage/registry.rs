@@ -219,3 +219,77 @@ async fn link_state_of_over_a_thousand_meters_is_applied_and_absent_values_kept(
         }
     }
 }
+
+/// A batch larger than one SQLite statement: new, unchanged, changed and conflicting meters,
+/// each decided against the registry before the batch, a conflict refusing only its meter.
+#[tokio::test]
+async fn a_batch_registers_new_and_changed_meters_and_refuses_only_its_conflicts() {
+    for f in stores().await {
+        let s = &f.store;
+        let before: Vec<_> = (0..10).map(meter).collect();
+        s.register_meters(&before, now()).await.expect("register");
+        let mut batch: Vec<_> = (0..4_500).map(meter).collect();
+        batch[1].region_id = "east".into();
+        // Meter 4 000's serial is meter 3's, registered to another DevEUI.
+        batch[4_000].serial = meter(3).serial;
+        batch.remove(3);
+        let outcomes = s
+            .register_meter_batch(&batch, later())
+            .await
+            .expect("batch");
+        assert_eq!(outcomes.len(), batch.len());
+        assert_eq!(outcomes[0], Ok(Registered::Unchanged));
+        assert_eq!(outcomes[1], Ok(Registered::Updated));
+        assert_eq!(outcomes[10], Ok(Registered::Inserted));
+        let refused: Vec<_> = outcomes.iter().filter(|o| o.is_err()).collect();
+        assert_eq!(
+            refused,
+            [&Err(format!(
+                "serial {} is registered to devEui {}",
+                meter(3).serial,
+                meter(3).dev_eui
+            ))]
+        );
+        let count = |r: Registered| outcomes.iter().filter(|o| **o == Ok(r.clone())).count();
+        assert_eq!(
+            (
+                count(Registered::Inserted),
+                count(Registered::Updated),
+                count(Registered::Unchanged)
+            ),
+            (4_489, 1, 8)
+        );
+        let moved = s
+            .meter_by_dev_eui(&batch[1].dev_eui)
+            .await
+            .expect("q")
+            .expect("m");
+        assert!(moved.matches(&batch[1]));
+        assert_eq!((moved.created_at, moved.updated_at), (now(), later()));
+        let last = s
+            .meter_by_dev_eui(&batch[4_498].dev_eui)
+            .await
+            .expect("q")
+            .expect("m");
+        assert!(last.matches(&batch[4_498]));
+        assert_eq!(last.status, "installed");
+        assert!(
+            s.meter_by_dev_eui(&meter(4_000).dev_eui)
+                .await
+                .expect("q")
+                .is_none()
+        );
+        let regions: Vec<String> = s
+            .regions()
+            .await
+            .expect("regions")
+            .into_iter()
+            .map(|r| r.id)
+            .collect();
+        assert_eq!(regions, ["east", "north", "south"]);
+    }
+}
+
+fn later() -> chrono::DateTime<chrono::Utc> {
+    at("2026-07-23T13:00:00Z")
+}

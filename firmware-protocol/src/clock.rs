@@ -2,9 +2,10 @@
 //!
 //! The server and the simulator read time only through a [`Clock`]: wall time in production,
 //! a manual clock in tests, and an accelerated clock for demos and load tests. The accelerated
-//! clock is a pure function of wall time, so two processes given the same speed and epoch agree
-//! on simulated time without talking to each other.
+//! clock is a pure function of wall time, so two processes given the same speed, start and
+//! anchor agree on simulated time without talking to each other.
 
+use core::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -17,24 +18,32 @@ pub enum Clock {
     /// The system's wall clock.
     #[default]
     System,
-    /// Wall time sped up: simulated = epoch + (wall − epoch) × speed. At wall time `epoch` the
-    /// two coincide; afterwards simulated time runs `speed` times faster.
+    /// Wall time sped up: simulated = start + (wall − anchor) × speed. At wall time `anchor`
+    /// the simulated clock reads `start`; afterwards it runs `speed` times faster.
     Accelerated {
         /// How many simulated seconds pass per wall second (≥ 1).
         speed: u32,
-        /// The instant, in Unix microseconds, at which simulated and wall time coincide.
-        epoch_unix_micros: i64,
+        /// The simulated instant, in Unix microseconds, at which the run starts.
+        start_unix_micros: i64,
+        /// The wall instant, in Unix microseconds, at which the simulated clock reads `start`.
+        anchor_unix_micros: i64,
     },
     /// Time that moves only when a test moves it.
     Manual(Arc<AtomicI64>),
 }
 
 impl Clock {
-    /// An accelerated clock; `None` when `speed` is 0.
-    pub fn accelerated(speed: u32, epoch: SystemTime) -> Option<Clock> {
+    /// An accelerated clock that reads `anchor` at wall time `anchor`; `None` when `speed` is 0.
+    pub fn accelerated(speed: u32, anchor: SystemTime) -> Option<Clock> {
+        Clock::accelerated_from(speed, anchor, anchor)
+    }
+
+    /// An accelerated clock that reads `start` at wall time `anchor`; `None` when `speed` is 0.
+    pub fn accelerated_from(speed: u32, start: SystemTime, anchor: SystemTime) -> Option<Clock> {
         (speed > 0).then(|| Clock::Accelerated {
             speed,
-            epoch_unix_micros: unix_micros(epoch),
+            start_unix_micros: unix_micros(start),
+            anchor_unix_micros: unix_micros(anchor),
         })
     }
 
@@ -61,8 +70,9 @@ impl Clock {
             Clock::System => wall,
             Clock::Accelerated {
                 speed,
-                epoch_unix_micros,
-            } => accelerate(wall, *speed, *epoch_unix_micros),
+                start_unix_micros,
+                anchor_unix_micros,
+            } => accelerate(wall, *speed, *start_unix_micros, *anchor_unix_micros),
             Clock::Manual(t) => t.load(Ordering::SeqCst),
         }
     }
@@ -108,9 +118,125 @@ impl Clock {
 
 /// The accelerated mapping, in integer microseconds so that every process computes the same
 /// value from the same wall time.
-fn accelerate(wall: i64, speed: u32, epoch: i64) -> i64 {
-    let sim = i128::from(epoch) + (i128::from(wall) - i128::from(epoch)) * i128::from(speed);
+fn accelerate(wall: i64, speed: u32, start: i64, anchor: i64) -> i64 {
+    let sim = i128::from(start) + (i128::from(wall) - i128::from(anchor)) * i128::from(speed);
     i64::try_from(sim).unwrap_or(if sim < 0 { i64::MIN } else { i64::MAX })
+}
+
+/// The Unix seconds a meter's clock can show: from the GPS epoch (1980-01-06) to the last of
+/// the 2^32 GPS seconds (2116-02-12). Simulated time outside it cannot be sent to a meter.
+pub fn supported_unix_seconds() -> core::ops::RangeInclusive<i64> {
+    crate::GpsTime(0).to_unix()..=crate::GpsTime(u32::MAX).to_unix()
+}
+
+/// Simulated time that would leave [`supported_unix_seconds`], and what to change.
+///
+/// The messages name the command-line flags (`--clock-start`, `--clock-anchor`,
+/// `--clock-speed`, `--days`); a settings file has the same names under `[clock]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OutOfRange {
+    /// The simulated clock reads `now` (Unix seconds) already, outside the range.
+    Now {
+        /// The simulated time now, Unix seconds.
+        now: i64,
+        /// Wall seconds since the anchor (negative: the anchor is in the future).
+        since_anchor: i64,
+        /// Simulated seconds per wall second.
+        speed: u32,
+    },
+    /// The run would end at `end` (Unix seconds), after the range.
+    End {
+        /// The simulated time now, Unix seconds.
+        now: i64,
+        /// The simulated time at which the run ends, Unix seconds.
+        end: i64,
+    },
+}
+
+impl Clock {
+    /// Checks that this clock reads a supported time when the wall clock reads `wall` (Unix
+    /// microseconds) and, for a run of `run` simulated time, still does at its end. The wall
+    /// and system clocks always pass the first check.
+    pub fn check_range(&self, wall: i64, run: Option<Duration>) -> Result<(), OutOfRange> {
+        let range = supported_unix_seconds();
+        let now = self.at_wall_unix_micros(wall).div_euclid(1_000_000);
+        if !range.contains(&now) {
+            let (speed, since_anchor) = match self {
+                Clock::Accelerated {
+                    speed,
+                    anchor_unix_micros,
+                    ..
+                } => (*speed, (wall - anchor_unix_micros).div_euclid(1_000_000)),
+                _ => (1, 0),
+            };
+            return Err(OutOfRange::Now {
+                now,
+                since_anchor,
+                speed,
+            });
+        }
+        let run = run.map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+        let end = now.saturating_add(run);
+        if end > *range.end() {
+            return Err(OutOfRange::End { now, end });
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Display for OutOfRange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let range = supported_unix_seconds();
+        let (first, last) = (Utc(*range.start()), Utc(*range.end()));
+        match *self {
+            OutOfRange::Now {
+                now,
+                since_anchor,
+                speed,
+            } => {
+                write!(
+                    f,
+                    "the simulated clock would read {}, outside the {first} .. {last} a meter's \
+                     GPS clock can show",
+                    Utc(now)
+                )?;
+                if speed > 1 && since_anchor.unsigned_abs() > 60 {
+                    let direction = if since_anchor > 0 { "ago" } else { "from now" };
+                    write!(
+                        f,
+                        ": the anchor is {} s {direction}, {} s of simulated time at speed \
+                         {speed}; leave out --clock-anchor (it defaults to now) or give a \
+                         recent one, or lower --clock-speed",
+                        since_anchor.unsigned_abs(),
+                        since_anchor.unsigned_abs().saturating_mul(u64::from(speed))
+                    )
+                } else {
+                    write!(f, ": give a --clock-start within that range")
+                }
+            }
+            OutOfRange::End { now, end } => write!(
+                f,
+                "the run would end at {}, after {last}, the last second a meter's GPS clock can \
+                 show (it starts at {}): give an earlier --clock-start or fewer --days",
+                Utc(end),
+                Utc(now)
+            ),
+        }
+    }
+}
+
+impl std::error::Error for OutOfRange {}
+
+/// Unix seconds shown as UTC text, for any year (a simulated clock may be far off).
+struct Utc(i64);
+
+impl fmt::Display for Utc {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (y, m, d) = crate::time::civil_from_days(self.0.div_euclid(86_400));
+        let s = self.0.rem_euclid(86_400);
+        let (hh, mm, ss) = (s / 3600, s / 60 % 60, s % 60);
+        write!(f, "{y:04}-{m:02}-{d:02}T{hh:02}:{mm:02}:{ss:02}Z")
+    }
 }
 
 fn unix_micros(t: SystemTime) -> i64 {
@@ -134,14 +260,73 @@ mod tests {
     use super::*;
 
     #[test]
-    fn accelerated_time_coincides_at_the_epoch_and_runs_faster_after() {
-        let epoch = 1_790_000_000_000_000;
-        assert_eq!(accelerate(epoch, 86_400, epoch), epoch);
+    fn accelerated_time_reads_the_start_at_the_anchor_and_runs_faster_after() {
+        let anchor = 1_790_000_000_000_000;
+        let start = 1_767_225_600_000_000; // 2026-01-01
+        assert_eq!(accelerate(anchor, 86_400, anchor, anchor), anchor);
+        assert_eq!(accelerate(anchor, 86_400, start, anchor), start);
         assert_eq!(
-            accelerate(epoch + 1_000_000, 86_400, epoch),
-            epoch + 86_400_000_000
+            accelerate(anchor + 1_000_000, 86_400, start, anchor),
+            start + 86_400_000_000
         );
-        assert_eq!(accelerate(epoch - 10, 2, epoch), epoch - 20);
+        assert_eq!(accelerate(anchor - 10, 2, start, anchor), start - 20);
+    }
+
+    #[test]
+    fn the_supported_range_is_the_gps_epoch_to_2116() {
+        let range = supported_unix_seconds();
+        assert_eq!(Utc(*range.start()).to_string(), "1980-01-06T00:00:00Z");
+        assert_eq!(Utc(*range.end()).to_string(), "2116-02-12T06:27:57Z");
+        assert_eq!(Utc(-1).to_string(), "1969-12-31T23:59:59Z");
+    }
+
+    #[test]
+    fn a_start_long_before_the_anchor_is_refused_only_when_it_leaves_the_range() {
+        let day = 86_400_000_000i64;
+        let start = 1_767_225_600_000_000; // 2026-01-01
+        // Anchored a year before the wall time: 365 × 86 400 days later, far past 2116.
+        let clock = Clock::Accelerated {
+            speed: 86_400,
+            start_unix_micros: start,
+            anchor_unix_micros: start,
+        };
+        let err = clock
+            .check_range(start + 340 * day, None)
+            .expect_err("far future");
+        let text = err.to_string();
+        assert!(text.contains("--clock-anchor"), "{text}");
+        assert!(
+            matches!(err, OutOfRange::Now { speed: 86_400, .. }),
+            "{err:?}"
+        );
+        // The same start anchored at the wall time reads 2026 and may run 30 days.
+        let clock = Clock::Accelerated {
+            speed: 86_400,
+            start_unix_micros: start,
+            anchor_unix_micros: start + 340 * day,
+        };
+        let wall = start + 340 * day;
+        assert_eq!(
+            clock.check_range(wall, Some(Duration::from_secs(30 * 86_400))),
+            Ok(())
+        );
+        // But not 100 years.
+        let err = clock
+            .check_range(wall, Some(Duration::from_secs(100 * 365 * 86_400)))
+            .expect_err("ends after 2116");
+        assert!(matches!(err, OutOfRange::End { .. }), "{err:?}");
+        assert!(err.to_string().contains("--days"), "{err}");
+        // A start before the GPS epoch.
+        let clock = Clock::accelerated_from(60, UNIX_EPOCH, SystemTime::now()).expect("speed");
+        let err = clock
+            .check_range(unix_micros(SystemTime::now()), None)
+            .expect_err("1970");
+        assert!(err.to_string().contains("--clock-start"), "{err}");
+        assert!(
+            Clock::System
+                .check_range(unix_micros(SystemTime::now()), None)
+                .is_ok()
+        );
     }
 
     #[test]

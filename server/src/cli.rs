@@ -38,9 +38,13 @@ pub struct SettingsArgs {
     /// Simulated seconds per wall second (demos and load tests).
     #[arg(long, global = true)]
     pub clock_speed: Option<u32>,
-    /// RFC 3339 instant at which simulated and wall time coincide.
+    /// RFC 3339 simulated instant at which the run starts (default: the anchor).
     #[arg(long, global = true)]
-    pub clock_epoch: Option<String>,
+    pub clock_start: Option<String>,
+    /// RFC 3339 wall instant at which the simulated clock reads --clock-start (default: now).
+    /// Give a server and a simulator the same speed, start and anchor to make them agree.
+    #[arg(long, global = true)]
+    pub clock_anchor: Option<String>,
 }
 
 impl SettingsArgs {
@@ -51,7 +55,8 @@ impl SettingsArgs {
             mqtt_url: self.mqtt_url.clone(),
             http_bind: self.http_bind,
             clock_speed: self.clock_speed,
-            clock_epoch: self.clock_epoch.clone(),
+            clock_start: self.clock_start.clone(),
+            clock_anchor: self.clock_anchor.clone(),
         }
     }
 }
@@ -83,7 +88,8 @@ pub enum Command {
     /// Create or update the database schema (and PostgreSQL's readings partitions).
     Migrate,
     /// Print the time by the configured clock as JSON, with the wall time it was read at:
-    /// a server and a simulator given the same --clock-speed and --clock-epoch agree.
+    /// a server and a simulator given the same --clock-speed, --clock-start and --clock-anchor
+    /// agree.
     Clock,
     /// Run the embedded MQTT broker (v5 and 3.1.1) until interrupted, for machines without one.
     #[cfg(feature = "embedded-broker")]

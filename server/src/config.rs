@@ -307,16 +307,20 @@ impl Default for UtilitySettings {
 pub struct ClockSettings {
     /// Simulated seconds per wall second; 1 is real time.
     pub speed: u32,
-    /// RFC 3339 instant at which simulated and wall time coincide (needed when speed > 1).
-    /// A server and a simulator given the same speed and epoch agree on simulated time.
-    pub epoch: Option<String>,
+    /// RFC 3339 simulated instant at which the run starts (the anchor when absent).
+    pub start: Option<String>,
+    /// RFC 3339 wall instant at which the simulated clock reads `start` (when the settings are
+    /// loaded, when absent). A server and a simulator given the same speed, start and anchor
+    /// agree on simulated time.
+    pub anchor: Option<String>,
 }
 
 impl Default for ClockSettings {
     fn default() -> Self {
         ClockSettings {
             speed: 1,
-            epoch: None,
+            start: None,
+            anchor: None,
         }
     }
 }
@@ -356,8 +360,10 @@ pub struct Overrides {
     pub http_bind: Option<SocketAddr>,
     /// `--clock-speed`.
     pub clock_speed: Option<u32>,
-    /// `--clock-epoch`.
-    pub clock_epoch: Option<String>,
+    /// `--clock-start`.
+    pub clock_start: Option<String>,
+    /// `--clock-anchor`.
+    pub clock_anchor: Option<String>,
 }
 
 impl Settings {
@@ -398,8 +404,18 @@ impl Settings {
         if let Some(v) = overrides.clock_speed {
             settings.clock.speed = v;
         }
-        if let Some(v) = overrides.clock_epoch {
-            settings.clock.epoch = Some(v);
+        if let Some(v) = overrides.clock_start {
+            settings.clock.start = Some(v);
+        }
+        if let Some(v) = overrides.clock_anchor {
+            settings.clock.anchor = Some(v);
+        }
+        // Every clock made from these settings runs from the same anchor.
+        if (settings.clock.speed > 1 || settings.clock.start.is_some())
+            && settings.clock.anchor.is_none()
+        {
+            let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+            settings.clock.anchor = Some(now);
         }
         settings.validate()?;
         Ok(settings)
@@ -448,7 +464,7 @@ impl Settings {
         if !(1..=366).contains(&self.billing.gap_days) {
             bail!("billing.gap_days must be between 1 and 366");
         }
-        self.clock_epoch()?;
+        self.clock_instants()?;
         // The MQTT receive maximum, a 16-bit number, is a multiple of the batch (capped).
         if !(1..=32_767).contains(&self.ingest.batch_size) {
             bail!("ingest.batch_size must be between 1 and 32767");
@@ -493,30 +509,48 @@ impl Settings {
         Ok(())
     }
 
-    /// The clock these settings describe: wall time, or accelerated.
+    /// The clock these settings describe: wall time, or accelerated (or shifted, given a
+    /// start). Refused when it reads a time no meter clock can show.
     pub fn clock(&self) -> Result<firmware_protocol::clock::Clock> {
-        match self.clock_epoch()? {
-            Some(epoch) if self.clock.speed > 1 => {
-                firmware_protocol::clock::Clock::accelerated(self.clock.speed, epoch.into())
-                    .context("clock.speed must be at least 1")
-            }
-            _ => Ok(firmware_protocol::clock::Clock::System),
+        use firmware_protocol::clock::Clock;
+        let (start, anchor) = self.clock_instants()?;
+        if self.clock.speed <= 1 && start.is_none() {
+            return Ok(Clock::System);
         }
+        let anchor = anchor.unwrap_or_else(chrono::Utc::now);
+        let start = start.unwrap_or(anchor);
+        let clock = Clock::accelerated_from(self.clock.speed, start.into(), anchor.into())
+            .context("clock.speed must be at least 1")?;
+        clock
+            .check_range(chrono::Utc::now().timestamp_micros(), None)
+            .context("the clock settings (clock.start, clock.anchor, clock.speed)")?;
+        Ok(clock)
     }
 
-    /// The clock epoch, parsed; required when the clock is accelerated.
-    pub fn clock_epoch(&self) -> Result<Option<chrono::DateTime<chrono::Utc>>> {
-        match &self.clock.epoch {
-            None if self.clock.speed > 1 => {
-                bail!("clock.epoch is required when clock.speed is above 1")
-            }
-            None => Ok(None),
-            Some(text) => chrono::DateTime::parse_from_rfc3339(text)
-                .map(|t| Some(t.to_utc()))
-                .with_context(|| format!("clock.epoch {text:?} is not an RFC 3339 time")),
-        }
+    /// The clock's start and anchor, parsed.
+    fn clock_instants(&self) -> Result<(Option<DateTime>, Option<DateTime>)> {
+        let parse = |name: &str, text: &Option<String>| -> Result<Option<DateTime>> {
+            text.as_deref()
+                .map(|t| {
+                    chrono::DateTime::parse_from_rfc3339(t)
+                        .map(|t| t.to_utc())
+                        .with_context(|| {
+                            format!(
+                                "clock.{name} (--clock-{name}) {t:?} is not an RFC 3339 time \
+                                 such as 2026-01-01T00:00:00Z"
+                            )
+                        })
+                })
+                .transpose()
+        };
+        Ok((
+            parse("start", &self.clock.start)?,
+            parse("anchor", &self.clock.anchor)?,
+        ))
     }
 }
+
+type DateTime = chrono::DateTime<chrono::Utc>;
 
 /// Overlays `from` onto `into`, table by table.
 fn merge(into: &mut toml::Table, from: toml::Table) {
@@ -618,10 +652,13 @@ batch_size = {batch_size}
 max_wait_ms = {max_wait_ms}
 
 [clock]
-# Simulated seconds per wall second: 86400 runs a day per second. Above 1, an epoch is needed;
-# a server and a simulator given the same speed and epoch agree on simulated time.
+# Simulated seconds per wall second: 86400 runs a day per second. The simulated clock reads
+# `start` at the wall instant `anchor` (default: when meterhub starts; `start` defaults to the
+# anchor). A server and a simulator given the same speed, start and anchor agree on simulated
+# time; simulated time must stay between 1980-01-06 and 2116-02-12 (a meter's GPS clock).
 speed = {speed}
-# epoch = "2026-01-01T00:00:00Z"
+# start = "2026-01-01T00:00:00Z"
+# anchor = "2026-12-07T10:00:00Z"
 
 [downlink]
 # Answer clock requests (TS003 AppTimeReq) and release queued commands, one per uplink.
@@ -724,7 +761,7 @@ mod tests {
         let path = dir.path().join("meterhub.toml");
         std::fs::write(
             &path,
-            "[mqtt]\nurl = \"mqtt://file:1883\"\nkeep_alive_secs = 10\n[clock]\nspeed = 60\nepoch = \"2026-01-01T00:00:00Z\"\n",
+            "[mqtt]\nurl = \"mqtt://file:1883\"\nkeep_alive_secs = 10\n[clock]\nspeed = 60\nstart = \"2026-01-01T00:00:00Z\"\n",
         )
         .expect("write");
         let s = Settings::load(
@@ -749,6 +786,51 @@ mod tests {
         assert_eq!(s.mqtt.password, Some(Secret("123456".into())));
         assert_eq!(s.chirpstack.application_ids, ["a", "b"]);
         assert_eq!(s.clock.speed, 60);
+        assert_eq!(s.clock.start.as_deref(), Some("2026-01-01T00:00:00Z"));
+        // Anchored when loaded, so that every clock made from these settings agrees.
+        assert!(s.clock.anchor.is_some());
+        assert_eq!(s.clock().expect("clock").speed(), 60);
+    }
+
+    #[test]
+    fn a_simulated_clock_starts_where_told_on_any_day_and_refuses_to_leave_the_range() {
+        let load = |start: &str, anchor: Option<String>| {
+            Settings::load(
+                None,
+                vec![],
+                Overrides {
+                    clock_speed: Some(86_400),
+                    clock_start: Some(start.into()),
+                    clock_anchor: anchor,
+                    ..Overrides::default()
+                },
+            )
+        };
+        // Anchored now: the clock reads the start (give or take the days a slow machine's
+        // seconds are worth at this speed).
+        let clock = load("2026-01-01T00:00:00Z", None)
+            .expect("valid")
+            .clock()
+            .expect("in range");
+        let start = chrono::DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z").expect("time");
+        let days = (clock.now_unix() - start.timestamp()) / 86_400;
+        assert!((0..3_650).contains(&days), "{days} days after the start");
+
+        // Anchored a year ago, at a day per second the clock would read some 80 000 years on.
+        let year_ago = chrono::Utc::now() - chrono::Duration::days(365);
+        let err = load("2026-01-01T00:00:00Z", Some(year_ago.to_rfc3339()))
+            .expect("the settings parse")
+            .clock()
+            .expect_err("out of range");
+        let text = format!("{err:#}");
+        assert!(text.contains("--clock-anchor"), "{text}");
+
+        // A start before the GPS epoch.
+        let err = load("1970-01-01T00:00:00Z", None)
+            .expect("the settings parse")
+            .clock()
+            .expect_err("before 1980");
+        assert!(format!("{err:#}").contains("--clock-start"), "{err:#}");
     }
 
     #[test]
@@ -794,11 +876,12 @@ mod tests {
             vec![],
             Overrides {
                 clock_speed: Some(100),
+                clock_start: Some("soon".into()),
                 ..Overrides::default()
             },
         )
-        .expect_err("accelerated without epoch");
-        assert!(format!("{err:#}").contains("clock.epoch"), "{err:#}");
+        .expect_err("a start that is no time");
+        assert!(format!("{err:#}").contains("--clock-start"), "{err:#}");
     }
 
     #[test]

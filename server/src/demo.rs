@@ -61,7 +61,7 @@ pub async fn run(
     settings.mqtt.client_id = "meterhub-demo".into();
     settings.http.bind = options.http_bind;
     settings.clock.speed = options.speed.max(1);
-    settings.clock.epoch = Some(epoch_text);
+    settings.clock.anchor = Some(epoch_text);
 
     let spec = FleetSpec {
         meters: options.meters,

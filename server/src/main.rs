@@ -174,6 +174,11 @@ fn init_tracing() {
 
 async fn serve(settings: Settings) -> Result<()> {
     let shutdown = CancellationToken::new();
+    if let (Some(anchor), speed) = (&settings.clock.anchor, settings.clock.speed) {
+        // A simulator must be given the same three values to agree with this server.
+        let start = settings.clock.start.as_deref().unwrap_or(anchor);
+        tracing::info!(speed, start, anchor, "simulated clock");
+    }
     let app = Application::build(settings, shutdown.clone()).await?;
     // Printed for scripts and tests that start the server on port 0.
     eprintln!("listening on http://{}", app.http_addr());

@@ -116,12 +116,23 @@ fn migrate_then_import_on_a_fresh_sqlite_file() {
 }
 
 /// The accelerated clock is a pure function of wall time: another process given the same
-/// speed and epoch maps the same wall instant to the same simulated time.
+/// speed, start and anchor maps the same wall instant to the same simulated time.
 #[test]
 fn an_accelerated_clock_agrees_with_another_process() {
     use firmware_protocol::clock::Clock;
-    let epoch = "2026-11-26T00:00:00Z";
-    let out = meterhub(&["clock", "--clock-speed", "86400", "--clock-epoch", epoch]);
+    let start = "2026-01-01T00:00:00Z";
+    // Anchored a few seconds ago, on whatever day the test runs.
+    let anchor = chrono::Utc::now() - chrono::Duration::seconds(5);
+    let anchor_text = anchor.to_rfc3339();
+    let out = meterhub(&[
+        "clock",
+        "--clock-speed",
+        "86400",
+        "--clock-start",
+        start,
+        "--clock-anchor",
+        &anchor_text,
+    ]);
     assert!(
         out.status.success(),
         "{}",
@@ -130,27 +141,84 @@ fn an_accelerated_clock_agrees_with_another_process() {
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
     let wall = report["wallUnixMicros"].as_i64().expect("wall");
     let theirs = report["simulatedUnixMicros"].as_i64().expect("simulated");
-    let epoch = chrono::DateTime::parse_from_rfc3339(epoch).expect("valid");
-    let ours = Clock::accelerated(86_400, epoch.into()).expect("speed > 0");
+    let start = chrono::DateTime::parse_from_rfc3339(start).expect("valid");
+    let anchor = chrono::DateTime::parse_from_rfc3339(&anchor_text).expect("valid");
+    let ours = Clock::accelerated_from(86_400, start.into(), anchor.into()).expect("speed > 0");
     let difference = (ours.at_wall_unix_micros(wall) - theirs).abs();
-    // Within a second of simulated time per simulated day: at 86 400× a wall second is a
-    // simulated day, so the two may differ by at most one simulated second here.
+    // At 86 400× a wall microsecond is 86 ms simulated: the two may differ by a rounding.
     assert!(difference < 1_000_000, "differ by {difference} µs");
     assert_eq!(report["speed"], 86_400);
-    // And the simulated time is a day per wall second past the epoch.
-    let wall_days = (wall - epoch.timestamp_micros()) as f64 / 1e6;
-    let simulated_days = (theirs - epoch.timestamp_micros()) as f64 / 86_400e6;
+    // And the simulated time is a day per wall second past the start.
+    let wall_secs = (wall - anchor.timestamp_micros()) as f64 / 1e6;
+    let simulated_days = (theirs - start.timestamp_micros()) as f64 / 86_400e6;
     assert!(
-        (wall_days - simulated_days).abs() < 1e-6,
-        "{wall_days} vs {simulated_days}"
+        (wall_secs - simulated_days).abs() < 1e-6,
+        "{wall_secs} vs {simulated_days}"
     );
 }
 
 #[test]
-fn an_accelerated_clock_without_an_epoch_is_refused() {
-    let out = meterhub(&["clock", "--clock-speed", "60"]);
+fn a_clock_that_leaves_what_a_meter_can_show_is_refused_naming_the_flag() {
+    // The start anchored a year ago, at a day per second: tens of thousands of years on.
+    let year_ago = (chrono::Utc::now() - chrono::Duration::days(365)).to_rfc3339();
+    let out = meterhub(&[
+        "clock",
+        "--clock-speed",
+        "86400",
+        "--clock-start",
+        "2026-01-01T00:00:00Z",
+        "--clock-anchor",
+        &year_ago,
+    ]);
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("clock.epoch is required"));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--clock-anchor") && err.contains("2116"),
+        "{err}"
+    );
+
+    // Anchored now (the default), the same start reads 2026 on any day.
+    let out = meterhub(&[
+        "clock",
+        "--clock-speed",
+        "86400",
+        "--clock-start",
+        "2026-01-01T00:00:00Z",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let simulated = report["simulated"].as_str().expect("simulated");
+    assert!(
+        simulated.starts_with("2026-") || simulated.starts_with("2027-"),
+        "{simulated}"
+    );
+}
+
+#[test]
+fn serve_refuses_an_out_of_range_clock_before_touching_the_database() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("never.db");
+    let url = format!("sqlite://{}", db.display());
+    let out = meterhub(&[
+        "serve",
+        "--database-url",
+        &url,
+        "--clock-speed",
+        "86400",
+        "--clock-start",
+        "1979-06-01T00:00:00Z",
+    ]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--clock-start") && err.contains("1980-01-06"),
+        "{err}"
+    );
+    assert!(!db.exists(), "the database was created");
 }
 
 /// `meterhub migrate` against `url`: its stderr, after checking that it failed.

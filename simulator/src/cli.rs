@@ -303,10 +303,13 @@ pub struct RunArgs {
     /// Simulated seconds per wall second; 86400 runs a day per second.
     #[arg(long, default_value_t = 1)]
     pub clock_speed: u32,
-    /// RFC 3339 instant at which simulated and wall time coincide (needed above speed 1);
-    /// give the server the same two values.
+    /// RFC 3339 simulated instant at which the run starts (default: the anchor).
     #[arg(long)]
-    pub clock_epoch: Option<String>,
+    pub clock_start: Option<String>,
+    /// RFC 3339 wall instant at which the simulated clock reads --clock-start (default: now).
+    /// Give the server the same speed, start and anchor so that the two agree on the time.
+    #[arg(long)]
+    pub clock_anchor: Option<String>,
     /// Also write the registry CSV here before starting.
     #[arg(long)]
     pub registry: Option<std::path::PathBuf>,

@@ -27,23 +27,13 @@ async fn run(args: RunArgs) -> Result<String> {
     if args.transport == Transport::Udp && args.clock_speed > 1 {
         udp_run::check_speed(args.clock_speed, args.udp.allow_accelerated_clock)?;
     }
-    let clock = match (&args.clock_epoch, args.clock_speed) {
-        (_, 0) => bail!("--clock-speed must be at least 1"),
-        (None, 1) => Clock::System,
-        (None, _) => bail!("--clock-epoch is required when --clock-speed is above 1"),
-        (Some(epoch), speed) => {
-            let epoch = chrono::DateTime::parse_from_rfc3339(epoch)
-                .map_err(|e| anyhow::anyhow!("--clock-epoch {epoch:?}: {e}"))?;
-            Clock::accelerated(speed, epoch.to_utc().into())
-                .ok_or_else(|| anyhow::anyhow!("--clock-speed must be at least 1"))?
-        }
-    };
+    let duration = args.days.map(|d| (d * 86_400.0) as i64);
+    let clock = clock(&args, duration)?;
     if let Some(path) = &args.registry {
         let start = clock.now_unix();
         let meters = fleet::build(&spec, start);
         std::fs::write(path, fleet::registry_csv(&spec, &meters))?;
     }
-    let duration = args.days.map(|d| (d * 86_400.0) as i64);
     if args.transport == Transport::Udp {
         udp_run::check_clock(&clock, args.udp.allow_accelerated_clock)?;
         return udp_run::run(
@@ -72,6 +62,39 @@ async fn run(args: RunArgs) -> Result<String> {
             .map_err(|e| anyhow::anyhow!("writing {}: {e}", path.display()))?;
     }
     Ok(report.summary(started.elapsed()))
+}
+
+/// The clock of `run`: wall time, or accelerated from `--clock-start` at `--clock-anchor`;
+/// refused when the run would leave the time a meter's clock can show.
+fn clock(args: &RunArgs, duration: Option<i64>) -> Result<Clock> {
+    let parse = |flag: &str, text: &Option<String>| {
+        text.as_deref()
+            .map(|t| {
+                chrono::DateTime::parse_from_rfc3339(t)
+                    .map(|t| std::time::SystemTime::from(t.to_utc()))
+                    .map_err(|e| {
+                        anyhow::anyhow!(
+                            "{flag} {t:?}: {e}; give an RFC 3339 time such as 2026-01-01T00:00:00Z"
+                        )
+                    })
+            })
+            .transpose()
+    };
+    let start = parse("--clock-start", &args.clock_start)?;
+    let anchor = parse("--clock-anchor", &args.clock_anchor)?;
+    let clock = match (args.clock_speed, start) {
+        (0, _) => bail!("--clock-speed must be at least 1"),
+        (1, None) => Clock::System,
+        (speed, start) => {
+            let anchor = anchor.unwrap_or_else(std::time::SystemTime::now);
+            Clock::accelerated_from(speed, start.unwrap_or(anchor), anchor)
+                .ok_or_else(|| anyhow::anyhow!("--clock-speed must be at least 1"))?
+        }
+    };
+    let run = duration.map(|secs| std::time::Duration::from_secs(secs.max(0).unsigned_abs()));
+    let wall = chrono::Utc::now().timestamp_micros();
+    clock.check_range(wall, run)?;
+    Ok(clock)
 }
 
 fn bench(spec: &FleetSpec, uplinks: u64) -> Result<String> {

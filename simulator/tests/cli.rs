@@ -1,5 +1,5 @@
 //! The `meterhub-sim` binary's flags: the registry's application id, the clock the udp
-//! transport accepts, and its JSON summary.
+//! transport accepts, the clock's range, and its JSON summary.
 
 use std::process::{Command, Output};
 
@@ -112,4 +112,48 @@ fn one_address_per_gateway_or_one_for_all() {
         "{}",
         stderr(&out)
     );
+}
+
+#[test]
+fn run_refuses_a_clock_that_leaves_what_a_meter_can_show_before_starting() {
+    let registry =
+        std::env::temp_dir().join(format!("meterhub-sim-cli-{}.csv", std::process::id()));
+    let registry = registry.to_str().expect("utf-8 path");
+    // No broker listens on port 1: a run that started would fail differently.
+    let base = [
+        "run",
+        "--meters",
+        "3",
+        "--mqtt-url",
+        "mqtt://127.0.0.1:1",
+        "--clock-speed",
+        "86400",
+        "--registry",
+        registry,
+    ];
+    let year_ago = (chrono::Utc::now() - chrono::Duration::days(365)).to_rfc3339();
+    let cases: [(&[&str], &str); 3] = [
+        // Anchored a year ago at a day per second: tens of thousands of years on.
+        (
+            &[
+                "--clock-start",
+                "2026-01-01T00:00:00Z",
+                "--clock-anchor",
+                &year_ago,
+            ],
+            "--clock-anchor",
+        ),
+        (&["--clock-start", "1975-01-01T00:00:00Z"], "--clock-start"),
+        (
+            &["--clock-start", "2115-06-01T00:00:00Z", "--days", "365"],
+            "--days",
+        ),
+    ];
+    for (flags, named) in cases {
+        let out = sim(&[&base[..], flags].concat());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{flags:?} ran");
+        assert!(err.contains(named), "{flags:?}: {err}");
+        assert!(!std::path::Path::new(registry).exists(), "{flags:?} wrote");
+    }
 }

@@ -225,7 +225,7 @@ async fn serve_fleet(
     assert_eq!(imported.refused, 0, "{errors:?}");
     let mut settings = env.settings(client_id);
     settings.clock.speed = speed;
-    settings.clock.epoch = Some(DateTime::<Utc>::from(epoch).to_rfc3339());
+    settings.clock.anchor = Some(DateTime::<Utc>::from(epoch).to_rfc3339());
     (clock, start, Server::start(settings).await)
 }
 

@@ -8,30 +8,48 @@ use warp::Filter;
 use warp::http::StatusCode;
 
 use crate::metrics::Metrics;
+use crate::storage::Store;
 
-/// `/health`, `/ready` (503 until subscribed at the broker and the database answers) and `/metrics`
-/// (with the API cache's series). Each answers HEAD as GET without the body.
+/// `/health`, `/ready` and `/metrics` (with the API cache's series). Each answers HEAD as GET
+/// without the body.
+///
+/// `/ready` is 503 until subscribed at the broker, and whenever the database does not answer
+/// its probe (a trivial query, given [`crate::storage::READ_TIMEOUT`]): every call asks the
+/// database itself, so it says 503 from the first failed attempt of an outage, whether or
+/// not anything was being ingested, and 200 again from the first that succeeds.
 pub fn routes(
     metrics: Arc<Metrics>,
     cache: Option<crate::cache::ResponseCache>,
+    store: Store,
 ) -> impl Filter<Extract = (impl warp::Reply,), Error = warp::Rejection> + Clone {
     let get = || warp::get().or(warp::head()).unify();
     let health = warp::path!("health")
         .and(get())
         .map(|| warp::reply::json(&serde_json::json!({"status": "ok"})));
     let ready_metrics = metrics.clone();
-    let ready = warp::path!("ready").and(get()).map(move || {
-        let mqtt = ready_metrics.mqtt_subscribed.load(Ordering::Relaxed) == 1;
-        let db = ready_metrics.db_up.load(Ordering::Relaxed) == 1;
-        let status = if mqtt && db {
-            StatusCode::OK
-        } else {
-            StatusCode::SERVICE_UNAVAILABLE
-        };
-        warp::reply::with_status(
-            warp::reply::json(&serde_json::json!({"mqtt": mqtt, "database": db})),
-            status,
-        )
+    let ready = warp::path!("ready").and(get()).then(move || {
+        let metrics = ready_metrics.clone();
+        let store = store.clone();
+        async move {
+            let mqtt = metrics.mqtt_subscribed.load(Ordering::Relaxed) == 1;
+            let db = match store.ping().await {
+                Ok(()) => true,
+                Err(e) => {
+                    tracing::warn!(error = %e, "readiness: the database does not answer");
+                    false
+                }
+            };
+            metrics.db_up.store(u64::from(db), Ordering::Relaxed);
+            let status = if mqtt && db {
+                StatusCode::OK
+            } else {
+                StatusCode::SERVICE_UNAVAILABLE
+            };
+            warp::reply::with_status(
+                warp::reply::json(&serde_json::json!({"mqtt": mqtt, "database": db})),
+                status,
+            )
+        }
     });
     let metrics_route = warp::path!("metrics").and(get()).map(move || {
         let mut text = metrics.render();
@@ -55,7 +73,8 @@ pub async fn serve(
     shutdown: CancellationToken,
 ) {
     let cache = api.state().changes.cache().clone();
-    warp::serve(routes(metrics, Some(cache)).or(api.filter()))
+    let store = api.state().store.clone();
+    warp::serve(routes(metrics, Some(cache), store).or(api.filter()))
         .incoming(listener)
         .graceful(async move { shutdown.cancelled().await })
         .run()

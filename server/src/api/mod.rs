@@ -422,7 +422,11 @@ fn answer_response(a: Answer) -> warp::reply::Response {
     r
 }
 
-/// A problem as a response.
+/// Seconds a client is asked to wait before retrying a 503: about the longest the writer waits
+/// between its own attempts while the database is away.
+pub const RETRY_AFTER_SECS: u64 = 5;
+
+/// A problem as a response; a 503 says when to retry (`Retry-After`).
 pub fn problem_response(p: &Problem) -> warp::reply::Response {
     let body = serde_json::to_vec(p).unwrap_or_default();
     let mut r = body.into_response();
@@ -431,6 +435,10 @@ pub fn problem_response(p: &Problem) -> warp::reply::Response {
         "content-type",
         HeaderValue::from_static("application/problem+json"),
     );
+    if r.status() == StatusCode::SERVICE_UNAVAILABLE {
+        r.headers_mut()
+            .insert("retry-after", HeaderValue::from(RETRY_AFTER_SECS));
+    }
     r
 }
 
@@ -466,8 +474,25 @@ mod tests {
         );
 
         let empty = answer_response(Answer::empty(StatusCode::NO_CONTENT));
+        assert!(empty.headers().get("retry-after").is_none());
         assert_eq!(empty.status(), StatusCode::NO_CONTENT);
         assert!(empty.headers().get("content-type").is_none());
         assert_eq!(empty.body().size_hint().exact(), Some(0));
+    }
+
+    #[test]
+    fn only_an_unavailable_database_asks_for_a_retry() {
+        let unavailable = problem_response(&Problem::unavailable(&"connection refused"));
+        assert_eq!(unavailable.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            unavailable.headers()["content-type"],
+            "application/problem+json"
+        );
+        assert_eq!(
+            unavailable.headers()["retry-after"],
+            RETRY_AFTER_SECS.to_string().as_str()
+        );
+        let internal = problem_response(&Problem::internal(&"a bug"));
+        assert!(internal.headers().get("retry-after").is_none());
     }
 }

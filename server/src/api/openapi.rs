@@ -166,10 +166,12 @@ fn operation(r: &Route, requests: &mut SchemaGenerator, answers: &mut SchemaGene
         );
     }
     if r.op != Op::OpenApi {
-        responses.insert(
-            "503".into(),
-            problem("The database is unavailable; retry later."),
-        );
+        let mut unavailable = problem("The database is unavailable; retry later.");
+        unavailable["headers"] = json!({"Retry-After": {
+            "description": "Seconds to wait before retrying.",
+            "schema": {"type": "integer", "minimum": 1}
+        }});
+        responses.insert("503".into(), unavailable);
     }
     let mut op = Map::new();
     op.insert("summary".into(), json!(r.summary));

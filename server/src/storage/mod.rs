@@ -52,6 +52,12 @@ use readings::StoredReading;
 /// Longest a batch transaction may take before it counts as a transient failure.
 const BATCH_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Longest a read waits for a connection (and `/ready`'s probe for its answer). The pool
+/// itself waits ten seconds, reconnecting meanwhile, which is right for the writer's batches
+/// but held every API request that long during an outage: reads give up sooner, the API
+/// answers 503 with `Retry-After`, and the writer, whose look-ups also read, retries anyway.
+pub const READ_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// Which database a store talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Dialect {
@@ -101,19 +107,29 @@ macro_rules! on_reader {
     ($store:expr, |$conn:ident, $q:ident| $body:expr, $module:ident) => {
         match $store {
             Store::Sqlite { reader, .. } => {
-                let mut $conn = reader.acquire().await?;
+                let mut $conn = $crate::storage::read_connection(reader).await?;
                 let $conn = &mut *$conn;
                 use $module::sqlite as $q;
                 $body
             }
             Store::Postgres(pool) => {
-                let mut $conn = pool.acquire().await?;
+                let mut $conn = $crate::storage::read_connection(pool).await?;
                 let $conn = &mut *$conn;
                 use $module::postgres as $q;
                 $body
             }
         }
     };
+}
+
+/// A connection for a read, or [`Error::Timeout`] after [`READ_TIMEOUT`].
+pub(crate) async fn read_connection<DB: sqlx::Database>(
+    pool: &sqlx::Pool<DB>,
+) -> Result<sqlx::pool::PoolConnection<DB>> {
+    match tokio::time::timeout(READ_TIMEOUT, pool.acquire()).await {
+        Ok(connection) => Ok(connection?),
+        Err(_) => Err(Error::Timeout(READ_TIMEOUT)),
+    }
 }
 
 /// Runs `$body` (a `Result`) in one write transaction (SQLite: `BEGIN IMMEDIATE`), committing
@@ -230,6 +246,28 @@ impl Store {
         match self {
             Store::Sqlite { .. } => Ok(PartitionReport::default()),
             Store::Postgres(pool) => partitions::ensure(pool, now).await,
+        }
+    }
+
+    /// Whether the database answers a trivial query within [`READ_TIMEOUT`]: what `/ready`
+    /// asks on every call, so that it says 503 from the first failed attempt.
+    pub async fn ping(&self) -> Result<()> {
+        let attempt = async {
+            match self {
+                Store::Sqlite { reader, .. } => {
+                    let mut c = reader.acquire().await?;
+                    sqlx::query("SELECT 1").execute(&mut *c).await?;
+                }
+                Store::Postgres(pool) => {
+                    let mut c = pool.acquire().await?;
+                    sqlx::query("SELECT 1").execute(&mut *c).await?;
+                }
+            }
+            Ok(())
+        };
+        match tokio::time::timeout(READ_TIMEOUT, attempt).await {
+            Ok(answer) => answer,
+            Err(_) => Err(Error::Timeout(READ_TIMEOUT)),
         }
     }
 

@@ -75,16 +75,29 @@ impl Server {
     /// Starts the binary on `database_url` and `broker` with MQTT client id `client_id` (the
     /// name of its persistent session), and waits until it serves HTTP.
     pub async fn start(database_url: &str, broker: &Broker, client_id: &str) -> Server {
-        let process = Process::builder(env!("CARGO_BIN_EXE_meterhub"))
+        Server::start_with(database_url, &broker.url(), client_id, &[]).await
+    }
+
+    /// Like [`Server::start`], with the broker given by URL (a proxy's, say) and settings
+    /// given as `METERHUB_…` environment variables.
+    pub async fn start_with(
+        database_url: &str,
+        mqtt_url: &str,
+        client_id: &str,
+        settings: &[(&str, &str)],
+    ) -> Server {
+        let mut builder = Process::builder(env!("CARGO_BIN_EXE_meterhub"))
             .args(["serve", "--database-url", database_url])
-            .args(["--mqtt-url", &broker.url()])
+            .args(["--mqtt-url", mqtt_url])
             // Port 0: tests run in parallel; the server prints the port it got.
             .args(["--http-bind", "127.0.0.1:0"])
             .env("METERHUB_MQTT__CLIENT_ID", client_id)
             // The captured log stays readable whatever the developer's RUST_LOG says.
-            .env("RUST_LOG", "info")
-            .start()
-            .expect("meterhub starts");
+            .env("RUST_LOG", "info");
+        for (name, value) in settings {
+            builder = builder.env(name, value);
+        }
+        let process = builder.start().expect("meterhub starts");
         let mut server = Server {
             process,
             http: SocketAddr::from(([127, 0, 0, 1], 0)),
@@ -135,31 +148,40 @@ impl Server {
     /// A GET by hand (the tests need only the status and a small body): the status code and
     /// the body, or the error when the server does not answer within a few seconds.
     pub async fn get(&self, path: &str) -> Result<(u16, String), String> {
+        self.get_with(path, &[])
+            .await
+            .map(|reply| (reply.status, reply.body))
+    }
+
+    /// A GET with extra request headers; the whole answer, or the error when the server does
+    /// not answer within [`ANSWER_LIMIT`].
+    pub async fn get_with(&self, path: &str, headers: &[(&str, &str)]) -> Result<Reply, String> {
         let exchange = async {
             let mut stream = tokio::net::TcpStream::connect(self.http).await?;
-            let request = format!(
-                "GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
-                self.http
-            );
+            let mut request = format!("GET {path} HTTP/1.1\r\nHost: {}\r\n", self.http);
+            for (name, value) in headers {
+                let _ = write!(request, "{name}: {value}\r\n");
+            }
+            request.push_str("Connection: close\r\n\r\n");
             stream.write_all(request.as_bytes()).await?;
             let mut response = Vec::new();
             stream.read_to_end(&mut response).await?;
             Ok::<_, std::io::Error>(String::from_utf8_lossy(&response).into_owned())
         };
-        let response = tokio::time::timeout(Duration::from_secs(5), exchange)
+        let response = tokio::time::timeout(ANSWER_LIMIT, exchange)
             .await
-            .map_err(|_| format!("GET {path}: no answer within 5 s"))?
+            .map_err(|_| format!("GET {path}: no answer within {ANSWER_LIMIT:?}"))?
             .map_err(|e| format!("GET {path}: {e}"))?;
         let status = response
             .split(' ')
             .nth(1)
             .and_then(|code| code.parse().ok())
             .ok_or_else(|| format!("GET {path}: not an HTTP response: {response:?}"))?;
-        let body = response
+        let (head, body) = response
             .split_once("\r\n\r\n")
-            .map(|(_, body)| body.to_owned())
-            .unwrap_or_default();
-        Ok((status, body))
+            .map(|(head, body)| (head.to_owned(), body.to_owned()))
+            .unwrap_or((response, String::new()));
+        Ok(Reply { status, head, body })
     }
 
     /// A counter or gauge from `/metrics` of the current run.
@@ -186,6 +208,28 @@ impl Server {
             let _ = write!(out, "{label} {value}; ");
         }
         out.trim_end_matches("; ").to_owned()
+    }
+}
+
+/// How long [`Server::get_with`] waits for an answer.
+pub const ANSWER_LIMIT: Duration = Duration::from_secs(5);
+
+/// An HTTP answer read by hand.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    /// The status line and the headers.
+    pub head: String,
+    pub body: String,
+}
+
+impl Reply {
+    /// The value of header `name` (case-insensitive), if sent.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.head.lines().skip(1).find_map(|line| {
+            let (n, v) = line.split_once(':')?;
+            n.trim().eq_ignore_ascii_case(name).then(|| v.trim())
+        })
     }
 }
 

@@ -8,13 +8,14 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use meterhub::api::auth::Role;
 use sqlx::ConnectOptions as _;
 use test_support::{Dialect, PostgresDb, SqliteDb, TcpProxy, TestDb};
 
 use crate::bridge::{Env, Publisher};
 use crate::harness::{
-    Deadline, Server, Stream, assert_stored_exactly_once, client_id, readings, wait_for_readings,
-    within_limit,
+    ANSWER_LIMIT, Deadline, Server, Stream, assert_stored_exactly_once, client_id, readings,
+    wait_for_readings, within_limit,
 };
 
 /// 200 meters × 100 days: 20 000 distinct readings.
@@ -148,8 +149,93 @@ async fn lock_sqlite(env: &Env, db: &SqliteDb) -> String {
     format!("write lock held for {held:.1?} from {at_lock} readings")
 }
 
+/// The database host goes away (connections refused, as when PostgreSQL is stopped) while
+/// nothing is being ingested: an API read answers 503 as problem JSON with `Retry-After`
+/// without holding the client for the pool's ten seconds of reconnecting, and `/ready` says
+/// 503 at once, although the writer has nothing to try.
+async fn an_api_read_during_an_outage_is_a_503_with_retry_after(dialect: Dialect) {
+    let Some(env) = Env::new(dialect).await else {
+        return;
+    };
+    let TestDb::Postgres(db) = &env.db else {
+        // SQLite has no outage to speak of: readers never wait for the writer under WAL.
+        return;
+    };
+    env.register(1).await;
+    let key = meterhub::api::auth::generate("outage", Role::Viewer, chrono::Utc::now());
+    env.store.insert_api_key(&key.row).await.expect("a key");
+    let auth = format!("Bearer {}", key.secret);
+    // Every read goes to the database: a cached answer is fine during an outage, but would
+    // not test one.
+    let headers = [
+        ("Authorization", auth.as_str()),
+        ("Cache-Control", "no-cache"),
+    ];
+    let proxy = TcpProxy::start(upstream(db).await);
+    let server = Server::start(
+        &through(env.db.url(), proxy.addr()),
+        &env.broker,
+        &client_id("outage-api"),
+    )
+    .await;
+    let deadline = Deadline::start();
+    loop {
+        let answer = server.get("/ready").await;
+        if matches!(answer, Ok((200, _))) {
+            break;
+        }
+        deadline.check(|| format!("/ready to say 200 before the outage (last: {answer:?})"));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let before = server
+        .get_with("/api/v1/meters", &headers)
+        .await
+        .expect("an answer before the outage");
+    assert_eq!(before.status, 200, "{}", before.body);
+
+    // The proxy's listener closes with it: from now on the server's connections are refused.
+    drop(proxy);
+    let asked = Instant::now();
+    let answer = server
+        .get_with("/api/v1/meters", &headers)
+        .await
+        .unwrap_or_else(|e| {
+            panic!(
+                "{e}: an API read during an outage must fail fast ({ANSWER_LIMIT:?} is well over \
+             the read timeout of {:?})",
+                meterhub::storage::READ_TIMEOUT
+            )
+        });
+    let took = asked.elapsed();
+    assert_eq!(answer.status, 503, "{}", answer.body);
+    assert_eq!(
+        answer.header("content-type"),
+        Some("application/problem+json")
+    );
+    let retry_after = answer
+        .header("retry-after")
+        .and_then(|v| v.parse::<u64>().ok());
+    assert!(
+        retry_after.is_some_and(|s| s >= 1),
+        "a 503 says when to retry: {}",
+        answer.head
+    );
+    let problem: serde_json::Value = serde_json::from_str(&answer.body).expect("problem JSON");
+    assert_eq!(problem["status"], 503);
+
+    let ready = server.get("/ready").await.expect("/ready answers");
+    assert_eq!(ready.0, 503, "/ready during the outage: {}", ready.1);
+    let ready: serde_json::Value = serde_json::from_str(&ready.1).expect("JSON");
+    assert_eq!(ready["database"], false);
+    eprintln!(
+        "{dialect:?}: during the outage an API read answered {} in {took:.1?} \
+         (Retry-After: {retry_after:?}); /ready said 503",
+        answer.status
+    );
+}
+
 /// Where the test database really is, for the proxy to forward to.
-async fn upstream(db: &PostgresDb) -> SocketAddr {
+pub async fn upstream(db: &PostgresDb) -> SocketAddr {
     let options = db.connect_options();
     let (host, port) = (options.get_host().to_owned(), options.get_port());
     tokio::net::lookup_host((host.as_str(), port))
@@ -160,7 +246,7 @@ async fn upstream(db: &PostgresDb) -> SocketAddr {
 }
 
 /// `url` with its host and port replaced by `proxy`, user, database and parameters kept.
-fn through(url: &str, proxy: SocketAddr) -> String {
+pub fn through(url: &str, proxy: SocketAddr) -> String {
     let (scheme, rest) = url.split_once("://").expect("a URL");
     let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
     let user = authority
@@ -184,6 +270,14 @@ fn a_url_through_the_proxy_keeps_user_database_and_parameters() {
         through("postgres://localhost/x", proxy),
         "postgres://127.0.0.1:40000/x"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_api_read_during_an_outage_is_a_503_with_retry_after_on_postgres() {
+    within_limit(an_api_read_during_an_outage_is_a_503_with_retry_after(
+        Dialect::Postgres,
+    ))
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -12,8 +12,8 @@ use super::requests::{
 };
 use super::views::{
     AlarmView, CommandDetail, CommandView, Document, InspectionView, KeyView, LatestReadingView,
-    List, MeterView, Page, QuarantinedView, ReadingView, RegionCommands, RegionView, ReplayView,
-    ScheduleView, SelfTestView,
+    List, MeterDetailsView, MeterView, Page, QuarantinedView, ReadingView, RegionCommands,
+    RegionView, ReplayView, ScheduleView, SelfTestView,
 };
 use crate::billing::ConsumptionRecord;
 
@@ -256,11 +256,11 @@ pub const ROUTES: &[Route] = &[
         method: "GET",
         path: "/meters/{meter}",
         role: Some(Role::Viewer),
-        summary: "A meter by DevEUI or serial: last seen, battery, link quality, clock drift",
+        summary: "A meter by DevEUI or serial: last seen, battery, link quality, clock drift, latest device status",
         query: Shape::of::<NoQuery>(),
         body: None,
         ok: 200,
-        answer: Some(Shape::of::<MeterView>()),
+        answer: Some(Shape::of::<MeterDetailsView>()),
         links: &[Link {
             name: "readings",
             op: Op::MeterReadings,

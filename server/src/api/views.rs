@@ -8,6 +8,7 @@ use uuid::Uuid;
 
 use crate::storage::alarms::Alarm;
 use crate::storage::commands::CommandRow;
+use crate::storage::device_status::{DeviceStatus, Power};
 use crate::storage::inspections::Inspection;
 use crate::storage::listings::RegionSummary;
 use crate::storage::meters::Meter;
@@ -169,6 +170,63 @@ impl MeterView {
             info_received_at: m.info_received_at,
             created_at: m.created_at,
             updated_at: m.updated_at,
+        }
+    }
+}
+
+/// One meter in full: its state and its latest status report.
+#[derive(Debug, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(rename = "MeterDetails")]
+pub struct MeterDetailsView {
+    /// The meter.
+    #[serde(flatten)]
+    pub meter: MeterView,
+    /// Its latest answer to the network's status request (ChirpStack's `status` event);
+    /// `null` until one arrives.
+    pub device_status: Option<DeviceStatusView>,
+}
+
+/// A meter's answer to the network's status request (LoRaWAN DevStatusAns).
+#[derive(Debug, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(rename = "DeviceStatus")]
+pub struct DeviceStatusView {
+    /// What powers the meter.
+    pub battery: BatteryView,
+    /// Demodulation margin of the request at the meter, dB: how far above the limit of
+    /// reception the meter heard the network.
+    pub margin_db: i32,
+    /// When the uplink carrying the answer arrived.
+    pub received_at: DateTime<Utc>,
+}
+
+/// What powers a meter, as its status report says.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, JsonSchema)]
+#[serde(tag = "kind", rename_all = "camelCase")]
+pub enum BatteryView {
+    /// A battery, charged this many percent.
+    Level {
+        /// Charge, 0 to 100 %.
+        #[schemars(range(min = 0, max = 100))]
+        percent: f32,
+    },
+    /// External (mains) power.
+    ExternalPower,
+    /// The meter cannot measure its battery.
+    Unknown,
+}
+
+impl From<DeviceStatus> for DeviceStatusView {
+    fn from(s: DeviceStatus) -> Self {
+        DeviceStatusView {
+            battery: match s.power {
+                Power::Battery(percent) => BatteryView::Level { percent },
+                Power::External => BatteryView::ExternalPower,
+                Power::Unknown => BatteryView::Unknown,
+            },
+            margin_db: s.margin_db,
+            received_at: s.received_at,
         }
     }
 }
@@ -766,6 +824,19 @@ mod examples {
                 info_received_at: Some(at("2026-01-16T09:12:00Z")),
                 created_at: at("2026-01-15T08:00:00Z"),
                 updated_at: at("2026-02-01T06:00:04Z"),
+            }
+        }
+    }
+
+    impl Example for MeterDetailsView {
+        fn example() -> Self {
+            MeterDetailsView {
+                meter: MeterView::example(),
+                device_status: Some(DeviceStatusView {
+                    battery: BatteryView::Level { percent: 88.5 },
+                    margin_db: 12,
+                    received_at: at("2026-02-01T06:00:04Z"),
+                }),
             }
         }
     }

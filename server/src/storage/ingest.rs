@@ -66,6 +66,8 @@ pub enum Effect {
     },
     /// A reading for the alarm rules and the clock-drift check.
     Observe(Observation),
+    /// A meter's status report (ChirpStack's `status` event): kept if it is its latest.
+    DeviceStatus(super::device_status::DeviceStatus),
 }
 
 /// A reading as the rules see it, with what acting on it needs.
@@ -201,7 +203,8 @@ macro_rules! apply_for {
             now: DateTime<Utc>,
         ) -> crate::storage::Result<Outcome> {
             use crate::storage::{
-                alarms, commands, identities, meters, monitor, quarantine, readings, self_tests,
+                alarms, commands, device_status, identities, meters, monitor, quarantine, readings,
+                self_tests,
             };
 
             let ids: Vec<EventIdentity> = {
@@ -227,6 +230,7 @@ macro_rules! apply_for {
             let mut reports = Vec::new();
             let mut completions = Vec::new();
             let mut observations = Vec::new();
+            let mut statuses = Vec::new();
             for (i, (plan, _)) in plans
                 .iter()
                 .zip(&applied)
@@ -261,6 +265,7 @@ macro_rules! apply_for {
                             at,
                         } => completions.push((*meter_id, *kinds, result, *at)),
                         Effect::Observe(o) => observations.push(o),
+                        Effect::DeviceStatus(s) => statuses.push(s),
                     }
                 }
             }
@@ -366,6 +371,11 @@ macro_rules! apply_for {
             meters::$dialect::update_info(conn, &infos).await?;
             meters::$dialect::update_meters(conn, &merge_links(links.iter()), &state_updates)
                 .await?;
+            device_status::$dialect::upsert(
+                conn,
+                &device_status::latest_per_meter(statuses.into_iter()),
+            )
+            .await?;
             quarantine::$dialect::insert(conn, &kept).await?;
             Ok(Outcome {
                 applied,

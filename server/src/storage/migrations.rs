@@ -29,6 +29,11 @@ pub(crate) const SQLITE: &[(i64, &str, &str)] = &[
         "commands",
         include_str!("../../../migrations/sqlite/0006_commands.sql"),
     ),
+    (
+        7,
+        "device_status",
+        include_str!("../../../migrations/sqlite/0007_device_status.sql"),
+    ),
 ];
 
 /// (version, description, SQL) of each PostgreSQL migration, in order.
@@ -52,6 +57,11 @@ pub(crate) const POSTGRES: &[(i64, &str, &str)] = &[
         6,
         "commands",
         include_str!("../../../migrations/postgres/0006_commands.sql"),
+    ),
+    (
+        7,
+        "device_status",
+        include_str!("../../../migrations/postgres/0007_device_status.sql"),
     ),
 ];
 

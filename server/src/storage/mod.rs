@@ -13,6 +13,7 @@
 pub mod alarms;
 pub mod commands;
 pub mod connect;
+pub mod device_status;
 mod error;
 pub mod identities;
 pub mod ingest;
@@ -291,6 +292,14 @@ impl Store {
             |c, q| q::ensure_region(c, id, name, now).await,
             meters
         )
+    }
+
+    /// A meter's latest status report (ChirpStack's `status` event), if it has sent one.
+    pub async fn device_status(
+        &self,
+        meter_id: i64,
+    ) -> Result<Option<device_status::DeviceStatus>> {
+        on_reader!(self, |c, q| q::get(c, meter_id).await, device_status)
     }
 
     /// Every region.

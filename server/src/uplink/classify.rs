@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use chrono::{DateTime, Duration, Utc};
-use firmware_protocol::chirpstack::{Event, EventType, LogCode, UplinkEvent};
+use firmware_protocol::chirpstack::{Event, EventType, LogCode, StatusEvent, UplinkEvent};
 use firmware_protocol::{ClockSyncUp, Error as DecodeError, Uplink, decode_uplink};
 use sha2::{Digest, Sha256};
 
@@ -17,6 +17,7 @@ use crate::monitor::rules::{Observed, Rules};
 use crate::mqtt::Template;
 use crate::storage::alarms::NewAlarm;
 use crate::storage::commands::{CommandRow, Reported};
+use crate::storage::device_status::{DeviceStatus, Power};
 use crate::storage::identities::EventIdentity;
 use crate::storage::ingest::{Effect, Observation, Origin, Plan};
 use crate::storage::meters::{InfoUpdate, LinkUpdate, Meter};
@@ -77,7 +78,7 @@ impl Parsed {
     pub fn registry_key(&self) -> Option<&str> {
         match self {
             Parsed::Event { event, dev_eui }
-                if matches!(**event, Event::Up(_) | Event::Join(_)) =>
+                if matches!(**event, Event::Up(_) | Event::Join(_) | Event::Status(_)) =>
             {
                 Some(dev_eui)
             }
@@ -277,9 +278,18 @@ pub fn plan(parsed: Parsed, topic: &str, payload: &[u8], ctx: &Context<'_>) -> P
         Event::TxAck(e) => report(e.queue_item_id, Reported::Sent, e.time, ctx),
         Event::Ack(e) => report(e.queue_item_id, Reported::Ack(e.acknowledged), e.time, ctx),
         Event::Log(e) => log_effects(&e, &dev_eui, ctx),
-        // Status and location carry no meter data: their identity is recorded so that a
-        // redelivery is counted as a duplicate, nothing more.
-        Event::Status(_) | Event::Location(_) => Vec::new(),
+        // A meter's status report is kept as its latest; one of a device not (yet) registered
+        // has nothing to attach to and is dropped: ChirpStack asks again, daily or more often.
+        Event::Status(e) => match ctx.meters.get(&dev_eui) {
+            None => Vec::new(),
+            Some(meter) => match device_status(&e, meter.id, ctx.now) {
+                Ok(status) => vec![Effect::DeviceStatus(status)],
+                Err(detail) => vec![quarantine(Reason::OutOfRange, detail, Some(dev_eui))],
+            },
+        },
+        // Location carries no meter data: its identity is recorded so that a redelivery is
+        // counted as a duplicate, nothing more.
+        Event::Location(_) => Vec::new(),
     };
     // A quarantined event keeps no identity: once its cause is fixed (the meter registered),
     // a replay must be applied; the quarantine's own digest keeps it from being kept twice.
@@ -401,6 +411,34 @@ fn link(
         snr,
         application_id,
     }
+}
+
+/// A `status` event as the meter's status at the time of its uplink (never after `now`), or
+/// why it cannot be one. External power and an unmeasurable battery take precedence over the
+/// level, which ChirpStack then sends as 0.
+pub fn device_status(
+    e: &StatusEvent,
+    meter_id: i64,
+    now: DateTime<Utc>,
+) -> Result<DeviceStatus, String> {
+    let power = if e.external_power_source {
+        Power::External
+    } else if e.battery_level_unavailable {
+        Power::Unknown
+    } else if e.battery_level.is_finite() && (0.0..=100.0).contains(&e.battery_level) {
+        Power::Battery(e.battery_level)
+    } else {
+        return Err(format!(
+            "batteryLevel {} is not a percentage between 0 and 100",
+            e.battery_level
+        ));
+    };
+    Ok(DeviceStatus {
+        meter_id,
+        power,
+        margin_db: e.margin,
+        received_at: e.time.map_or(now, |t| t.0.min(now)),
+    })
 }
 
 fn gps_to_utc(t: firmware_protocol::GpsTime) -> DateTime<Utc> {
@@ -691,5 +729,78 @@ fn uplink_effects(
             effects.push(heard(None));
             effects
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn now() -> DateTime<Utc> {
+        DateTime::from_timestamp(1_785_000_000, 0).expect("a time")
+    }
+
+    fn status(json: serde_json::Value) -> StatusEvent {
+        serde_json::from_value(json).expect("a status event")
+    }
+
+    #[test]
+    fn a_battery_level_is_kept_with_margin_and_time() {
+        let at = now() - Duration::minutes(5);
+        let e = status(serde_json::json!({
+            "deduplicationId": "7f1c3a5e-2b4d-4c6e-8f0a-9b1d3f5a7c9e",
+            "time": at.to_rfc3339(),
+            "margin": 12, "externalPowerSource": false,
+            "batteryLevelUnavailable": false, "batteryLevel": 88.18897
+        }));
+        let s = device_status(&e, 7, now()).expect("valid");
+        assert_eq!(s.meter_id, 7);
+        assert_eq!(s.power, Power::Battery(88.18897));
+        assert_eq!(s.margin_db, 12);
+        assert_eq!(s.received_at, at);
+    }
+
+    #[test]
+    fn external_power_and_an_unknown_battery_are_not_levels() {
+        let external = status(serde_json::json!({
+            "margin": -3, "externalPowerSource": true,
+            "batteryLevelUnavailable": false, "batteryLevel": 0
+        }));
+        assert_eq!(
+            device_status(&external, 1, now()).map(|s| s.power),
+            Ok(Power::External)
+        );
+        let unknown = status(serde_json::json!({
+            "margin": 5, "externalPowerSource": false,
+            "batteryLevelUnavailable": true, "batteryLevel": 0
+        }));
+        assert_eq!(
+            device_status(&unknown, 1, now()).map(|s| s.power),
+            Ok(Power::Unknown)
+        );
+    }
+
+    #[test]
+    fn a_time_ahead_of_ours_is_ours_and_a_missing_one_is_now() {
+        let ahead = status(serde_json::json!({
+            "time": (now() + Duration::hours(1)).to_rfc3339(),
+            "margin": 1, "batteryLevel": 50
+        }));
+        assert_eq!(
+            device_status(&ahead, 1, now()).map(|s| s.received_at),
+            Ok(now())
+        );
+        let without = status(serde_json::json!({"margin": 1, "batteryLevel": 50}));
+        assert_eq!(
+            device_status(&without, 1, now()).map(|s| s.received_at),
+            Ok(now())
+        );
+    }
+
+    #[test]
+    fn a_level_that_is_no_percentage_is_refused_by_name() {
+        let e = status(serde_json::json!({"margin": 1, "batteryLevel": 180.5}));
+        let why = device_status(&e, 1, now()).expect_err("refused");
+        assert!(why.contains("batteryLevel"), "{why}");
     }
 }

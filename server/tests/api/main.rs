@@ -12,6 +12,7 @@ mod cache;
 mod command_cache;
 mod commands;
 mod contract;
+mod device_status;
 mod fuzz;
 mod openapi;
 mod routes;

@@ -8,7 +8,8 @@ use crate::api::input::{self, MeterRef};
 use crate::api::requests::{MeterInstall, MetersQuery, NoQuery, PageQuery, SilentQuery};
 use crate::api::routes::METER_STATUSES;
 use crate::api::views::{
-    LatestReadingView, List, MeterView, Page, ReadingView, RegionView, next_overdue,
+    DeviceStatusView, LatestReadingView, List, MeterDetailsView, MeterView, Page, ReadingView,
+    RegionView, next_overdue,
 };
 use crate::api::{Answer, Fresh, Request, cached};
 use crate::cache::{Tag, Touched};
@@ -128,9 +129,15 @@ pub async fn meter(req: &Request<'_>) -> Result<Answer, Problem> {
     cached(req, cache_key(req, &q), || async {
         let now = s.now();
         let m = find_meter(req, &r).await?;
+        let status = s.store.device_status(m.id).await?;
         let until = m.overdue_at.filter(|t| *t >= now);
+        // A status report is announced under its meter, as the batch that stores it.
         let tags = vec![Tag::Meter(m.id)];
-        Fresh::new(&MeterView::new(m, now), tags, until)
+        let details = MeterDetailsView {
+            meter: MeterView::new(m, now),
+            device_status: status.map(DeviceStatusView::from),
+        };
+        Fresh::new(&details, tags, until)
     })
     .await
 }

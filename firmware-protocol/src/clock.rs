@@ -6,8 +6,8 @@
 //! anchor agree on simulated time without talking to each other.
 
 use core::fmt;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// A source of the current time.
@@ -30,6 +30,40 @@ pub enum Clock {
     },
     /// Time that moves only when a test moves it.
     Manual(Arc<AtomicI64>),
+    /// Accelerated time that can be held still ([`Clock::hold`], [`Clock::resume`]): held, it
+    /// reads the simulated instant at which it was held; resumed, it runs on from there. The
+    /// demo holds it while its server catches up, so that a slow machine does not see the
+    /// fleet's readings grow old in simulated time. Clones share it.
+    Paced(Arc<Pace>),
+}
+
+/// The state of a [`Clock::Paced`].
+#[derive(Debug)]
+pub struct Pace {
+    speed: u32,
+    start_unix_micros: i64,
+    state: Mutex<PaceState>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct PaceState {
+    /// The wall instant at which the clock read (or would have read) its start: moved later by
+    /// every hold, by the hold's length.
+    anchor_unix_micros: i64,
+    /// The wall instant of the current hold.
+    held_at: Option<i64>,
+}
+
+impl Pace {
+    fn state(&self) -> PaceState {
+        // The state is two integers written together under the lock: a panic elsewhere cannot
+        // leave it half written.
+        *self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn update(&self, f: impl FnOnce(&mut PaceState)) {
+        f(&mut self.state.lock().unwrap_or_else(PoisonError::into_inner));
+    }
 }
 
 impl Clock {
@@ -45,6 +79,48 @@ impl Clock {
             start_unix_micros: unix_micros(start),
             anchor_unix_micros: unix_micros(anchor),
         })
+    }
+
+    /// A paced clock (accelerated, able to be held) that reads `start` now and runs `speed`
+    /// times faster than the wall clock; `None` when `speed` is 0.
+    pub fn paced(speed: u32, start: SystemTime) -> Option<Clock> {
+        (speed > 0).then(|| {
+            Clock::Paced(Arc::new(Pace {
+                speed,
+                start_unix_micros: unix_micros(start),
+                state: Mutex::new(PaceState {
+                    anchor_unix_micros: unix_micros(SystemTime::now()),
+                    held_at: None,
+                }),
+            }))
+        })
+    }
+
+    /// Holds a paced clock still until [`Clock::resume`]; other clocks ignore it.
+    pub fn hold(&self) {
+        if let Clock::Paced(pace) = self {
+            let wall = unix_micros(SystemTime::now());
+            pace.update(|s| {
+                s.held_at.get_or_insert(wall);
+            });
+        }
+    }
+
+    /// Lets a held paced clock run on from where it was held; other clocks ignore it.
+    pub fn resume(&self) {
+        if let Clock::Paced(pace) = self {
+            let wall = unix_micros(SystemTime::now());
+            pace.update(|s| {
+                if let Some(held_at) = s.held_at.take() {
+                    s.anchor_unix_micros += wall.saturating_sub(held_at).max(0);
+                }
+            });
+        }
+    }
+
+    /// Whether this is a paced clock held still.
+    pub fn is_held(&self) -> bool {
+        matches!(self, Clock::Paced(pace) if pace.state().held_at.is_some())
     }
 
     /// A manual clock starting at `start`.
@@ -64,7 +140,7 @@ impl Clock {
 
     /// This clock's time when the wall clock reads `wall` (Unix microseconds): the mapping
     /// every process applies, exposed so that two processes can be compared exactly. A manual
-    /// clock ignores the wall clock.
+    /// clock ignores the wall clock; a held paced clock reads no later than where it was held.
     pub fn at_wall_unix_micros(&self, wall: i64) -> i64 {
         match self {
             Clock::System => wall,
@@ -74,6 +150,16 @@ impl Clock {
                 anchor_unix_micros,
             } => accelerate(wall, *speed, *start_unix_micros, *anchor_unix_micros),
             Clock::Manual(t) => t.load(Ordering::SeqCst),
+            Clock::Paced(pace) => {
+                let s = pace.state();
+                let wall = s.held_at.map_or(wall, |held_at| wall.min(held_at));
+                accelerate(
+                    wall,
+                    pace.speed,
+                    pace.start_unix_micros,
+                    s.anchor_unix_micros,
+                )
+            }
         }
     }
 
@@ -103,6 +189,7 @@ impl Clock {
         match self {
             Clock::System => simulated,
             Clock::Accelerated { speed, .. } => simulated / *speed,
+            Clock::Paced(pace) => simulated / pace.speed,
             Clock::Manual(_) => Duration::ZERO,
         }
     }
@@ -111,6 +198,7 @@ impl Clock {
     pub fn speed(&self) -> u32 {
         match self {
             Clock::Accelerated { speed, .. } => *speed,
+            Clock::Paced(pace) => pace.speed,
             _ => 1,
         }
     }
@@ -167,6 +255,10 @@ impl Clock {
                     anchor_unix_micros,
                     ..
                 } => (*speed, (wall - anchor_unix_micros).div_euclid(1_000_000)),
+                Clock::Paced(pace) => (
+                    pace.speed,
+                    (wall - pace.state().anchor_unix_micros).div_euclid(1_000_000),
+                ),
                 _ => (1, 0),
             };
             return Err(OutOfRange::Now {
@@ -363,6 +455,51 @@ mod tests {
             Clock::System.wall_duration(Duration::from_secs(5)),
             Duration::from_secs(5)
         );
+    }
+
+    #[test]
+    fn a_held_paced_clock_stands_still_and_runs_on_from_there() {
+        let start = UNIX_EPOCH + Duration::from_secs(1_767_225_600); // 2026-01-01
+        let clock = Clock::paced(1_000, start).expect("speed > 0");
+        let shared = clock.clone();
+        let Clock::Paced(pace) = &clock else {
+            panic!("paced")
+        };
+        let anchor = pace.state().anchor_unix_micros;
+        // Running: the accelerated mapping from its anchor.
+        assert_eq!(
+            clock.at_wall_unix_micros(anchor + 2_000),
+            1_767_225_600_000_000 + 2_000_000
+        );
+        assert!(!clock.is_held());
+        shared.hold();
+        assert!(clock.is_held());
+        let held_at = pace.state().held_at.expect("held");
+        let reading = clock.at_wall_unix_micros(held_at);
+        // Held: later wall times read the same instant, however late.
+        assert_eq!(clock.at_wall_unix_micros(held_at + 60_000_000), reading);
+        // Holding again does not move the hold.
+        clock.hold();
+        assert_eq!(pace.state().held_at, Some(held_at));
+        shared.resume();
+        assert!(!clock.is_held());
+        // Resumed: the anchor moved by the hold's length, so the clock runs on from the held
+        // instant, never back.
+        let now = clock.now_unix_micros();
+        assert!(now >= reading, "{now} < {reading}");
+        let moved = pace.state().anchor_unix_micros - anchor;
+        assert!(moved >= 0);
+        assert_eq!(
+            clock.at_wall_unix_micros(held_at + moved),
+            reading,
+            "the held instant is where the clock resumes"
+        );
+        assert_eq!(clock.speed(), 1_000);
+        assert_eq!(
+            clock.wall_duration(Duration::from_secs(3)),
+            Duration::from_millis(3)
+        );
+        assert!(Clock::paced(0, start).is_none());
     }
 
     #[test]

@@ -38,10 +38,20 @@ impl Application {
     /// Connects to the database (migrating it), binds the HTTP listener, connects to the
     /// broker and starts ingesting. Stops when `shutdown` is cancelled.
     pub async fn build(settings: Settings, shutdown: CancellationToken) -> Result<Application> {
+        let clock = settings.clock()?;
+        Application::build_on(settings, clock, shutdown).await
+    }
+
+    /// [`Application::build`] on a clock of the caller's (the demo's paced clock) instead of
+    /// the one `settings` describe.
+    pub async fn build_on(
+        settings: Settings,
+        clock: Clock,
+        shutdown: CancellationToken,
+    ) -> Result<Application> {
         // One TLS provider for the whole process (ring): with none chosen, rustls refuses to
         // pick between those its dependencies enable.
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let clock = settings.clock()?;
         let store = Store::connect(
             settings.database.url.expose(),
             settings.database.max_connections,

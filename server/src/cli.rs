@@ -76,10 +76,11 @@ pub enum Command {
         /// Simulated days to run.
         #[arg(long, default_value_t = 30)]
         days: u32,
-        /// Simulated seconds per wall second (86400: a day per second).
+        /// Simulated seconds per wall second (86400: a day per second) at most: the clock
+        /// waits while the server catches up.
         #[arg(long, default_value_t = 86_400)]
         speed: u32,
-        /// The SQLite database file (created when missing).
+        /// The SQLite database file, replaced at the start of each run.
         #[arg(long, default_value = "meterhub-demo.db")]
         database: PathBuf,
     },

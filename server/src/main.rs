@@ -64,10 +64,8 @@ fn run(cli: &Cli) -> Result<(String, bool)> {
                 days: *days,
                 speed: *speed,
                 database: database.clone(),
-                http_bind: cli
-                    .settings
-                    .http_bind
-                    .unwrap_or_else(|| std::net::SocketAddr::from(([127, 0, 0, 1], 8080))),
+                // `--http-bind`, `METERHUB_HTTP__BIND` or the settings file, as for `serve`.
+                http_bind: settings()?.http.bind,
             };
             let stop = CancellationToken::new();
             let ctrl_c = stop.clone();
@@ -78,15 +76,25 @@ fn run(cli: &Cli) -> Result<(String, bool)> {
                 });
                 meterhub::demo::run(options, stop, |line| eprintln!("{line}")).await
             })?;
+            let verdict = match summary.ending {
+                meterhub::demo::Ending::AllStored => "all stored",
+                meterhub::demo::Ending::Disagree => {
+                    "the server acknowledged everything and stored a different number"
+                }
+                meterhub::demo::Ending::StillCommitting => {
+                    "stopped while the server was still committing: the count is not final"
+                }
+            };
             (
                 format!(
-                    "{} uplinks published; {} readings of registered meters; {} stored in {}",
+                    "{} uplinks published; {} readings of registered meters; {} stored in {} \
+                     ({verdict})",
                     summary.published,
                     summary.expected,
                     summary.stored,
                     database.display()
                 ),
-                summary.stored == i64::try_from(summary.expected).unwrap_or(i64::MAX),
+                summary.ending == meterhub::demo::Ending::AllStored,
             )
         }
         Command::Configfile => (config::commented_defaults(), true),

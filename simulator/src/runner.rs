@@ -2,6 +2,7 @@
 //! ChirpStack would, and plays ChirpStack's downlink queue for the commands it receives.
 
 use std::collections::VecDeque;
+use std::sync::atomic::AtomicU64;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
@@ -43,6 +44,18 @@ pub async fn run(
     spec: RunSpec,
     clock: Clock,
     stop: CancellationToken,
+    progress: impl FnMut(&Report),
+) -> Result<Report> {
+    run_counted(spec, clock, stop, &AtomicU64::default(), progress).await
+}
+
+/// [`run`], counting every message handed to the MQTT client in `published` as it goes (the
+/// report has the count only once a second): the demo paces its clock by it.
+pub async fn run_counted(
+    spec: RunSpec,
+    clock: Clock,
+    stop: CancellationToken,
+    live: &AtomicU64,
     mut progress: impl FnMut(&Report),
 ) -> Result<Report> {
     let start = clock.now_unix();
@@ -108,7 +121,7 @@ pub async fn run(
             windows.pop_front();
             let now = chrono::DateTime::from_timestamp(clock.now_unix(), 0).unwrap_or_default();
             for m in sim.rx_window(index, now)? {
-                publish(&client, m, &mut published).await?;
+                publish(&client, m, &mut published, live).await?;
             }
         }
         let Some(at) = sim.next_due() else {
@@ -142,7 +155,7 @@ pub async fn run(
             windows.push_back((Instant::now() + RX_WINDOW, up.meter));
         }
         for m in up.messages {
-            publish(&client, m, &mut published).await?;
+            publish(&client, m, &mut published, live).await?;
         }
         if last_progress.elapsed() >= Duration::from_secs(1) {
             report.published = published;
@@ -154,7 +167,7 @@ pub async fn run(
     }
     // Events that reordering still holds are published last.
     for m in sim.release_held() {
-        publish(&client, m, &mut published).await?;
+        publish(&client, m, &mut published, live).await?;
     }
     // Published means acknowledged by the broker: wait for the last acknowledgements.
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -187,8 +200,14 @@ fn take_command(sim: &mut Simulation, report: &mut Report, payload: &[u8]) {
     }
 }
 
-async fn publish(client: &AsyncClient, m: Message, published: &mut u64) -> Result<()> {
+async fn publish(
+    client: &AsyncClient,
+    m: Message,
+    published: &mut u64,
+    live: &AtomicU64,
+) -> Result<()> {
     *published += 1;
+    live.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     client
         .publish(m.topic, QoS::AtLeastOnce, false, m.payload)
         .await

@@ -29,9 +29,54 @@ pub struct Application {
     http_addr: SocketAddr,
     metrics: Arc<Metrics>,
     shutdown: CancellationToken,
-    tasks: Vec<JoinHandle<()>>,
+    tasks: Vec<(Task, JoinHandle<()>)>,
     store: Store,
     downlinks: Downlinks,
+    /// How long a stop may take once asked for ([`crate::config::ServerSettings`]).
+    grace: Duration,
+}
+
+/// The server's long-running tasks, named in the log when a stop waits for them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Task {
+    /// The writer, then the MQTT connection it acknowledges through.
+    Ingest,
+    /// The HTTP server.
+    Http,
+    /// Silence, schedules, command expiry and webhook delivery.
+    Scheduler,
+    /// Hourly partitions and identity pruning.
+    Maintenance,
+    /// Other instances' and processes' writes, for the cache.
+    CacheListener,
+    /// API key reloads.
+    KeyRefresh,
+    /// Clock answers and command releases.
+    DownlinkDispatcher,
+    /// The downlink MQTT connection.
+    DownlinkPublisher,
+}
+
+impl Task {
+    /// Its name in the log.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Task::Ingest => "ingest (writer and MQTT connection)",
+            Task::Http => "HTTP server",
+            Task::Scheduler => "scheduler",
+            Task::Maintenance => "maintenance",
+            Task::CacheListener => "cache listener",
+            Task::KeyRefresh => "API key refresh",
+            Task::DownlinkDispatcher => "downlink dispatcher",
+            Task::DownlinkPublisher => "downlink publisher",
+        }
+    }
+}
+
+impl std::fmt::Display for Task {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 impl Application {
@@ -100,7 +145,7 @@ impl Application {
                 metrics.clone(),
                 shutdown.clone(),
             )?;
-            tasks.push(publisher_task);
+            tasks.push((Task::DownlinkPublisher, publisher_task));
             let downlinks = Downlinks::new(
                 store.clone(),
                 clock.clone(),
@@ -113,14 +158,17 @@ impl Application {
                 .await
                 .context("reading the command queue")?;
             let (tap_tx, tap_rx) = tokio::sync::mpsc::channel(TAP_CAPACITY);
-            tasks.push(tokio::spawn(dispatch::run(
-                downlinks.clone(),
-                publisher,
-                template.clone(),
-                metrics.clone(),
-                tap_rx,
-                shutdown.clone(),
-            )));
+            tasks.push((
+                Task::DownlinkDispatcher,
+                tokio::spawn(dispatch::run(
+                    downlinks.clone(),
+                    publisher,
+                    template.clone(),
+                    metrics.clone(),
+                    tap_rx,
+                    shutdown.clone(),
+                )),
+            ));
             (downlinks, Some(tap_tx))
         } else {
             let downlinks = Downlinks::new(
@@ -166,28 +214,37 @@ impl Application {
             downlinks: Some(downlinks.clone()),
             changes: changes.clone(),
         };
-        tasks.push(tokio::spawn(crate::cache::listen(
-            changes.clone(),
-            shutdown.clone(),
-        )));
-        tasks.push(tokio::spawn(crate::api::auth::refresh(
-            keys,
-            store.clone(),
-            shutdown.clone(),
-        )));
+        tasks.push((
+            Task::CacheListener,
+            tokio::spawn(crate::cache::listen(changes.clone(), shutdown.clone())),
+        ));
+        tasks.push((
+            Task::KeyRefresh,
+            tokio::spawn(crate::api::auth::refresh(
+                keys,
+                store.clone(),
+                shutdown.clone(),
+            )),
+        ));
         let writer_stop = shutdown.clone();
         let mqtt_task = link.task;
-        tasks.push(tokio::spawn(async move {
-            uplink::run(writer, link.inbound, writer_stop).await;
-            mqtt_stop.cancel();
-            let _ = mqtt_task.await;
-        }));
-        tasks.push(tokio::spawn(crate::http::serve(
-            listener,
-            metrics.clone(),
-            api,
-            shutdown.clone(),
-        )));
+        tasks.push((
+            Task::Ingest,
+            tokio::spawn(async move {
+                uplink::run(writer, link.inbound, writer_stop).await;
+                mqtt_stop.cancel();
+                let _ = mqtt_task.await;
+            }),
+        ));
+        tasks.push((
+            Task::Http,
+            tokio::spawn(crate::http::serve(
+                listener,
+                metrics.clone(),
+                api,
+                shutdown.clone(),
+            )),
+        ));
         let webhook = match &settings.monitor.webhook_url {
             Some(url) => Some(Webhook::new(
                 url,
@@ -205,12 +262,14 @@ impl Application {
             holder: format!("{}-{}", settings.mqtt.client_id, uuid::Uuid::new_v4()),
             changes: changes.clone(),
         };
-        tasks.push(tokio::spawn(scheduler.run(shutdown.clone())));
-        tasks.push(tokio::spawn(maintenance(
-            store.clone(),
-            clock,
-            shutdown.clone(),
-        )));
+        tasks.push((
+            Task::Scheduler,
+            tokio::spawn(scheduler.run(shutdown.clone())),
+        ));
+        tasks.push((
+            Task::Maintenance,
+            tokio::spawn(maintenance(store.clone(), clock, shutdown.clone())),
+        ));
         tracing::info!(%http_addr, "meterhub is running");
         Ok(Application {
             http_addr,
@@ -219,6 +278,7 @@ impl Application {
             tasks,
             store,
             downlinks,
+            grace: Duration::from_secs(settings.server.shutdown_grace_secs),
         })
     }
 
@@ -247,37 +307,128 @@ impl Application {
     /// failing) stops the others gracefully and is returned as the error, so the process
     /// exits and its supervisor restarts it instead of leaving it half-working (receiving
     /// with nothing committing).
+    ///
+    /// Once shutdown is asked for, the tasks have `[server] shutdown_grace_secs` to end,
+    /// whatever the broker and the database do; those still running then are named and
+    /// abandoned (what they had not acknowledged, the broker delivers again), and the stop is
+    /// returned as an error.
     pub async fn run_until_stopped(self) -> Result<()> {
-        let outcome = supervise(self.tasks, &self.shutdown).await;
-        self.store.close().await;
+        let outcome = supervise(self.tasks, &self.shutdown, self.grace).await;
+        // Closing sends each connection a goodbye, which a vanished database never answers.
+        if tokio::time::timeout(STORE_CLOSE_LIMIT, self.store.close())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                "the database connections did not close within {STORE_CLOSE_LIMIT:?}; leaving them"
+            );
+        }
         tracing::info!("meterhub stopped");
         outcome
     }
 }
 
+/// How long the stop waits for the database connections to close.
+const STORE_CLOSE_LIMIT: Duration = Duration::from_secs(2);
+
+/// How often a stop that waits says what for.
+const WAITING_REPORT: Duration = Duration::from_secs(2);
+
 /// Awaits every task; the first to end before `shutdown` is cancelled cancels it and is
-/// reported.
-async fn supervise(tasks: Vec<JoinHandle<()>>, shutdown: &CancellationToken) -> Result<()> {
+/// reported. Once `shutdown` is cancelled the others have `grace` to end: meanwhile the log
+/// names those still running every [`WAITING_REPORT`], and after it they are aborted and named
+/// in the error.
+async fn supervise(
+    tasks: Vec<(Task, JoinHandle<()>)>,
+    shutdown: &CancellationToken,
+    grace: Duration,
+) -> Result<()> {
     use futures_util::StreamExt as _;
-    let mut running: futures_util::stream::FuturesUnordered<_> = tasks.into_iter().collect();
+    let aborts: Vec<(Task, tokio::task::AbortHandle)> = tasks
+        .iter()
+        .map(|(task, handle)| (*task, handle.abort_handle()))
+        .collect();
+    let mut still: std::collections::BTreeSet<Task> = tasks.iter().map(|(t, _)| *t).collect();
+    let mut running: futures_util::stream::FuturesUnordered<_> = tasks
+        .into_iter()
+        .map(|(task, handle)| async move { (task, handle.await) })
+        .collect();
     let mut failure = None;
-    while let Some(ended) = running.next().await {
+    // Until shutdown: a task that ends is a failure that stops the others.
+    while !shutdown.is_cancelled() {
+        let (task, ended) = tokio::select! {
+            ended = running.next() => match ended {
+                Some(ended) => ended,
+                None => break,
+            },
+            _ = shutdown.cancelled() => break,
+        };
+        still.remove(&task);
         if shutdown.is_cancelled() {
-            continue;
+            // It ended because shutdown came meanwhile (both were ready at once).
+            break;
         }
         let why = match ended {
-            Ok(()) => "a task ended".to_owned(),
-            Err(e) if e.is_panic() => "a task panicked".to_owned(),
-            Err(e) => format!("a task was stopped: {e}"),
+            Ok(()) => format!("the {task} ended"),
+            Err(e) if e.is_panic() => format!("the {task} panicked"),
+            Err(e) => format!("the {task} was stopped: {e}"),
         };
         tracing::error!("{why} before shutdown; stopping the server");
-        failure.get_or_insert(why);
+        failure = Some(why);
         shutdown.cancel();
+    }
+    // Stopping: each task has until the deadline.
+    let deadline = tokio::time::Instant::now() + grace;
+    let mut report =
+        tokio::time::interval_at(tokio::time::Instant::now() + WAITING_REPORT, WAITING_REPORT);
+    while !still.is_empty() {
+        tokio::select! {
+            ended = running.next() => match ended {
+                Some((task, _)) => {
+                    still.remove(&task);
+                }
+                None => break,
+            },
+            _ = report.tick() => {
+                tracing::info!(
+                    waiting_for = %names(&still),
+                    left = ?deadline.saturating_duration_since(tokio::time::Instant::now()),
+                    "shutting down: waiting for tasks to finish"
+                );
+            }
+            _ = tokio::time::sleep_until(deadline) => {
+                let abandoned = names(&still);
+                tracing::warn!(
+                    still_running = %abandoned,
+                    "shutdown grace of {grace:?} is over; stopping anyway: what was not \
+                     acknowledged is delivered again"
+                );
+                for (task, abort) in &aborts {
+                    if still.contains(task) {
+                        abort.abort();
+                    }
+                }
+                let why = format!("the stop took longer than {grace:?}: {abandoned} still running");
+                return Err(anyhow::anyhow!(match failure {
+                    Some(first) => format!("{first} before shutdown; then {why}"),
+                    None => why,
+                }));
+            }
+        }
     }
     match failure {
         Some(why) => Err(anyhow::anyhow!("{why} before shutdown")),
         None => Ok(()),
     }
+}
+
+/// The tasks as a list for the log.
+fn names(tasks: &std::collections::BTreeSet<Task>) -> String {
+    tasks
+        .iter()
+        .map(|t| t.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// The rules and command timing the bridge applies, from the settings.
@@ -342,32 +493,71 @@ async fn maintenance(store: Store, clock: Clock, shutdown: CancellationToken) {
 mod tests {
     use super::*;
 
-    fn until(shutdown: &CancellationToken) -> JoinHandle<()> {
+    const GRACE: Duration = Duration::from_secs(15);
+
+    fn until(task: Task, shutdown: &CancellationToken) -> (Task, JoinHandle<()>) {
         let shutdown = shutdown.clone();
-        tokio::spawn(async move { shutdown.cancelled().await })
+        (
+            task,
+            tokio::spawn(async move { shutdown.cancelled().await }),
+        )
     }
 
     #[tokio::test]
     async fn a_task_that_panics_stops_the_others_and_is_reported() {
         let shutdown = CancellationToken::new();
-        let others = [until(&shutdown), until(&shutdown)];
+        let others = [
+            until(Task::Http, &shutdown),
+            until(Task::Scheduler, &shutdown),
+        ];
         let failing = tokio::spawn(async {
             tokio::task::yield_now().await;
             panic!("writer");
         });
-        let tasks = others.into_iter().chain([failing]).collect();
-        let outcome = tokio::time::timeout(Duration::from_secs(10), supervise(tasks, &shutdown))
-            .await
-            .expect("the other tasks are stopped");
+        let tasks = others
+            .into_iter()
+            .chain([(Task::Ingest, failing)])
+            .collect();
+        let outcome =
+            tokio::time::timeout(Duration::from_secs(10), supervise(tasks, &shutdown, GRACE))
+                .await
+                .expect("the other tasks are stopped");
         let error = outcome.expect_err("a failure");
+        assert!(error.to_string().contains("ingest"), "{error}");
         assert!(error.to_string().contains("panicked"), "{error}");
         assert!(shutdown.is_cancelled());
     }
 
     #[tokio::test]
+    async fn a_task_that_ignores_shutdown_is_abandoned_after_the_grace_and_named() {
+        let shutdown = CancellationToken::new();
+        let stuck = tokio::spawn(std::future::pending::<()>());
+        let stuck_abort = stuck.abort_handle();
+        let tasks = vec![
+            until(Task::Http, &shutdown),
+            (Task::DownlinkPublisher, stuck),
+        ];
+        shutdown.cancel();
+        // A short grace: the stuck task never ends, however long it is given.
+        let error = supervise(tasks, &shutdown, Duration::from_millis(50))
+            .await
+            .expect_err("an unclean stop");
+        let message = error.to_string();
+        assert!(message.contains("downlink publisher"), "{message}");
+        assert!(!message.contains("HTTP"), "{message}");
+        for _ in 0..1_000 {
+            if stuck_abort.is_finished() {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+        assert!(stuck_abort.is_finished(), "the stuck task is aborted");
+    }
+
+    #[tokio::test]
     async fn tasks_that_end_after_shutdown_are_a_clean_stop() {
         let shutdown = CancellationToken::new();
-        let tasks = vec![until(&shutdown), until(&shutdown)];
+        let tasks = vec![until(Task::Http, &shutdown), until(Task::Ingest, &shutdown)];
         let stopper = {
             let shutdown = shutdown.clone();
             tokio::spawn(async move {
@@ -375,7 +565,9 @@ mod tests {
                 shutdown.cancel();
             })
         };
-        supervise(tasks, &shutdown).await.expect("a clean stop");
+        supervise(tasks, &shutdown, GRACE)
+            .await
+            .expect("a clean stop");
         stopper.await.expect("stopper");
     }
 }

@@ -703,9 +703,17 @@ async fn listen_postgres(
 ) {
     let mut backoff = Duration::from_millis(100);
     loop {
-        let listening = match sqlx::postgres::PgListener::connect_with(pool).await {
-            Ok(mut l) => l.listen(CHANNEL).await.map(|()| l),
-            Err(e) => Err(e),
+        // Connecting waits up to the pool's ten seconds while the database is away: a stop
+        // does not wait for it.
+        let connecting = async {
+            match sqlx::postgres::PgListener::connect_with(pool).await {
+                Ok(mut l) => l.listen(CHANNEL).await.map(|()| l),
+                Err(e) => Err(e),
+            }
+        };
+        let listening = tokio::select! {
+            l = connecting => l,
+            _ = shutdown.cancelled() => return,
         };
         let mut listener = match listening {
             Ok(l) => l,

@@ -38,6 +38,26 @@ pub struct Settings {
     pub api: ApiSettings,
     /// How consumption is computed for billing.
     pub billing: BillingSettings,
+    /// The process as a whole: how long a stop may take.
+    pub server: ServerSettings,
+}
+
+/// The process as a whole.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerSettings {
+    /// Longest a stop (SIGTERM, Ctrl-C) may take, seconds: the batch in flight is committed
+    /// and acknowledged within it if the database and the broker allow; tasks still running
+    /// after it are named in the log and abandoned, and the process exits with an error.
+    pub shutdown_grace_secs: u64,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        ServerSettings {
+            shutdown_grace_secs: 15,
+        }
+    }
 }
 
 /// How consumption is computed for billing (the time zone is `[utility] time_zone`).
@@ -705,8 +725,17 @@ gap_days = {gap_days}
 # Regions billed in another time zone than [utility] time_zone.
 # [billing.region_time_zones]
 # canarias = "Atlantic/Canary"
+
+[server]
+# Longest a stop (SIGTERM, Ctrl-C) may take, seconds. The batch in flight is committed and
+# acknowledged if the database and the broker allow; whatever still runs after this is named in
+# the log and abandoned (the broker delivers again what was not acknowledged), and the exit
+# status is 1. Keep it below the service manager's own limit (systemd: TimeoutStopSec,
+# Kubernetes: terminationGracePeriodSeconds).
+shutdown_grace_secs = {grace}
 "#,
         gap_days = d.billing.gap_days,
+        grace = d.server.shutdown_grace_secs,
         dl_enabled = d.downlink.enabled,
         answer_expiry = d.downlink.answer_expiry_secs,
         command_expiry = d.downlink.command_expiry_hours,

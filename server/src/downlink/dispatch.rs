@@ -55,8 +55,9 @@ pub async fn run(
     let mut answered = Remembered::default();
     loop {
         let t = tokio::select! {
-            t = tapped.recv() => match t { Some(t) => t, None => break },
+            biased;
             _ = shutdown.cancelled() => break,
+            t = tapped.recv() => match t { Some(t) => t, None => break },
         };
         let Some(mut uplink) = read(&template, &t.publish) else {
             continue;
@@ -260,9 +261,12 @@ async fn release_loop(
     shutdown: CancellationToken,
 ) {
     loop {
+        // Shutdown first: during an outage each release takes its read timeout, and a backlog
+        // of them would hold the stop.
         let heard = tokio::select! {
-            d = rx.recv() => match d { Some(d) => d, None => break },
+            biased;
             _ = shutdown.cancelled() => break,
+            d = rx.recv() => match d { Some(d) => d, None => break },
         };
         let dev_eui = heard.dev_eui.as_str();
         let done = if heard.joined {

@@ -128,6 +128,14 @@ impl Server {
         }
     }
 
+    /// Waits until the server logs a line containing `needle`; returns the line.
+    pub async fn wait_for_log(&mut self, needle: &str, timeout: Duration) -> String {
+        match self.process.wait_for_output(needle, timeout).await {
+            Ok(line) => line,
+            Err(e) => panic!("{e:#}"),
+        }
+    }
+
     /// Everything the server wrote to stderr, over all runs.
     pub fn stderr(&self) -> String {
         self.process.stderr()

@@ -11,13 +11,9 @@ use chrono::{Months, NaiveDate};
 use clap::Args;
 
 use crate::billing::export::{ExportRecord, Format, Writer};
-use crate::billing::{self, Calendar, ConsumptionRecord, Period, PeriodKind};
+use crate::billing::{self, Calendar, ConsumptionRecord, PeriodKind, Run};
 use crate::config::Settings;
 use crate::storage::Store;
-use crate::storage::listings::MeterFilter;
-
-/// Meters read per query.
-const METERS_PER_PAGE: i64 = 1_000;
 
 /// `meterhub report consumption`.
 #[derive(Debug, Args)]
@@ -95,20 +91,9 @@ pub async fn consumption(settings: &Settings, args: &ConsumptionArgs) -> Result<
         None => Box::new(BufWriter::new(std::io::stdout().lock())),
     };
     let mut writer = Writer::new(out, args.format)?;
-    let mut meters = 0u64;
     let mut progress = Progress::new();
-    let mut write_meter = |m: &crate::storage::meters::Meter, rows: Vec<billing::Row>| {
-        for row in &rows {
-            writer.row(&ExportRecord::new(m, ConsumptionRecord::from(row)))?;
-        }
-        meters += 1;
-        progress.tick(meters, writer.rows());
-        std::io::Result::Ok(())
-    };
-    let periods_of = |m: &crate::storage::meters::Meter| {
-        Period::range(args.period, calendar.zone(&m.region_id), from, to)
-    };
-    if let Some(name) = &args.meter {
+    // One meter is the scan of one id.
+    let (region, after_id, limit) = if let Some(name) = &args.meter {
         let found = if name.len() == 14 {
             store.meter_by_serial(name).await?
         } else {
@@ -117,32 +102,41 @@ pub async fn consumption(settings: &Settings, args: &ConsumptionArgs) -> Result<
         let Some(m) = found else {
             bail!("no meter {name}");
         };
-        let rows = billing::meter_rows(&store, m.id, &periods_of(&m), calendar.gap).await?;
-        write_meter(&m, rows)?;
+        (None, m.id - 1, 1)
     } else {
         if let Some(r) = &args.region
             && !store.region_exists(r).await?
         {
             bail!("no region {r}");
         }
-        let filter = MeterFilter {
-            region: args.region.clone(),
-            ..MeterFilter::default()
+        (args.region.as_deref(), 0, i64::MAX)
+    };
+    let run = Run {
+        kind: args.period,
+        from,
+        to,
+        region,
+        after_id,
+        limit,
+    };
+    let mut failed = None;
+    let meters = billing::run(&store, &calendar, &run, |meter, rows| {
+        let written = rows.iter().try_for_each(|row| {
+            writer.row(&ExportRecord::new(&meter, ConsumptionRecord::from(row)))
+        });
+        let more = match written {
+            Ok(()) => true,
+            Err(e) => {
+                failed = Some(e);
+                false
+            }
         };
-        let mut after = 0;
-        loop {
-            let page = store
-                .meters_filtered(&filter, after, METERS_PER_PAGE)
-                .await?;
-            for m in &page {
-                let rows = billing::meter_rows(&store, m.id, &periods_of(m), calendar.gap).await?;
-                write_meter(m, rows)?;
-            }
-            match page.last() {
-                Some(m) if page.len() as i64 == METERS_PER_PAGE => after = m.id,
-                _ => break,
-            }
-        }
+        progress.tick(writer.rows());
+        std::future::ready(more)
+    })
+    .await?;
+    if let Some(e) = failed {
+        return Err(e).context("writing the report");
     }
     let rows = writer.rows();
     writer.finish().context("writing the report")?;
@@ -159,6 +153,7 @@ pub async fn consumption(settings: &Settings, args: &ConsumptionArgs) -> Result<
 /// A progress line on stderr every few seconds of a long run.
 struct Progress {
     last: Instant,
+    meters: u64,
 }
 
 impl Progress {
@@ -167,12 +162,14 @@ impl Progress {
     fn new() -> Progress {
         Progress {
             last: Instant::now(),
+            meters: 0,
         }
     }
 
-    fn tick(&mut self, meters: u64, rows: u64) {
+    fn tick(&mut self, rows: u64) {
+        self.meters += 1;
         if self.last.elapsed() >= Progress::EVERY {
-            eprintln!("{meters} meters, {rows} rows …");
+            eprintln!("{} meters, {rows} rows …", self.meters);
             self.last = Instant::now();
         }
     }

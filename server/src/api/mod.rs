@@ -90,9 +90,18 @@ pub struct Request<'a> {
     pub caller: Option<Caller>,
     /// Whether the client asked to bypass the cache (`Cache-Control: no-cache`).
     pub no_cache: bool,
+    /// The `Accept` header ("" without one).
+    pub accept: &'a str,
 }
 
 impl Request<'_> {
+    /// Whether the client asked for CSV (`Accept: text/csv`).
+    pub fn wants_csv(&self) -> bool {
+        self.accept
+            .split(',')
+            .any(|m| m.split(';').next().is_some_and(|m| m.trim() == "text/csv"))
+    }
+
     /// Path parameter `i`.
     pub fn param(&self, i: usize) -> &str {
         self.params.get(i).map_or("", String::as_str)
@@ -112,9 +121,29 @@ pub struct Answer {
     body: Option<Arc<[u8]>>,
     location: Option<String>,
     cache: Option<&'static str>,
+    /// A body sent as it is produced, with its headers.
+    streamed: Option<warp::reply::Response>,
 }
 
 impl Answer {
+    /// 200 with a body of `content_type` sent chunk by chunk as `chunks` yields them; an
+    /// error ends the response early (the client sees a cut connection, not a whole file).
+    pub fn stream<S>(content_type: &'static str, chunks: S) -> Answer
+    where
+        S: futures_util::Stream<Item = Result<Bytes, std::io::Error>> + Send + Sync + 'static,
+    {
+        let mut r = warp::reply::stream(chunks).into_response();
+        r.headers_mut()
+            .insert("content-type", HeaderValue::from_static(content_type));
+        Answer {
+            status: StatusCode::OK,
+            body: None,
+            location: None,
+            cache: None,
+            streamed: Some(r),
+        }
+    }
+
     /// JSON with this status.
     pub fn json(status: StatusCode, value: &impl Serialize) -> Result<Answer, Problem> {
         let body = serde_json::to_vec(value).map_err(|e| Problem::internal(&e))?;
@@ -123,6 +152,7 @@ impl Answer {
             body: Some(body.into()),
             location: None,
             cache: None,
+            streamed: None,
         })
     }
 
@@ -138,6 +168,7 @@ impl Answer {
             body: None,
             location: None,
             cache: None,
+            streamed: None,
         }
     }
 
@@ -191,6 +222,7 @@ where
             body: Some(body),
             location: None,
             cache: Some("hit"),
+            streamed: None,
         });
     }
     let generation = cache.generation();
@@ -206,6 +238,7 @@ where
         body: Some(body),
         location: None,
         cache: Some(if req.no_cache { "bypass" } else { "miss" }),
+        streamed: None,
     })
 }
 
@@ -374,6 +407,10 @@ async fn dispatch(
         body,
         caller,
         no_cache,
+        accept: headers
+            .get("accept")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or(""),
     };
     match handlers::handle(&req).await {
         Ok(a) => answer_response(a),
@@ -399,6 +436,9 @@ fn checked_text(
 }
 
 fn answer_response(a: Answer) -> warp::reply::Response {
+    if let Some(r) = a.streamed {
+        return r;
+    }
     // The body goes out as the cached bytes themselves, not a copy: a cached month of
     // readings is several kilobytes, and copying it was the largest single cost of a hit.
     let body = match &a.body {
@@ -455,6 +495,7 @@ mod tests {
             body: Some(cached.clone()),
             location: None,
             cache: Some("hit"),
+            streamed: None,
         });
         assert_eq!(r.status(), StatusCode::OK);
         assert_eq!(r.headers()["content-type"], "application/json");

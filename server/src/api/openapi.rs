@@ -136,6 +136,14 @@ fn operation(r: &Route, requests: &mut SchemaGenerator, answers: &mut SchemaGene
             .collect();
         ok["links"] = Value::Object(links);
     }
+    if r.op == Op::ExportConsumption {
+        // The same rows as CSV, streamed: a header line of the JSON fields' names (their unit
+        // suffixes name the units), then one line per meter and period.
+        ok["content"]["text/csv"] = json!({
+            "schema": {"type": "string"},
+            "example": format!("{}\n", crate::billing::export::COLUMNS.join(","))
+        });
+    }
     if r.op == Op::InstallMeter {
         let mut updated = ok.clone();
         updated["description"] = json!("An existing meter, updated or unchanged.");
@@ -151,7 +159,12 @@ fn operation(r: &Route, requests: &mut SchemaGenerator, answers: &mut SchemaGene
         responses.insert("403".into(), problem("The key's role may not do this."));
     }
     // A schedule may name a meter in its body, the alarm list in its query.
-    if r.path.contains('{') || matches!(r.op, Op::CreateSchedule | Op::ListAlarms) {
+    if r.path.contains('{')
+        || matches!(
+            r.op,
+            Op::CreateSchedule | Op::ListAlarms | Op::ExportConsumption
+        )
+    {
         responses.insert("404".into(), problem("No such resource."));
     }
     if r.method == "POST" || r.op == Op::RevokeKey {

@@ -267,6 +267,38 @@ impl Example for ConsumptionQuery {
     }
 }
 
+/// A billing run's export: every meter's consumption over one month's periods.
+#[derive(Debug, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ExportQuery {
+    /// Period length (default `month`): the month's days, the ISO weeks starting in it, or
+    /// the month itself.
+    pub period: Option<crate::billing::PeriodKind>,
+    /// The month, `YYYY-MM`, 1970-01 to 9998-12.
+    #[schemars(pattern(r"^[0-9]{4}-[0-9]{2}$"))]
+    pub month: String,
+    /// Only this region's meters (default: all).
+    pub region: Option<String>,
+    /// Meters per page, 1–1000 (default 100); a page holds each meter's rows.
+    #[schemars(range(min = 1, max = MAX_PAGE))]
+    pub limit: Option<u32>,
+    #[doc = "The `nextCursor` of the previous page, as returned; any other value is refused (400)."]
+    #[schemars(pattern(CURSOR_PATTERN))]
+    pub cursor: Option<String>,
+}
+
+impl Example for ExportQuery {
+    fn example() -> Self {
+        ExportQuery {
+            period: Some(crate::billing::PeriodKind::Month),
+            month: "2026-05".into(),
+            region: Some("north".into()),
+            limit: None,
+            cursor: None,
+        }
+    }
+}
+
 /// A meter to install, with the fields of `meterhub meters import`.
 #[derive(Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]

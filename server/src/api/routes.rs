@@ -7,15 +7,17 @@ use serde_json::Value;
 
 use super::auth::Role;
 use super::requests::{
-    AlarmsQuery, CommandBody, ConsumptionQuery, InspectionBody, KeyBody, MeterInstall, MetersQuery,
-    NoQuery, PageQuery, QuarantineQuery, RangeQuery, RegionCommandBody, ScheduleBody, SilentQuery,
+    AlarmsQuery, CommandBody, ConsumptionQuery, ExportQuery, InspectionBody, KeyBody, MeterInstall,
+    MetersQuery, NoQuery, PageQuery, QuarantineQuery, RangeQuery, RegionCommandBody, ScheduleBody,
+    SilentQuery,
 };
 use super::views::{
     AlarmView, CommandDetail, CommandView, Document, InspectionView, KeyView, LatestReadingView,
     List, MeterDetailsView, MeterView, Page, QuarantinedView, ReadingView, RegionCommands,
     RegionView, ReplayView, ScheduleView, SelfTestView,
 };
-use crate::billing::ConsumptionRecord;
+use crate::billing::export::ExportRecord;
+use crate::billing::{ConsumptionRecord, RegionTotals};
 
 /// What a route does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,6 +40,10 @@ pub enum Op {
     MeterCommands,
     /// GET /meters/{meter}/consumption
     MeterConsumption,
+    /// GET /regions/{region}/consumption
+    RegionConsumption,
+    /// GET /consumption
+    ExportConsumption,
     /// POST /meters/{meter}/commands
     SendCommand,
     /// POST /regions/{region}/commands
@@ -292,6 +298,32 @@ pub const ROUTES: &[Route] = &[
         body: None,
         ok: 200,
         answer: Some(Shape::of::<Page<ConsumptionRecord>>()),
+        links: &[],
+        cached: true,
+    },
+    Route {
+        op: Op::RegionConsumption,
+        method: "GET",
+        path: "/regions/{region}/consumption",
+        role: Some(Role::Viewer),
+        summary: "A region's consumption per day, ISO week or month in its billing time zone, oldest first: the sum of its measured and estimated meters' figures, and how many meters were measured, estimated, incomplete or invalid, in all and per usage type",
+        query: Shape::of::<ConsumptionQuery>(),
+        body: None,
+        ok: 200,
+        answer: Some(Shape::of::<Page<RegionTotals>>()),
+        links: &[],
+        cached: true,
+    },
+    Route {
+        op: Op::ExportConsumption,
+        method: "GET",
+        path: "/consumption",
+        role: Some(Role::Viewer),
+        summary: "A billing run: every meter's (or a region's) consumption over one month's periods, in meter order. JSON pages of meters; with `Accept: text/csv`, the whole run as CSV (units in the column names) streamed as it is read, `limit` and `cursor` not taken",
+        query: Shape::of::<ExportQuery>(),
+        body: None,
+        ok: 200,
+        answer: Some(Shape::of::<Page<ExportRecord>>()),
         links: &[],
         cached: true,
     },

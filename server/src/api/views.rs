@@ -1042,6 +1042,49 @@ mod examples {
         }
     }
 
+    impl Example for crate::billing::RegionTotals {
+        fn example() -> Self {
+            use crate::billing::totals::{QualityCounts, Sum, UsageSum};
+            let month = crate::billing::ConsumptionRecord::example();
+            let sum = |measured, estimated, gas_litres: i64| Sum {
+                meters: QualityCounts {
+                    measured,
+                    estimated,
+                    incomplete: 1,
+                    invalid: 0,
+                },
+                gas_litres,
+                gas_cubic_metres: gas_litres as f64 / 1000.0,
+                energy_wh: 0,
+                energy_kwh: 0.0,
+            };
+            crate::billing::RegionTotals {
+                period: month.period,
+                period_start: month.period_start,
+                period_end: month.period_end,
+                period_start_utc: month.period_start_utc,
+                period_end_utc: month.period_end_utc,
+                sum: sum(812, 37, 61_518_400),
+                usage_types: vec![UsageSum {
+                    usage_type: "residential".into(),
+                    sum: sum(812, 37, 61_518_400),
+                }],
+            }
+        }
+    }
+
+    impl Example for crate::billing::export::ExportRecord {
+        fn example() -> Self {
+            crate::billing::export::ExportRecord {
+                dev_eui: "70b3d5e75e000009".into(),
+                serial: "12260100000013".into(),
+                region: "north".into(),
+                usage_type: "residential".into(),
+                consumption: crate::billing::ConsumptionRecord::example(),
+            }
+        }
+    }
+
     impl Example for KeyView {
         fn example() -> Self {
             KeyView {

@@ -6,11 +6,12 @@ use std::io::Write;
 use serde::{Deserialize, Serialize};
 
 use super::record::ConsumptionRecord;
-use crate::storage::meters::Meter;
+use crate::storage::billing::BilledMeter;
 
 /// A meter's row of an export: who, then the period's figures.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(rename = "ConsumptionExportRow")]
 pub struct ExportRecord {
     /// The meter's DevEUI.
     pub dev_eui: String,
@@ -27,7 +28,7 @@ pub struct ExportRecord {
 
 impl ExportRecord {
     /// The row of `meter` for one period.
-    pub fn new(meter: &Meter, consumption: ConsumptionRecord) -> ExportRecord {
+    pub fn new(meter: &BilledMeter, consumption: ConsumptionRecord) -> ExportRecord {
         ExportRecord {
             dev_eui: meter.dev_eui.clone(),
             serial: meter.serial.clone(),

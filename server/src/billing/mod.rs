@@ -6,22 +6,25 @@ pub mod consumption;
 pub mod export;
 pub mod period;
 pub mod record;
+pub mod totals;
 
 #[cfg(test)]
 mod properties;
 
 use std::collections::BTreeMap;
+use std::future::Future;
 
 use anyhow::Context;
-use chrono::TimeDelta;
+use chrono::{DateTime, NaiveDate, TimeDelta, Utc};
 use chrono_tz::Tz;
 
 pub use consumption::{Figure, MeterSeries, Quality, Registers, Row};
 pub use period::{Period, PeriodKind};
 pub use record::ConsumptionRecord;
+pub use totals::{RegionTotals, Totals};
 
 use crate::config::{BillingSettings, UtilitySettings};
-use crate::storage::billing::RegisterRow;
+use crate::storage::billing::{BilledMeter, RegisterRow, Scan};
 use crate::storage::{self, Store};
 
 /// The billing calendar: time zones and the interpolation gap.
@@ -101,4 +104,102 @@ pub async fn meter_rows(
         .map(Registers::from)
         .collect();
     Ok(MeterSeries::new(&readings).rows(periods, gap))
+}
+
+/// Which meters a billing run covers, and which periods.
+#[derive(Debug, Clone, Copy)]
+pub struct Run<'a> {
+    /// Day, week or month.
+    pub kind: PeriodKind,
+    /// The periods of `kind` from the one holding this local date …
+    pub from: NaiveDate,
+    /// … up to those starting before this one.
+    pub to: NaiveDate,
+    /// Only this region's meters; every meter when `None`.
+    pub region: Option<&'a str>,
+    /// Meters with an id above this.
+    pub after_id: i64,
+    /// At most this many meters.
+    pub limit: i64,
+}
+
+/// The instants whose readings a run over local dates [from, to) needs in any zone: every
+/// UTC offset lies within a day of UTC, and a boundary interpolates over at most `gap`.
+fn run_span(
+    kind: PeriodKind,
+    from: NaiveDate,
+    to: NaiveDate,
+    gap: TimeDelta,
+) -> (DateTime<Utc>, DateTime<Utc>) {
+    let first = kind
+        .start_of(from)
+        .and_time(chrono::NaiveTime::MIN)
+        .and_utc();
+    let last = kind.start_of(to);
+    let last = if last < to { kind.next(last) } else { last };
+    let last = last.and_time(chrono::NaiveTime::MIN).and_utc();
+    consumption::needed(first - TimeDelta::days(1), last + TimeDelta::days(1), gap)
+}
+
+/// A run: each meter's rows, in its region's zone, to `each` in meter id order as they are
+/// read from one query; stops when `each` answers `false`. Returns the meters passed.
+pub async fn run<F, Fut>(
+    store: &Store,
+    calendar: &Calendar,
+    run: &Run<'_>,
+    mut each: F,
+) -> storage::Result<u64>
+where
+    F: FnMut(BilledMeter, Vec<Row>) -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let (from, to) = run_span(run.kind, run.from, run.to, calendar.gap);
+    let scan = Scan {
+        region: run.region,
+        after_id: run.after_id,
+        limit: run.limit,
+        from,
+        to,
+    };
+    store
+        .scan_registers(&scan, |m| {
+            let zone = calendar.zone(&m.meter.region_id);
+            let periods = Period::range(run.kind, zone, run.from, run.to);
+            let readings: Vec<Registers> = m.registers.into_iter().map(Registers::from).collect();
+            each(
+                m.meter,
+                MeterSeries::new(&readings).rows(&periods, calendar.gap),
+            )
+        })
+        .await
+}
+
+/// A region's totals for `periods` (consecutive, in order, in the region's zone).
+pub async fn region_totals(
+    store: &Store,
+    calendar: &Calendar,
+    region: &str,
+    periods: Vec<Period>,
+) -> storage::Result<Vec<RegionTotals>> {
+    let (Some(first), Some(last)) = (periods.first(), periods.last()) else {
+        return Ok(Vec::new());
+    };
+    let (from, to) = consumption::needed(first.start, last.end, calendar.gap);
+    let scan = Scan {
+        region: Some(region),
+        after_id: 0,
+        limit: i64::MAX,
+        from,
+        to,
+    };
+    let mut totals = Totals::new(periods);
+    store
+        .scan_registers(&scan, |m| {
+            let readings: Vec<Registers> = m.registers.into_iter().map(Registers::from).collect();
+            let rows = MeterSeries::new(&readings).rows(totals.periods(), calendar.gap);
+            totals.add(&m.meter.usage_type, &rows);
+            std::future::ready(true)
+        })
+        .await?;
+    Ok(totals.finish())
 }

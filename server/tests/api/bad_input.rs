@@ -113,6 +113,34 @@ fn cases(op: Op, alarm: i64) -> Vec<(&'static str, String, Option<String>, u16, 
             ),
             get("/api/v1/meters/xyz/consumption".into(), "meter"),
         ],
+        Op::RegionConsumption => vec![
+            get(
+                "/api/v1/regions/south/consumption?period=fortnight".into(),
+                "period",
+            ),
+            get(
+                "/api/v1/regions/south/consumption?from=2026-05-01&to=2026-05-01".into(),
+                "from",
+            ),
+            get(
+                "/api/v1/regions/south/consumption?cursor=eA".into(),
+                "cursor",
+            ),
+        ],
+        Op::ExportConsumption => vec![
+            get("/api/v1/consumption".into(), "month"),
+            get("/api/v1/consumption?month=2026-5".into(), "month"),
+            get("/api/v1/consumption?month=2026-13".into(), "month"),
+            get(
+                "/api/v1/consumption?month=2026-05&period=year".into(),
+                "period",
+            ),
+            get("/api/v1/consumption?month=2026-05&limit=0".into(), "limit"),
+            get(
+                "/api/v1/consumption?month=2026-05&cursor=eA".into(),
+                "cursor",
+            ),
+        ],
         Op::MeterCommands => vec![get(
             format!("/api/v1/meters/{m}/commands?cursor=eA"),
             "cursor",

@@ -6,7 +6,7 @@ use meterhub::storage::readings::StoredReading;
 use serde_json::{Value, json};
 use test_support::Dialect;
 
-use crate::support::{TestApi, dev_eui};
+use crate::support::{TestApi, dev_eui, request};
 
 fn at(s: &str) -> DateTime<Utc> {
     DateTime::parse_from_rfc3339(s).expect("time").to_utc()
@@ -289,7 +289,171 @@ async fn consumption(dialect: Dialect) {
         })
         .collect();
     assert_eq!(first_meter, spring, "the command's rows are the API's");
+
+    region_totals(&api).await;
+    export(&api).await;
     api.stop().await;
+}
+
+/// The fixture's region (all four meters are in `north`, residential): totals per day and
+/// counts of meters by quality.
+async fn region_totals(api: &TestApi) {
+    let path = "/api/v1/regions/north/consumption?period=day&from=2026-05-09&to=2026-05-13";
+    let r = api.get(path).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let days = r.json()["items"].as_array().expect("items").clone();
+    assert_eq!(
+        pick(&days, "periodStart"),
+        ["09", "10", "11", "12"].map(|d| json!(format!("2026-05-{d}T00:00:00+02:00")))
+    );
+    // Meter 4 is measured, then invalid twice, then measured; the three others have no
+    // reading in May: incomplete.
+    let meters = pick(&days, "meters");
+    assert_eq!(
+        meters[0],
+        json!({"measured": 1, "estimated": 0, "incomplete": 3, "invalid": 0})
+    );
+    assert_eq!(
+        meters[1],
+        json!({"measured": 0, "estimated": 0, "incomplete": 3, "invalid": 1})
+    );
+    assert_eq!(
+        pick(&days, "gasLitres"),
+        [json!(100), json!(0), json!(0), json!(100)]
+    );
+    assert_eq!(days[0]["gasCubicMetres"], json!(0.1));
+    assert_eq!(days[0]["usageTypes"][0]["usageType"], "residential");
+    assert_eq!(days[0]["usageTypes"][0]["gasLitres"], 100);
+    assert_eq!(days[0]["usageTypes"][0]["meters"], meters[0]);
+    assert_eq!(days[0]["usageTypes"].as_array().map(Vec::len), Some(1));
+
+    // The spring day: only meter 1 was read, hourly.
+    let spring = "/api/v1/regions/north/consumption?period=day&from=2026-03-28&to=2026-03-31";
+    let first = api.get(&format!("{spring}&limit=2")).await.json();
+    assert_eq!(
+        pick(first["items"].as_array().expect("items"), "gasLitres"),
+        [json!(24), json!(23)]
+    );
+    assert_eq!(first["items"][1]["energyWh"], 230);
+    assert_eq!(first["items"][1]["meters"]["measured"], 1);
+    let cursor = first["nextCursor"].as_str().expect("a next page");
+    let second = api.get(&format!("{spring}&limit=2&cursor={cursor}")).await;
+    assert_eq!(second.header("x-cache"), Some("miss"));
+    let second = second.json();
+    assert_eq!(
+        second["items"][0]["periodStart"],
+        "2026-03-30T00:00:00+02:00"
+    );
+    assert_eq!(second["items"][0]["gasLitres"], 24);
+    assert_eq!(second["nextCursor"], Value::Null);
+    assert_eq!(
+        api.get(&format!("{spring}&limit=2"))
+            .await
+            .header("x-cache"),
+        Some("hit")
+    );
+
+    let none = api.get("/api/v1/regions/atlantis/consumption").await;
+    assert_eq!(none.status, 404, "{}", none.text());
+}
+
+/// A billing run's export: JSON pages of meters, and the same rows as streamed CSV.
+async fn export(api: &TestApi) {
+    let base = "/api/v1/consumption?period=day&month=2026-05";
+    let mut json_rows = Vec::new();
+    let mut cursor: Option<String> = None;
+    let mut pages = 0;
+    loop {
+        let path = match &cursor {
+            Some(c) => format!("{base}&limit=3&cursor={c}"),
+            None => format!("{base}&limit=3"),
+        };
+        let r = api.get(&path).await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        let page = r.json();
+        json_rows.extend(page["items"].as_array().expect("items").iter().cloned());
+        pages += 1;
+        match page["nextCursor"].as_str() {
+            Some(c) => cursor = Some(c.to_owned()),
+            None => break,
+        }
+    }
+    assert_eq!(pages, 2, "three meters, then one");
+    assert_eq!(json_rows.len(), 4 * 31, "May's days of four meters");
+    let tenth: Vec<&Value> = json_rows
+        .iter()
+        .filter(|r| r["devEui"] == dev_eui(4) && r["periodStartUtc"] == "2026-05-09T22:00:00Z")
+        .collect();
+    assert_eq!(tenth.len(), 1);
+    assert_eq!(tenth[0]["quality"], "invalid");
+    assert_eq!(tenth[0]["region"], "north");
+
+    let csv = request(
+        api.addr,
+        "GET",
+        base,
+        Some(&api.viewer),
+        None,
+        &[("Accept", "text/csv")],
+    )
+    .await;
+    assert_eq!(csv.status, 200, "{}", csv.text());
+    assert!(
+        csv.header("content-type")
+            .is_some_and(|c| c.starts_with("text/csv")),
+        "{:?}",
+        csv.headers
+    );
+    let mut lines = csv::Reader::from_reader(csv.body.as_slice());
+    let header: Vec<String> = lines
+        .headers()
+        .expect("header")
+        .iter()
+        .map(String::from)
+        .collect();
+    for unit in ["gasLitres", "gasCubicMetres", "energyWh", "energyKwh"] {
+        assert!(header.contains(&unit.to_owned()), "{header:?}");
+    }
+    let parsed: Vec<Vec<String>> = lines
+        .records()
+        .map(|r| r.expect("a CSV row").iter().map(String::from).collect())
+        .collect();
+    assert_eq!(parsed.len(), json_rows.len());
+    for (line, object) in parsed.iter().zip(&json_rows) {
+        let as_text: Vec<String> = header
+            .iter()
+            .map(|c| match &object[c] {
+                Value::Null => String::new(),
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            })
+            .collect();
+        assert_eq!(line, &as_text, "the CSV and JSON exports agree row for row");
+    }
+
+    // The month itself: one row a meter; meter 4's register went backwards in it.
+    let month = api
+        .get("/api/v1/consumption?month=2026-05&region=north")
+        .await;
+    let rows = month.json()["items"].as_array().expect("items").clone();
+    assert_eq!(
+        pick(&rows, "quality"),
+        ["incomplete", "incomplete", "incomplete", "invalid"].map(|q| json!(q))
+    );
+    let paged = request(
+        api.addr,
+        "GET",
+        &format!("{base}&limit=3"),
+        Some(&api.viewer),
+        None,
+        &[("Accept", "text/csv")],
+    )
+    .await;
+    assert_eq!(paged.status, 400, "{}", paged.text());
+    let none = api
+        .get("/api/v1/consumption?month=2026-05&region=atlantis")
+        .await;
+    assert_eq!(none.status, 404, "{}", none.text());
 }
 
 /// `meterhub report consumption --period day ARGS` on the test's database, in Madrid.
@@ -362,3 +526,4 @@ async fn ingest_invalidates_cached_consumption_sqlite() {
 async fn ingest_invalidates_cached_consumption_postgres() {
     ingest_invalidates(Dialect::Postgres).await;
 }
+

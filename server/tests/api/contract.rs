@@ -110,6 +110,26 @@ pub fn check(
             content.keys().collect::<Vec<_>>()
         ));
     };
+    if media == "text/csv" {
+        // CSV is text whose header line is the documented one.
+        let text = std::str::from_utf8(body)
+            .map_err(|e| format!("status {status}: the CSV is not UTF-8 ({e})"))?;
+        let documented = content[media]["example"]
+            .as_str()
+            .unwrap_or("")
+            .lines()
+            .next();
+        if text.lines().next() != documented {
+            return Err(format!(
+                "status {status}: the CSV header {:?} is not the documented {documented:?}",
+                text.lines().next()
+            ));
+        }
+        return match violations(schema, &Value::String(text.to_owned())) {
+            None => Ok(()),
+            Some(why) => Err(format!("status {status}: {why}")),
+        };
+    }
     let value: Value = serde_json::from_slice(body).map_err(|e| {
         format!(
             "status {status}: the body is not JSON ({e}): {}",

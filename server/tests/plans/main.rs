@@ -144,6 +144,7 @@ async fn no_api_query_scans_readings_or_alarms_sequentially() {
     let meter = format!("{:016x}", 5_001);
     let month = (Utc::now() - chrono::Duration::days(30))
         .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let this_month = Utc::now().format("%Y-%m");
     let week =
         (Utc::now() - chrono::Duration::days(7)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     let paths = [
@@ -160,6 +161,10 @@ async fn no_api_query_scans_readings_or_alarms_sequentially() {
         format!("/api/v1/meters/{meter}/commands"),
         format!("/api/v1/meters/{meter}/consumption?period=day"),
         format!("/api/v1/meters/{meter}/consumption?period=month"),
+        "/api/v1/regions/south/consumption?period=day".to_owned(),
+        "/api/v1/regions/south/consumption?period=month".to_owned(),
+        format!("/api/v1/consumption?month={this_month}"),
+        format!("/api/v1/consumption?month={this_month}&region=east&period=week"),
         format!("/api/v1/meters/{meter}/self-tests"),
         format!("/api/v1/meters/{meter}/inspections"),
         "/api/v1/alarms".to_owned(),
@@ -172,11 +177,25 @@ async fn no_api_query_scans_readings_or_alarms_sequentially() {
         "/api/v1/quarantine?reason=malformed_json".to_owned(),
         "/api/v1/quarantine".to_owned(),
     ];
+    // The billing run's CSV, streamed from one cursor over the whole fleet or a region.
+    let csv_paths = [
+        format!("/api/v1/consumption?month={this_month}"),
+        format!("/api/v1/consumption?month={this_month}&region=west&period=day"),
+    ];
     let mut failures = Vec::new();
     let mut plans = 0;
-    for path in &paths {
+    let requests = paths
+        .iter()
+        .map(|p| (p, false))
+        .chain(csv_paths.iter().map(|p| (p, true)));
+    for (path, csv) in requests {
         notices.0.lock().expect("lock").clear();
-        let r = get_at(addr, &key.secret, path, true).await;
+        let r = if csv {
+            let headers = [("Accept", "text/csv"), ("Cache-Control", "no-cache")];
+            request(addr, "GET", path, Some(&key.secret), None, &headers).await
+        } else {
+            get_at(addr, &key.secret, path, true).await
+        };
         assert_eq!(r.status, 200, "{path}: {}", r.text());
         let seen: Vec<String> = notices.0.lock().expect("lock").clone();
         for n in seen {
@@ -208,7 +227,7 @@ async fn no_api_query_scans_readings_or_alarms_sequentially() {
         }
     }
     assert!(
-        plans >= paths.len(),
+        plans >= paths.len() + csv_paths.len(),
         "only {plans} plans reported: is auto_explain installed?"
     );
     assert!(

@@ -26,6 +26,8 @@ pub async fn handle(req: &Request<'_>) -> Result<Answer, Problem> {
         Op::MeterReadings => data::readings(req).await,
         Op::MeterCommands => data::commands(req).await,
         Op::MeterConsumption => billing::meter(req).await,
+        Op::RegionConsumption => billing::region(req).await,
+        Op::ExportConsumption => billing::export(req).await,
         Op::SendCommand => commands::send(req).await,
         Op::SendRegionCommand => commands::send_region(req).await,
         Op::GetCommand => commands::command(req).await,

@@ -40,7 +40,7 @@ pub fn evaluate_batch(
         for a in verdict.alarms {
             raised.push(NewAlarm {
                 meter_id: o.meter_id,
-                kind: a.kind.to_owned(),
+                kind: a.kind.as_str().to_owned(),
                 source: "server".into(),
                 raised_at: o.observed.at,
                 value: a.value,

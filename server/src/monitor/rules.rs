@@ -4,6 +4,8 @@
 
 use chrono::{DateTime, Utc};
 
+use crate::billing::consumption::Step;
+
 /// Thresholds of the rules.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Rules {
@@ -66,11 +68,37 @@ pub struct Observed {
     pub drift_ms: Option<i64>,
 }
 
+/// The alarms the rules raise.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RuleAlarm {
+    /// The battery fell below the threshold.
+    LowBattery,
+    /// The valve changed position.
+    ValveChanged,
+    /// A day far above the meter's own trailing average.
+    OverConsumption,
+    /// The register went backwards: neither a wrap past 2³² nor a reset near zero. Billing
+    /// marks the periods around it `invalid`.
+    RegisterBackwards,
+}
+
+impl RuleAlarm {
+    /// The alarm's kind as stored and served.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RuleAlarm::LowBattery => "lowBattery",
+            RuleAlarm::ValveChanged => "valveChanged",
+            RuleAlarm::OverConsumption => "overConsumption",
+            RuleAlarm::RegisterBackwards => "registerBackwards",
+        }
+    }
+}
+
 /// A server alarm a rule raised.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Raised {
     /// Alarm kind.
-    pub kind: &'static str,
+    pub kind: RuleAlarm,
     /// Its value (meaning by kind).
     pub value: Option<i64>,
     /// In words.
@@ -100,7 +128,7 @@ pub fn evaluate(state: MeterState, reading: &Observed, rules: &Rules) -> Verdict
     };
     if reading.battery_percent < i16::from(rules.low_battery_percent) {
         verdict.alarms.push(Raised {
-            kind: "lowBattery",
+            kind: RuleAlarm::LowBattery,
             value: Some(i64::from(reading.battery_percent)),
             detail: format!(
                 "battery at {} % (threshold {} %)",
@@ -116,7 +144,7 @@ pub fn evaluate(state: MeterState, reading: &Observed, rules: &Rules) -> Verdict
         && previous != reading.valve
     {
         verdict.alarms.push(Raised {
-            kind: "valveChanged",
+            kind: RuleAlarm::ValveChanged,
             value: Some(i64::from(reading.valve)),
             detail: format!(
                 "valve {} → {}",
@@ -133,8 +161,20 @@ pub fn evaluate(state: MeterState, reading: &Observed, rules: &Rules) -> Verdict
         let hours = (reading.at - then).num_seconds() as f64 / 3600.0;
         let used = register - before;
         if used < 0 {
-            // A replaced meter or a register that wrapped: the history says nothing about
-            // the new register; start again.
+            // Backwards, neither a wrap nor a reset: the readings contradict each other, once
+            // per reading that goes back (its time is the alarm's, so a redelivery is one).
+            if Step::between(before, register) == Step::Backwards {
+                verdict.alarms.push(Raised {
+                    kind: RuleAlarm::RegisterBackwards,
+                    value: Some(used),
+                    detail: format!(
+                        "register went back from {before} to {register} (read at {})",
+                        then.to_rfc3339()
+                    ),
+                });
+            }
+            // A replaced meter, a register that wrapped or went back: the history says
+            // nothing about the new register; start again.
             verdict.state.daily_average = None;
             verdict.state.samples = 0;
         } else if hours >= MIN_SPAN_HOURS {
@@ -145,7 +185,7 @@ pub fn evaluate(state: MeterState, reading: &Observed, rules: &Rules) -> Verdict
                 && rate > average * rules.over_consumption_factor
             {
                 verdict.alarms.push(Raised {
-                    kind: "overConsumption",
+                    kind: RuleAlarm::OverConsumption,
                     value: Some(rate.round() as i64),
                     detail: format!(
                         "{rate:.0} per day against a trailing average of {average:.0} (×{:.1})",
@@ -210,7 +250,7 @@ mod tests {
         for (i, u) in used.iter().enumerate() {
             register += u;
             let v = evaluate(state, &reading(i as i64 + 1, register), &Rules::default());
-            kinds.extend(v.alarms.iter().map(|a| a.kind));
+            kinds.extend(v.alarms.iter().map(|a| a.kind.as_str()));
             state = v.state;
         }
         (state, kinds)
@@ -247,6 +287,37 @@ mod tests {
     }
 
     #[test]
+    fn a_register_going_backwards_raises_one_alarm_a_wrap_or_reset_none() {
+        let mut state = evaluate(
+            MeterState::default(),
+            &reading(0, 5_000_000),
+            &Rules::default(),
+        )
+        .state;
+        let mut kinds = Vec::new();
+        for (day, register) in [
+            (1, 5_000_100),
+            (2, 4_000_000),
+            (3, 4_000_100),
+            (4, 4_000_200),
+        ] {
+            let v = evaluate(state, &reading(day, register), &Rules::default());
+            kinds.extend(v.alarms.iter().map(|a| (a.kind, a.value)));
+            state = v.state;
+        }
+        assert_eq!(
+            kinds,
+            vec![(RuleAlarm::RegisterBackwards, Some(4_000_000 - 5_000_100))]
+        );
+        // Past 2³² and round again: consumption. Restarted near zero: a new series.
+        for (from, to) in [((1i64 << 32) - 50, 30), (7_000_000, 12)] {
+            let state = evaluate(MeterState::default(), &reading(0, from), &Rules::default()).state;
+            let v = evaluate(state, &reading(1, to), &Rules::default());
+            assert!(v.alarms.is_empty(), "{from} → {to}: {:?}", v.alarms);
+        }
+    }
+
+    #[test]
     fn an_older_reading_changes_nothing() {
         let (state, _) = feed(&[100, 100, 100]);
         let v = evaluate(state, &reading(1, 5), &Rules::default());
@@ -262,7 +333,7 @@ mod tests {
         r.battery_percent = 5;
         r.drift_ms = Some(-45_000);
         let v = evaluate(state, &r, &Rules::default());
-        let kinds: Vec<_> = v.alarms.iter().map(|a| a.kind).collect();
+        let kinds: Vec<_> = v.alarms.iter().map(|a| a.kind.as_str()).collect();
         assert_eq!(kinds, vec!["lowBattery", "valveChanged"]);
         assert_eq!(v.alarms[1].detail, "valve open → closed");
         assert!(needs_resync(-45_000, &Rules::default()));

@@ -527,3 +527,79 @@ async fn ingest_invalidates_cached_consumption_postgres() {
     ingest_invalidates(Dialect::Postgres).await;
 }
 
+/// A register going backwards raises one `registerBackwards` alarm: not again when the same
+/// readings are delivered again, nor when its consumption is read again and again.
+async fn backwards_alarm_once(dialect: Dialect) {
+    use crate::support::{days_ago, ingest, meter_body, reading_event};
+    let Some(api) = TestApi::start(dialect).await else {
+        return;
+    };
+    let r = api.post("/api/v1/meters", Some(meter_body(1))).await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    let ids: Vec<String> = (0..6).map(|_| uuid::Uuid::new_v4().to_string()).collect();
+    let event = |k: usize, d: i64, litres: u32| {
+        (
+            1,
+            reading_event(1, &ids[k], days_ago(d), Utc::now(), litres),
+        )
+    };
+    let first = vec![
+        event(0, 6, 5_000_000),
+        event(1, 5, 5_000_100),
+        event(2, 4, 4_000_000),
+        event(3, 3, 4_000_100),
+    ];
+    ingest(&api, first.clone(), 4).await;
+    // At least once: the same events again, then one new reading behind them.
+    let mut again = first;
+    again.push(event(4, 2, 4_000_200));
+    ingest(&api, again, 5).await;
+    let path = format!(
+        "/api/v1/meters/{}/consumption?period=day&from={}&to={}",
+        dev_eui(1),
+        days_ago(6).date_naive(),
+        days_ago(2).date_naive()
+    );
+    for _ in 0..3 {
+        let r = api.get_uncached(&path).await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        let rows = r.json()["items"].as_array().expect("rows").clone();
+        assert!(
+            pick(&rows, "quality").contains(&json!("invalid")),
+            "{rows:?}"
+        );
+    }
+    let alarms = api
+        .get(&format!(
+            "/api/v1/alarms?meter={}&kind=registerBackwards",
+            dev_eui(1)
+        ))
+        .await
+        .json();
+    let items = alarms["items"].as_array().expect("alarms");
+    assert_eq!(items.len(), 1, "{alarms}");
+    assert_eq!(items[0]["value"], -1_000_100);
+    assert_eq!(items[0]["source"], "server");
+    let stored: Vec<_> = api
+        .env
+        .store
+        .alarms(None, i64::MAX, 100)
+        .await
+        .expect("alarms")
+        .into_iter()
+        .filter(|a| a.kind == "registerBackwards")
+        .collect();
+    assert_eq!(stored.len(), 1);
+    assert_eq!(stored[0].occurrences, 1, "raised once");
+    api.stop().await;
+}
+
+#[tokio::test]
+async fn a_register_going_backwards_raises_one_alarm_sqlite() {
+    backwards_alarm_once(Dialect::Sqlite).await;
+}
+
+#[tokio::test]
+async fn a_register_going_backwards_raises_one_alarm_postgres() {
+    backwards_alarm_once(Dialect::Postgres).await;
+}

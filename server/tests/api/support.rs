@@ -373,6 +373,8 @@ pub async fn fixture(dialect: Dialect) -> Option<Fixture> {
     }
     let now = Utc::now();
     let mut events = Vec::new();
+    // Meter 1's register moves forward: 1 000, 2 000 and 3 000 litres, three days ago to
+    // yesterday (going back would raise `registerBackwards`).
     for d in 1..=3 {
         events.push((
             1,
@@ -381,7 +383,7 @@ pub async fn fixture(dialect: Dialect) -> Option<Fixture> {
                 &uuid::Uuid::new_v4().to_string(),
                 days_ago(d),
                 now,
-                1000 * d as u32,
+                1000 * (4 - d) as u32,
             ),
         ));
     }

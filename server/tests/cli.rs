@@ -278,3 +278,41 @@ fn a_sqlite_file_in_a_missing_directory_is_named() {
     );
     assert!(err.contains("directory exists"), "{err}");
 }
+
+#[test]
+fn logs_written_to_a_file_or_pipe_carry_no_colour_codes() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = format!("sqlite://{}", dir.path().join("plain.db").display());
+    // No broker listens on port 1: `serve` starts and logs that it cannot reach it.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_meterhub"))
+        .arg("serve")
+        .env("METERHUB_DATABASE__URL", &url)
+        .env("METERHUB_MQTT__URL", "mqtt://127.0.0.1:1")
+        .env("METERHUB_HTTP__BIND", "127.0.0.1:0")
+        .env("RUST_LOG", "info")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run meterhub serve");
+    let stderr = child.stderr.take().expect("piped stderr");
+    let mut log = Vec::new();
+    for line in BufReader::new(stderr).lines() {
+        let line = line.expect("stderr is text");
+        let logged = line.contains("INFO") || line.contains("WARN");
+        log.push(line);
+        if logged {
+            break;
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let log = log.join("\n");
+    assert!(
+        log.contains("INFO") || log.contains("WARN"),
+        "no log line to look at: {log}"
+    );
+    assert!(
+        !log.contains('\u{1b}'),
+        "escape codes in a piped log: {log:?}"
+    );
+}

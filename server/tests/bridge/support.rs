@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 use chrono::{DateTime, Utc};
+use firmware_protocol::clock::Clock;
 use firmware_protocol::{DoorState, GpsTime, Reading, Serial, StatusFlags, Uplink, ValveState};
 use meterhub::app::Application;
 use meterhub::config::{Secret, Settings};
@@ -84,8 +85,14 @@ pub struct Server {
 
 impl Server {
     pub async fn start(settings: Settings) -> Server {
+        let clock = settings.clock().expect("the settings' clock");
+        Server::start_on(settings, clock).await
+    }
+
+    /// [`Server::start`] on a clock of the test's, shared with a simulated fleet.
+    pub async fn start_on(settings: Settings, clock: Clock) -> Server {
         let stop = CancellationToken::new();
-        let app = Application::build(settings, stop.clone())
+        let app = Application::build_on(settings, clock, stop.clone())
             .await
             .expect("server starts");
         // Events published before the subscription exists are not delivered to anyone (as
@@ -236,6 +243,28 @@ where
             return v;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Probes until it returns `want`, or until it has not changed for `idle`: a slow machine
+/// gets as long as it keeps making progress. Returns the last value.
+pub async fn wait_while_moving<F, Fut>(idle: Duration, want: i64, mut probe: F) -> i64
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = i64>,
+{
+    let mut last = probe().await;
+    let mut moved = Instant::now();
+    loop {
+        if last == want || moved.elapsed() > idle {
+            return last;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let v = probe().await;
+        if v != last {
+            last = v;
+            moved = Instant::now();
+        }
     }
 }
 

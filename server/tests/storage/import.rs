@@ -220,3 +220,81 @@ async fn a_bad_row_is_refused_with_all_its_errors_and_the_others_are_registered(
         assert_eq!((report.read, report.inserted, report.refused), (7, 2, 5));
     }
 }
+
+/// A batch that fails as a whole (another writer registering one of its serials between the
+/// batch's lookup and its write would do it) is registered again meter by meter: a conflict is
+/// its row's error and the other rows are registered. PostgreSQL only: a trigger there refuses
+/// every statement that writes more than one meter, which fails each batch and no single row;
+/// SQLite's triggers run per row and cannot tell a batch from a row.
+#[tokio::test]
+async fn a_batch_that_fails_as_a_whole_is_registered_meter_by_meter() {
+    let Some(db) = test_support::TestDb::create(test_support::Dialect::Postgres).await else {
+        return;
+    };
+    let store = Store::connect(db.url(), 4).await.expect("connect");
+    store.migrate(now()).await.expect("migrate");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let first = file(
+        &dir,
+        "first.csv",
+        &format!(
+            "{HEADER}\n12261000012348,70b3d5e75e000001,{APP},1,u1,north,residential,credit,2026-03-15,\n"
+        ),
+    );
+    import(&store, &first).await;
+    let Store::Postgres(pool) = &store else {
+        unreachable!("postgres store")
+    };
+    for sql in [
+        "CREATE FUNCTION refuse_batches() RETURNS trigger LANGUAGE plpgsql AS $$ \
+         BEGIN \
+           IF (SELECT count(*) FROM written) > 1 THEN \
+             RAISE EXCEPTION 'a statement writing % meters', (SELECT count(*) FROM written); \
+           END IF; \
+           RETURN NULL; \
+         END $$",
+        "CREATE TRIGGER refuse_batches AFTER INSERT ON meters REFERENCING NEW TABLE AS written \
+         FOR EACH STATEMENT EXECUTE FUNCTION refuse_batches()",
+    ] {
+        sqlx::query(sql).execute(pool).await.expect(sql);
+    }
+    // The trigger does refuse a batch, and lets a single meter through.
+    let batch = [crate::meter(100), crate::meter(101)];
+    assert!(store.register_meter_batch(&batch, now()).await.is_err());
+    store
+        .register_meter(&crate::meter(102), now())
+        .await
+        .expect("one meter");
+    let (a, b) = (crate::meter(200), crate::meter(201));
+    let second = file(
+        &dir,
+        "second.csv",
+        &format!(
+            "{HEADER}\n\
+             {},{},{APP},2,u2,north,residential,credit,2026-03-15,\n\
+             12261000012348,70b3d5e75e0000ff,{APP},9,u9,north,residential,credit,2026-03-15,\n\
+             {},{},{APP},3,u3,south,commercial,prepaid,2026-03-15,60\n",
+            a.serial, a.dev_eui, b.serial, b.dev_eui
+        ),
+    );
+    let (report, errors) = import(&store, &second).await;
+    assert_eq!(
+        (report.inserted, report.refused),
+        (2, 1),
+        "{report:?} {errors:?}"
+    );
+    assert_eq!(
+        errors,
+        ["line 3: serial: serial 12261000012348 is registered to devEui 70b3d5e75e000001"]
+    );
+    for dev_eui in [&a.dev_eui, &b.dev_eui] {
+        assert!(
+            store
+                .meter_by_dev_eui(dev_eui)
+                .await
+                .expect("query")
+                .is_some(),
+            "{dev_eui} registered"
+        );
+    }
+}

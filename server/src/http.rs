@@ -1,4 +1,5 @@
-//! The HTTP endpoints: health, readiness and Prometheus metrics.
+//! The HTTP endpoints: health, readiness and Prometheus metrics, joined with the REST API and
+//! the operator's pages.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -65,7 +66,8 @@ pub fn routes(
     health.or(ready).or(metrics_route)
 }
 
-/// Serves `routes` and the REST API on an already bound listener until `shutdown` fires.
+/// Serves `routes`, the REST API and the operator's pages on an already bound listener until
+/// `shutdown` fires.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     metrics: Arc<Metrics>,
@@ -74,9 +76,15 @@ pub async fn serve(
 ) {
     let cache = api.state().changes.cache().clone();
     let store = api.state().store.clone();
-    warp::serve(routes(metrics, Some(cache), store).or(api.filter()))
-        .incoming(listener)
-        .graceful(async move { shutdown.cancelled().await })
-        .run()
-        .await;
+    let pages = crate::pages::Pages::new(api.shared_state());
+    // The pages answer every path the others leave, so they come last.
+    warp::serve(
+        routes(metrics, Some(cache), store)
+            .or(api.filter())
+            .or(pages.filter()),
+    )
+    .incoming(listener)
+    .graceful(async move { shutdown.cancelled().await })
+    .run()
+    .await;
 }

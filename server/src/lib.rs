@@ -17,6 +17,7 @@ pub mod http;
 pub mod metrics;
 pub mod monitor;
 pub mod mqtt;
+pub mod pages;
 pub mod registry;
 pub mod report;
 pub mod storage;

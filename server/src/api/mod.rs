@@ -13,8 +13,11 @@ pub mod input;
 pub mod openapi;
 pub mod requests;
 pub mod routes;
-mod text;
+pub(crate) mod text;
 pub mod views;
+
+/// Writes the operator's pages make through the same code as the API.
+pub(crate) use handlers::alarms::{acknowledge_alarm, clear_alarm};
 
 use std::future::Future;
 use std::sync::Arc;
@@ -253,6 +256,11 @@ impl Api {
     /// The state (tests and the key refresher use it).
     pub fn state(&self) -> &ApiState {
         &self.state
+    }
+
+    /// The state, shared (the operator's pages read and write through it).
+    pub fn shared_state(&self) -> Arc<ApiState> {
+        self.state.clone()
     }
 
     /// The filter serving everything under `/api/v1`.

@@ -662,6 +662,11 @@ pub enum Match {
     NotFound,
 }
 
+/// The least role that may do `op` (the operator's pages gate their writes by it too).
+pub fn role_of(op: Op) -> Option<Role> {
+    ROUTES.iter().find(|r| r.op == op).and_then(|r| r.role)
+}
+
 /// Finds the route for a method and the path segments under `/api/v1`.
 pub fn find(method: &str, segments: &[&str]) -> Match {
     let mut methods = Vec::new();

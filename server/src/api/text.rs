@@ -99,6 +99,13 @@ fn text(bytes: Vec<u8>, field: &str) -> Result<String, Problem> {
     Ok(s)
 }
 
+/// One percent-encoded path segment as text (UTF-8 without NUL), or a 400 naming `field`.
+pub fn segment(raw: &str, field: &str) -> Result<String, Problem> {
+    let bytes = percent_decode(raw.as_bytes(), false)
+        .ok_or_else(|| Problem::bad_field(field, "not valid percent-encoding"))?;
+    text(bytes, field)
+}
+
 fn nul(field: &str) -> Problem {
     Problem::bad_field(field, "text may not contain a NUL character (%00, \\u0000)")
 }

@@ -28,6 +28,8 @@ pub struct RegionSummary {
     pub silent: i64,
     /// Open alarms of its meters.
     pub open_alarms: i64,
+    /// Open alarms of its meters by kind, in kind order.
+    pub open_by_kind: Vec<(String, i64)>,
 }
 
 /// Which meters a list holds.
@@ -113,9 +115,10 @@ macro_rules! listing_queries {
             .fetch_all(&mut *conn)
             .await?;
             // The (state, id) index finds the open alarms; few are open at any time.
-            let alarms: Vec<(String, i64)> = sqlx::query_as(
-                "SELECT m.region_id, COUNT(*) FROM alarms a JOIN meters m ON m.id = a.meter_id \
-                 WHERE a.state = 'open' GROUP BY m.region_id",
+            let alarms: Vec<(String, String, i64)> = sqlx::query_as(
+                "SELECT m.region_id, a.kind, COUNT(*) FROM alarms a \
+                 JOIN meters m ON m.id = a.meter_id \
+                 WHERE a.state = 'open' GROUP BY m.region_id, a.kind ORDER BY m.region_id, a.kind",
             )
             .fetch_all(&mut *conn)
             .await?;
@@ -124,12 +127,20 @@ macro_rules! listing_queries {
             };
             Ok(regions
                 .into_iter()
-                .map(|(id, name)| RegionSummary {
-                    meters: count(&meters, &id),
-                    silent: count(&silent, &id),
-                    open_alarms: count(&alarms, &id),
-                    id,
-                    name,
+                .map(|(id, name)| {
+                    let open_by_kind: Vec<(String, i64)> = alarms
+                        .iter()
+                        .filter(|(r, _, _)| *r == id)
+                        .map(|(_, kind, n)| (kind.clone(), *n))
+                        .collect();
+                    RegionSummary {
+                        meters: count(&meters, &id),
+                        silent: count(&silent, &id),
+                        open_alarms: open_by_kind.iter().map(|(_, n)| n).sum(),
+                        open_by_kind,
+                        id,
+                        name,
+                    }
                 })
                 .collect())
         }

@@ -8,7 +8,7 @@ use crate::api::input::{self, MeterRef};
 use crate::api::requests::{AlarmsQuery, InspectionBody, NoQuery, PageQuery};
 use crate::api::routes::ALARM_STATES;
 use crate::api::views::{AlarmView, InspectionView, Page};
-use crate::api::{Answer, Fresh, Request, cached};
+use crate::api::{Answer, ApiState, Fresh, Request, cached};
 use crate::cache::{Tag, Touched};
 use crate::storage::Error as StorageError;
 use crate::storage::alarms::Alarm;
@@ -59,7 +59,11 @@ pub async fn alarms(req: &Request<'_>) -> Result<Answer, Problem> {
 
 async fn load(req: &Request<'_>) -> Result<Alarm, Problem> {
     let id = id_param(req, 0, "alarm")?;
-    req.state
+    load_by_id(req.state, id).await
+}
+
+async fn load_by_id(state: &ApiState, id: i64) -> Result<Alarm, Problem> {
+    state
         .store
         .alarm(id)
         .await?
@@ -74,9 +78,8 @@ pub async fn alarm(req: &Request<'_>) -> Result<Answer, Problem> {
 
 /// What a change to an alarm touches, read before the write: the write is begun with it
 /// and nothing fallible stands between its commit and its announcement.
-async fn touched_by(req: &Request<'_>, a: &Alarm) -> Result<Touched, Problem> {
-    let region = req
-        .state
+async fn touched_by(state: &ApiState, a: &Alarm) -> Result<Touched, Problem> {
+    let region = state
         .store
         .meter_by_id(a.meter_id)
         .await?
@@ -88,16 +91,19 @@ async fn touched_by(req: &Request<'_>, a: &Alarm) -> Result<Touched, Problem> {
 /// POST /alarms/{alarm}/acknowledge
 pub async fn acknowledge(req: &Request<'_>) -> Result<Answer, Problem> {
     let _: NoQuery = input::query(req.query)?;
-    let a = load(req).await?;
-    let touched = touched_by(req, &a).await?;
-    let pending = req.state.changes.begin(&touched);
-    let now = req.state.now();
-    match req
-        .state
-        .store
-        .acknowledge_alarm(a.id, &req.caller_name(), now)
-        .await
-    {
+    let id = id_param(req, 0, "alarm")?;
+    let a = acknowledge_alarm(req.state, id, &req.caller_name()).await?;
+    Answer::ok(&AlarmView::from(a))
+}
+
+/// Acknowledges alarm `id` in the name of `by` and announces the change; the alarm as it is
+/// now. The API and the pages both acknowledge through it.
+pub async fn acknowledge_alarm(state: &ApiState, id: i64, by: &str) -> Result<Alarm, Problem> {
+    let a = load_by_id(state, id).await?;
+    let touched = touched_by(state, &a).await?;
+    let pending = state.changes.begin(&touched);
+    let now = state.now();
+    match state.store.acknowledge_alarm(a.id, by, now).await {
         Ok(()) => {}
         // The alarm exists (just read), so "not found" means it is no longer open.
         Err(StorageError::NotFound) => {
@@ -109,23 +115,30 @@ pub async fn acknowledge(req: &Request<'_>) -> Result<Answer, Problem> {
         Err(e) => return Err(e.into()),
     }
     pending.committed(&touched).await;
-    Answer::ok(&AlarmView::from(load(req).await?))
+    load_by_id(state, id).await
 }
 
 /// POST /alarms/{alarm}/clear
 pub async fn clear(req: &Request<'_>) -> Result<Answer, Problem> {
     let _: NoQuery = input::query(req.query)?;
-    let a = load(req).await?;
-    let touched = touched_by(req, &a).await?;
-    let pending = req.state.changes.begin(&touched);
-    if !req.state.store.clear_alarm(a.id, req.state.now()).await? {
+    let id = id_param(req, 0, "alarm")?;
+    Answer::ok(&AlarmView::from(clear_alarm(req.state, id).await?))
+}
+
+/// Clears alarm `id` and announces the change; the alarm as it is now. The API and the
+/// pages both clear through it.
+pub async fn clear_alarm(state: &ApiState, id: i64) -> Result<Alarm, Problem> {
+    let a = load_by_id(state, id).await?;
+    let touched = touched_by(state, &a).await?;
+    let pending = state.changes.begin(&touched);
+    if !state.store.clear_alarm(a.id, state.now()).await? {
         return Err(Problem::conflict(format!(
             "alarm {} is already cleared",
             a.id
         )));
     }
     pending.committed(&touched).await;
-    Answer::ok(&AlarmView::from(load(req).await?))
+    load_by_id(state, id).await
 }
 
 /// GET /meters/{meter}/inspections

@@ -1,7 +1,7 @@
 //! The handlers, one module per family of routes.
 
 mod admin;
-mod alarms;
+pub(crate) mod alarms;
 mod billing;
 mod commands;
 mod data;

@@ -1,0 +1,352 @@
+//! Alarms, overall and per meter, filtered by state, kind, region and meter; acknowledging and
+//! clearing them (for roles that may), each after a confirmation page.
+
+use std::collections::HashMap;
+
+use maud::{Markup, html};
+use serde::Deserialize;
+use warp::http::StatusCode;
+
+use super::home::urlencode;
+use super::{Ctx, html, layout, local_path, parse_form, redirect};
+use crate::api::error::Problem;
+use crate::api::routes::{ALARM_STATES, Op, role_of};
+use crate::storage::alarms::Alarm;
+use crate::storage::listings::AlarmFilter;
+
+/// Alarms on one page.
+const PAGE: i64 = 50;
+
+/// What can be done to an alarm from the pages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Action {
+    /// Someone has seen it.
+    Acknowledge,
+    /// It is over.
+    Clear,
+}
+
+impl Action {
+    /// The action a path segment names.
+    pub(crate) fn parse(segment: &str) -> Result<Action, Problem> {
+        match segment {
+            "acknowledge" => Ok(Action::Acknowledge),
+            "clear" => Ok(Action::Clear),
+            other => Err(Problem::not_found(format!(
+                "an alarm can be acknowledged or cleared, not {other:?}"
+            ))),
+        }
+    }
+
+    fn segment(self) -> &'static str {
+        match self {
+            Action::Acknowledge => "acknowledge",
+            Action::Clear => "clear",
+        }
+    }
+
+    fn verb(self) -> &'static str {
+        match self {
+            Action::Acknowledge => "Acknowledge",
+            Action::Clear => "Clear",
+        }
+    }
+
+    /// The API operation it is: the same role gates both.
+    fn op(self) -> Op {
+        match self {
+            Action::Acknowledge => Op::AcknowledgeAlarm,
+            Action::Clear => Op::ClearAlarm,
+        }
+    }
+
+    /// Whether an alarm in `state` can take it.
+    pub(crate) fn applies_to(self, state: &str) -> bool {
+        match self {
+            Action::Acknowledge => state == "open",
+            Action::Clear => state != "cleared",
+        }
+    }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct ListQuery {
+    #[serde(default)]
+    state: String,
+    #[serde(default)]
+    kind: String,
+    #[serde(default)]
+    region: String,
+    /// A DevEUI or serial.
+    #[serde(default)]
+    meter: String,
+    /// The last alarm id of the previous page (newest first).
+    before: Option<i64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConfirmQuery {
+    back: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ActForm {
+    #[allow(dead_code)]
+    csrf: String,
+    back: Option<String>,
+}
+
+fn non_empty(s: &str) -> Option<String> {
+    let t = s.trim();
+    (!t.is_empty()).then(|| t.to_owned())
+}
+
+/// GET /alarms
+pub async fn list(ctx: &Ctx<'_>, query: &str) -> Result<warp::reply::Response, Problem> {
+    let q: ListQuery = parse_form(query.as_bytes())?;
+    let state = non_empty(&q.state);
+    if let Some(s) = &state
+        && !ALARM_STATES.contains(&s.as_str())
+    {
+        return Err(Problem::bad_field(
+            "state",
+            format!("must be one of {}", ALARM_STATES.join(", ")),
+        ));
+    }
+    let meter = match non_empty(&q.meter) {
+        Some(m) => Some(super::meter::find(ctx, &m).await?),
+        None => None,
+    };
+    let filter = AlarmFilter {
+        state,
+        kind: non_empty(&q.kind),
+        region: non_empty(&q.region),
+        meter_id: meter.as_ref().map(|m| m.id),
+        ..AlarmFilter::default()
+    };
+    let mut rows = ctx
+        .state
+        .store
+        .alarms_filtered(&filter, q.before.unwrap_or(i64::MAX), PAGE + 1)
+        .await?;
+    let more = rows.len() > PAGE as usize;
+    rows.truncate(PAGE as usize);
+    let here = format!("/alarms?{query}");
+    let filters = format!(
+        "state={}&kind={}&region={}&meter={}",
+        urlencode(&q.state),
+        urlencode(&q.kind),
+        urlencode(&q.region),
+        urlencode(&q.meter)
+    );
+    let body = html! {
+        form.filters method="get" action="/alarms" {
+            label { "State"
+                select name="state" {
+                    option value="" selected[q.state.is_empty()] { "any" }
+                    @for s in ALARM_STATES {
+                        option value=(s) selected[q.state == s] { (s) }
+                    }
+                }
+            }
+            label { "Kind" input type="text" name="kind" value=(q.kind); }
+            label { "Region" input type="text" name="region" value=(q.region); }
+            label { "Meter (DevEUI or serial)" input type="text" name="meter" value=(q.meter); }
+            button type="submit" { "Filter" }
+        }
+        (table(ctx, &rows, &here).await?)
+        nav.pager aria-label="Pages" {
+            @if q.before.is_some() { a href={ "/alarms?" (filters) } { "Newest" } }
+            @if more {
+                @if let Some(last) = rows.last() {
+                    a rel="next" href={ "/alarms?" (filters) "&before=" (last.id) } { "Older" }
+                }
+            }
+        }
+    };
+    Ok(html(
+        StatusCode::OK,
+        layout::page(
+            Some(ctx),
+            &match &meter {
+                Some(m) => format!("Alarms of meter {}", m.dev_eui),
+                None => "Alarms".to_owned(),
+            },
+            body,
+        ),
+    ))
+}
+
+/// A table of alarms with the actions the caller may take; `back` is where they return to.
+pub(crate) async fn table(ctx: &Ctx<'_>, rows: &[Alarm], back: &str) -> Result<Markup, Problem> {
+    let mut devices: HashMap<i64, String> = HashMap::new();
+    for a in rows {
+        if !devices.contains_key(&a.meter_id)
+            && let Some(m) = ctx.state.store.meter_by_id(a.meter_id).await?
+        {
+            devices.insert(a.meter_id, m.dev_eui);
+        }
+    }
+    Ok(html! {
+        @if rows.is_empty() {
+            p.no-alarms { "No alarm matches." }
+        } @else {
+            div.table-wrap {
+                table.alarms {
+                    thead { tr {
+                        th scope="col" { "Id" } th scope="col" { "Meter" } th scope="col" { "Kind" }
+                        th scope="col" { "State" } th scope="col" { "Raised" }
+                        th scope="col" class="num" { "Times" } th scope="col" { "Detail" }
+                        th scope="col" { "Actions" }
+                    } }
+                    tbody {
+                        @for a in rows {
+                            tr data-alarm=(a.id) {
+                                td.num { (a.id) }
+                                td {
+                                    @if let Some(d) = devices.get(&a.meter_id) {
+                                        a href={ "/meters/" (d) } { (d) }
+                                    } @else { (a.meter_id) }
+                                }
+                                td { (a.kind) }
+                                td {
+                                    (layout::state(&a.state))
+                                    @if let Some(by) = &a.acknowledged_by { " by " (by) }
+                                }
+                                td { (layout::time(a.raised_at)) }
+                                td.num { (a.occurrences) }
+                                td { (a.detail.as_deref().unwrap_or("")) }
+                                td.actions {
+                                    @for action in [Action::Acknowledge, Action::Clear] {
+                                        @if action.applies_to(&a.state) && layout::may(ctx, role_of(action.op())) {
+                                            a.button href={ "/alarms/" (a.id) "/" (action.segment()) "?back=" (urlencode(back)) } {
+                                                (action.verb()) "…"
+                                            }
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    })
+}
+
+fn parse_id(text: &str) -> Result<i64, Problem> {
+    text.parse::<i64>()
+        .ok()
+        .filter(|n| *n > 0)
+        .ok_or_else(|| Problem::bad_field("alarm", format!("{text:?} is not an alarm id")))
+}
+
+fn allowed(ctx: &Ctx<'_>, action: Action) -> Result<(), Problem> {
+    let needed = role_of(action.op());
+    if layout::may(ctx, needed) {
+        Ok(())
+    } else {
+        Err(Problem::new(
+            StatusCode::FORBIDDEN,
+            format!(
+                "to {} an alarm needs the {} role; this key has {}",
+                action.segment(),
+                needed.map_or("any", |r| r.as_str()),
+                ctx.caller.role.as_str()
+            ),
+        ))
+    }
+}
+
+/// GET /alarms/{alarm}/{action}: what will happen, and the button that does it.
+pub async fn confirm(
+    ctx: &Ctx<'_>,
+    id: &str,
+    action: &str,
+    query: &str,
+) -> Result<warp::reply::Response, Problem> {
+    let id = parse_id(id)?;
+    let action = Action::parse(action)?;
+    allowed(ctx, action)?;
+    let q: ConfirmQuery = parse_form(query.as_bytes())?;
+    let back = local_path(q.back.as_deref().unwrap_or("/alarms")).to_owned();
+    let a = ctx
+        .state
+        .store
+        .alarm(id)
+        .await?
+        .ok_or_else(|| Problem::not_found(format!("no alarm {id}")))?;
+    let meter = ctx.state.store.meter_by_id(a.meter_id).await?;
+    let title = format!("{} alarm {id}?", action.verb());
+    let body = html! {
+        dl.facts {
+            dt { "Meter" } dd { (meter.as_ref().map_or_else(|| a.meter_id.to_string(), |m| m.dev_eui.clone())) }
+            dt { "Kind" } dd { (a.kind) }
+            dt { "State" } dd { (layout::state(&a.state)) }
+            dt { "Raised" } dd { (layout::time(a.raised_at)) }
+        }
+        @if !action.applies_to(&a.state) {
+            p.error role="alert" { "This alarm is " (a.state) "; there is nothing to " (action.segment()) "." }
+        }
+        form.actions method="post" action={ "/alarms/" (id) "/" (action.segment()) } {
+            input type="hidden" name="csrf" value=(ctx.csrf);
+            input type="hidden" name="back" value=(back);
+            button type="submit" #confirm { (action.verb()) " alarm " (id) }
+            a href=(back) { "Cancel" }
+        }
+    };
+    Ok(html(StatusCode::OK, layout::page(Some(ctx), &title, body)))
+}
+
+/// POST /alarms/{alarm}/{action} (its CSRF token already checked).
+pub async fn act(
+    ctx: &Ctx<'_>,
+    id: &str,
+    action: &str,
+    body: &[u8],
+) -> Result<warp::reply::Response, Problem> {
+    let id = parse_id(id)?;
+    let action = Action::parse(action)?;
+    allowed(ctx, action)?;
+    let form: ActForm = parse_form(body)?;
+    match action {
+        Action::Acknowledge => {
+            crate::api::acknowledge_alarm(ctx.state, id, &ctx.caller.name).await?;
+        }
+        Action::Clear => {
+            crate::api::clear_alarm(ctx.state, id).await?;
+        }
+    }
+    Ok(redirect(local_path(
+        form.back.as_deref().unwrap_or("/alarms"),
+    )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn actions_apply_to_the_states_they_change() {
+        assert!(Action::Acknowledge.applies_to("open"));
+        assert!(!Action::Acknowledge.applies_to("acknowledged"));
+        assert!(Action::Clear.applies_to("acknowledged"));
+        assert!(!Action::Clear.applies_to("cleared"));
+        assert_eq!(Action::parse("clear").ok(), Some(Action::Clear));
+        assert!(Action::parse("delete").is_err());
+    }
+
+    #[test]
+    fn the_pages_gate_actions_by_the_apis_roles() {
+        for a in [Action::Acknowledge, Action::Clear] {
+            assert_eq!(
+                role_of(a.op()),
+                Some(crate::api::auth::Role::Operator),
+                "{a:?}"
+            );
+        }
+    }
+}

@@ -305,7 +305,7 @@ impl Api {
 }
 
 /// Collects a body of at most `limit` bytes, refusing more as soon as it arrives.
-async fn read_body<S, B>(body: S, limit: usize) -> Result<Vec<u8>, Problem>
+pub(crate) async fn read_body<S, B>(body: S, limit: usize) -> Result<Vec<u8>, Problem>
 where
     S: futures_util::Stream<Item = Result<B, warp::Error>>,
     B: Buf,

@@ -19,11 +19,10 @@ mod signin;
 
 use std::sync::Arc;
 
-use futures_util::StreamExt;
 use maud::Markup;
 use serde::de::DeserializeOwned;
 use warp::http::{HeaderMap, HeaderValue, StatusCode};
-use warp::{Buf, Filter, Reply};
+use warp::{Filter, Reply};
 
 use crate::api::ApiState;
 use crate::api::auth::Caller;
@@ -84,7 +83,7 @@ impl Pages {
                       body| {
                     let state = state.clone();
                     async move {
-                        let body = match read_form(body).await {
+                        let body = match crate::api::read_body(body, MAX_FORM_BYTES).await {
                             Ok(b) => b,
                             Err(p) => return error_page(None, &p),
                         };
@@ -109,33 +108,6 @@ impl Pages {
                 },
             )
     }
-}
-
-async fn read_form<S, B>(body: S) -> Result<Vec<u8>, Problem>
-where
-    S: futures_util::Stream<Item = Result<B, warp::Error>>,
-    B: Buf,
-{
-    let mut out = Vec::new();
-    let mut body = std::pin::pin!(body);
-    while let Some(chunk) = body.next().await {
-        let mut chunk =
-            chunk.map_err(|_| Problem::bad_field("body", "the form could not be read"))?;
-        if out.len() + chunk.remaining() > MAX_FORM_BYTES {
-            return Err(Problem::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                format!("the form is larger than {MAX_FORM_BYTES} bytes"),
-            )
-            .with_field("body"));
-        }
-        while chunk.has_remaining() {
-            let part = chunk.chunk();
-            out.extend_from_slice(part);
-            let n = part.len();
-            chunk.advance(n);
-        }
-    }
-    Ok(out)
 }
 
 async fn dispatch(state: &ApiState, req: &Req<'_>) -> warp::reply::Response {

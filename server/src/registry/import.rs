@@ -2,9 +2,11 @@
 //! validated, the good ones registered idempotently, every error of every bad row reported by
 //! line and field.
 //!
-//! A reading thread parses and validates rows into batches; the caller's task registers each
-//! batch in one transaction (`Store::register_meter_batch`) while the next is read. Memory holds two batches and, to find a DevEUI or serial
-//! given twice in the file, one number per key already seen.
+//! Three stages, each a batch ahead of the next: a reading thread parses and validates rows into
+//! batches; a task refuses the rows whose DevEUI or serial appeared on an earlier line (the keys
+//! seen so far are kept on disk, [`SeenKeys`]); the caller's task registers each batch in one
+//! transaction (`Store::register_meter_batch`). Memory holds a few batches, however long the
+//! file.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -20,6 +22,7 @@ use super::read;
 use super::record::{FieldError, validate};
 use super::rows::{Row, RowError};
 use crate::storage::meters::{NewMeter, Registered};
+use crate::storage::seen_keys::{Key, SeenKeys};
 use crate::storage::{Error as StorageError, Store};
 
 /// Valid meters registered per batch (one transaction).
@@ -86,8 +89,9 @@ pub async fn import_reader(
     now: DateTime<Utc>,
     mut on: impl FnMut(Event<'_>),
 ) -> Result<ImportReport> {
-    // Two batches in the channel: reading keeps a batch ahead of the database, no more.
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<Batch>(2);
+    // Two batches in each channel: each stage keeps a batch ahead of the next, no more.
+    let (tx, mut read_rx) = tokio::sync::mpsc::channel::<Batch>(2);
+    let (checked_tx, mut rx) = tokio::sync::mpsc::channel::<Batch>(2);
     let today = now.date_naive();
     let reading = tokio::task::spawn_blocking(move || {
         let mut batcher = Batcher::new(today);
@@ -101,6 +105,16 @@ pub async fn import_reader(
         // Nobody listens when registering failed: that error is the one reported.
         let _ = tx.blocking_send(batcher.take());
         Ok::<_, anyhow::Error>(())
+    });
+    let checking = tokio::spawn(async move {
+        let mut seen = SeenKeys::open().await?;
+        while let Some(mut batch) = read_rx.recv().await {
+            refuse_repeats(&mut seen, &mut batch).await?;
+            if checked_tx.send(batch).await.is_err() {
+                break;
+            }
+        }
+        Ok::<_, StorageError>(())
     });
     let mut report = ImportReport::default();
     let started = Instant::now();
@@ -139,6 +153,10 @@ pub async fn import_reader(
             on(Event::Progress(&report, started.elapsed()));
         }
     }
+    checking
+        .await
+        .context("the check for repeated keys failed")?
+        .context("keeping the keys seen so far")?;
     reading.await.context("the reading thread failed")??;
     Ok(report)
 }
@@ -195,13 +213,10 @@ struct Batch {
     errors: Vec<RowError>,
 }
 
-/// Validates rows and gathers them into batches; remembers each DevEUI and serial seen (as a
-/// number, eight bytes) to refuse one given twice in the file.
+/// Validates rows and gathers them into batches.
 struct Batcher {
     today: NaiveDate,
     batch: Batch,
-    dev_euis: HashMap<u64, usize>,
-    serials: HashMap<u64, usize>,
 }
 
 impl Batcher {
@@ -209,8 +224,6 @@ impl Batcher {
         Batcher {
             today,
             batch: Batch::default(),
-            dev_euis: HashMap::new(),
-            serials: HashMap::new(),
         }
     }
 
@@ -237,43 +250,76 @@ impl Batcher {
                 }
             });
         match meter {
-            Some(meter) if errors.is_empty() => self.admit(line, meter),
+            Some(meter) if errors.is_empty() => {
+                self.batch.meters.push(meter);
+                self.batch.lines.push(line);
+            }
             _ => self.batch.errors.extend(errors),
         }
         (self.batch.meters.len() >= BATCH || self.batch.errors.len() >= BATCH).then(|| self.take())
-    }
-
-    /// Adds a valid meter unless its DevEUI or serial was seen on an earlier line.
-    fn admit(&mut self, line: usize, meter: NewMeter) {
-        // Validation made them 16 hexadecimal and 14 decimal digits.
-        let dev_eui = u64::from_str_radix(&meter.dev_eui, 16).unwrap_or(u64::MAX);
-        let serial = meter.serial.parse::<u64>().unwrap_or(u64::MAX);
-        let mut duplicate = false;
-        for (field, key, text, seen) in [
-            ("devEui", dev_eui, &meter.dev_eui, &self.dev_euis),
-            ("serial", serial, &meter.serial, &self.serials),
-        ] {
-            if let Some(first) = seen.get(&key) {
-                duplicate = true;
-                self.batch.errors.push(RowError {
-                    line,
-                    field: Some(field.to_owned()),
-                    message: format!("{text} already appears on line {first}"),
-                });
-            }
-        }
-        if !duplicate {
-            self.dev_euis.insert(dev_eui, line);
-            self.serials.insert(serial, line);
-            self.batch.meters.push(meter);
-            self.batch.lines.push(line);
-        }
     }
 
     /// The batch gathered so far.
     fn take(&mut self) -> Batch {
         std::mem::take(&mut self.batch)
     }
+}
+
+/// The kinds of key a file may not repeat, numbered for [`SeenKeys`].
+const KEYS: [(u8, &str); 2] = [(0, "devEui"), (1, "serial")];
+
+/// A valid meter's DevEUI and serial as keys. Validation made them 16 hexadecimal and 14
+/// decimal digits, so both fit in 64 bits.
+fn keys(meter: &NewMeter) -> [(Key, &str); 2] {
+    let dev_eui = u64::from_str_radix(&meter.dev_eui, 16).unwrap_or(u64::MAX);
+    let serial = meter.serial.parse::<u64>().unwrap_or(u64::MAX);
+    [
+        ((KEYS[0].0, dev_eui), meter.dev_eui.as_str()),
+        ((KEYS[1].0, serial), meter.serial.as_str()),
+    ]
+}
+
+/// Refuses the meters of `batch` whose DevEUI or serial appeared on an earlier line of the
+/// file: on a line of an earlier batch (`seen`, which records this batch's keys too) or of
+/// this one.
+async fn refuse_repeats(seen: &mut SeenKeys, batch: &mut Batch) -> Result<(), StorageError> {
+    let all: Vec<(Key, usize)> = batch
+        .meters
+        .iter()
+        .zip(&batch.lines)
+        .flat_map(|(m, &line)| keys(m).map(|(key, _)| (key, line)))
+        .collect();
+    let earlier = seen.record(&all).await?;
+    let mut here: HashMap<Key, usize> = HashMap::with_capacity(all.len());
+    let meters = std::mem::take(&mut batch.meters);
+    let lines = std::mem::take(&mut batch.lines);
+    for (meter, line) in meters.into_iter().zip(lines) {
+        let mut repeated = false;
+        for (key, text) in keys(&meter) {
+            let field = KEYS
+                .iter()
+                .find(|(k, _)| *k == key.0)
+                .map_or("", |(_, f)| *f);
+            match earlier.get(&key).or_else(|| here.get(&key)) {
+                Some(first) => {
+                    repeated = true;
+                    batch.errors.push(RowError {
+                        line,
+                        field: Some(field.to_owned()),
+                        message: format!("{text} already appears on line {first}"),
+                    });
+                }
+                None => {
+                    here.insert(key, line);
+                }
+            }
+        }
+        if !repeated {
+            batch.meters.push(meter);
+            batch.lines.push(line);
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -300,34 +346,32 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_dev_eui_or_serial_given_twice_is_refused_on_its_later_line_across_batches() {
+    #[tokio::test]
+    async fn a_dev_eui_or_serial_given_twice_is_refused_on_its_later_line_across_batches() {
         let today = NaiveDate::from_ymd_opt(2026, 12, 7).expect("date");
         let mut batcher = Batcher::new(today);
+        let mut seen = SeenKeys::open().await.expect("seen keys");
         assert!(
             batcher
                 .push(row(2, "70b3d5e75e000001", "12261000012348"))
                 .is_none()
         );
-        let first = batcher.take();
+        let mut first = batcher.take();
+        refuse_repeats(&mut seen, &mut first).await.expect("first");
         assert_eq!(first.lines, [2]);
-        assert!(
-            batcher
-                .push(row(3, "70B3D5E75E000001", "12261000012348"))
-                .is_none()
-        );
-        assert!(
-            batcher
-                .push(row(4, "70b3d5e75e000002", "12261000012348"))
-                .is_none()
-        );
-        assert!(
-            batcher
-                .push(row(5, "70b3d5e75e000003", "12261000012355"))
-                .is_none()
-        );
-        let second = batcher.take();
-        assert_eq!((second.rows, second.lines.clone()), (3, vec![5]));
+        for (line, dev_eui, serial) in [
+            (3, "70B3D5E75E000001", "12261000012348"),
+            (4, "70b3d5e75e000002", "12261000012348"),
+            (5, "70b3d5e75e000003", "12261000012355"),
+            (6, "70b3d5e75e000004", "12261000012355"),
+        ] {
+            assert!(batcher.push(row(line, dev_eui, serial)).is_none());
+        }
+        let mut second = batcher.take();
+        refuse_repeats(&mut seen, &mut second)
+            .await
+            .expect("second");
+        assert_eq!((second.rows, second.lines.clone()), (4, vec![5]));
         let errors: Vec<String> = second.errors.iter().map(ToString::to_string).collect();
         assert_eq!(
             errors,
@@ -335,6 +379,7 @@ mod tests {
                 "line 3: devEui: 70b3d5e75e000001 already appears on line 2",
                 "line 3: serial: 12261000012348 already appears on line 2",
                 "line 4: serial: 12261000012348 already appears on line 2",
+                "line 6: serial: 12261000012355 already appears on line 5",
             ]
         );
     }

@@ -96,28 +96,39 @@ pub struct FleetArgs {
     pub application_id: String,
 }
 
-/// Faults on demand: rates per uplink (0–1) unless named a share of the fleet.
+/// Faults on demand: rates per uplink (0–1) unless named a share of the fleet. Both
+/// transports play them, each as its network shows it: with `--transport udp` at the radio
+/// (docs/simulator.md has the table).
 #[derive(Debug, Clone, clap::Args)]
 pub struct FaultArgs {
-    /// Uplinks no gateway hears.
+    /// Uplinks no gateway hears. udp: the meter transmits (time on air, duty cycle) and no
+    /// gateway hears it.
     #[arg(long, default_value_t = 0.0)]
     pub loss: f64,
-    /// `up` events published twice with the same deduplicationId.
+    /// `up` events published twice with the same deduplicationId. udp: the gateway's
+    /// PUSH_DATA reaches the network server twice, token and all, as over a backhaul that
+    /// duplicates a datagram (a Semtech packet forwarder never resends one itself).
     #[arg(long, default_value_t = 0.0)]
     pub duplicates: f64,
-    /// Uplinks that also arrive by a second path, under a new deduplicationId.
+    /// Uplinks that also arrive by a second path, under a new deduplicationId. udp: a second
+    /// gateway hears the frame too and forwards the same PHYPayload with its own RSSI and SNR
+    /// (needs --gateways 2 or more).
     #[arg(long, default_value_t = 0.0)]
     pub second_path: f64,
     /// Uplinks whose events are published after those of the next one to three uplinks.
+    /// Integration only: the air delivers each frame when it ends, and with udp the order of
+    /// the events is the real ChirpStack's (refused there).
     #[arg(long, default_value_t = 0.0)]
     pub reorder: f64,
-    /// Uplinks whose payload is garbled (no longer decodes).
+    /// Uplinks whose payload is garbled (no longer decodes). udp: spoilt by the firmware
+    /// before encryption, in a valid frame.
     #[arg(long, default_value_t = 0.0)]
     pub garbled: f64,
     /// Share of meters whose frames carry a serial with a wrong check digit.
     #[arg(long, default_value_t = 0.0)]
     pub bad_serial_share: f64,
-    /// Uplinks that start a silent spell of the meter.
+    /// Uplinks that start a silent spell of the meter. udp: it transmits nothing meanwhile,
+    /// still measuring and counting its frames.
     #[arg(long, default_value_t = 0.0)]
     pub silence: f64,
     /// Longest silent spell, simulated hours.
@@ -129,14 +140,19 @@ pub struct FaultArgs {
     /// Largest clock jump, seconds (kept below half the reporting interval).
     #[arg(long, default_value_t = 3_600)]
     pub clock_jump_max: i64,
-    /// Uplinks with which the meter restarts its frame counter at 0.
+    /// Uplinks with which the meter restarts its frame counter at 0. udp: the real
+    /// ChirpStack decides; by default it drops the frames until the counter passes the last
+    /// one it accepted.
     #[arg(long, default_value_t = 0.0)]
     pub f_cnt_resets: f64,
-    /// Delivered uplinks the meter sends again with the same frame counter.
+    /// Delivered uplinks the meter sends again with the same frame counter. udp: the same
+    /// frame goes on the air again once its receive windows have passed, duty cycle
+    /// permitting.
     #[arg(long, default_value_t = 0.0)]
     pub retransmissions: f64,
     /// Play a device profile with frame-counter validation disabled: ChirpStack accepts a
     /// counter that went back instead of logging UPLINK_F_CNT_RESET and dropping the uplink.
+    /// Integration only: with udp, set it in the real ChirpStack's device profile.
     #[arg(long)]
     pub skip_f_cnt_check: bool,
 }

@@ -5,6 +5,7 @@
 //! run, so a run with faults is reproducible byte for byte and switching faults on changes
 //! no reading the fleet takes, only what becomes of it.
 
+use crate::meter::Meter;
 use crate::rng::Pcg32;
 
 /// Fault rates. Per-uplink rates are probabilities in 0–1 drawn for every frame a meter
@@ -122,6 +123,116 @@ pub fn run_stream(seed: u64) -> Pcg32 {
 /// is off leaves the stream as it was.
 pub fn hit(rng: &mut Pcg32, p: f64) -> bool {
     p > 0.0 && rng.chance(p)
+}
+
+/// What the faults did to one frame as the meter built it. Both transports draw these the
+/// same way, in the same order, from the meter's fault stream (see [`before_frame`],
+/// [`corrupt`]), so a seed touches the same frames of a meter on either.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Built {
+    /// The meter's clock jumped just before this reading.
+    pub clock_jump: bool,
+    /// The meter restarted its frame counter with this frame.
+    pub f_cnt_reset: bool,
+    /// Its serial has a wrong check digit.
+    pub bad_serial: bool,
+    /// Its payload no longer decodes.
+    pub garbled: bool,
+}
+
+/// Before `meter` builds a frame (`periodic`: its scheduled reading, not a reply): its clock
+/// may jump, by less than half a reporting interval so that a reading's time never repeats
+/// an earlier one's, and it may restart its frame counter at 0.
+pub fn before_frame(meter: &mut Meter, faults: &Faults, periodic: bool) -> Built {
+    let mut built = Built::default();
+    if periodic && hit(&mut meter.faults, faults.clock_jump) {
+        let max = faults
+            .clock_jump_max_seconds
+            .min(meter.interval / 2 - 1)
+            .max(1);
+        let size = meter.faults.range(1, max);
+        let sign = if meter.faults.chance(0.5) { 1 } else { -1 };
+        meter.clock_offset += (sign * size) as f64;
+        built.clock_jump = true;
+    }
+    if hit(&mut meter.faults, faults.f_cnt_reset) {
+        meter.f_cnt = 0;
+        built.f_cnt_reset = true;
+    }
+    built
+}
+
+/// The application payload `payload` on `f_port` that `meter` built: its serial broken if
+/// the meter is one of the bad-serial share, then perhaps garbled. Both happen in the
+/// firmware, before any encryption.
+pub fn corrupt(
+    meter: &mut Meter,
+    faults: &Faults,
+    f_port: u8,
+    payload: &mut Vec<u8>,
+    built: &mut Built,
+) {
+    if meter.bad_serial {
+        built.bad_serial = break_serial(f_port, payload);
+    }
+    if hit(&mut meter.faults, faults.garble) {
+        garble(&mut meter.faults, payload);
+        built.garbled = true;
+    }
+}
+
+/// Whether a frame sent at true time `at` is heard at all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hearing {
+    /// A gateway hears it.
+    Heard,
+    /// It is sent, but no gateway hears it.
+    Lost,
+    /// The meter is in a silent spell (`began`: one begins with this frame): nothing of it
+    /// is heard.
+    Silent {
+        /// The spell begins with this frame.
+        began: bool,
+    },
+}
+
+/// Whether `meter`'s frame at true time `at` is heard: a silent spell under way or beginning
+/// (lasting up to `silence_max_seconds`), a loss, or heard.
+pub fn hearing(meter: &mut Meter, faults: &Faults, at: i64) -> Hearing {
+    if at < meter.silent_until {
+        Hearing::Silent { began: false }
+    } else if hit(&mut meter.faults, faults.silence) {
+        meter.silent_until = at + meter.faults.range(1, faults.silence_max_seconds);
+        Hearing::Silent { began: true }
+    } else if hit(&mut meter.faults, faults.loss) {
+        Hearing::Lost
+    } else {
+        Hearing::Heard
+    }
+}
+
+/// The further copies of a frame that was heard, each with the id the integration transport
+/// gives its event (drawn either way, so both transports leave the stream alike).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Copies {
+    /// The frame reaches the network server twice by the same way.
+    pub duplicate: bool,
+    /// It also arrives by a second way, under this id.
+    pub second_path: Option<uuid::Uuid>,
+    /// The meter sends it again with the same frame counter, under this id.
+    pub retransmission: Option<uuid::Uuid>,
+}
+
+/// The further copies of a heard frame of `meter`.
+pub fn copies(meter: &mut Meter, faults: &Faults) -> Copies {
+    let duplicate = hit(&mut meter.faults, faults.duplicate);
+    let second_path = hit(&mut meter.faults, faults.second_path).then(|| meter.faults.uuid());
+    let retransmission = hit(&mut meter.faults, faults.retransmission).then(|| meter.faults.uuid());
+    Copies {
+        duplicate,
+        second_path,
+        retransmission,
+    }
 }
 
 /// Corrupts a frame so that it can no longer be decoded: cut short to between one byte and

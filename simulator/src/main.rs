@@ -165,6 +165,7 @@ fn main() -> ExitCode {
             .and_then(|rt| rt.block_on(run(*args))),
         Command::Bench {
             fleet: f,
+            faults,
             transport: Transport::Udp,
             seconds,
             ..
@@ -173,7 +174,10 @@ fn main() -> ExitCode {
             .build()
             .map_err(anyhow::Error::from)
             .and_then(|rt| {
-                let spec = f.spec()?;
+                let spec = FleetSpec {
+                    faults: faults.faults()?,
+                    ..f.spec()?
+                };
                 rt.block_on(udp_run::bench(spec, seconds))
             })
             .map(|line| {

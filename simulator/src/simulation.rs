@@ -12,7 +12,7 @@ use firmware_protocol::Uplink;
 use firmware_protocol::chirpstack::LogCode;
 
 use crate::emulator::Network;
-use crate::faults::{self, Faults, break_serial, garble, hit};
+use crate::faults::{self, Faults, Hearing, hit};
 use crate::fleet::{FleetSpec, build, is_unregistered};
 use crate::meter::{Meter, Reply, is_tamper};
 use crate::queue::{DeviceQueue, QueueItem, Refusal};
@@ -215,22 +215,7 @@ impl Simulation {
         let i = index as usize;
         let faults = &self.faults;
         let meter = &mut self.meters[i];
-        let mut touched = Touched::default();
-        if reply.is_none() && hit(&mut meter.faults, faults.clock_jump) {
-            // Below half an interval, so a reading's time never repeats an earlier one's.
-            let max = faults
-                .clock_jump_max_seconds
-                .min(meter.interval / 2 - 1)
-                .max(1);
-            let size = meter.faults.range(1, max);
-            let sign = if meter.faults.chance(0.5) { 1 } else { -1 };
-            meter.clock_offset += (sign * size) as f64;
-            touched.clock_jump = true;
-        }
-        if hit(&mut meter.faults, faults.f_cnt_reset) {
-            meter.f_cnt = 0;
-            touched.f_cnt_reset = true;
-        }
+        let mut built = faults::before_frame(meter, faults, reply.is_none());
         let (f_cnt, message) = match reply {
             Some(r) => meter.reply(r, at),
             None => meter.reading(at),
@@ -241,23 +226,21 @@ impl Simulation {
         let n = message.encode(&mut buf).context("encoding an uplink")?;
         let mut frame = buf[..n].to_vec();
         let f_port = message.fport();
-        if meter.bad_serial {
-            touched.bad_serial = break_serial(f_port, &mut frame);
-        }
-        if hit(&mut meter.faults, faults.garble) {
-            garble(&mut meter.faults, &mut frame);
-            touched.garbled = true;
-        }
-        let heard = if at < meter.silent_until {
-            Fate::Silent
-        } else if hit(&mut meter.faults, faults.silence) {
-            meter.silent_until = at + meter.faults.range(1, faults.silence_max_seconds);
-            touched.silence_started = true;
-            Fate::Silent
-        } else if hit(&mut meter.faults, faults.loss) {
-            Fate::Lost
-        } else {
-            Fate::Delivered
+        faults::corrupt(meter, faults, f_port, &mut frame, &mut built);
+        let mut touched = Touched {
+            garbled: built.garbled,
+            bad_serial: built.bad_serial,
+            clock_jump: built.clock_jump,
+            f_cnt_reset: built.f_cnt_reset,
+            ..Touched::default()
+        };
+        let heard = match faults::hearing(meter, faults, at) {
+            Hearing::Silent { began } => {
+                touched.silence_started = began;
+                Fate::Silent
+            }
+            Hearing::Lost => Fate::Lost,
+            Hearing::Heard => Fate::Delivered,
         };
         let when = DateTime::from_timestamp(at, 0).unwrap_or_default();
         let up = self.network.up_event(meter, f_cnt, f_port, &frame, when);
@@ -312,27 +295,25 @@ impl Simulation {
                 }
                 messages.push(up_message.clone());
                 messages.extend(also.iter().cloned());
-                if hit(&mut meter.faults, faults.duplicate) {
+                let copies = faults::copies(meter, faults);
+                if copies.duplicate {
                     touched.duplicate = true;
                     messages.push(up_message.clone());
                 }
-                if hit(&mut meter.faults, faults.second_path) {
+                if let Some(id) = copies.second_path {
                     touched.second_path = true;
-                    let other = self
-                        .network
-                        .second_path(&up, meter.faults.uuid().to_string());
+                    let other = self.network.second_path(&up, id.to_string());
                     messages.push(Message {
                         topic: up_topic,
                         payload: serde_json::to_vec(&other).context("serialising an event")?,
                     });
                 }
-                if hit(&mut meter.faults, faults.retransmission) {
+                if let Some(id) = copies.retransmission {
                     touched.retransmission = true;
-                    let id = meter.faults.uuid().to_string();
                     let log = self.network.f_cnt_event(
                         meter,
                         LogCode::UplinkFCntRetransmission,
-                        &id,
+                        &id.to_string(),
                         f_cnt,
                         when,
                     );

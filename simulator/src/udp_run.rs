@@ -23,9 +23,6 @@ pub async fn run(
     duration: Option<i64>,
     summary_json: Option<&Path>,
 ) -> Result<String> {
-    if spec.faults.any() {
-        bail!("the udp transport plays no faults: leave the fault flags out");
-    }
     let servers = args
         .gateway
         .iter()
@@ -39,6 +36,7 @@ pub async fn run(
             servers.len()
         );
     }
+    udp::faults::check(&spec.faults, usize::from(count)).map_err(anyhow::Error::msg)?;
     let first: [u8; 8] = parse_hex(&args.gateway_eui).context("--gateway-eui")?;
     let first = u64::from_be_bytes(first);
     let gateways = (0..u64::from(count))

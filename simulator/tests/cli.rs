@@ -1,5 +1,5 @@
 //! The `meterhub-sim` binary's flags: the registry's application id, the clock the udp
-//! transport accepts, the clock's range, and its JSON summary.
+//! transport accepts and the faults it refuses, the clock's range, and its JSON summary.
 
 use std::process::{Command, Output};
 
@@ -80,17 +80,36 @@ fn the_udp_transport_writes_its_summary_as_json() {
         "0.00002",
         "--summary-json",
         path.to_str().expect("utf-8 path"),
+        "--garbled",
+        "0.5",
     ]);
     assert!(out.status.success(), "{}", stderr(&out));
     let json: serde_json::Value =
         serde_json::from_slice(&std::fs::read(&path).expect("summary written")).expect("JSON");
     assert_eq!(json["transport"], "udp");
+    assert_eq!(json["faults"]["garbled"], 0, "no meter joined the void");
+    assert_eq!(json["faults"]["lost"], 0);
     assert_eq!(json["meters"], 4);
     assert_eq!(
         json["expectedReadingsByMeter"].as_array().map(Vec::len),
         Some(4)
     );
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn the_udp_transport_refuses_each_fault_it_cannot_play_by_name() {
+    let cases: [(&[&str], &str); 3] = [
+        (&["--reorder", "0.1"], "--reorder"),
+        (&["--skip-f-cnt-check"], "--skip-f-cnt-check"),
+        (&["--second-path", "0.1"], "--gateways 2"),
+    ];
+    for (flags, named) in cases {
+        let out = sim(&[&["run", "--transport", "udp", "--loss", "0.1"][..], flags].concat());
+        assert!(!out.status.success(), "{flags:?} ran");
+        let err = stderr(&out);
+        assert!(err.contains(named), "{flags:?}: {err}");
+    }
 }
 
 #[test]

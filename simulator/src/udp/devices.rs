@@ -17,6 +17,7 @@ use super::airtime::{next_allowed_us, time_on_air_us};
 use super::keys::FleetKeys;
 use super::lorawan::{self, Downlink, FrameError, Session};
 use super::radio::spreading_factor;
+use crate::faults::{self, Built, Copies, Faults, Hearing};
 use crate::fleet::{FleetSpec, build, is_unregistered};
 use crate::meter::{Meter, Reply};
 use crate::rng::Pcg32;
@@ -32,6 +33,11 @@ const JOIN_ACCEPT_DELAYS: [u32; 2] = [5_000_000, 6_000_000];
 /// Longest wait between two join attempts of one meter.
 const MAX_JOIN_BACKOFF: Duration = Duration::from_secs(600);
 
+/// How long after a frame ends the meter sends it again, at the earliest, µs: after its
+/// second receive window (RECEIVE_DELAY2, 2 s) has passed, as LoRaWAN's repetitions of an
+/// unconfirmed frame (NbTrans) wait for it, plus a second.
+const REPEAT_AFTER_US: i64 = 3_000_000;
+
 /// One meter's LoRaWAN state: about 50 bytes.
 #[derive(Debug, Clone, Default)]
 struct Link {
@@ -43,6 +49,8 @@ struct Link {
     session: Option<Session>,
     /// A confirmed downlink was received: the next uplink sets ACK.
     owe_ack: bool,
+    /// Sessions opened so far: a new one counts its frames from 0 again.
+    sessions: u32,
 }
 
 /// A JoinRequest waiting for its JoinAccept.
@@ -75,6 +83,26 @@ pub enum Due {
         air_us: i64,
         /// Its spreading factor.
         sf: u8,
+        /// Its session (the meter's how-manieth): a new session counts frames from 0.
+        session: u32,
+        /// What the faults did to it as it was built.
+        built: Built,
+        /// Whether any gateway hears it; a lost frame still took the air.
+        heard: bool,
+        /// Its further copies (a heard frame's only).
+        copies: Copies,
+        /// When the meter sends it again, the same bytes (a retransmission), simulated µs.
+        repeat_us: Option<i64>,
+    },
+    /// The meter built a frame during a silent spell and sent nothing: it keeps measuring
+    /// and counting its frames.
+    Silent {
+        /// The meter.
+        index: u32,
+        /// The spell begins with this frame.
+        began: bool,
+        /// What the faults did to the frame as it was built.
+        built: Built,
     },
     /// The meter had something to send but has no session yet.
     NotJoined(u32),
@@ -123,6 +151,9 @@ pub struct Devices {
     jitter: Pcg32,
     /// Per periodic reading, the chance of a tamper alarm before the next.
     tamper: f64,
+    /// Faults on demand, drawn from each meter's fault stream as on the integration
+    /// transport.
+    faults: Faults,
 }
 
 impl Devices {
@@ -151,6 +182,7 @@ impl Devices {
             free_at: vec![i64::MIN; meters.len()],
             jitter: Pcg32::new(spec.seed ^ 0x0a17_7133, 0),
             tamper: spec.tamper,
+            faults: spec.faults.clone(),
             links,
             keys,
             due,
@@ -234,13 +266,26 @@ impl Devices {
                 Some(r)
             }
         };
-        if reply.is_none() {
+        let periodic = reply.is_none();
+        if periodic {
             let next = at + self.meters[i].interval;
             self.due.schedule(next, index, None);
+        }
+        let due = self.send(at, index, reply)?;
+        // After the frame's faults, as on the integration transport: the same seed draws the
+        // same from the meter's fault stream on both.
+        if periodic {
             self.due.tamper(&mut self.meters[i], at, self.tamper);
         }
+        Ok(Some(due))
+    }
+
+    /// Meter `index` sends what fell due at `at` (`None`: its periodic reading), if it has a
+    /// session and its duty cycle allows, through its faults.
+    fn send(&mut self, at: i64, index: u32, reply: Option<Reply>) -> Result<Due> {
+        let i = index as usize;
         let Some(session) = self.links[i].session.clone() else {
-            return Ok(Some(Due::NotJoined(index)));
+            return Ok(Due::NotJoined(index));
         };
         let start_us = at.saturating_mul(1_000_000) + self.jitter.range(0, 999_999);
         if self.duty_cycle && start_us < self.free_at[i] {
@@ -248,13 +293,14 @@ impl Devices {
             // its next reading: by then it would be stale.
             let resume = self.free_at[i].div_euclid(1_000_000) + 1;
             if resume - at >= self.meters[i].interval {
-                return Ok(Some(Due::Dropped(index)));
+                return Ok(Due::Dropped(index));
             }
             let job = Job::Reply(reply.unwrap_or(Reply::Reading));
             self.due.schedule(resume, index, Some(job));
-            return Ok(Some(Due::Deferred(index)));
+            return Ok(Due::Deferred(index));
         }
         let meter = &mut self.meters[i];
+        let mut built = faults::before_frame(meter, &self.faults, reply.is_none());
         let (f_cnt, message) = match reply {
             Some(r) => meter.reply(r, at),
             None => meter.reading(at),
@@ -265,12 +311,48 @@ impl Devices {
         }
         let mut buf = [0u8; 64];
         let n = message.encode(&mut buf).context("encoding an uplink")?;
+        // Garbled and broken serials are the firmware's: the payload is spoilt before it is
+        // encrypted, and the frame around it is valid.
+        let mut payload = buf[..n].to_vec();
+        faults::corrupt(
+            meter,
+            &self.faults,
+            message.fport(),
+            &mut payload,
+            &mut built,
+        );
+        let heard = match faults::hearing(meter, &self.faults, at) {
+            Hearing::Silent { began } => {
+                return Ok(Due::Silent {
+                    index,
+                    began,
+                    built,
+                });
+            }
+            Hearing::Lost => false,
+            Hearing::Heard => true,
+        };
+        let copies = if heard {
+            faults::copies(meter, &self.faults)
+        } else {
+            Copies::default()
+        };
         let ack = std::mem::take(&mut self.links[i].owe_ack);
-        let frame = lorawan::data_up(&session, f_cnt, message.fport(), &buf[..n], ack)
+        let frame = lorawan::data_up(&session, f_cnt, message.fport(), &payload, ack)
             .map_err(|e| anyhow::anyhow!("building an uplink frame: {e}"))?;
         let sf = spreading_factor(self.seed, index);
         let air_us = self.took_air(index, start_us, sf, frame.len());
-        Ok(Some(Due::Frame {
+        let repeat_us = copies.retransmission.map(|_| {
+            let after_rx2 = start_us + air_us + REPEAT_AFTER_US;
+            let at = if self.duty_cycle {
+                after_rx2.max(self.free_at[i])
+            } else {
+                after_rx2
+            };
+            self.took_air(index, at, sf, frame.len());
+            at
+        });
+        Ok(Due::Frame {
             index,
             frame,
             message,
@@ -278,7 +360,12 @@ impl Devices {
             start_us,
             air_us,
             sf,
-        }))
+            session: self.links[i].sessions,
+            built,
+            heard,
+            copies,
+            repeat_us,
+        })
     }
 
     /// Meter `index` sends `len` bytes at `sf` from `start_us`: its time on air, which its
@@ -441,6 +528,7 @@ impl Devices {
         }
         self.by_dev_addr.insert(session.dev_addr, index);
         link.session = Some(session);
+        link.sessions = link.sessions.wrapping_add(1);
         link.attempts = 0;
         link.owe_ack = false;
         // A new session counts its frames from zero.

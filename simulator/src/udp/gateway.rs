@@ -51,6 +51,8 @@ pub struct Gateway {
     tokens: Pcg32,
     push_waiting: HashMap<u16, Instant>,
     pull_waiting: HashMap<u16, Instant>,
+    /// PUSH_DATA sent twice whose second PUSH_ACK may still come.
+    echoed: HashMap<u16, Instant>,
     /// What it counted.
     pub counters: GatewayCounters,
 }
@@ -105,6 +107,7 @@ impl Gateway {
                 tokens: Pcg32::new(seed ^ 0x0704_3e45, number as u64),
                 push_waiting: HashMap::new(),
                 pull_waiting: HashMap::new(),
+                echoed: HashMap::new(),
                 counters: GatewayCounters::default(),
             },
             task,
@@ -124,6 +127,27 @@ impl Gateway {
     pub async fn push_frames(&mut self, rxpk: Vec<RxPk>) -> Result<()> {
         let frames = rxpk.len() as u64;
         self.push(PushData { rxpk, stat: None }).await?;
+        self.counters.frames_up += frames;
+        Ok(())
+    }
+
+    /// Forwards received frames in one PUSH_DATA that reaches the server twice, token and
+    /// all, as over a backhaul that duplicates a UDP datagram: one PUSH_DATA sent, whose
+    /// second PUSH_ACK is expected too.
+    pub async fn push_frames_twice(&mut self, rxpk: Vec<RxPk>) -> Result<()> {
+        let frames = rxpk.len() as u64;
+        let token = self.token();
+        let datagram =
+            packet_forwarder::push_data(token, self.eui, &PushData { rxpk, stat: None })?;
+        self.push_waiting.insert(token, Instant::now());
+        self.echoed.insert(token, Instant::now());
+        self.counters.push_sent += 1;
+        for _ in 0..2 {
+            self.socket
+                .send(&datagram)
+                .await
+                .context("sending PUSH_DATA")?;
+        }
         self.counters.frames_up += frames;
         Ok(())
     }
@@ -194,6 +218,9 @@ impl Gateway {
         let matched = self.push_waiting.remove(&token).is_some();
         if matched {
             self.counters.push_acked += 1;
+        } else if self.echoed.remove(&token).is_some() {
+            // The acknowledgement of a duplicated datagram's second copy.
+            return true;
         } else {
             self.counters.unmatched_acks += 1;
         }
@@ -222,6 +249,9 @@ impl Gateway {
         self.push_waiting
             .retain(|_, sent| now.duration_since(*sent) < ACK_TIMEOUT);
         self.pull_waiting
+            .retain(|_, sent| now.duration_since(*sent) < ACK_TIMEOUT);
+        // A duplicate's second acknowledgement that did not come is no datagram lost.
+        self.echoed
             .retain(|_, sent| now.duration_since(*sent) < ACK_TIMEOUT);
         self.counters.unacknowledged += (before - self.waiting()) as u64;
     }

@@ -5,7 +5,8 @@
 //!
 //! [`packet_forwarder`] holds the datagrams, [`lorawan`] the device's frames and crypto,
 //! [`keys`] the fleet's AppKeys, [`radio`] the EU868 metadata, [`airtime`] time on air and
-//! duty cycle, [`air`] frames in flight and their collisions, [`gateway`] one gateway's
+//! duty cycle, [`air`] frames in flight and their collisions, [`faults`] the faults on demand as the air
+//! shows them, [`gateway`] one gateway's
 //! socket and counters, [`devices`] the meters' link state and schedule, [`runner`] the loop
 //! that ties them together and [`report`] what it counted; [`bench`] is a counting network
 //! server to measure it against.
@@ -14,6 +15,7 @@ pub mod air;
 pub mod airtime;
 pub mod bench;
 pub mod devices;
+pub mod faults;
 pub mod gateway;
 pub mod keys;
 pub mod lorawan;

@@ -7,6 +7,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use super::gateway::GatewayCounters;
+use crate::faults::Built;
 
 /// What a run did.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -51,6 +52,77 @@ pub struct UdpReport {
     pub gateways: GatewayCounters,
     /// What the radio constraints did.
     pub radio: RadioCounts,
+    /// What the faults on demand did.
+    pub faults: FaultCounts,
+}
+
+/// What the faults on demand did (see [`super::faults`]), named as on the integration
+/// transport where they mean the same.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FaultCounts {
+    /// Frames sent that no gateway heard.
+    pub lost: u64,
+    /// Frames built during a silent spell, not sent.
+    pub silent: u64,
+    /// Silent spells begun.
+    pub silences: u64,
+    /// Frames whose payload was garbled before encryption.
+    pub garbled: u64,
+    /// Frames whose serial has a wrong check digit.
+    pub bad_serial: u64,
+    /// Clock jumps.
+    pub clock_jumps: u64,
+    /// Frame-counter restarts.
+    pub f_cnt_resets: u64,
+    /// Frames forwarded with a counter at or below the last one forwarded in their session,
+    /// which ChirpStack's frame-counter validation drops (not in the expected readings).
+    pub f_cnt_behind: u64,
+    /// PUSH_DATA datagrams sent twice.
+    pub duplicates: u64,
+    /// Frames a second gateway heard too.
+    pub second_paths: u64,
+    /// Frames the meter sent again.
+    pub retransmissions: u64,
+}
+
+impl FaultCounts {
+    /// Counts what the faults did to a frame as the meter built it.
+    pub fn built(&mut self, built: &Built) {
+        self.garbled += u64::from(built.garbled);
+        self.bad_serial += u64::from(built.bad_serial);
+        self.clock_jumps += u64::from(built.clock_jump);
+        self.f_cnt_resets += u64::from(built.f_cnt_reset);
+    }
+
+    /// Faults injected in all (a silent spell counts once; `f_cnt_behind` is an effect of the
+    /// resets, not a fault of its own).
+    pub fn total(&self) -> u64 {
+        self.lost
+            + self.silences
+            + self.garbled
+            + self.bad_serial
+            + self.clock_jumps
+            + self.f_cnt_resets
+            + self.duplicates
+            + self.second_paths
+            + self.retransmissions
+    }
+
+    fn to_json(self) -> Value {
+        json!({
+            "lost": self.lost,
+            "silent": self.silent,
+            "silences": self.silences,
+            "garbled": self.garbled,
+            "badSerial": self.bad_serial,
+            "clockJumps": self.clock_jumps,
+            "fCntResets": self.f_cnt_resets,
+            "fCntBehind": self.f_cnt_behind,
+            "duplicates": self.duplicates,
+            "secondPaths": self.second_paths,
+            "retransmissions": self.retransmissions,
+        })
+    }
 }
 
 /// What the radio constraints did (see [`super::runner::Realism`]).
@@ -80,10 +152,11 @@ impl UdpReport {
         }
     }
 
-    /// Counts a reading of meter `index` that a gateway forwarded; `registered` says whether
-    /// the meter is in the registry (otherwise the server quarantines it).
-    pub fn forwarded_reading(&mut self, index: u32, registered: bool) {
-        if registered {
+    /// Counts a reading of meter `index` that a gateway forwarded as a new uplink; `stores`
+    /// says whether the server must store it: the meter is in the registry (otherwise the
+    /// server quarantines it), and its payload decodes with a valid serial.
+    pub fn forwarded_reading(&mut self, index: u32, stores: bool) {
+        if stores {
             self.registered_readings += 1;
             if let Some(n) = self.expected_by_meter.get_mut(index as usize) {
                 *n += 1;
@@ -95,7 +168,7 @@ impl UdpReport {
     pub fn progress_line(&self, rate: f64, elapsed: Duration) -> String {
         format!(
             "{:>6.0} s  joined {}/{}  uplinks {} ({rate:.0}/s)  downlinks {}  push acked {}/{}  \
-             rejected {}  malformed {}",
+             rejected {}  malformed {}  faults {}",
             elapsed.as_secs_f64(),
             self.joined,
             self.meters,
@@ -104,13 +177,15 @@ impl UdpReport {
             self.gateways.push_acked,
             self.gateways.push_sent,
             self.rejected_frames,
-            self.malformed
+            self.malformed,
+            self.faults.total()
         )
     }
 
     /// The closing summary.
     pub fn summary(&self, elapsed: Duration) -> String {
         let g = &self.gateways;
+        let f = &self.faults;
         format!(
             "{} meters, {} joined ({} JoinRequests, {} accepted, {} retries); {} uplinks \
              ({} readings, {} for the server to store; {} tamper alarms) in {:.1} s, {} owed \
@@ -118,7 +193,10 @@ impl UdpReport {
              rejected, {} malformed datagrams; PUSH_DATA {} sent / {} acked, PULL_DATA {} / {}, \
              {} unacknowledged, {} unmatched acks, {} TX_ACKs, {} send errors\n\
              radio: {:.1} s on air, {} frames held back by the duty cycle, {} given up, {} lost \
-             in collisions, {} downlinks too late for their receive window\n",
+             in collisions, {} downlinks too late for their receive window\n\
+             faults: lost {}, silent {} (in {} spells), garbled {}, bad serial {}, clock jumps \
+             {}, fCnt resets {} ({} frames behind the last counter), duplicates {}, second \
+             paths {}, retransmissions {}\n",
             self.meters,
             self.joined,
             self.join_requests,
@@ -146,6 +224,17 @@ impl UdpReport {
             self.radio.dropped,
             self.radio.collided,
             self.radio.too_late,
+            f.lost,
+            f.silent,
+            f.silences,
+            f.garbled,
+            f.bad_serial,
+            f.clock_jumps,
+            f.f_cnt_resets,
+            f.f_cnt_behind,
+            f.duplicates,
+            f.second_paths,
+            f.retransmissions,
         )
     }
 
@@ -189,6 +278,7 @@ impl UdpReport {
                 "collisions": self.radio.collided,
                 "downlinksTooLate": self.radio.too_late,
             },
+            "faults": self.faults.to_json(),
             "expectedReadingsByMeter": self.expected_by_meter,
         })
     }
@@ -206,7 +296,16 @@ mod tests {
         report.forwarded_reading(2, true);
         report.forwarded_reading(1, false);
         report.gateways.push_acked = 7;
+        report.faults.garbled = 2;
+        report.faults.f_cnt_behind = 1;
         let json = report.to_json();
+        assert_eq!(json["faults"]["garbled"], 2);
+        assert_eq!(json["faults"]["fCntBehind"], 1);
+        assert!(
+            report
+                .summary(Duration::from_secs(1))
+                .contains("garbled 2, bad serial 0")
+        );
         assert_eq!(json["expectedReadings"], 3);
         assert_eq!(json["expectedReadingsByMeter"], json!([1, 0, 2]));
         assert_eq!(json["gateways"]["pushAcked"], 7);

@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::air::{Air, Flight};
 use super::devices::{Devices, Due, Taken};
+use super::faults::{Landed, Ledger};
 use super::gateway::{Gateway, GatewayCounters};
 use super::keys::FleetKeys;
 use super::packet_forwarder::{Downstream, parse_downstream};
@@ -89,13 +90,24 @@ impl Default for Realism {
 /// forwarder needs the time to load the radio (its `TX_START_DELAY` of 1.5 ms, plus a margin).
 const TX_LEAD_US: i32 = 3_000;
 
-/// An uplink on the air, to forward once it lands.
+/// A copy of an uplink on the air, to forward once it lands.
 #[derive(Debug, Clone)]
 struct Uplinked {
+    /// The frame's id: its copies share it.
+    id: u64,
     index: u32,
     frame: Vec<u8>,
+    session: u32,
+    f_cnt: u32,
     reading: bool,
     tamper: bool,
+    /// Whether the server must store what it carries once forwarded: a registered meter's,
+    /// its payload intact (a reading's serial valid too).
+    stores: bool,
+    /// Heard by a second gateway (not the meter's own).
+    second: bool,
+    /// The gateway's PUSH_DATA of this copy reaches the server twice.
+    duplicate: bool,
 }
 
 impl UdpSpec {
@@ -129,6 +141,7 @@ pub async fn run(
 ) -> Result<UdpReport> {
     anyhow::ensure!(!spec.gateways.is_empty(), "at least one gateway is needed");
     anyhow::ensure!(spec.join_rate > 0.0, "the join rate must be positive");
+    super::faults::check(&spec.fleet.faults, spec.gateways.len()).map_err(anyhow::Error::msg)?;
     let start = clock.now_unix();
     let end = spec.duration.map(|d| start + d);
     let mut devices = Devices::new(
@@ -143,6 +156,10 @@ pub async fn run(
         air: Air::new(spec.radio.collisions),
         noise: Pcg32::new(spec.fleet.seed ^ 0x0a1e, 0),
         seed: spec.fleet.seed,
+        ledger: Ledger::new(
+            spec.fleet.faults.f_cnt_reset > 0.0 || spec.fleet.faults.retransmission > 0.0,
+        ),
+        next_id: 0,
     };
     // Bounded: a runner that falls behind makes the readers wait, and the kernel drops
     // datagrams, as a real gateway's would.
@@ -238,7 +255,7 @@ pub async fn run(
         let horizon = due.map_or(i64::MAX, |at| at.saturating_mul(1_000_000));
         let horizon = horizon.min(clock.now_unix_micros());
         airwaves
-            .land(horizon, &devices, &mut gateways, &mut report, &clock)
+            .land(horizon, &mut gateways, &mut report, &clock)
             .await;
         let finished = end.is_some_and(|e| due.is_none_or(|at| at > e) && sim_now >= e);
         if finished {
@@ -246,7 +263,7 @@ pub async fn run(
         }
         if due.is_some_and(|at| at <= sim_now && end.is_none_or(|e| at <= e)) {
             if let Some(d) = devices.emit()? {
-                airwaves.take_due(gateways.len(), &mut report, d);
+                airwaves.take_due(&devices, gateways.len(), &mut report, d);
             }
         } else {
             // Sleep until the next thing: a frame due, a join slot, a timer, a keep-alive.
@@ -291,7 +308,7 @@ pub async fn run(
     }
     // Frames still on the air reach their gateways: nothing else will start now.
     airwaves
-        .land(i64::MAX, &devices, &mut gateways, &mut report, &clock)
+        .land(i64::MAX, &mut gateways, &mut report, &clock)
         .await;
     // The last acknowledgements are on their way: take what comes within a moment.
     let grace = Instant::now() + Duration::from_millis(300);
@@ -352,41 +369,99 @@ struct Airwaves {
     /// Draws the channel of each frame and the signal figures each gateway reports.
     noise: Pcg32,
     seed: u64,
+    /// Frames heard more than once, and each meter's last counter forwarded.
+    ledger: Ledger,
+    /// The next frame's id.
+    next_id: u64,
 }
 
+/// How much weaker a second gateway hears a frame than the meter's own, dB: it is farther
+/// away.
+const SECOND_PATH_RSSI_DB: i32 = 12;
+/// The same for the signal-to-noise ratio, dB.
+const SECOND_PATH_SNR_DB: f64 = 5.0;
+
 impl Airwaves {
-    /// What fell due: a frame takes the air, the rest is counted.
-    fn take_due(&mut self, gateways: usize, report: &mut UdpReport, due: Due) {
+    /// What fell due: a frame takes the air (once, or again for a retransmission; heard by
+    /// the meter's gateway, and by the next one for a second path), the rest is counted.
+    fn take_due(&mut self, devices: &Devices, gateways: usize, report: &mut UdpReport, due: Due) {
         match due {
             Due::Frame {
                 index,
                 frame,
                 message,
+                f_cnt,
                 start_us,
                 air_us,
                 sf,
-                ..
+                session,
+                built,
+                heard,
+                copies,
+                repeat_us,
             } => {
                 let reading = matches!(message, Uplink::Reading(_));
                 let tamper = matches!(&message, Uplink::Alarm(a) if is_tamper(a.kind));
                 report.uplinks += 1;
                 report.readings += u64::from(reading);
                 report.tamper_alarms += u64::from(tamper);
-                report.radio.airtime_us += air_us.max(0) as u64;
-                self.air.send(Flight {
-                    gateway: index as usize % gateways.max(1),
-                    channel: radio::pick_channel(&mut self.noise),
-                    sf,
-                    start_us,
-                    end_us: start_us + air_us,
-                    collided: false,
-                    payload: Uplinked {
-                        index,
-                        frame,
-                        reading,
-                        tamper,
-                    },
-                });
+                let sends = if repeat_us.is_some() { 2 } else { 1 };
+                report.radio.airtime_us += (sends * air_us).max(0) as u64;
+                report.faults.built(&built);
+                if !heard {
+                    report.faults.lost += 1;
+                    return;
+                }
+                let gateways = gateways.max(1);
+                let own = index as usize % gateways;
+                let second = copies.second_path.is_some() && gateways > 1;
+                report.faults.second_paths += u64::from(second);
+                report.faults.retransmissions += u64::from(repeat_us.is_some());
+                let id = self.next_id;
+                self.next_id += 1;
+                let hearers = if second { 2 } else { 1 };
+                self.ledger.sent(id, sends as u8 * hearers);
+                let up = Uplinked {
+                    id,
+                    index,
+                    frame,
+                    session,
+                    f_cnt,
+                    reading,
+                    tamper,
+                    stores: devices.registered(index) && !built.garbled && !built.bad_serial,
+                    second: false,
+                    duplicate: false,
+                };
+                for (n, start) in [Some(start_us), repeat_us]
+                    .into_iter()
+                    .flatten()
+                    .enumerate()
+                {
+                    // A repetition hops to a channel of its own.
+                    let channel = radio::pick_channel(&mut self.noise);
+                    for g in 0..hearers {
+                        self.air.send(Flight {
+                            gateway: (own + usize::from(g)) % gateways,
+                            channel,
+                            sf,
+                            start_us: start,
+                            end_us: start + air_us,
+                            collided: false,
+                            payload: Uplinked {
+                                second: g > 0,
+                                // The meter's own gateway's first forward is the one sent twice.
+                                duplicate: copies.duplicate && n == 0 && g == 0,
+                                ..up.clone()
+                            },
+                        });
+                    }
+                }
+            }
+            Due::Silent { began, built, .. } => {
+                report.faults.built(&built);
+                report.faults.silent += 1;
+                report.faults.silences += u64::from(began);
             }
             Due::NotJoined(_) => report.not_joined += 1,
             Due::Deferred(_) => report.radio.deferred += 1,
@@ -400,7 +475,6 @@ impl Airwaves {
     async fn land(
         &mut self,
         horizon: i64,
-        devices: &Devices,
         gateways: &mut [Gateway],
         report: &mut UdpReport,
         clock: &Clock,
@@ -410,6 +484,22 @@ impl Airwaves {
         }
         for flight in self.air.land(horizon) {
             let up = flight.payload;
+            let forwarded = !flight.collided && flight.gateway < gateways.len();
+            match self
+                .ledger
+                .landed(up.id, up.index, up.session, up.f_cnt, forwarded)
+            {
+                Landed::New => {
+                    if up.reading {
+                        report.forwarded_reading(up.index, up.stores);
+                    }
+                    if up.tamper && up.stores {
+                        report.expected_tamper_alarms += 1;
+                    }
+                }
+                Landed::Behind => report.faults.f_cnt_behind += 1,
+                Landed::Nothing => {}
+            }
             if flight.collided {
                 report.radio.collided += 1;
                 continue;
@@ -418,7 +508,7 @@ impl Airwaves {
                 continue;
             };
             let tmst = gateway.tmst();
-            let rxpk = radio::rxpk(
+            let mut rxpk = radio::rxpk(
                 self.seed,
                 up.index,
                 &up.frame,
@@ -427,13 +517,17 @@ impl Airwaves {
                 sim_time(clock),
                 &mut self.noise,
             );
-            if up.reading {
-                report.forwarded_reading(up.index, devices.registered(up.index));
+            if up.second {
+                rxpk.rssi -= SECOND_PATH_RSSI_DB;
+                rxpk.lsnr = ((rxpk.lsnr - SECOND_PATH_SNR_DB) * 10.0).round() / 10.0;
             }
-            if up.tamper && devices.registered(up.index) {
-                report.expected_tamper_alarms += 1;
-            }
-            if let Err(e) = gateway.push_frames(vec![rxpk]).await {
+            let sent = if up.duplicate {
+                report.faults.duplicates += 1;
+                gateway.push_frames_twice(vec![rxpk]).await
+            } else {
+                gateway.push_frames(vec![rxpk]).await
+            };
+            if let Err(e) = sent {
                 report.send_errors += 1;
                 tracing::debug!(error = %e, "uplink PUSH_DATA");
             }

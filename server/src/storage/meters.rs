@@ -91,6 +91,39 @@ pub struct Meter {
     pub updated_at: DateTime<Utc>,
 }
 
+#[cfg(test)]
+impl Meter {
+    /// The row of a meter registered as `new` at `at`, with id `id`, never heard from.
+    pub(crate) fn registered(id: i64, new: &NewMeter, at: DateTime<Utc>) -> Meter {
+        Meter {
+            id,
+            dev_eui: new.dev_eui.clone(),
+            serial: new.serial.clone(),
+            body_number: new.body_number,
+            user_id: new.user_id.clone(),
+            application_id: new.application_id.clone(),
+            region_id: new.region_id.clone(),
+            usage_type: new.usage_type.clone(),
+            mode: new.mode.clone(),
+            production_date: new.production_date,
+            status: "installed".into(),
+            reporting_interval_minutes: new.reporting_interval_minutes,
+            last_seen_at: None,
+            battery_millivolts: None,
+            battery_percent: None,
+            rssi: None,
+            snr: None,
+            overdue_at: None,
+            firmware_version: None,
+            info_received_at: None,
+            clock_drift_ms: None,
+            drift_measured_at: None,
+            created_at: at,
+            updated_at: at,
+        }
+    }
+}
+
 impl Meter {
     /// Whether the registered values equal `new` (so an import changes nothing).
     pub fn matches(&self, new: &NewMeter) -> bool {

@@ -244,32 +244,7 @@ mod tests {
             .with_ymd_and_hms(2026, 1, 1, 0, 0, 0)
             .single()
             .expect("time");
-        Meter {
-            id,
-            dev_eui: n.dev_eui.clone(),
-            serial: n.serial.clone(),
-            body_number: n.body_number,
-            user_id: n.user_id.clone(),
-            application_id: n.application_id.clone(),
-            region_id: n.region_id.clone(),
-            usage_type: n.usage_type.clone(),
-            mode: n.mode.clone(),
-            production_date: n.production_date,
-            status: "installed".into(),
-            reporting_interval_minutes: n.reporting_interval_minutes,
-            last_seen_at: None,
-            battery_millivolts: None,
-            battery_percent: None,
-            rssi: None,
-            snr: None,
-            overdue_at: None,
-            firmware_version: None,
-            info_received_at: None,
-            clock_drift_ms: None,
-            drift_measured_at: None,
-            created_at: at,
-            updated_at: at,
-        }
+        Meter::registered(id, n, at)
     }
 
     #[test]

@@ -733,6 +733,9 @@ fn uplink_effects(
 }
 
 #[cfg(test)]
+mod plan_tests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

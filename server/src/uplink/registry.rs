@@ -68,10 +68,10 @@ impl RegistryCache {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::storage::meters::NewMeter;
 
     fn meter(dev_eui: &str) -> Meter {
-        Meter {
-            id: 1,
+        let new = NewMeter {
             dev_eui: dev_eui.to_owned(),
             serial: "12260100000018".to_owned(),
             body_number: 1,
@@ -81,21 +81,9 @@ mod tests {
             usage_type: "residential".to_owned(),
             mode: "credit".to_owned(),
             production_date: chrono::NaiveDate::default(),
-            status: "active".to_owned(),
             reporting_interval_minutes: 1_440,
-            last_seen_at: None,
-            battery_millivolts: None,
-            battery_percent: None,
-            rssi: None,
-            snr: None,
-            overdue_at: None,
-            firmware_version: None,
-            info_received_at: None,
-            clock_drift_ms: None,
-            drift_measured_at: None,
-            created_at: chrono::DateTime::default(),
-            updated_at: chrono::DateTime::default(),
-        }
+        };
+        Meter::registered(1, &new, chrono::DateTime::default())
     }
 
     #[test]

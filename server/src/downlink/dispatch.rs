@@ -12,6 +12,7 @@ use firmware_protocol::{PORT_CLOCK_SYNC, Uplink, decode_uplink};
 use rumqttc::v5::mqttbytes::v5::Publish;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 use uuid::Uuid;
 
 use super::clock_sync::{answer_frame, answer_id, reference_gps_seconds};
@@ -90,6 +91,8 @@ pub async fn run(
         if header.f_port == u32::from(PORT_CLOCK_SYNC)
             && let Ok(up) = serde_json::from_slice::<UplinkEvent>(&t.publish.payload)
         {
+            // Every line logged on the way names the meter.
+            let span = tracing::info_span!("clock_answer", dev_eui = %uplink.dev_eui);
             answer(
                 &downlinks,
                 &publisher,
@@ -99,6 +102,7 @@ pub async fn run(
                 &up,
                 t.received,
             )
+            .instrument(span)
             .await;
         }
         if downlinks.has_pending(&uplink.dev_eui)
@@ -208,7 +212,7 @@ async fn answer(
         }
         Err(e) => {
             metrics.downlink_errors.inc();
-            tracing::warn!(error = %e, %dev_eui, "publishing a clock answer failed");
+            tracing::warn!(error = %e, "publishing a clock answer failed");
         }
     }
 }
@@ -269,11 +273,14 @@ async fn release_loop(
             d = rx.recv() => match d { Some(d) => d, None => break },
         };
         let dev_eui = heard.dev_eui.as_str();
+        // Every line logged on the way (a command published, lost, failed) names the meter.
+        let span = tracing::info_span!("release", dev_eui = %dev_eui, joined = heard.joined);
         let done = if heard.joined {
-            downlinks.rejoined(dev_eui, heard.at).await
+            downlinks.rejoined(dev_eui, heard.at).instrument(span).await
         } else {
             downlinks
                 .release(dev_eui, heard.application_id.as_deref(), heard.at)
+                .instrument(span)
                 .await
         };
         match done {
@@ -285,7 +292,7 @@ async fn release_loop(
             }
             Err(e) => {
                 metrics.downlink_errors.inc();
-                tracing::warn!(error = %e, %dev_eui, "releasing a command failed");
+                tracing::warn!(error = %e, "releasing a command failed");
             }
         }
     }

@@ -270,10 +270,7 @@ impl Writer {
                     pending.push((mid, end));
                     pending.push((start, mid));
                 }
-                Err(e) => {
-                    tracing::warn!(error = %e, "the database refused a message; quarantined");
-                    self.refuse(&batch[start], &e, now).await?;
-                }
+                Err(e) => self.refuse(&batch[start], &e, now).await?,
             }
         }
         Ok(())
@@ -291,6 +288,12 @@ impl Writer {
             .template
             .parse_topic(&topic)
             .map(|p| p.dev_eui.to_ascii_lowercase());
+        tracing::warn!(
+            error = %error,
+            dev_eui = dev_eui.as_deref().unwrap_or("unknown"),
+            %topic,
+            "the database refused a message; quarantined"
+        );
         let refused = Plan {
             identity: None,
             effects: vec![Effect::Quarantine(NewQuarantined {

@@ -261,6 +261,7 @@ impl Application {
             metrics: metrics.clone(),
             holder: format!("{}-{}", settings.mqtt.client_id, uuid::Uuid::new_v4()),
             changes: changes.clone(),
+            billing: crate::billing::Calendar::new(&settings.utility, &settings.billing)?,
         };
         tasks.push((
             Task::Scheduler,
@@ -448,6 +449,7 @@ fn policy(settings: &Settings, downlinks: &Downlinks) -> Policy {
         ),
         resync_expiry: chrono::Duration::hours(i64::try_from(d.command_expiry_hours).unwrap_or(72)),
         answer_expiry: downlinks.simulated(d.answer_expiry_secs),
+        billing_grace: chrono::Duration::days(i64::from(settings.billing.grace_days)),
     }
 }
 

@@ -67,6 +67,9 @@ pub struct BillingSettings {
     /// A boundary register is interpolated between readings at most this many days apart;
     /// farther apart, the period is incomplete.
     pub gap_days: u32,
+    /// A period's figures are frozen (published, then only revised) this many days after it
+    /// ends in its time zone; until then they follow late readings silently.
+    pub grace_days: u32,
     /// Regions whose billing calendar is in another IANA time zone than the utility's.
     pub region_time_zones: std::collections::BTreeMap<String, String>,
 }
@@ -75,6 +78,7 @@ impl Default for BillingSettings {
     fn default() -> Self {
         BillingSettings {
             gap_days: 7,
+            grace_days: 3,
             region_time_zones: Default::default(),
         }
     }
@@ -484,6 +488,9 @@ impl Settings {
         if !(1..=366).contains(&self.billing.gap_days) {
             bail!("billing.gap_days must be between 1 and 366");
         }
+        if self.billing.grace_days > 366 {
+            bail!("billing.grace_days must be between 0 and 366");
+        }
         self.clock_instants()?;
         // The MQTT receive maximum, a 16-bit number, is a multiple of the batch (capped).
         if !(1..=32_767).contains(&self.ingest.batch_size) {
@@ -722,6 +729,9 @@ max_body_bytes = {max_body}
 # A register at a period boundary is interpolated between readings at most this many days
 # apart; farther apart, the period is incomplete (no figure is invented).
 gap_days = {gap_days}
+# A period's figures are closed (frozen and published) this many days after it ends; a later
+# reading that changes a closed figure adds a revision instead of changing it.
+grace_days = {grace_days}
 # Regions billed in another time zone than [utility] time_zone.
 # [billing.region_time_zones]
 # canarias = "Atlantic/Canary"
@@ -735,6 +745,7 @@ gap_days = {gap_days}
 shutdown_grace_secs = {grace}
 "#,
         gap_days = d.billing.gap_days,
+        grace_days = d.billing.grace_days,
         grace = d.server.shutdown_grace_secs,
         dl_enabled = d.downlink.enabled,
         answer_expiry = d.downlink.answer_expiry_secs,

@@ -17,7 +17,7 @@ use super::views::{
     RegionView, ReplayView, ScheduleView, SelfTestView,
 };
 use crate::billing::export::ExportRecord;
-use crate::billing::{ConsumptionRecord, RegionTotals};
+use crate::billing::{ConsumptionRecord, RegionTotals, RevisionRecord};
 
 /// What a route does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,6 +40,8 @@ pub enum Op {
     MeterCommands,
     /// GET /meters/{meter}/consumption
     MeterConsumption,
+    /// GET /meters/{meter}/consumption/revisions
+    ConsumptionRevisions,
     /// GET /regions/{region}/consumption
     RegionConsumption,
     /// GET /consumption
@@ -293,11 +295,24 @@ pub const ROUTES: &[Route] = &[
         method: "GET",
         path: "/meters/{meter}/consumption",
         role: Some(Role::Viewer),
-        summary: "A meter's consumption per day, ISO week or month in the billing time zone, oldest first: register differences across the period's boundaries, measured or interpolated, with their quality",
+        summary: "A meter's consumption per day, ISO week or month in the billing time zone, oldest first: register differences across the period's boundaries, measured or interpolated, with their quality. A period closed (`[billing] grace_days` after its end) shows its published figures, which never change, with `closedAt` and its latest revision",
         query: Shape::of::<ConsumptionQuery>(),
         body: None,
         ok: 200,
         answer: Some(Shape::of::<Page<ConsumptionRecord>>()),
+        links: &[],
+        cached: true,
+    },
+    Route {
+        op: Op::ConsumptionRevisions,
+        method: "GET",
+        path: "/meters/{meter}/consumption/revisions",
+        role: Some(Role::Viewer),
+        summary: "A meter's revisions of closed periods, in the order they were made: readings stored after a period closed that changed its figures, with the figures before and after (the published figures stay as they were)",
+        query: Shape::of::<PageQuery>(),
+        body: None,
+        ok: 200,
+        answer: Some(Shape::of::<Page<RevisionRecord>>()),
         links: &[],
         cached: true,
     },

@@ -1038,6 +1038,38 @@ mod examples {
                 energy_kwh: None,
                 energy_register_start: None,
                 energy_register_end: None,
+                closed_at: Some(at("2026-02-04T00:00:00Z")),
+                revisions: 1,
+                revised_at: Some(at("2026-02-09T10:00:00Z")),
+                revised_quality: Some(crate::billing::Quality::Measured),
+                revised_gas_litres: Some(84_650),
+                revised_energy_wh: None,
+            }
+        }
+    }
+
+    impl Example for crate::billing::RevisionRecord {
+        fn example() -> Self {
+            let month = crate::billing::ConsumptionRecord::example();
+            crate::billing::RevisionRecord {
+                period: month.period,
+                period_start: month.period_start,
+                period_end: month.period_end,
+                revision: 1,
+                revised_at: at("2026-02-09T10:00:00Z"),
+                reason: crate::billing::closing::RevisionReason::LateReading,
+                reading_time: at("2026-01-31T22:30:00Z"),
+                old_quality: crate::billing::Quality::Measured,
+                old_gas_litres: Some(84_200),
+                old_energy_wh: None,
+                quality: crate::billing::Quality::Measured,
+                readings: 32,
+                gas_litres: Some(84_650),
+                gas_register_start: Some(1_150_367),
+                gas_register_end: Some(1_235_017),
+                energy_wh: None,
+                energy_register_start: None,
+                energy_register_end: None,
             }
         }
     }

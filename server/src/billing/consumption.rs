@@ -343,6 +343,7 @@ impl MeterSeries {
             energy,
             quality,
             readings: u32::try_from(readings).unwrap_or(u32::MAX),
+            published: None,
         }
     }
 
@@ -365,6 +366,33 @@ pub struct Row {
     pub quality: Quality,
     /// Readings dated within the period.
     pub readings: u32,
+    /// When the period is closed: when, and its revisions since (the figures above are then
+    /// the published ones).
+    pub published: Option<Publication>,
+}
+
+/// A closed period's publication: the figures of its [`Row`] were frozen at `closed_at`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Publication {
+    /// When the figures were frozen.
+    pub closed_at: DateTime<Utc>,
+    /// How many times late readings changed them since.
+    pub revisions: u32,
+    /// The latest revision's figures, when there is one.
+    pub revised: Option<Revised>,
+}
+
+/// A revision's figures: what the period's consumption is now known to be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Revised {
+    /// When the revision was made.
+    pub at: DateTime<Utc>,
+    /// Its quality.
+    pub quality: Quality,
+    /// Gas consumed, litres.
+    pub gas_litres: Option<i64>,
+    /// Electricity consumed, Wh.
+    pub energy_wh: Option<i64>,
 }
 
 /// The time range of readings that [`MeterSeries::rows`] needs for periods spanning

@@ -40,7 +40,7 @@ impl ExportRecord {
 }
 
 /// The CSV columns, in order: the JSON fields' names, whose unit suffixes name the units.
-pub const COLUMNS: [&str; 19] = [
+pub const COLUMNS: [&str; 25] = [
     "devEui",
     "serial",
     "region",
@@ -60,6 +60,12 @@ pub const COLUMNS: [&str; 19] = [
     "energyKwh",
     "energyRegisterStart",
     "energyRegisterEnd",
+    "closedAt",
+    "revisions",
+    "revisedAt",
+    "revisedQuality",
+    "revisedGasLitres",
+    "revisedEnergyWh",
 ];
 
 /// Export formats.
@@ -214,7 +220,7 @@ mod tests {
             line,
             "a1b2c3d4e5000001,12260100000013,\"north, old town\",residential,day,\
              2026-03-29T00:00:00+01:00,2026-03-30T00:00:00+02:00,2026-03-28T23:00:00Z,\
-             2026-03-29T22:00:00Z,measured,1,234,0.234,1000,1234,,,,"
+             2026-03-29T22:00:00Z,measured,1,234,0.234,1000,1234,,,,,,0,,,,"
         );
         assert_eq!(json.len(), 2);
         assert_eq!(json[0], serde_json::to_value(record()).expect("json"));

@@ -2,6 +2,7 @@
 //! cumulative registers of the readings. `period` holds the calendar, `consumption` the pure
 //! computation from readings to figures; this module reads what they need from the store.
 
+pub mod closing;
 pub mod consumption;
 pub mod export;
 pub mod period;
@@ -15,12 +16,12 @@ use std::collections::BTreeMap;
 use std::future::Future;
 
 use anyhow::Context;
-use chrono::{DateTime, NaiveDate, TimeDelta, Utc};
+use chrono::{DateTime, Days, NaiveDate, TimeDelta, Utc};
 use chrono_tz::Tz;
 
 pub use consumption::{Figure, MeterSeries, Quality, Registers, Row};
 pub use period::{Period, PeriodKind};
-pub use record::ConsumptionRecord;
+pub use record::{ConsumptionRecord, RevisionRecord};
 pub use totals::{RegionTotals, Totals};
 
 use crate::config::{BillingSettings, UtilitySettings};
@@ -36,6 +37,8 @@ pub struct Calendar {
     pub region_zones: BTreeMap<String, Tz>,
     /// Longest span between two readings across which a boundary is interpolated.
     pub gap: TimeDelta,
+    /// How long after its end a period is closed.
+    pub grace: TimeDelta,
 }
 
 impl Default for Calendar {
@@ -63,6 +66,7 @@ impl Calendar {
             time_zone: zone(&utility.time_zone).context("utility.time_zone")?,
             region_zones,
             gap: TimeDelta::days(i64::from(billing.gap_days)),
+            grace: TimeDelta::days(i64::from(billing.grace_days)),
         })
     }
 
@@ -72,6 +76,16 @@ impl Calendar {
             .get(region)
             .copied()
             .unwrap_or(self.time_zone)
+    }
+
+    /// Every zone some meter may be billed in: the utility's and the regions'.
+    pub fn zones(&self) -> Vec<Tz> {
+        let mut zones: Vec<Tz> = std::iter::once(self.time_zone)
+            .chain(self.region_zones.values().copied())
+            .collect();
+        zones.sort_by_key(|z| z.name());
+        zones.dedup();
+        zones
     }
 }
 
@@ -85,9 +99,30 @@ impl From<RegisterRow> for Registers {
     }
 }
 
-/// One meter's rows for `periods` (consecutive, in order), reading only the readings they
-/// need.
+/// One meter's rows for `periods` (consecutive, in order, of one kind): the published
+/// figures of the closed ones, computed figures for the others.
 pub async fn meter_rows(
+    store: &Store,
+    meter_id: i64,
+    periods: &[Period],
+    gap: TimeDelta,
+) -> storage::Result<Vec<Row>> {
+    let mut rows = live_rows(store, meter_id, periods, gap).await?;
+    if let (Some(first), Some(last)) = (periods.first(), periods.last()) {
+        let kind = first.kind.as_str();
+        let days = (first.first_day, last.first_day + Days::new(1));
+        let closed = store.closed_of_meter(meter_id, kind, days).await?;
+        if !closed.is_empty() {
+            let revisions = store.revisions_of_periods(meter_id, kind, days).await?;
+            closing::publish(&mut rows, &closed, &revisions)?;
+        }
+    }
+    Ok(rows)
+}
+
+/// One meter's rows for `periods` computed from its readings now, reading only the readings
+/// they need.
+pub(crate) async fn live_rows(
     store: &Store,
     meter_id: i64,
     periods: &[Period],
@@ -105,7 +140,6 @@ pub async fn meter_rows(
         .collect();
     Ok(MeterSeries::new(&readings).rows(periods, gap))
 }
-
 /// Which meters a billing run covers, and which periods.
 #[derive(Debug, Clone, Copy)]
 pub struct Run<'a> {
@@ -141,13 +175,120 @@ fn run_span(
     consumption::needed(first - TimeDelta::days(1), last + TimeDelta::days(1), gap)
 }
 
-/// A run: each meter's rows, in its region's zone, to `each` in meter id order as they are
-/// read from one query; stops when `each` answers `false`. Returns the meters passed.
+/// Meters read per query of a run: memory holds one chunk's readings and closed rows, however
+/// many meters the run covers.
+const CHUNK: i64 = 1_000;
+
+/// A scan's meters with their rows for `periods_of(meter)`, chunk by chunk (keyset on the
+/// meter id), to `each` in meter id order; with `published`, the closed periods of `kind`
+/// with first days in `days` carry their published figures. Stops when `each` answers
+/// `false`; returns the meters passed.
+#[allow(clippy::too_many_arguments)]
+async fn scan_rows<P, F, Fut>(
+    store: &Store,
+    gap: TimeDelta,
+    scan: Scan<'_>,
+    kind: PeriodKind,
+    days: (NaiveDate, NaiveDate),
+    published: bool,
+    periods_of: P,
+    mut each: F,
+) -> storage::Result<u64>
+where
+    P: Fn(&BilledMeter) -> Vec<Period>,
+    F: FnMut(BilledMeter, Vec<Row>) -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let (mut after, mut left, mut passed) = (scan.after_id, scan.limit, 0);
+    while left > 0 {
+        let take = left.min(CHUNK);
+        let mut chunk = Vec::new();
+        store
+            .scan_registers(
+                &Scan {
+                    after_id: after,
+                    limit: take,
+                    ..scan
+                },
+                |m| {
+                    chunk.push(m);
+                    std::future::ready(true)
+                },
+            )
+            .await?;
+        let Some(last) = chunk.last().map(|m| m.meter.id) else {
+            break;
+        };
+        let (mut closed, mut revisions) = (BTreeMap::new(), BTreeMap::new());
+        if published {
+            for c in store
+                .closed_between(kind.as_str(), days, (after, last))
+                .await?
+            {
+                closed.entry(c.meter_id).or_insert_with(Vec::new).push(c);
+            }
+            if !closed.is_empty() {
+                for r in store
+                    .revisions_between(kind.as_str(), days, (after, last))
+                    .await?
+                {
+                    revisions.entry(r.meter_id).or_insert_with(Vec::new).push(r);
+                }
+            }
+        }
+        let taken = chunk.len() as i64;
+        for m in chunk {
+            let readings: Vec<Registers> = m.registers.into_iter().map(Registers::from).collect();
+            let mut rows = MeterSeries::new(&readings).rows(&periods_of(&m.meter), gap);
+            if let Some(closed) = closed.get(&m.meter.id) {
+                let none = Vec::new();
+                let revisions = revisions.get(&m.meter.id).unwrap_or(&none);
+                closing::publish(&mut rows, closed, revisions)?;
+            }
+            passed += 1;
+            if !each(m.meter, rows).await {
+                return Ok(passed);
+            }
+        }
+        after = last;
+        left -= taken;
+        if taken < take {
+            break;
+        }
+    }
+    Ok(passed)
+}
+
+/// The local dates whose periods of `kind` a run over [from, to) lists: [the start of
+/// `from`'s period, `to`).
+fn run_days(kind: PeriodKind, from: NaiveDate, to: NaiveDate) -> (NaiveDate, NaiveDate) {
+    (kind.start_of(from), to)
+}
+
+/// A run: each meter's rows, in its region's zone, to `each` in meter id order, read chunk by
+/// chunk; closed periods carry their published figures. Stops when `each` answers `false`.
+/// Returns the meters passed.
 pub async fn run<F, Fut>(
     store: &Store,
     calendar: &Calendar,
     run: &Run<'_>,
-    mut each: F,
+    each: F,
+) -> storage::Result<u64>
+where
+    F: FnMut(BilledMeter, Vec<Row>) -> Fut,
+    Fut: Future<Output = bool>,
+{
+    run_rows(store, calendar, run, true, each).await
+}
+
+/// [`run`], the figures computed from the readings now when `published` is false (what a
+/// period closes with).
+pub(crate) async fn run_rows<F, Fut>(
+    store: &Store,
+    calendar: &Calendar,
+    run: &Run<'_>,
+    published: bool,
+    each: F,
 ) -> storage::Result<u64>
 where
     F: FnMut(BilledMeter, Vec<Row>) -> Fut,
@@ -161,27 +302,28 @@ where
         from,
         to,
     };
-    store
-        .scan_registers(&scan, |m| {
-            let zone = calendar.zone(&m.meter.region_id);
-            let periods = Period::range(run.kind, zone, run.from, run.to);
-            let readings: Vec<Registers> = m.registers.into_iter().map(Registers::from).collect();
-            each(
-                m.meter,
-                MeterSeries::new(&readings).rows(&periods, calendar.gap),
-            )
-        })
-        .await
+    scan_rows(
+        store,
+        calendar.gap,
+        scan,
+        run.kind,
+        run_days(run.kind, run.from, run.to),
+        published,
+        |m| Period::range(run.kind, calendar.zone(&m.region_id), run.from, run.to),
+        each,
+    )
+    .await
 }
 
-/// A region's totals for `periods` (consecutive, in order, in the region's zone).
+/// A region's totals for `periods` (consecutive, in order, in the region's zone), of the
+/// published figures where periods are closed.
 pub async fn region_totals(
     store: &Store,
     calendar: &Calendar,
     region: &str,
     periods: Vec<Period>,
 ) -> storage::Result<Vec<RegionTotals>> {
-    let (Some(first), Some(last)) = (periods.first(), periods.last()) else {
+    let (Some(first), Some(last)) = (periods.first().copied(), periods.last().copied()) else {
         return Ok(Vec::new());
     };
     let (from, to) = consumption::needed(first.start, last.end, calendar.gap);
@@ -192,14 +334,20 @@ pub async fn region_totals(
         from,
         to,
     };
-    let mut totals = Totals::new(periods);
-    store
-        .scan_registers(&scan, |m| {
-            let readings: Vec<Registers> = m.registers.into_iter().map(Registers::from).collect();
-            let rows = MeterSeries::new(&readings).rows(totals.periods(), calendar.gap);
-            totals.add(&m.meter.usage_type, &rows);
+    let mut totals = Totals::new(periods.clone());
+    scan_rows(
+        store,
+        calendar.gap,
+        scan,
+        first.kind,
+        (first.first_day, last.first_day + Days::new(1)),
+        true,
+        |_| periods.clone(),
+        |meter, rows| {
+            totals.add(&meter.usage_type, &rows);
             std::future::ready(true)
-        })
-        .await?;
+        },
+    )
+    .await?;
     Ok(totals.finish())
 }

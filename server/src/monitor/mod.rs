@@ -10,6 +10,7 @@ pub mod webhook;
 
 use std::collections::HashMap;
 
+use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use crate::downlink::CommandKind;
@@ -17,14 +18,17 @@ use crate::storage::alarms::NewAlarm;
 use crate::storage::commands::CommandRow;
 use crate::storage::ingest::Observation;
 use crate::storage::monitor::StateUpdate;
-use rules::{MeterState, evaluate};
+use rules::{MeterState, Neighbours, evaluate};
 
-/// Runs the rules over a batch's readings, meter by meter in the meters' time order.
-/// Returns the state to remember per meter, the resynchronisation requests to queue and the
-/// DevEUI of each; raised alarms are appended to `raised`.
+/// Runs the rules over a batch's readings, meter by meter in the meters' time order; a
+/// reading older than its meter's latest is judged against `neighbours`, the stored
+/// readings either side of it in time (by meter and reading time). Returns the state to
+/// remember per meter, the resynchronisation requests to queue and the DevEUI of each;
+/// raised alarms are appended to `raised`.
 pub fn evaluate_batch(
     mut states: HashMap<i64, MeterState>,
     observations: &[&Observation],
+    neighbours: &HashMap<(i64, DateTime<Utc>), Neighbours>,
     raised: &mut Vec<NewAlarm>,
 ) -> (Vec<StateUpdate>, Vec<CommandRow>, Vec<String>) {
     let mut order: Vec<&Observation> = observations.to_vec();
@@ -35,7 +39,11 @@ pub fn evaluate_batch(
     let mut devices = Vec::new();
     for o in order {
         let state = states.get(&o.meter_id).copied().unwrap_or_default();
-        let verdict = evaluate(state, &o.observed, &o.rules);
+        let mut verdict = evaluate(state, &o.observed, &o.rules);
+        let older = state.register_at.is_some_and(|t| o.observed.at < t);
+        if older && let Some(n) = neighbours.get(&(o.meter_id, o.observed.at)) {
+            verdict.alarms.extend(rules::late_reading(&o.observed, n));
+        }
         states.insert(o.meter_id, verdict.state);
         for a in verdict.alarms {
             raised.push(NewAlarm {
@@ -139,10 +147,20 @@ mod tests {
         let before = observation(1, 10, 120_000);
         let after = observation(1, 8, 200);
         let mut raised = Vec::new();
-        let (updates, resyncs, _) = evaluate_batch(HashMap::new(), &[&before, &after], &mut raised);
+        let (updates, resyncs, _) = evaluate_batch(
+            HashMap::new(),
+            &[&before, &after],
+            &HashMap::new(),
+            &mut raised,
+        );
         assert_eq!(updates[0].drift.map(|d| d.0), Some(200));
         assert!(resyncs.is_empty());
-        let (_, resyncs, devices) = evaluate_batch(HashMap::new(), &[&after, &before], &mut raised);
+        let (_, resyncs, devices) = evaluate_batch(
+            HashMap::new(),
+            &[&after, &before],
+            &HashMap::new(),
+            &mut raised,
+        );
         assert_eq!(resyncs.len(), 1);
         assert_eq!(resyncs[0].kind, "forceResync");
         assert_eq!(devices, vec![before.dev_eui.clone()]);

@@ -105,6 +105,50 @@ pub struct Raised {
     pub detail: String,
 }
 
+/// The stored readings either side of a reading older than the meter's latest, by the
+/// meter's clock: (time, register).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Neighbours {
+    /// The reading just before it.
+    pub before: Option<(DateTime<Utc>, i64)>,
+    /// The reading just after it.
+    pub after: Option<(DateTime<Utc>, i64)>,
+}
+
+/// The alarm a reading older than the remembered one raises: `registerBackwards` when its
+/// register contradicts the readings either side of it in time (the step into it, or out of
+/// it, goes back). It is compared with its neighbours in time, never with the latest
+/// reading: a late reading lower than the later ones but between its neighbours fits the
+/// series and raises nothing.
+pub fn late_reading(reading: &Observed, n: &Neighbours) -> Option<Raised> {
+    let register = reading.register?;
+    if let Some((then, before)) = n.before
+        && Step::between(before, register) == Step::Backwards
+    {
+        return Some(Raised {
+            kind: RuleAlarm::RegisterBackwards,
+            value: Some(register - before),
+            detail: format!(
+                "register went back from {before} to {register} (read at {})",
+                then.to_rfc3339()
+            ),
+        });
+    }
+    if let Some((then, after)) = n.after
+        && Step::between(register, after) == Step::Backwards
+    {
+        return Some(Raised {
+            kind: RuleAlarm::RegisterBackwards,
+            value: Some(after - register),
+            detail: format!(
+                "register {register}, read late, is above the {after} read after it (at {})",
+                then.to_rfc3339()
+            ),
+        });
+    }
+    None
+}
+
 /// What a reading does to a meter.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Verdict {
@@ -315,6 +359,31 @@ mod tests {
             let v = evaluate(state, &reading(1, to), &Rules::default());
             assert!(v.alarms.is_empty(), "{from} → {to}: {:?}", v.alarms);
         }
+    }
+
+    #[test]
+    fn a_late_reading_is_judged_by_its_neighbours_in_time() {
+        let n = Neighbours {
+            before: Some((day(1), 1_100)),
+            after: Some((day(3), 1_300)),
+        };
+        // Lower than the latest reading, but between its neighbours: it fits.
+        assert_eq!(late_reading(&reading(2, 1_200), &n), None);
+        let back = late_reading(&reading(2, 1_050), &n).expect("an alarm");
+        assert_eq!(
+            (back.kind, back.value),
+            (RuleAlarm::RegisterBackwards, Some(-50))
+        );
+        let above = late_reading(&reading(2, 1_400), &n).expect("an alarm");
+        assert_eq!(
+            (above.kind, above.value),
+            (RuleAlarm::RegisterBackwards, Some(-100))
+        );
+        // Nothing either side, or no register: nothing to contradict.
+        assert_eq!(late_reading(&reading(2, 5), &Neighbours::default()), None);
+        let mut no_register = reading(2, 0);
+        no_register.register = None;
+        assert_eq!(late_reading(&no_register, &n), None);
     }
 
     #[test]

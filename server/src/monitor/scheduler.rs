@@ -1,8 +1,10 @@
 //! Time-driven work, done by one instance at a time: the holder of the `scheduler` lease
 //! (taken with a conditional UPDATE, so it works on either store) marks overdue meters silent,
-//! runs due self-test schedules, expires and times out commands, and delivers alarms. A run
-//! of a schedule occurrence is keyed by (schedule, due time), so even two holders (a lease
-//! lost mid-run) create its commands once.
+//! runs due self-test schedules, expires and times out commands, closes billing periods past
+//! their grace and revises closed figures that late readings changed, and delivers alarms. A
+//! run of a schedule occurrence is keyed by (schedule, due time), a closed period by (meter,
+//! kind, first day) and a revision by its number, so even two holders (a lease lost mid-run)
+//! create each once.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,6 +13,7 @@ use firmware_protocol::clock::Clock;
 use tokio_util::sync::CancellationToken;
 
 use super::webhook::{Webhook, retry_at};
+use crate::billing::{Calendar, PeriodKind, closing};
 use crate::cache::Touched;
 use crate::config::MonitorSettings;
 use crate::downlink::{CommandKind, Downlinks};
@@ -27,6 +30,13 @@ const LEASE_TICKS: u32 = 10;
 
 /// Meters marked silent per pass (a backlog clears over several ticks).
 const SILENCE_BATCH: i64 = 5_000;
+
+/// Meters whose period is closed per pass and period kind: a fleet's day closes over a few
+/// ticks, each a bounded read and one transaction.
+const CLOSE_BATCH: i64 = 2_000;
+
+/// Late readings looked at per pass.
+const LATE_BATCH: i64 = 500;
 
 /// Everything the scheduler needs.
 pub struct Scheduler {
@@ -46,6 +56,8 @@ pub struct Scheduler {
     pub holder: String,
     /// Where its writes are announced (the API's cache, other instances).
     pub changes: crate::cache::Changes,
+    /// The billing calendar: which periods are past their grace.
+    pub billing: Calendar,
 }
 
 impl Scheduler {
@@ -113,8 +125,78 @@ impl Scheduler {
             );
             write.announce().await;
         }
+        self.close_periods(now).await?;
+        self.revise_closed(now).await?;
         self.deliver(now).await?;
         Ok(true)
+    }
+
+    /// Freezes the next chunk of each kind's periods past their grace. The rows are keyed by
+    /// (meter, kind, first day) and inserted with ON CONFLICT DO NOTHING: a second holder
+    /// closing the same chunk adds nothing, and the progress is the table itself.
+    async fn close_periods(&self, now: chrono::DateTime<chrono::Utc>) -> anyhow::Result<()> {
+        for kind in PeriodKind::ALL {
+            let Some(c) =
+                closing::next_closing(&self.store, &self.billing, kind, now, CLOSE_BATCH).await?
+            else {
+                continue;
+            };
+            let mut touched = Touched::default();
+            for m in &c.meters {
+                touched.add(m.id, &m.region_id);
+            }
+            let (new, write) = self
+                .store
+                .close_periods(&c.rows, |new| {
+                    (*new > 0)
+                        .then(|| self.changes.begin_unless_empty(&touched))
+                        .flatten()
+                })
+                .await?;
+            if let Some(write) = write {
+                write.announce().await;
+            }
+            tracing::debug!(
+                period = kind.as_str(),
+                first_day = %c.first_day,
+                meters = c.meters.len(),
+                new,
+                "billing periods closed"
+            );
+        }
+        Ok(())
+    }
+
+    /// Recomputes the closed periods around readings that arrived late, adding a revision
+    /// to each whose figure changed.
+    async fn revise_closed(&self, now: chrono::DateTime<chrono::Utc>) -> anyhow::Result<()> {
+        let Some(r) = closing::next_revisions(&self.store, &self.billing, now, LATE_BATCH).await?
+        else {
+            return Ok(());
+        };
+        let mut touched = Touched::default();
+        for (id, region) in &r.meters {
+            touched.add(*id, region);
+        }
+        let (added, write) = self
+            .store
+            .revise(&r.revisions, &r.done, |added| {
+                (!added.is_empty())
+                    .then(|| self.changes.begin_unless_empty(&touched))
+                    .flatten()
+            })
+            .await?;
+        if let Some(write) = write {
+            write.announce().await;
+        }
+        if !added.is_empty() {
+            tracing::info!(
+                revisions = added.len(),
+                late_readings = r.done.len(),
+                "closed billing figures revised"
+            );
+        }
+        Ok(())
     }
 
     async fn run_schedules(&self, now: chrono::DateTime<chrono::Utc>) -> anyhow::Result<()> {

@@ -21,6 +21,9 @@ pub enum Error {
     /// The database refused or failed the statement.
     #[error("database error: {0}")]
     Db(#[from] sqlx::Error),
+    /// A stored value is not one the schema allows (a table written by something else).
+    #[error("unexpected stored value: {0}")]
+    Corrupt(String),
     /// The database did not answer in time (a half-open connection, an overloaded server).
     #[error("the database did not answer within {0:?}")]
     Timeout(std::time::Duration),

@@ -68,6 +68,14 @@ pub enum Effect {
     Observe(Observation),
     /// A meter's status report (ChirpStack's `status` event): kept if it is its latest.
     DeviceStatus(super::device_status::DeviceStatus),
+    /// A reading dated so long ago that it may fall in a closed billing period: noted for the
+    /// scheduler, which recomputes the closed figures around it.
+    LateReading {
+        /// The meter.
+        meter_id: i64,
+        /// The reading's time.
+        reading_time: DateTime<Utc>,
+    },
 }
 
 /// A reading as the rules see it, with what acting on it needs.
@@ -203,8 +211,8 @@ macro_rules! apply_for {
             now: DateTime<Utc>,
         ) -> crate::storage::Result<Outcome> {
             use crate::storage::{
-                alarms, commands, device_status, identities, meters, monitor, quarantine, readings,
-                self_tests,
+                alarms, billing_periods, commands, device_status, identities, meters, monitor,
+                quarantine, readings, self_tests,
             };
 
             let ids: Vec<EventIdentity> = {
@@ -231,6 +239,7 @@ macro_rules! apply_for {
             let mut completions = Vec::new();
             let mut observations = Vec::new();
             let mut statuses = Vec::new();
+            let mut late = Vec::new();
             for (i, (plan, _)) in plans
                 .iter()
                 .zip(&applied)
@@ -266,10 +275,15 @@ macro_rules! apply_for {
                         } => completions.push((*meter_id, *kinds, result, *at)),
                         Effect::Observe(o) => observations.push(o),
                         Effect::DeviceStatus(s) => statuses.push(s),
+                        Effect::LateReading {
+                            meter_id,
+                            reading_time,
+                        } => late.push((*meter_id, *reading_time)),
                     }
                 }
             }
             let readings = readings::$dialect::insert(conn, &rows).await?;
+            billing_periods::$dialect::note_late(conn, &late, now).await?;
             // A reading not inserted has a stored one at its time: a replay by another path
             // (the same values) changes nothing, other values are kept in quarantine.
             let mut conflicts = Vec::new();
@@ -293,12 +307,29 @@ macro_rules! apply_for {
                 let mut ids: Vec<i64> = observations.iter().map(|o| o.meter_id).collect();
                 ids.sort_unstable();
                 ids.dedup();
-                let states = monitor::$dialect::states(conn, &ids).await?;
-                crate::monitor::evaluate_batch(
-                    states.into_iter().collect(),
-                    &observations,
-                    &mut raised,
-                )
+                let states: std::collections::HashMap<i64, crate::monitor::rules::MeterState> =
+                    monitor::$dialect::states(conn, &ids)
+                        .await?
+                        .into_iter()
+                        .collect();
+                // A reading older than its meter's latest is judged against the stored readings
+                // either side of it in time (stored above, with the rest of the batch).
+                let mut neighbours = std::collections::HashMap::new();
+                for o in &observations {
+                    let older = states
+                        .get(&o.meter_id)
+                        .and_then(|s| s.register_at)
+                        .is_some_and(|t| o.observed.at < t);
+                    if older && o.observed.register.is_some() {
+                        let (before, after) =
+                            readings::$dialect::neighbours(conn, o.meter_id, o.observed.at).await?;
+                        neighbours.insert(
+                            (o.meter_id, o.observed.at),
+                            crate::monitor::rules::Neighbours { before, after },
+                        );
+                    }
+                }
+                crate::monitor::evaluate_batch(states, &observations, &neighbours, &mut raised)
             };
             let mut command_meters = Vec::new();
             let state_updates;

@@ -34,6 +34,11 @@ pub(crate) const SQLITE: &[(i64, &str, &str)] = &[
         "device_status",
         include_str!("../../../migrations/sqlite/0007_device_status.sql"),
     ),
+    (
+        8,
+        "billing_periods",
+        include_str!("../../../migrations/sqlite/0008_billing_periods.sql"),
+    ),
 ];
 
 /// (version, description, SQL) of each PostgreSQL migration, in order.
@@ -62,6 +67,11 @@ pub(crate) const POSTGRES: &[(i64, &str, &str)] = &[
         7,
         "device_status",
         include_str!("../../../migrations/postgres/0007_device_status.sql"),
+    ),
+    (
+        8,
+        "billing_periods",
+        include_str!("../../../migrations/postgres/0008_billing_periods.sql"),
     ),
 ];
 

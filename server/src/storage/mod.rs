@@ -808,4 +808,5 @@ impl Store {
 // Declared after the macros above, which they use.
 pub mod api_keys;
 pub mod billing;
+pub mod billing_periods;
 pub mod listings;

@@ -140,6 +140,39 @@ macro_rules! reading_queries {
                 .await?)
         }
 
+        /// The stored readings with a register just before and just after `at` by the
+        /// meter's clock, as (time, gas or else energy register), through the primary key.
+        pub async fn neighbours(
+            conn: &mut Conn,
+            meter_id: i64,
+            at: DateTime<Utc>,
+        ) -> Result<(Option<(DateTime<Utc>, i64)>, Option<(DateTime<Utc>, i64)>)> {
+            let before: Option<(DateTime<Utc>, Option<i64>, Option<i64>)> = sqlx::query_as(
+                "SELECT reading_time, gas_volume_litres, energy_wh FROM readings \
+                 WHERE meter_id = $1 AND reading_time < $2 \
+                 AND (gas_volume_litres IS NOT NULL OR energy_wh IS NOT NULL) \
+                 ORDER BY reading_time DESC LIMIT 1",
+            )
+            .bind(meter_id)
+            .bind(at)
+            .fetch_optional(&mut *conn)
+            .await?;
+            let after: Option<(DateTime<Utc>, Option<i64>, Option<i64>)> = sqlx::query_as(
+                "SELECT reading_time, gas_volume_litres, energy_wh FROM readings \
+                 WHERE meter_id = $1 AND reading_time > $2 \
+                 AND (gas_volume_litres IS NOT NULL OR energy_wh IS NOT NULL) \
+                 ORDER BY reading_time LIMIT 1",
+            )
+            .bind(meter_id)
+            .bind(at)
+            .fetch_optional(&mut *conn)
+            .await?;
+            let register = |r: Option<(DateTime<Utc>, Option<i64>, Option<i64>)>| {
+                r.and_then(|(t, gas, energy)| gas.or(energy).map(|v| (t, v)))
+            };
+            Ok((register(before), register(after)))
+        }
+
         /// Number of stored readings (tests and reports).
         pub async fn count(conn: &mut Conn) -> Result<i64> {
             Ok(sqlx::query_scalar("SELECT COUNT(*) FROM readings")

@@ -38,6 +38,9 @@ pub struct Policy {
     pub resync_expiry: Duration,
     /// How long ChirpStack may hold a clock answer.
     pub answer_expiry: Duration,
+    /// How long after its end a billing period closes (`[billing] grace_days`): a reading
+    /// older than this may change a closed figure.
+    pub billing_grace: Duration,
 }
 
 impl Default for Policy {
@@ -48,6 +51,7 @@ impl Default for Policy {
             answer_deadline: Duration::hours(1),
             resync_expiry: Duration::days(3),
             answer_expiry: Duration::minutes(1),
+            billing_grace: Duration::days(3),
         }
     }
 }
@@ -556,7 +560,17 @@ fn uplink_effects(
                 resync_expires_at: ctx.now + ctx.policy.resync_expiry,
                 at: ctx.now,
             });
-            vec![
+            let late = crate::billing::closing::may_touch_closed(
+                reading_time,
+                meter.last_seen_at,
+                ctx.now,
+                ctx.policy.billing_grace,
+            )
+            .then_some(Effect::LateReading {
+                meter_id: meter.id,
+                reading_time,
+            });
+            let effects = vec![
                 observe,
                 complete(
                     Answer::Reading,
@@ -580,7 +594,8 @@ fn uplink_effects(
                     f_cnt: Some(i64::from(up.f_cnt)),
                 }),
                 heard(Some(battery)),
-            ]
+            ];
+            effects.into_iter().chain(late).collect()
         }
         Uplink::Alarm(a) => {
             let kind = serde_json::to_value(a.kind)

@@ -32,6 +32,7 @@ pub fn example(op: Op, f: &Fixture, extra: &Extra) -> (String, Option<Value>) {
         Op::MeterReadings => (format!("/api/v1/meters/{m}/readings"), None),
         Op::MeterCommands => (format!("/api/v1/meters/{m}/commands"), None),
         Op::MeterConsumption => (format!("/api/v1/meters/{m}/consumption?period=day"), None),
+        Op::ConsumptionRevisions => (format!("/api/v1/meters/{m}/consumption/revisions"), None),
         Op::RegionConsumption => ("/api/v1/regions/south/consumption?period=week".into(), None),
         Op::ExportConsumption => ("/api/v1/consumption?month=2026-05".into(), None),
         Op::SendCommand => (

@@ -113,6 +113,17 @@ fn cases(op: Op, alarm: i64) -> Vec<(&'static str, String, Option<String>, u16, 
             ),
             get("/api/v1/meters/xyz/consumption".into(), "meter"),
         ],
+        Op::ConsumptionRevisions => vec![
+            get(
+                format!("/api/v1/meters/{m}/consumption/revisions?cursor=eA"),
+                "cursor",
+            ),
+            get(
+                format!("/api/v1/meters/{m}/consumption/revisions?limit=0"),
+                "limit",
+            ),
+            get("/api/v1/meters/xyz/consumption/revisions".into(), "meter"),
+        ],
         Op::RegionConsumption => vec![
             get(
                 "/api/v1/regions/south/consumption?period=fortnight".into(),

@@ -68,18 +68,12 @@ fn pick(rows: &[Value], field: &str) -> Vec<Value> {
     rows.iter().map(|r| r[field].clone()).collect()
 }
 
-async fn consumption(dialect: Dialect) {
-    let Some(api) = TestApi::start_with(dialect, |s| {
-        s.utility.time_zone = "Europe/Madrid".to_owned();
-    })
-    .await
-    else {
-        return;
-    };
-    api.env.register(4).await;
+/// The fixture's four meters (in `north`) and their readings.
+async fn fixture_readings(env: &crate::support::Env) {
+    env.register(4).await;
     let mut ids = Vec::new();
     for n in 1..=4 {
-        let m = api.env.store.meter_by_dev_eui(&dev_eui(n)).await;
+        let m = env.store.meter_by_dev_eui(&dev_eui(n)).await;
         ids.push(m.expect("query").expect("meter").id);
     }
     let hour = Duration::hours(1);
@@ -149,11 +143,23 @@ async fn consumption(dialect: Dialect) {
         }
     }
     stored.extend(m4);
-    api.env
-        .store
-        .insert_readings(&stored)
-        .await
-        .expect("insert");
+    env.store.insert_readings(&stored).await.expect("insert");
+}
+
+async fn consumption(dialect: Dialect) {
+    // Stored before the server starts: the scheduler may close any of these periods at once
+    // (depending on today's date), and must find their readings when it does.
+    let Some(api) = TestApi::start_seeded(
+        dialect,
+        |s| {
+            s.utility.time_zone = "Europe/Madrid".to_owned();
+        },
+        |env| Box::pin(fixture_readings(env)),
+    )
+    .await
+    else {
+        return;
+    };
 
     // The spring day lasts 23 hours, and consumes 23 litres.
     let spring = rows(&api, 1, "period=day&from=2026-03-28&to=2026-03-31").await;
@@ -602,4 +608,398 @@ async fn a_register_going_backwards_raises_one_alarm_sqlite() {
 #[tokio::test]
 async fn a_register_going_backwards_raises_one_alarm_postgres() {
     backwards_alarm_once(Dialect::Postgres).await;
+}
+
+/// Madrid's local midnight starting `day`.
+fn madrid_midnight(day: chrono::NaiveDate) -> DateTime<Utc> {
+    use chrono::TimeZone;
+    chrono_tz::Europe::Madrid
+        .from_local_datetime(&day.and_hms_opt(0, 0, 0).expect("midnight"))
+        .single()
+        .expect("Madrid's midnights exist")
+        .to_utc()
+}
+
+/// Waits up to 30 s for `row(GET path)` to satisfy `done`; returns the last answer.
+async fn wait_row(api: &TestApi, path: &str, done: impl Fn(&Value) -> bool) -> Value {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let r = api.get(path).await;
+        assert_eq!(r.status, 200, "{path}: {}", r.text());
+        let v = r.json();
+        if done(&v) || std::time::Instant::now() > deadline {
+            return v;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
+
+/// The month a scheduler starting now closes first in Madrid with three days' grace: the one
+/// before the month of the day three days ago (that month's end plus the grace is still to
+/// come, the one before it has passed).
+fn month_closed_first() -> chrono::NaiveDate {
+    use chrono::{Datelike, Months};
+    let today = Utc::now()
+        .with_timezone(&chrono_tz::Europe::Madrid)
+        .date_naive();
+    let d = today - chrono::Days::new(3);
+    d.with_day(1).expect("first") - Months::new(1)
+}
+
+/// `meterhub report consumption --period month --month M --format F` on the test's database.
+async fn report_month(api: &TestApi, month: &str, format: &str) -> Vec<u8> {
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_meterhub"))
+        .args([
+            "report",
+            "consumption",
+            "--period",
+            "month",
+            "--month",
+            month,
+        ])
+        .arg(format!("--format={format}"))
+        .arg(format!("--database-url={}", api.env.db.url()))
+        .env("METERHUB_UTILITY__TIME_ZONE", "Europe/Madrid")
+        .env_remove("METERHUB_CONFIG")
+        .output()
+        .await
+        .expect("run meterhub");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+/// The CSV rows of an export as JSON-like objects (every value text).
+fn csv_rows(body: &[u8]) -> Vec<std::collections::BTreeMap<String, String>> {
+    let mut lines = csv::Reader::from_reader(body);
+    let header: Vec<String> = lines
+        .headers()
+        .expect("header")
+        .iter()
+        .map(String::from)
+        .collect();
+    lines
+        .records()
+        .map(|r| {
+            header
+                .iter()
+                .cloned()
+                .zip(r.expect("a CSV row").iter().map(String::from))
+                .collect()
+        })
+        .collect()
+}
+
+/// A month closed past its grace keeps its published figure when a late reading arrives:
+/// the reading adds a revision, listed per meter, in the export (JSON and CSV) and by the
+/// command. Closing again changes nothing; periods within their grace stay open. The late
+/// reading is lower than the meter's latest but fits between its neighbours in time: no
+/// `registerBackwards` alarm; a late reading that does go back raises one.
+async fn closed_periods_and_revisions(dialect: Dialect) {
+    use crate::support::{ingest, reading_event};
+    use chrono::{Days, Months};
+    let month = month_closed_first();
+    let next_month = month + Months::new(1);
+    let (start, end) = (madrid_midnight(month), madrid_midnight(next_month));
+    // Daily readings at Madrid midnight from the month's first day to eight days before its
+    // end, then silence: the month's end has no reading within the 7-day gap.
+    let mut seeded = Vec::new();
+    let last_day = next_month - Days::new(8);
+    let mut day = month;
+    let mut litres = 10_000;
+    while day <= last_day {
+        seeded.push((madrid_midnight(day), litres));
+        day = day + Days::new(1);
+        litres += 100;
+    }
+    let last_litres = litres - 100;
+    let count = seeded.len() as i64;
+    let Some(api) = TestApi::start_seeded(
+        dialect,
+        |s| {
+            s.utility.time_zone = "Europe/Madrid".to_owned();
+            s.billing.grace_days = 3;
+        },
+        move |env| {
+            Box::pin(async move {
+                env.register(1).await;
+                let m = env.store.meter_by_dev_eui(&dev_eui(1)).await;
+                let id = m.expect("query").expect("meter").id;
+                let rows: Vec<StoredReading> = seeded
+                    .iter()
+                    .map(|(at, litres)| reading(id, *at, *litres, None))
+                    .collect();
+                env.store.insert_readings(&rows).await.expect("insert");
+            })
+        },
+    )
+    .await
+    else {
+        return;
+    };
+    let meter = dev_eui(1);
+    let month_path = format!(
+        "/api/v1/meters/{meter}/consumption?period=month&from={month}&to={}",
+        month + Days::new(1)
+    );
+    let closed = |v: &Value| !v["items"][0]["closedAt"].is_null();
+    let published = wait_row(&api, &month_path, closed).await["items"][0].clone();
+    assert!(
+        closed(&json!({ "items": [published.clone()] })),
+        "{published}"
+    );
+    assert_eq!(published["quality"], "incomplete", "{published}");
+    assert_eq!(published["gasLitres"], Value::Null);
+    assert_eq!(published["revisions"], 0);
+    assert_eq!(published["periodStartUtc"], json!(start));
+
+    // Within the grace: the month after, and the last three days, stay open; the day before
+    // them closes.
+    let after = api
+        .get(&format!(
+            "/api/v1/meters/{meter}/consumption?period=month&from={next_month}&to={}",
+            next_month + Days::new(1)
+        ))
+        .await
+        .json();
+    assert_eq!(after["items"][0]["closedAt"], Value::Null, "{after}");
+    let today = Utc::now()
+        .with_timezone(&chrono_tz::Europe::Madrid)
+        .date_naive();
+    let days_path = |from: chrono::NaiveDate, to: chrono::NaiveDate| {
+        format!("/api/v1/meters/{meter}/consumption?period=day&from={from}&to={to}")
+    };
+    let due = today - Days::new(4);
+    let closed_day = wait_row(&api, &days_path(due, due + Days::new(1)), closed).await;
+    assert!(closed(&closed_day), "{closed_day}");
+    let open = api
+        .get(&days_path(today - Days::new(3), today + Days::new(1)))
+        .await
+        .json();
+    assert_eq!(
+        pick(open["items"].as_array().expect("days"), "closedAt"),
+        vec![Value::Null; 4]
+    );
+
+    // The meter speaks again (yesterday, far above), then the reading of the month's end
+    // arrives late: lower than the latest, but between its neighbours in time.
+    let id = |_: u32| uuid::Uuid::new_v4().to_string();
+    let high = last_litres + 10_000;
+    let yesterday = crate::support::days_ago(1);
+    ingest(
+        &api,
+        vec![(
+            1,
+            reading_event(1, &id(0), yesterday, Utc::now(), high as u32),
+        )],
+        count + 1,
+    )
+    .await;
+    let at_end = last_litres + 800;
+    ingest(
+        &api,
+        vec![(1, reading_event(1, &id(1), end, Utc::now(), at_end as u32))],
+        count + 2,
+    )
+    .await;
+    let revisions_path = format!("/api/v1/meters/{meter}/consumption/revisions");
+    let monthly = |v: &Value| -> Vec<Value> {
+        v["items"]
+            .as_array()
+            .expect("revisions")
+            .iter()
+            .filter(|r| r["period"] == "month")
+            .cloned()
+            .collect()
+    };
+    let listed = wait_row(&api, &revisions_path, |v| !monthly(v).is_empty()).await;
+    let revisions = monthly(&listed);
+    assert_eq!(revisions.len(), 1, "{listed}");
+    let r = &revisions[0];
+    assert_eq!(r["revision"], 1);
+    assert_eq!(r["reason"], "lateReading");
+    assert_eq!(r["readingTime"], json!(end));
+    assert_eq!(
+        (&r["oldQuality"], &r["oldGasLitres"]),
+        (&json!("incomplete"), &Value::Null)
+    );
+    assert_eq!(r["quality"], "measured", "{r}");
+    assert_eq!(r["gasLitres"], at_end - 10_000);
+    assert_eq!(r["gasRegisterEnd"], at_end);
+    assert_eq!(r["periodStart"], json!(published["periodStart"]));
+
+    // The published figure stays; the row says it was revised, and to what.
+    let now = wait_row(&api, &month_path, |v| v["items"][0]["revisions"] == 1).await;
+    let row = &now["items"][0];
+    assert_eq!(row["quality"], "incomplete", "{row}");
+    assert_eq!(row["gasLitres"], Value::Null);
+    assert_eq!(row["closedAt"], published["closedAt"]);
+    assert_eq!(row["revisions"], 1);
+    assert_eq!(row["revisedQuality"], "measured");
+    assert_eq!(row["revisedGasLitres"], at_end - 10_000);
+    assert_eq!(row["revisedAt"], r["revisedAt"]);
+
+    // No alarm: the late reading fits the series by time.
+    let alarms_path = format!("/api/v1/alarms?meter={meter}&kind=registerBackwards");
+    let alarms = api.get_uncached(&alarms_path).await.json();
+    assert_eq!(
+        alarms["items"].as_array().map(Vec::len),
+        Some(0),
+        "{alarms}"
+    );
+
+    // The export, as JSON pages and as CSV, and the command carry the same.
+    let label = month.format("%Y-%m").to_string();
+    let export = api
+        .get(&format!("/api/v1/consumption?month={label}"))
+        .await
+        .json();
+    let items = export["items"].as_array().expect("rows");
+    assert_eq!(items.len(), 1, "{export}");
+    let mut expected = row.clone();
+    for (k, v) in [
+        ("devEui", json!(meter)),
+        ("serial", items[0]["serial"].clone()),
+        ("region", json!("north")),
+        ("usageType", json!("residential")),
+    ] {
+        expected[k] = v;
+    }
+    assert_eq!(items[0], expected, "the export's row is the meter's");
+    let csv = request(
+        api.addr,
+        "GET",
+        &format!("/api/v1/consumption?month={label}"),
+        Some(&api.viewer),
+        None,
+        &[("Accept", "text/csv")],
+    )
+    .await;
+    assert_eq!(csv.status, 200, "{}", csv.text());
+    let lines = csv_rows(&csv.body);
+    assert_eq!(lines.len(), 1);
+    for (column, value) in [
+        ("quality", "incomplete"),
+        ("gasLitres", ""),
+        ("revisions", "1"),
+        ("revisedQuality", "measured"),
+        ("revisedGasLitres", &(at_end - 10_000).to_string()),
+    ] {
+        assert_eq!(lines[0][column], value, "{column}: {:?}", lines[0]);
+    }
+    assert_eq!(
+        Some(&lines[0]["closedAt"]),
+        row["closedAt"].as_str().map(String::from).as_ref()
+    );
+    let command: Vec<Value> =
+        serde_json::from_slice(&report_month(&api, &label, "json").await).expect("JSON");
+    assert_eq!(
+        command,
+        vec![expected.clone()],
+        "the command's rows are the API's"
+    );
+    let command_csv = csv_rows(&report_month(&api, &label, "csv").await);
+    assert_eq!(command_csv, lines, "the command's CSV is the API's");
+
+    // Closing again (a second holder of the lease) adds nothing and changes nothing.
+    let store = &api.env.store;
+    let meter_id = store
+        .meter_by_dev_eui(&meter)
+        .await
+        .expect("query")
+        .expect("meter")
+        .id;
+    let days = (month, month + Days::new(1));
+    let stored = store
+        .closed_of_meter(meter_id, "month", days)
+        .await
+        .expect("closed");
+    assert_eq!(stored.len(), 1);
+    let mut again = stored[0].clone();
+    again.figures.quality = "measured".into();
+    again.figures.gas_litres = Some(1);
+    again.closed_at = Utc::now();
+    let (new, ()) = store
+        .close_periods(&[again], |_| ())
+        .await
+        .expect("close again");
+    assert_eq!(new, 0);
+    assert_eq!(
+        store
+            .closed_of_meter(meter_id, "month", days)
+            .await
+            .expect("closed"),
+        stored
+    );
+    let settings = {
+        let mut s = api.env.settings("calendar");
+        s.utility.time_zone = "Europe/Madrid".to_owned();
+        s
+    };
+    let calendar =
+        meterhub::billing::Calendar::new(&settings.utility, &settings.billing).expect("calendar");
+    let next = meterhub::billing::closing::next_closing(
+        store,
+        &calendar,
+        meterhub::billing::PeriodKind::Month,
+        Utc::now(),
+        100,
+    )
+    .await
+    .expect("next closing");
+    assert!(
+        next.is_none(),
+        "the month is closed, the next within its grace"
+    );
+
+    // A late reading that does go back (below the one before it in time) raises the alarm,
+    // once, and revises the month again: invalid now, still published as it was.
+    let back = last_litres - 50;
+    ingest(
+        &api,
+        vec![(
+            1,
+            reading_event(
+                1,
+                &id(2),
+                madrid_midnight(last_day + Days::new(1)),
+                Utc::now(),
+                back as u32,
+            ),
+        )],
+        count + 3,
+    )
+    .await;
+    let listed = wait_row(&api, &revisions_path, |v| monthly(v).len() == 2).await;
+    let second = monthly(&listed)[1].clone();
+    assert_eq!(
+        (&second["revision"], &second["quality"]),
+        (&json!(2), &json!("invalid")),
+        "{listed}"
+    );
+    assert_eq!(
+        (&second["oldQuality"], &second["oldGasLitres"]),
+        (&json!("measured"), &json!(at_end - 10_000))
+    );
+    let row = wait_row(&api, &month_path, |v| v["items"][0]["revisions"] == 2).await;
+    assert_eq!(row["items"][0]["quality"], "incomplete");
+    assert_eq!(row["items"][0]["revisedQuality"], "invalid");
+    let alarms = api.get_uncached(&alarms_path).await.json();
+    let items = alarms["items"].as_array().expect("alarms");
+    assert_eq!(items.len(), 1, "{alarms}");
+    assert_eq!(items[0]["value"], -50);
+    api.stop().await;
+}
+
+#[tokio::test]
+async fn a_late_reading_revises_a_closed_month_without_changing_it_sqlite() {
+    closed_periods_and_revisions(Dialect::Sqlite).await;
+}
+
+#[tokio::test]
+async fn a_late_reading_revises_a_closed_month_without_changing_it_postgres() {
+    closed_periods_and_revisions(Dialect::Postgres).await;
 }

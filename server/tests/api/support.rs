@@ -154,7 +154,21 @@ impl TestApi {
         dialect: Dialect,
         tweak: impl FnOnce(&mut meterhub::config::Settings),
     ) -> Option<TestApi> {
+        TestApi::start_seeded(dialect, tweak, |_| Box::pin(async {})).await
+    }
+
+    /// A server on `dialect` with settings changed by `tweak`, started once `seed` has
+    /// written to its store (data the scheduler must find there from its first pass).
+    pub async fn start_seeded(
+        dialect: Dialect,
+        tweak: impl FnOnce(&mut meterhub::config::Settings),
+        seed: impl for<'a> FnOnce(
+            &'a Env,
+        )
+            -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + 'a>>,
+    ) -> Option<TestApi> {
         let env = Env::new(dialect).await?;
+        seed(&env).await;
         let mut keys = Vec::new();
         for role in Role::ALL {
             let k = generate(&format!("{}-key", role.as_str()), role, Utc::now());

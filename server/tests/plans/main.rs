@@ -1,6 +1,7 @@
 //! Every query the API issues uses an index: on PostgreSQL with 10 000 meters × 30 days of
 //! readings, `auto_explain` reports the plan of each statement the server runs while the API is
-//! called, and none may scan `readings` or `alarms` sequentially.
+//! called, and none may scan `readings`, `alarms` or the billing tables sequentially; nor may
+//! the scheduler's billing steps (closing periods, revising them).
 
 #[path = "../bridge/support.rs"]
 #[allow(dead_code)]
@@ -55,11 +56,11 @@ impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Notices {
     }
 }
 
-/// Sequential scans of `readings` (any partition) or `alarms` in a plan.
+/// Sequential scans of `readings` (any partition), `alarms` or a billing table in a plan.
 fn seq_scans(plan: &Value, out: &mut Vec<String>) {
     if plan["Node Type"] == "Seq Scan" {
         let rel = plan["Relation Name"].as_str().unwrap_or("");
-        if rel.starts_with("readings") || rel == "alarms" {
+        if rel.starts_with("readings") || rel == "alarms" || rel.starts_with("billing_") {
             out.push(rel.to_owned());
         }
     }
@@ -97,6 +98,24 @@ const SETUP: &[&str] = &[
     "INSERT INTO quarantine (received_at, topic, payload, digest, reason, detail, dev_eui) \
      SELECT now(), 't', '\\x7b7d'::bytea, sha256(n::text::bytea), \
      (ARRAY['unregistered_device','malformed_json'])[1 + n % 2], 'd', NULL FROM generate_series(1, 2000) n",
+    // Closed days (up to five days ago) and last month for every meter, a revision of each
+    // meter's month, and late readings waiting for the scheduler.
+    "INSERT INTO billing_periods (meter_id, kind, first_day, period_start, period_end, quality, readings, \
+     gas_quality, gas_litres, gas_register_start, gas_register_end, closed_at) \
+     SELECT m.id, 'day', d::date, d, d + interval '1 day', 'measured', 1, 'measured', 1000, 0, 1000, now() \
+     FROM meters m CROSS JOIN generate_series(date_trunc('day', now()) - interval '29 days', \
+     date_trunc('day', now()) - interval '5 days', interval '1 day') d",
+    "INSERT INTO billing_periods (meter_id, kind, first_day, period_start, period_end, quality, readings, \
+     gas_quality, gas_litres, gas_register_start, gas_register_end, closed_at) \
+     SELECT id, 'month', (date_trunc('month', now()) - interval '1 month')::date, \
+     date_trunc('month', now()) - interval '1 month', date_trunc('month', now()), 'incomplete', 20, \
+     'incomplete', NULL, 0, NULL, now() FROM meters",
+    "INSERT INTO billing_revisions (meter_id, kind, first_day, revision, revised_at, reason, reading_time, \
+     old_quality, quality, readings, gas_quality, gas_litres, gas_register_start, gas_register_end) \
+     SELECT id, 'month', (date_trunc('month', now()) - interval '1 month')::date, 1, now(), 'lateReading', \
+     date_trunc('month', now()), 'incomplete', 'measured', 21, 'measured', 30000, 0, 30000 FROM meters",
+    "INSERT INTO billing_late_readings (meter_id, reading_time, received_at) \
+     SELECT id, date_trunc('day', now()) - interval '10 days', now() FROM meters WHERE id % 5 = 0",
     "ANALYZE",
 ];
 
@@ -145,6 +164,7 @@ async fn no_api_query_scans_readings_or_alarms_sequentially() {
     let month = (Utc::now() - chrono::Duration::days(30))
         .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     let this_month = Utc::now().format("%Y-%m");
+    let last_month = (Utc::now().date_naive() - chrono::Months::new(1)).format("%Y-%m");
     let week =
         (Utc::now() - chrono::Duration::days(7)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     let paths = [
@@ -161,6 +181,8 @@ async fn no_api_query_scans_readings_or_alarms_sequentially() {
         format!("/api/v1/meters/{meter}/commands"),
         format!("/api/v1/meters/{meter}/consumption?period=day"),
         format!("/api/v1/meters/{meter}/consumption?period=month"),
+        format!("/api/v1/meters/{meter}/consumption/revisions"),
+        format!("/api/v1/consumption?month={last_month}"),
         "/api/v1/regions/south/consumption?period=day".to_owned(),
         "/api/v1/regions/south/consumption?period=month".to_owned(),
         format!("/api/v1/consumption?month={this_month}"),
@@ -181,6 +203,7 @@ async fn no_api_query_scans_readings_or_alarms_sequentially() {
     let csv_paths = [
         format!("/api/v1/consumption?month={this_month}"),
         format!("/api/v1/consumption?month={this_month}&region=west&period=day"),
+        format!("/api/v1/consumption?month={last_month}&period=day"),
     ];
     let mut failures = Vec::new();
     let mut plans = 0;
@@ -197,35 +220,35 @@ async fn no_api_query_scans_readings_or_alarms_sequentially() {
             get_at(addr, &key.secret, path, true).await
         };
         assert_eq!(r.status, 200, "{path}: {}", r.text());
-        let seen: Vec<String> = notices.0.lock().expect("lock").clone();
-        for n in seen {
-            let Some(start) = n.find('{') else { continue };
-            let Ok(v) = serde_json::from_str::<Value>(&n[start..]) else {
-                continue;
-            };
-            plans += 1;
-            let mut scans = Vec::new();
-            seq_scans(&v["Plan"], &mut scans);
-            // An empty partition (a month without readings) is scanned in no time, and the
-            // planner rightly prefers that to its index; what matters is a table with rows.
-            let mut costly = Vec::new();
-            for rel in scans {
-                let pages: i32 =
-                    sqlx::query_scalar("SELECT relpages FROM pg_class WHERE relname = $1")
-                        .bind(&rel)
-                        .fetch_one(pool)
-                        .await
-                        .expect("relpages");
-                if pages > 0 {
-                    costly.push(rel);
-                }
-            }
-            let scans = costly;
-            if !scans.is_empty() {
-                failures.push(format!("{path}: {scans:?} in {}", v["Query Text"]));
-            }
-        }
+        plans += check_plans(&notices, pool, path, &mut failures).await;
     }
+    // The scheduler's billing steps, on a store whose connections report their plans: the
+    // closing of each kind's next chunk, and the revision of closed periods late readings
+    // touched.
+    let store = meterhub::storage::Store::connect(env.db.url(), 2)
+        .await
+        .expect("a second store");
+    let calendar = meterhub::billing::Calendar::default();
+    notices.0.lock().expect("lock").clear();
+    for kind in meterhub::billing::PeriodKind::ALL {
+        meterhub::billing::closing::next_closing(&store, &calendar, kind, Utc::now(), 2_000)
+            .await
+            .expect("closing");
+    }
+    let revising = meterhub::billing::closing::next_revisions(&store, &calendar, Utc::now(), 500)
+        .await
+        .expect("revising");
+    if let Some(r) = revising {
+        store
+            .revise(&r.revisions, &r.done, |_| ())
+            .await
+            .expect("revise");
+    }
+    let scheduler_plans = check_plans(&notices, pool, "scheduler", &mut failures).await;
+    assert!(
+        scheduler_plans >= 4,
+        "only {scheduler_plans} plans of the scheduler's steps"
+    );
     assert!(
         plans >= paths.len() + csv_paths.len(),
         "only {plans} plans reported: is auto_explain installed?"
@@ -236,4 +259,42 @@ async fn no_api_query_scans_readings_or_alarms_sequentially() {
         failures.join("\n")
     );
     server.stop().await;
+}
+
+/// Checks the plans reported since the notices were last cleared; returns how many.
+async fn check_plans(
+    notices: &Notices,
+    pool: &sqlx::PgPool,
+    path: &str,
+    failures: &mut Vec<String>,
+) -> usize {
+    let seen: Vec<String> = std::mem::take(&mut *notices.0.lock().expect("lock"));
+    let mut plans = 0;
+    for n in seen {
+        let Some(start) = n.find('{') else { continue };
+        let Ok(v) = serde_json::from_str::<Value>(&n[start..]) else {
+            continue;
+        };
+        plans += 1;
+        let mut scans = Vec::new();
+        seq_scans(&v["Plan"], &mut scans);
+        // An empty partition (a month without readings) is scanned in no time, and the
+        // planner rightly prefers that to its index; what matters is a table with rows.
+        let mut costly = Vec::new();
+        for rel in scans {
+            let pages: i32 = sqlx::query_scalar("SELECT relpages FROM pg_class WHERE relname = $1")
+                .bind(&rel)
+                .fetch_one(pool)
+                .await
+                .expect("relpages");
+            if pages > 0 {
+                costly.push(rel);
+            }
+        }
+        let scans = costly;
+        if !scans.is_empty() {
+            failures.push(format!("{path}: {scans:?} in {}", v["Query Text"]));
+        }
+    }
+    plans
 }

@@ -9,11 +9,11 @@ use warp::hyper::body::Bytes;
 use super::{cache_key, find_meter};
 use crate::api::error::Problem;
 use crate::api::input::{self, MeterRef};
-use crate::api::requests::{ConsumptionQuery, ExportQuery};
+use crate::api::requests::{ConsumptionQuery, ExportQuery, PageQuery};
 use crate::api::views::Page;
 use crate::api::{Answer, Fresh, Request, cached};
 use crate::billing::export::{COLUMNS, ExportRecord, csv_line};
-use crate::billing::{self, ConsumptionRecord, Period, PeriodKind, Run};
+use crate::billing::{self, ConsumptionRecord, Period, PeriodKind, RevisionRecord, Run};
 use crate::cache::Tag;
 
 /// Earliest and latest dates a range may name: far beyond any reading, and safe for the
@@ -111,6 +111,28 @@ pub async fn meter(req: &Request<'_>) -> Result<Answer, Problem> {
             |row| Some(row.period.first_day.to_string()),
             |row| ConsumptionRecord::from(&row),
         );
+        Fresh::new(&page, vec![Tag::Meter(m.id)], None)
+    })
+    .await
+}
+
+/// GET /meters/{meter}/consumption/revisions
+pub async fn revisions(req: &Request<'_>) -> Result<Answer, Problem> {
+    let q: PageQuery = input::query(req.query)?;
+    let limit = input::limit(q.limit)?;
+    let after = input::id_cursor(q.cursor.as_deref())?.unwrap_or(0);
+    let r = MeterRef::parse(req.param(0), "meter")?;
+    let s = req.state;
+    let key = format!("{}|{}", cache_key(req, &q), r.key());
+    cached(req, key, || async {
+        let m = find_meter(req, &r).await?;
+        let tz = s.billing.zone(&m.region_id);
+        let rows = s.store.revisions_of_meter(m.id, after, limit).await?;
+        let records = rows
+            .iter()
+            .map(|r| RevisionRecord::new(r, tz).map(|v| (r.id, v)))
+            .collect::<Result<Vec<_>, _>>()?;
+        let page = Page::of(records, limit, |(id, _)| Some(id.to_string()), |(_, v)| v);
         Fresh::new(&page, vec![Tag::Meter(m.id)], None)
     })
     .await

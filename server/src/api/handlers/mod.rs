@@ -26,6 +26,7 @@ pub async fn handle(req: &Request<'_>) -> Result<Answer, Problem> {
         Op::MeterReadings => data::readings(req).await,
         Op::MeterCommands => data::commands(req).await,
         Op::MeterConsumption => billing::meter(req).await,
+        Op::ConsumptionRevisions => billing::revisions(req).await,
         Op::RegionConsumption => billing::region(req).await,
         Op::ExportConsumption => billing::export(req).await,
         Op::SendCommand => commands::send(req).await,

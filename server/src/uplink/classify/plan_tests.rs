@@ -98,8 +98,13 @@ fn plan_of(event: &str, body: &Value, registered: bool) -> Plan {
 }
 
 fn plan_raw(topic: &str, payload: &[u8], registered: bool) -> Plan {
-    let meters: HashMap<String, Meter> = if registered {
-        HashMap::from([(DEV_EUI.to_owned(), meter())])
+    plan_for(topic, payload, registered.then(meter))
+}
+
+/// The plan for a message, with this meter registered (or none).
+fn plan_for(topic: &str, payload: &[u8], registered: Option<Meter>) -> Plan {
+    let meters: HashMap<String, Meter> = if let Some(m) = registered {
+        HashMap::from([(DEV_EUI.to_owned(), m)])
     } else {
         HashMap::new()
     };
@@ -129,6 +134,7 @@ fn kinds(plan: &Plan) -> Vec<&'static str> {
             Effect::Complete { .. } => "complete",
             Effect::Observe(_) => "observe",
             Effect::DeviceStatus(_) => "deviceStatus",
+            Effect::LateReading { .. } => "lateReading",
         })
         .collect()
 }
@@ -185,7 +191,11 @@ fn messages_that_are_not_events_are_quarantined_without_an_identity() {
 #[test]
 fn a_reading_is_stored_observed_completes_read_requests_and_refreshes_the_link() {
     let plan = plan_of("up", &up(1, READING), true);
-    assert_eq!(kinds(&plan), ["observe", "complete", "reading", "link"]);
+    // Never heard before: its reading is noted for billing (see below).
+    assert_eq!(
+        kinds(&plan),
+        ["observe", "complete", "reading", "link", "lateReading"]
+    );
     let identity = plan.identity.as_ref().expect("an identity");
     assert_eq!(
         (identity.event_id.as_str(), identity.event_type.as_str()),
@@ -219,6 +229,48 @@ fn a_reading_is_stored_observed_completes_read_requests_and_refreshes_the_link()
     assert_eq!(
         (l.battery_millivolts, l.battery_percent),
         (Some(3600), Some(87))
+    );
+}
+
+#[test]
+fn a_reading_that_may_change_a_closed_billing_period_is_noted() {
+    let payload = serde_json::to_vec(&up(1, READING)).expect("json");
+    // Heard an hour ago, its reading of this morning: nothing closed can change.
+    let mut heard = meter();
+    heard.last_seen_at = Some(now() - chrono::Duration::hours(1));
+    let on_time = plan_for(&topic("up"), &payload, Some(heard.clone()));
+    assert_eq!(kinds(&on_time), ["observe", "complete", "reading", "link"]);
+    // Never heard (or silent beyond the grace): its first reading may let a closed period's
+    // end be interpolated.
+    let first = plan_for(&topic("up"), &payload, Some(meter()));
+    assert_eq!(kinds(&first).last(), Some(&"lateReading"));
+    // A reading dated before the grace, from a meter heard an hour ago: it may fall in one.
+    let mut event = up(1, READING);
+    event["time"] = json!("2026-07-23T10:15:30Z");
+    let late_clock = Context {
+        meters: &HashMap::from([(DEV_EUI.to_owned(), heard)]),
+        now: now() + chrono::Duration::days(4),
+        policy: &Policy::default(),
+    };
+    let payload = serde_json::to_vec(&event).expect("json");
+    let noted = plan(
+        parse(&template(), &topic("up"), &payload),
+        &topic("up"),
+        &payload,
+        &late_clock,
+    );
+    let late = noted.effects.iter().find_map(|e| match e {
+        Effect::LateReading {
+            meter_id,
+            reading_time,
+        } => Some((meter_id.to_owned(), reading_time.date_naive().to_string())),
+        _ => None,
+    });
+    assert_eq!(
+        late,
+        Some((7, "2026-07-23".to_owned())),
+        "{:?}",
+        kinds(&noted)
     );
 }
 

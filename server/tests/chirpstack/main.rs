@@ -20,6 +20,7 @@ use firmware_protocol::{ClockSyncDown, Downlink, decode_downlink, decode_uplink}
 use meterhub::downlink::{CommandKind, CommandRequest};
 use meterhub::storage::Store;
 use meterhub::storage::commands::CommandRow;
+use meterhub_sim::faults::Faults;
 use meterhub_sim::fleet::{self, FleetSpec};
 use meterhub_sim::udp::radio::spreading_factor;
 use rumqttc::v5::mqttbytes::QoS;
@@ -312,6 +313,49 @@ async fn a_clock_answer_that_misses_its_receive_window_is_counted_late() {
     let report = sim.stop().await;
     late.unwrap_or_else(|e| panic!("{e}: {report:?}"));
     assert!(metrics.clock_answers.get() >= 1);
+    stack.shutdown().await;
+}
+
+/// A meter whose firmware garbles every payload (`--garbled 1` on the udp transport): the frames
+/// are valid LoRaWAN, so ChirpStack passes them on, and meterhub quarantines each as
+/// `undecodable` and stores no reading.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_garbled_payload_passes_chirpstack_and_is_quarantined_by_meterhub() {
+    let fleet = FleetSpec {
+        faults: Faults {
+            garble: 1.0,
+            ..Faults::default()
+        },
+        ..fleet(1, 47)
+    };
+    let Some(stack) = Stack::start(&fleet, Options::default()).await else {
+        return;
+    };
+    let store = stack.store.clone();
+    let dev_eui = dev_euis(&fleet)[0].clone();
+    let sim = stack.simulate(&fleet, None, 0);
+    // Its AppTimeReq on joining, then its first reading within the minute.
+    let quarantined = wait_until(PATIENCE, "two garbled uplinks quarantined", || {
+        let (store, dev_eui) = (store.clone(), dev_eui.clone());
+        async move {
+            store
+                .quarantined(Some("undecodable"), i64::MAX, 10)
+                .await
+                .is_ok_and(|rows| {
+                    rows.iter()
+                        .filter(|q| q.dev_eui.as_deref() == Some(dev_eui.as_str()))
+                        .count()
+                        >= 2
+                })
+        }
+    })
+    .await;
+    let report = sim.stop().await;
+    quarantined.unwrap_or_else(|e| panic!("{e}: {report:?}"));
+    assert_eq!(report.faults.garbled, report.uplinks, "{report:?}");
+    assert!(report.readings >= 1, "{report:?}");
+    assert_eq!(report.registered_readings, 0, "{report:?}");
+    assert_eq!(store.count_readings().await.expect("count"), 0);
     stack.shutdown().await;
 }
 

@@ -16,8 +16,11 @@ pub mod routes;
 pub(crate) mod text;
 pub mod views;
 
+pub(crate) use handlers::admin::replay_quarantined;
 /// Writes the operator's pages make through the same code as the API.
-pub(crate) use handlers::alarms::{acknowledge_alarm, clear_alarm};
+pub(crate) use handlers::alarms::{acknowledge_alarm, clear_alarm, record_inspection_of};
+pub(crate) use handlers::commands::send_command;
+pub(crate) use handlers::registry::{InstallError, install_meter};
 
 use std::future::Future;
 use std::sync::Arc;

@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 
+use chrono::{DateTime, NaiveDateTime, Utc};
 use maud::{Markup, html};
 use serde::Deserialize;
 use warp::http::StatusCode;
@@ -81,6 +82,12 @@ struct ListQuery {
     /// A DevEUI or serial.
     #[serde(default)]
     meter: String,
+    /// Raised at or after, `YYYY-MM-DDTHH:MM` UTC.
+    #[serde(default)]
+    from: String,
+    /// Raised before, `YYYY-MM-DDTHH:MM` UTC.
+    #[serde(default)]
+    to: String,
     /// The last alarm id of the previous page (newest first).
     before: Option<i64>,
 }
@@ -104,6 +111,39 @@ fn non_empty(s: &str) -> Option<String> {
     (!t.is_empty()).then(|| t.to_owned())
 }
 
+/// A time as a `datetime-local` field sends it (minutes, or seconds), read as UTC; empty is
+/// none; anything else a 400 naming `field`.
+pub(crate) fn local_time(text: &str, field: &str) -> Result<Option<DateTime<Utc>>, Problem> {
+    let t = text.trim();
+    if t.is_empty() {
+        return Ok(None);
+    }
+    NaiveDateTime::parse_from_str(t, "%Y-%m-%dT%H:%M")
+        .or_else(|_| NaiveDateTime::parse_from_str(t, "%Y-%m-%dT%H:%M:%S"))
+        .map(|n| Some(n.and_utc()))
+        .map_err(|_| {
+            Problem::bad_field(
+                field.to_owned(),
+                format!("{t:?} is not a time (YYYY-MM-DDTHH:MM, UTC)"),
+            )
+        })
+}
+
+/// A time range, either end open.
+pub(crate) type Range = (Option<DateTime<Utc>>, Option<DateTime<Utc>>);
+
+/// The time range of an alarm list, or a 400 when it ends before it starts.
+pub(crate) fn range(from: &str, to: &str) -> Result<Range, Problem> {
+    let from = local_time(from, "from")?;
+    let to = local_time(to, "to")?;
+    if let (Some(f), Some(t)) = (from, to)
+        && f >= t
+    {
+        return Err(Problem::bad_field("from", "must be before `to`"));
+    }
+    Ok((from, to))
+}
+
 /// GET /alarms
 pub async fn list(ctx: &Ctx<'_>, query: &str) -> Result<warp::reply::Response, Problem> {
     let q: ListQuery = parse_form(query.as_bytes())?;
@@ -120,12 +160,14 @@ pub async fn list(ctx: &Ctx<'_>, query: &str) -> Result<warp::reply::Response, P
         Some(m) => Some(super::meter::find(ctx, &m).await?),
         None => None,
     };
+    let (from, to) = range(&q.from, &q.to)?;
     let filter = AlarmFilter {
         state,
         kind: non_empty(&q.kind),
         region: non_empty(&q.region),
         meter_id: meter.as_ref().map(|m| m.id),
-        ..AlarmFilter::default()
+        from,
+        to,
     };
     let mut rows = ctx
         .state
@@ -136,26 +178,31 @@ pub async fn list(ctx: &Ctx<'_>, query: &str) -> Result<warp::reply::Response, P
     rows.truncate(PAGE as usize);
     let here = format!("/alarms?{query}");
     let filters = format!(
-        "state={}&kind={}&region={}&meter={}",
+        "state={}&kind={}&region={}&meter={}&from={}&to={}",
         urlencode(&q.state),
         urlencode(&q.kind),
         urlencode(&q.region),
-        urlencode(&q.meter)
+        urlencode(&q.meter),
+        urlencode(&q.from),
+        urlencode(&q.to)
     );
     let body = html! {
-        form.filters method="get" action="/alarms" {
-            label { "State"
-                select name="state" {
+        form.filters #alarm-filters method="get" action="/alarms" {
+            div.field {
+                label for="state" { "State" }
+                select #state name="state" {
                     option value="" selected[q.state.is_empty()] { "any" }
                     @for s in ALARM_STATES {
                         option value=(s) selected[q.state == s] { (s) }
                     }
                 }
             }
-            label { "Kind" input type="text" name="kind" value=(q.kind); }
-            label { "Region" input type="text" name="region" value=(q.region); }
-            label { "Meter (DevEUI or serial)" input type="text" name="meter" value=(q.meter); }
-            button type="submit" { "Filter" }
+            div.field { label for="kind" { "Kind" } input #kind type="text" name="kind" value=(q.kind); }
+            div.field { label for="region" { "Region" } input #region type="text" name="region" value=(q.region); }
+            div.field { label for="meter" { "Meter (DevEUI or serial)" } input #meter type="text" name="meter" value=(q.meter); }
+            div.field { label for="from" { "Raised from (UTC)" } input #from type="datetime-local" name="from" value=(q.from); }
+            div.field { label for="to" { "Raised before (UTC)" } input #to type="datetime-local" name="to" value=(q.to); }
+            button type="submit" #filter { "Filter" }
         }
         (table(ctx, &rows, &here).await?)
         nav.pager aria-label="Pages" {
@@ -225,6 +272,11 @@ pub(crate) async fn table(ctx: &Ctx<'_>, rows: &[Alarm], back: &str) -> Result<M
                                             a.button href={ "/alarms/" (a.id) "/" (action.segment()) "?back=" (urlencode(back)) } {
                                                 (action.verb()) "…"
                                             }
+                                        }
+                                    }
+                                    @if super::inspections::may_record(ctx) {
+                                        @if let Some(d) = devices.get(&a.meter_id) {
+                                            a.button.secondary href={ "/meters/" (d) "/inspections?alarm=" (a.id) } { "Record visit…" }
                                         }
                                     }
                                 }
@@ -337,6 +389,24 @@ mod tests {
         assert!(!Action::Clear.applies_to("cleared"));
         assert_eq!(Action::parse("clear").ok(), Some(Action::Clear));
         assert!(Action::parse("delete").is_err());
+    }
+
+    #[test]
+    fn a_time_range_is_read_as_utc_and_must_run_forwards() {
+        let (f, t) = range("2026-03-01T00:00", "2026-03-02T12:30:15").expect("valid");
+        assert_eq!(
+            f.map(|f| f.to_rfc3339()).as_deref(),
+            Some("2026-03-01T00:00:00+00:00")
+        );
+        assert_eq!(
+            t.map(|t| t.to_rfc3339()).as_deref(),
+            Some("2026-03-02T12:30:15+00:00")
+        );
+        assert_eq!(range("", " ").expect("valid"), (None, None));
+        let p = range("2026-03-02T00:00", "2026-03-01T00:00").expect_err("backwards");
+        assert_eq!(p.field.as_deref(), Some("from"));
+        let p = range("", "tomorrow").expect_err("bad");
+        assert_eq!(p.field.as_deref(), Some("to"));
     }
 
     #[test]

@@ -7,17 +7,30 @@ use maud::{DOCTYPE, Markup, PreEscaped, html};
 use super::Ctx;
 use crate::api::auth::Role;
 use crate::api::error::Problem;
+use crate::api::routes::{Op, role_of};
 
 const CSS: &str = include_str!("style.css");
 
 /// A whole page: `title` is the heading and the window's title; `ctx` shows who is signed in.
 pub fn page(ctx: Option<&Ctx<'_>>, title: &str, body: Markup) -> Markup {
+    frame(ctx, title, None, body)
+}
+
+/// A page that reloads itself every `seconds` (a command on its way: no script needed).
+pub fn refreshing(ctx: Option<&Ctx<'_>>, title: &str, seconds: u32, body: Markup) -> Markup {
+    frame(ctx, title, Some(seconds), body)
+}
+
+fn frame(ctx: Option<&Ctx<'_>>, title: &str, refresh: Option<u32>, body: Markup) -> Markup {
     html! {
         (DOCTYPE)
         html lang="en" {
             head {
                 meta charset="utf-8";
                 meta name="viewport" content="width=device-width, initial-scale=1";
+                @if let Some(r) = refresh {
+                    meta http-equiv="refresh" content=(r);
+                }
                 title { (title) " · meterhub" }
                 style { (PreEscaped(CSS)) }
             }
@@ -29,6 +42,10 @@ pub fn page(ctx: Option<&Ctx<'_>>, title: &str, body: Markup) -> Markup {
                         @if let Some(c) = ctx {
                             a href="/" { "Regions" }
                             a href="/alarms?state=open" { "Alarms" }
+                            a href="/quarantine" { "Quarantine" }
+                            @if may(c, role_of(Op::InstallMeter)) {
+                                a href="/install" { "Install a meter" }
+                            }
                             span.who {
                                 "Signed in as " (c.caller.name) " (" (c.caller.role.as_str()) ")"
                             }

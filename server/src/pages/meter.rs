@@ -174,7 +174,12 @@ pub async fn page(
         h2 { "Alarms" }
         (super::alarms::table(ctx, &alarms, &here).await?)
         p { a href={ "/alarms?meter=" (urlencode(&m.dev_eui)) } { "Every alarm of this meter" } }
-        h2 { "Commands" }
+        h2 #visits { "Field visits" }
+        p { a href={ "/meters/" (m.dev_eui) "/inspections" } {
+            @if super::inspections::may_record(ctx) { "Record a visit, or see the visits" } @else { "See the visits" }
+        } }
+        (super::commands::buttons(ctx, &m).await?)
+        h2 #commands-heading { "Commands" }
         @if commands.is_empty() {
             p.note { "No command was sent to this meter." }
         } @else {
@@ -189,7 +194,7 @@ pub async fn page(
                     tbody {
                         @for c in &commands {
                             tr {
-                                td { (c.kind) }
+                                td { a href={ "/commands/" (c.id) } { (c.kind) } }
                                 td { (layout::state(&c.state)) }
                                 td { (layout::time(c.created_at)) }
                                 td { (c.requested_by) }

@@ -10,9 +10,13 @@
 
 mod alarms;
 pub mod chart;
+mod commands;
 mod home;
+mod inspections;
+mod install;
 mod layout;
 mod meter;
+mod quarantine;
 mod region;
 pub mod session;
 mod signin;
@@ -124,10 +128,7 @@ async fn dispatch(state: &ApiState, req: &Req<'_>) -> warp::reply::Response {
         _ => {}
     }
     // A path that is no page is a 404 for anyone, signed in or not.
-    if !matches!(
-        raw.as_slice(),
-        [] | ["signout"] | ["regions", _] | ["meters", _] | ["alarms"] | ["alarms", _, _]
-    ) {
+    if !is_page(&raw) {
         return error_page(
             None,
             &Problem::not_found(format!("there is no page {}", req.path)),
@@ -186,28 +187,58 @@ async fn route(
         ("POST", ["alarms", _, _]) => {
             alarms::act(ctx, &seg(1, "alarm")?, &seg(2, "action")?, req.body).await
         }
-        (_, [] | ["signout"] | ["regions", _] | ["meters", _] | ["alarms"] | ["alarms", _, _]) => {
-            Err(Problem::new(
-                StatusCode::METHOD_NOT_ALLOWED,
-                format!("{} does not take {}", req.path, req.method),
-            ))
+        ("GET", ["meters", _, "commands", _]) => {
+            commands::confirm(ctx, &seg(1, "meter")?, &seg(3, "kind")?).await
         }
+        ("POST", ["meters", _, "commands"]) => {
+            commands::send(ctx, &seg(1, "meter")?, req.body).await
+        }
+        ("GET", ["meters", _, "inspections"]) => {
+            inspections::page(ctx, &seg(1, "meter")?, req.query).await
+        }
+        ("POST", ["meters", _, "inspections"]) => {
+            inspections::record(ctx, &seg(1, "meter")?, req.body).await
+        }
+        ("GET", ["install"]) => install::form(ctx).await,
+        ("POST", ["install"]) => install::submit(ctx, req.body).await,
+        ("GET", ["quarantine"]) => quarantine::list(ctx, req.query).await,
+        ("GET", ["quarantine", _, "replay"]) => quarantine::confirm(ctx, &seg(1, "id")?).await,
+        ("POST", ["quarantine", _, "replay"]) => {
+            quarantine::replay(ctx, &seg(1, "id")?, req.body).await
+        }
+        ("GET", ["commands", _]) => commands::page(ctx, &seg(1, "command")?).await,
+        _ if is_page(raw) => Err(Problem::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            format!("{} does not take {}", req.path, req.method),
+        )),
         _ => Err(Problem::not_found(format!("there is no page {}", req.path))),
     }
+}
+
+/// Whether a path is one of the pages (with some method): anything else is a 404.
+fn is_page(raw: &[&str]) -> bool {
+    matches!(
+        raw,
+        [] | ["signout"]
+            | ["regions", _]
+            | ["meters", _]
+            | ["meters", _, "commands"]
+            | ["meters", _, "commands", _]
+            | ["meters", _, "inspections"]
+            | ["commands", _]
+            | ["install"]
+            | ["quarantine"]
+            | ["quarantine", _, "replay"]
+            | ["alarms"]
+            | ["alarms", _, _]
+    )
 }
 
 /// A query string or form as `T`, or a 400 naming the field.
 pub(crate) fn parse_form<T: DeserializeOwned>(text: &[u8]) -> Result<T, Problem> {
     let de = serde_urlencoded::Deserializer::new(form_urlencoded::parse(text));
-    serde_path_to_error::deserialize(de).map_err(|e| {
-        let field = e.path().to_string();
-        let field = if field == "." {
-            "query".to_owned()
-        } else {
-            field
-        };
-        Problem::bad_field(field, e.inner().to_string())
-    })
+    // The API's own reading of the error: an unknown or missing field is named too.
+    serde_path_to_error::deserialize(de).map_err(crate::api::error::query_error)
 }
 
 /// An HTML page with the headers every page carries.

@@ -41,6 +41,18 @@ pub struct MeterFilter {
     pub status: Option<String>,
     /// Of this customer.
     pub user_id: Option<String>,
+    /// With this DevEUI (lowercase).
+    pub dev_eui: Option<String>,
+    /// With this serial.
+    pub serial: Option<String>,
+    /// With this number on the body.
+    pub body_number: Option<i64>,
+    /// Silent at this time: overdue before it.
+    pub silent_at: Option<DateTime<Utc>>,
+    /// With a last battery charge below this percentage.
+    pub battery_below: Option<i16>,
+    /// With an alarm in this state (`open`, say).
+    pub alarm_state: Option<String>,
 }
 
 /// Which alarms a list holds.
@@ -197,6 +209,26 @@ macro_rules! listing_queries {
             }
             if let Some(u) = &f.user_id {
                 q.push(" AND user_id = ").push_bind(u.clone());
+            }
+            if let Some(d) = &f.dev_eui {
+                q.push(" AND dev_eui = ").push_bind(d.clone());
+            }
+            if let Some(n) = &f.serial {
+                q.push(" AND serial = ").push_bind(n.clone());
+            }
+            if let Some(b) = f.body_number {
+                q.push(" AND body_number = ").push_bind(b);
+            }
+            if let Some(t) = f.silent_at {
+                q.push(" AND overdue_at < ").push_bind(t);
+            }
+            if let Some(p) = f.battery_below {
+                q.push(" AND battery_percent < ").push_bind(p);
+            }
+            if let Some(s) = &f.alarm_state {
+                q.push(" AND EXISTS (SELECT 1 FROM alarms a WHERE a.meter_id = meters.id AND a.state = ")
+                    .push_bind(s.clone())
+                    .push(")");
             }
             q.push(" ORDER BY id LIMIT ").push_bind(limit);
             Ok(q.build_query_as().fetch_all(&mut *conn).await?)

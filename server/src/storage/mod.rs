@@ -447,6 +447,15 @@ impl Store {
         )
     }
 
+    /// A meter's newest reading, if it has one.
+    pub async fn latest_reading(&self, meter_id: i64) -> Result<Option<StoredReading>> {
+        on_reader!(
+            self,
+            |c, q| q::latest_for_meter(c, meter_id).await,
+            readings
+        )
+    }
+
     /// Number of stored readings.
     pub async fn count_readings(&self) -> Result<i64> {
         on_reader!(self, |c, q| q::count(c).await, readings)

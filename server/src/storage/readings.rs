@@ -173,6 +173,21 @@ macro_rules! reading_queries {
             Ok((register(before), register(after)))
         }
 
+        /// A meter's newest reading (the primary key's index, read backwards).
+        pub async fn latest_for_meter(
+            conn: &mut Conn,
+            meter_id: i64,
+        ) -> Result<Option<StoredReading>> {
+            let sql = format!(
+                "SELECT {COLUMNS} FROM readings WHERE meter_id = $1 \
+                 ORDER BY reading_time DESC LIMIT 1"
+            );
+            Ok(sqlx::query_as(AssertSqlSafe(sql))
+                .bind(meter_id)
+                .fetch_optional(&mut *conn)
+                .await?)
+        }
+
         /// Number of stored readings (tests and reports).
         pub async fn count(conn: &mut Conn) -> Result<i64> {
             Ok(sqlx::query_scalar("SELECT COUNT(*) FROM readings")

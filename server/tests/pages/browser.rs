@@ -199,6 +199,60 @@ impl Browser {
         self.loaded().await;
     }
 
+    /// Waits until the element `css` holds `want` in its text, on this page or one it reloads
+    /// itself into; the text last seen otherwise, after `limit`.
+    pub async fn wait_for_text(&self, css: &str, want: &str, limit: Duration) -> String {
+        let deadline = Instant::now() + limit;
+        let mut seen = String::new();
+        loop {
+            if let Ok(e) = self.client.find(Locator::Css(css)).await
+                && let Ok(t) = e.text().await
+            {
+                if t.contains(want) {
+                    return t;
+                }
+                seen = t;
+            }
+            if Instant::now() > deadline {
+                return seen;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Sets a checkbox to `on` by clicking it when it is not already so.
+    pub async fn check(&self, css: &str, on: bool) {
+        let e = self.find(css).await;
+        if e.is_selected().await.expect("a checkbox") != on {
+            e.click().await.expect("clicks");
+        }
+    }
+
+    /// Chooses the option of a `select` with this value.
+    pub async fn select(&self, css: &str, value: &str) {
+        let e = self.find(css).await;
+        e.select_by_value(value).await.expect("an option");
+    }
+
+    /// A property of an element (what a field holds now, say).
+    pub async fn prop(&self, css: &str, name: &str) -> Option<String> {
+        self.find(css).await.prop(name).await.expect("a property")
+    }
+
+    /// Sets a field's value as a date or time picker would (typing into one depends on the
+    /// browser's locale).
+    pub async fn set_value(&self, css: &str, value: &str) {
+        let e = self.find(css).await;
+        let e = serde_json::to_value(&e).expect("an element reference");
+        self.client
+            .execute(
+                "arguments[0].value = arguments[1];",
+                vec![e, serde_json::Value::String(value.to_owned())],
+            )
+            .await
+            .expect("a script runs");
+    }
+
     /// Signs in on the sign-in form shown now.
     pub async fn sign_in(&self, key: &str) {
         self.fill("#key", key).await;

@@ -6,6 +6,7 @@
 //! Skipped with a message when `chromedriver` is not installed (Debian: `chromium` and
 //! `chromium-driver`), failed instead under `METERHUB_REQUIRE_SERVICES=1`.
 
+mod actions;
 #[path = "../bridge/support.rs"]
 #[allow(dead_code)]
 mod bridge;
@@ -33,6 +34,7 @@ struct Seeded {
     addr: SocketAddr,
     operator: String,
     viewer: String,
+    admin: String,
     /// Meter 1's DevEUI.
     dev_eui: String,
     /// Meter 1's serial.
@@ -127,6 +129,7 @@ async fn seed(dialect: Dialect) -> Option<Seeded> {
     for (name, role) in [
         ("Olga Operator", Role::Operator),
         ("Vic Viewer", Role::Viewer),
+        ("Ada Admin", Role::Admin),
     ] {
         let k = generate(name, role, now);
         env.store.insert_api_key(&k.row).await.expect("key");
@@ -140,6 +143,7 @@ async fn seed(dialect: Dialect) -> Option<Seeded> {
         addr,
         operator: keys[0].clone(),
         viewer: keys[1].clone(),
+        admin: keys[2].clone(),
         dev_eui: one.dev_eui,
         serial: one.serial,
     })

@@ -10,7 +10,7 @@ use crate::api::error::Problem;
 use crate::api::input;
 use crate::api::requests::{KeyBody, NoQuery, QuarantineQuery};
 use crate::api::views::{KeyView, List, Page, QuarantinedView, ReplayView};
-use crate::api::{Answer, Fresh, Request, cached};
+use crate::api::{Answer, ApiState, Fresh, Request, cached};
 use crate::cache::{Tag, Touched};
 use crate::storage::ingest::Effect;
 use crate::uplink::Reason;
@@ -53,7 +53,13 @@ pub async fn quarantine(req: &Request<'_>) -> Result<Answer, Problem> {
 pub async fn replay(req: &Request<'_>) -> Result<Answer, Problem> {
     let _: NoQuery = input::query(req.query)?;
     let id = id_param(req, 0, "id")?;
-    let s = req.state;
+    Answer::ok(&replay_quarantined(req.state, id).await?)
+}
+
+/// Replays quarantined message `id` (see `POST /quarantine/{id}/replay`): what it applied, or
+/// a 409 with the reason it would still be quarantined. The API and the pages both replay
+/// through it.
+pub async fn replay_quarantined(s: &ApiState, id: i64) -> Result<ReplayView, Problem> {
     let row = s
         .store
         .quarantined_by_id(id)
@@ -119,7 +125,7 @@ pub async fn replay(req: &Request<'_>) -> Result<Answer, Problem> {
     let write = s.changes.begin(&Touched::default());
     s.store.mark_replayed(id, now).await?;
     write.announce().await;
-    Answer::ok(&ReplayView {
+    Ok(ReplayView {
         id,
         applied: outcome.applied.first().copied().unwrap_or(false),
         readings: outcome.readings,

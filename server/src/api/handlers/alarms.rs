@@ -1,5 +1,6 @@
 //! Alarms (list, acknowledge, clear) and the field visits that follow them.
 
+use chrono::{DateTime, Utc};
 use warp::http::StatusCode;
 
 use super::{cache_key, find_meter, id_param};
@@ -14,6 +15,7 @@ use crate::storage::Error as StorageError;
 use crate::storage::alarms::Alarm;
 use crate::storage::inspections::{INSPECTION_OUTCOMES, NewInspection};
 use crate::storage::listings::AlarmFilter;
+use crate::storage::meters::Meter;
 
 /// GET /alarms
 pub async fn alarms(req: &Request<'_>) -> Result<Answer, Problem> {
@@ -168,6 +170,15 @@ pub async fn record_inspection(req: &Request<'_>) -> Result<Answer, Problem> {
     let _: NoQuery = input::query(req.query)?;
     let r = MeterRef::parse(req.param(0), "meter")?;
     let body: InspectionBody = input::json(req.body)?;
+    check_inspection(&body, req.state.now())?;
+    let m = find_meter(req, &r).await?;
+    let view = record_inspection_of(req.state, &m, body).await?;
+    Ok(Answer::json(StatusCode::CREATED, &view)?
+        .at(format!("/api/v1/meters/{}/inspections", m.dev_eui)))
+}
+
+/// The checks of an inspection that need no store.
+fn check_inspection(body: &InspectionBody, now: DateTime<Utc>) -> Result<(), Problem> {
     input::one_of(Some(&body.outcome), &INSPECTION_OUTCOMES, "outcome")?;
     if body.inspector.trim().is_empty() || body.inspector.chars().count() > 200 {
         return Err(Problem::bad_field(
@@ -181,12 +192,21 @@ pub async fn record_inspection(req: &Request<'_>) -> Result<Answer, Problem> {
             "must be at most 10000 characters",
         ));
     }
-    let s = req.state;
-    let now = s.now();
     if body.visited_at > now {
         return Err(Problem::bad_field("visitedAt", "is in the future"));
     }
-    let m = find_meter(req, &r).await?;
+    Ok(())
+}
+
+/// Records a field visit to meter `m`, checked as `POST /meters/{meter}/inspections` checks
+/// it, and announces the change. The API and the pages both record through it.
+pub async fn record_inspection_of(
+    s: &ApiState,
+    m: &Meter,
+    body: InspectionBody,
+) -> Result<InspectionView, Problem> {
+    let now = s.now();
+    check_inspection(&body, now)?;
     if let Some(alarm_id) = body.alarm_id {
         match s.store.alarm(alarm_id).await? {
             Some(a) if a.meter_id == m.id => {}
@@ -210,7 +230,7 @@ pub async fn record_inspection(req: &Request<'_>) -> Result<Answer, Problem> {
     let pending = s.changes.begin(&touched);
     let id = s.store.insert_inspection(&new, now).await?;
     pending.committed(&touched).await;
-    let view = InspectionView {
+    Ok(InspectionView {
         id,
         meter_id: m.id,
         alarm_id: new.alarm_id,
@@ -219,7 +239,5 @@ pub async fn record_inspection(req: &Request<'_>) -> Result<Answer, Problem> {
         outcome: new.outcome,
         notes: new.notes,
         created_at: now,
-    };
-    Ok(Answer::json(StatusCode::CREATED, &view)?
-        .at(format!("/api/v1/meters/{}/inspections", m.dev_eui)))
+    })
 }

@@ -12,10 +12,12 @@ use crate::api::requests::{
 use crate::api::views::{
     CommandDetail, CommandView, Page, ReadingView, RegionCommands, ScheduleView,
 };
-use crate::api::{Answer, Fresh, Request, cached};
+use crate::api::{Answer, ApiState, Fresh, Request, cached};
 use crate::cache::Tag;
 use crate::downlink::{CommandKind, CommandRequest, EnqueueError};
 use crate::storage::Error as StorageError;
+use crate::storage::commands::CommandRow;
+use crate::storage::meters::Meter;
 use crate::storage::schedules::{ScheduleSpec, Scope};
 
 fn tests_bits(names: Option<&[String]>) -> Result<u8, Problem> {
@@ -128,23 +130,36 @@ pub async fn send(req: &Request<'_>) -> Result<Answer, Problem> {
     let _: NoQuery = input::query(req.query)?;
     let r = MeterRef::parse(req.param(0), "meter")?;
     let body: CommandBody = input::json(req.body)?;
+    // The body is checked before the meter is looked up: a bad body is a 400 for any meter.
+    body.kind()?;
+    body.expires_in()?;
+    let m = find_meter(req, &r).await?;
+    let row = send_command(req.state, &m, &body, &req.caller_name()).await?;
+    let id = row.id;
+    Ok(Answer::json(StatusCode::ACCEPTED, &CommandView::from(row))?
+        .at(format!("/api/v1/commands/{id}")))
+}
+
+/// Queues the command `body` asks of meter `m` in the name of `by`: checked as the API checks
+/// it, then handed to the downlink queue. The API and the pages both send through it.
+pub async fn send_command(
+    state: &ApiState,
+    m: &Meter,
+    body: &CommandBody,
+    by: &str,
+) -> Result<CommandRow, Problem> {
     let kind = body.kind()?;
     let expires_in = body.expires_in()?;
-    let m = find_meter(req, &r).await?;
-    let row = req
-        .state
+    state
         .downlinks
         .enqueue(CommandRequest {
             meter_id: m.id,
             kind,
-            requested_by: req.caller_name(),
+            requested_by: by.to_owned(),
             expires_in,
         })
         .await
-        .map_err(enqueue_problem)?;
-    let id = row.id;
-    Ok(Answer::json(StatusCode::ACCEPTED, &CommandView::from(row))?
-        .at(format!("/api/v1/commands/{id}")))
+        .map_err(enqueue_problem)
 }
 
 /// POST /regions/{region}/commands: a self-test or clock request for every reporting meter of

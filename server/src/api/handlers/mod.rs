@@ -1,11 +1,11 @@
 //! The handlers, one module per family of routes.
 
-mod admin;
+pub(crate) mod admin;
 pub(crate) mod alarms;
 mod billing;
-mod commands;
+pub(crate) mod commands;
 mod data;
-mod registry;
+pub(crate) mod registry;
 
 use super::error::Problem;
 use super::input::MeterRef;

@@ -11,13 +11,13 @@ use crate::api::views::{
     DeviceStatusView, LatestReadingView, List, MeterDetailsView, MeterView, Page, ReadingView,
     RegionView, next_overdue,
 };
-use crate::api::{Answer, Fresh, Request, cached};
+use crate::api::{Answer, ApiState, Fresh, Request, cached};
 use crate::cache::{Tag, Touched};
 use crate::registry::MeterRecord;
-use crate::registry::record::validate;
+use crate::registry::record::{FieldError, validate};
 use crate::storage::Error as StorageError;
 use crate::storage::listings::MeterFilter;
-use crate::storage::meters::Registered;
+use crate::storage::meters::{Meter, Registered};
 
 /// GET /regions
 pub async fn regions(req: &Request<'_>) -> Result<Answer, Problem> {
@@ -99,6 +99,7 @@ pub async fn meters(req: &Request<'_>) -> Result<Answer, Problem> {
         region: q.region.clone(),
         status: q.status.clone(),
         user_id: q.user_id.clone(),
+        ..MeterFilter::default()
     };
     cached(req, cache_key(req, &q), || async {
         let now = s.now();
@@ -148,17 +149,64 @@ pub async fn install(req: &Request<'_>) -> Result<Answer, Problem> {
     // Unknown fields are refused (a misspelt field would otherwise pass as missing or, worse,
     // as a default).
     let body: MeterInstall = input::json(req.body)?;
-    let record = MeterRecord::from(body);
-    let new = validate(&record, req.state.now().date_naive()).map_err(|errors| {
-        let detail = errors
-            .iter()
-            .map(|e| format!("{}: {}", e.field, e.message))
-            .collect::<Vec<_>>()
-            .join("; ");
-        let field = errors.first().map_or("body", |e| e.field);
-        Problem::bad_field(field, detail)
-    })?;
-    let s = req.state;
+    let (registered, m) = install_meter(req.state, &MeterRecord::from(body)).await?;
+    let status = if registered == Registered::Inserted {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    let location = format!("/api/v1/meters/{}", m.dev_eui);
+    Ok(Answer::json(status, &MeterView::new(m, req.state.now()))?.at(location))
+}
+
+/// Why a meter was not installed.
+#[derive(Debug)]
+pub enum InstallError {
+    /// Fields that failed validation, every one of them.
+    Invalid(Vec<FieldError>),
+    /// Anything else (a serial of another meter, the database).
+    Refused(Problem),
+}
+
+impl From<InstallError> for Problem {
+    /// A 400 naming the first field at fault, with every field's message in the detail.
+    fn from(e: InstallError) -> Problem {
+        match e {
+            InstallError::Invalid(errors) => {
+                let detail = errors
+                    .iter()
+                    .map(|e| format!("{}: {}", e.field, e.message))
+                    .collect::<Vec<_>>()
+                    .join("; ");
+                let field = errors.first().map_or("body", |e| e.field);
+                Problem::bad_field(field, detail)
+            }
+            InstallError::Refused(p) => p,
+        }
+    }
+}
+
+impl From<Problem> for InstallError {
+    fn from(p: Problem) -> InstallError {
+        InstallError::Refused(p)
+    }
+}
+
+impl From<StorageError> for InstallError {
+    fn from(e: StorageError) -> InstallError {
+        InstallError::Refused(e.into())
+    }
+}
+
+/// Installs (registers) the meter `record` describes, validated as `meterhub meters import`
+/// validates it, and announces the change: whether it was new, changed or the same, and the
+/// meter as stored. The API and the pages both install through it.
+pub async fn install_meter(
+    state: &ApiState,
+    record: &MeterRecord,
+) -> Result<(Registered, Meter), InstallError> {
+    let new = validate(record, state.now().date_naive()).map_err(InstallError::Invalid)?;
+    let s = state;
     let now = s.now();
     let before = s.store.meter_by_dev_eui(&new.dev_eui).await?;
     // Begun with what is known before the write (a new meter's id is not).
@@ -171,7 +219,7 @@ pub async fn install(req: &Request<'_>) -> Result<Answer, Problem> {
     let (registered, id) = match s.store.register_meter_with_id(&new, now).await {
         Ok(r) => r,
         Err(StorageError::Conflict(detail)) => {
-            return Err(Problem::conflict(detail).with_field("serial"));
+            return Err(Problem::conflict(detail).with_field("serial").into());
         }
         Err(e) => return Err(e.into()),
     };
@@ -187,11 +235,5 @@ pub async fn install(req: &Request<'_>) -> Result<Answer, Problem> {
         .meter_by_dev_eui(&new.dev_eui)
         .await?
         .ok_or_else(|| Problem::internal(&"a meter just registered cannot be read back"))?;
-    let status = if registered == Registered::Inserted {
-        StatusCode::CREATED
-    } else {
-        StatusCode::OK
-    };
-    let location = format!("/api/v1/meters/{}", m.dev_eui);
-    Ok(Answer::json(status, &MeterView::new(m, now))?.at(location))
+    Ok((registered, m))
 }

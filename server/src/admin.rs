@@ -1,4 +1,5 @@
-//! One-shot administrative commands: `migrate`, `meters import` and `keys`.
+//! One-shot administrative commands: `migrate`, `meters import`, `update` and `retire`, and
+//! `keys`.
 
 use std::path::Path;
 
@@ -149,4 +150,119 @@ pub async fn revoke_key(settings: &Settings, id: &str) -> Result<String> {
         ),
         Err(e) => Err(e).context("revoking the key"),
     }
+}
+
+/// The meter a command names by DevEUI or serial.
+async fn meter_named(store: &Store, name: &str) -> Result<crate::storage::meters::Meter> {
+    use crate::api::input::MeterRef;
+    let found = match MeterRef::parse(name, "meter").map_err(|p| anyhow::anyhow!(p.detail))? {
+        MeterRef::DevEui(d) => store.meter_by_dev_eui(&d).await,
+        MeterRef::Serial(s) => store.meter_by_serial(&s).await,
+    };
+    found
+        .context("reading the meter")?
+        .with_context(|| format!("no meter {name}"))
+}
+
+/// Where a command announces its writes: running `serve` instances on PostgreSQL hear them
+/// (on SQLite they see the database change).
+fn announcer(store: &Store) -> crate::cache::Changes {
+    crate::cache::Changes::new(
+        crate::cache::ResponseCache::new(1, std::time::Duration::ZERO),
+        store.clone(),
+    )
+}
+
+/// A refusal as the command's error.
+fn refusal(r: crate::registry::lifecycle::Refused) -> anyhow::Error {
+    use crate::registry::lifecycle::Refused;
+    match r {
+        Refused::Invalid(errors) => anyhow::anyhow!(
+            "{}",
+            errors
+                .iter()
+                .map(|e| format!("--{}: {}", flag(e.field), e.message))
+                .collect::<Vec<_>>()
+                .join("; ")
+        ),
+        Refused::Conflict(why, _) => anyhow::anyhow!(why),
+        Refused::Storage(crate::storage::Error::Conflict(why)) => anyhow::anyhow!(why),
+        Refused::Storage(e) => anyhow::Error::new(e).context("writing the change"),
+    }
+}
+
+/// The command-line flag of an API field: `userId` → `user-id`.
+fn flag(field: &str) -> String {
+    let mut out = String::new();
+    for c in field.chars() {
+        if c.is_ascii_uppercase() {
+            out.push('-');
+            out.push(c.to_ascii_lowercase());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+fn cli_actor(settings: &Settings, reason: &str) -> Result<crate::storage::lifecycle::Actor> {
+    let reason = reason.trim();
+    anyhow::ensure!(
+        !reason.is_empty() && reason.chars().count() <= crate::api::requests::MAX_REASON,
+        "--reason must be 1 to {} characters",
+        crate::api::requests::MAX_REASON
+    );
+    Ok(crate::storage::lifecycle::Actor {
+        name: "cli".into(),
+        at: now_utc(&settings.clock()?),
+        reason: reason.to_owned(),
+    })
+}
+
+/// `meters update`: changes a meter's details; the meter as JSON.
+pub async fn update_meter(settings: &Settings, args: &crate::cli::UpdateArgs) -> Result<String> {
+    let who = cli_actor(settings, &args.reason)?;
+    let now = who.at;
+    let store = open_migrated(settings).await?;
+    let outcome = async {
+        let meter = meter_named(&store, &args.meter).await?;
+        crate::registry::lifecycle::change(&store, &announcer(&store), &meter, &args.patch(), who)
+            .await
+            .map_err(refusal)?;
+        let meter = meter_named(&store, &args.meter).await?;
+        Ok::<_, anyhow::Error>(serde_json::to_string(&crate::api::views::MeterView::new(
+            meter, now,
+        ))?)
+    }
+    .await;
+    store.close().await;
+    outcome
+}
+
+/// `meters retire`: takes a meter out of service; its final report as JSON.
+pub async fn retire_meter(
+    settings: &Settings,
+    meter: &str,
+    outcome: &str,
+    reason: &str,
+) -> Result<String> {
+    use crate::storage::lifecycle::RetireOutcome;
+    let outcome = match outcome {
+        "renovation" => RetireOutcome::Renovation,
+        "destruction" => RetireOutcome::Destruction,
+        other => anyhow::bail!("--outcome {other:?} is not one of renovation, destruction"),
+    };
+    let who = cli_actor(settings, reason)?;
+    let store = open_migrated(settings).await?;
+    let report = async {
+        let meter = meter_named(&store, meter).await?;
+        let report =
+            crate::registry::lifecycle::retire(&store, &announcer(&store), &meter, outcome, who)
+                .await
+                .map_err(refusal)?;
+        Ok::<_, anyhow::Error>(serde_json::to_string(&report)?)
+    }
+    .await;
+    store.close().await;
+    report
 }

@@ -128,6 +128,83 @@ pub enum MetersCommand {
         /// The file.
         file: PathBuf,
     },
+    /// Change a meter's details as `PATCH /api/v1/meters/{meter}` does: only the fields given
+    /// change, validated as an install is, recorded in its history as done by `cli`. Prints
+    /// the meter as JSON.
+    Update(UpdateArgs),
+    /// Take a meter in service out of service as `POST /api/v1/meters/{meter}/retire` does:
+    /// renovation (back to stock) or destruction (final). Prints its final report as JSON.
+    Retire {
+        /// The meter: its DevEUI or serial.
+        meter: String,
+        /// `renovation` or `destruction`.
+        #[arg(long)]
+        outcome: String,
+        /// Why, recorded in its history and its final report.
+        #[arg(long)]
+        reason: String,
+    },
+}
+
+/// `meterhub meters update`: the meter and the fields to change.
+#[derive(Debug, Args)]
+pub struct UpdateArgs {
+    /// The meter: its DevEUI or serial.
+    pub meter: String,
+    /// The customer id.
+    #[arg(long)]
+    pub user_id: Option<String>,
+    /// The region id (created when new).
+    #[arg(long)]
+    pub region: Option<String>,
+    /// `residential`, `commercial`, `industrial` or `public`.
+    #[arg(long)]
+    pub usage_type: Option<String>,
+    /// `credit` or `prepaid`.
+    #[arg(long)]
+    pub mode: Option<String>,
+    /// The ChirpStack application id.
+    #[arg(long)]
+    pub application_id: Option<String>,
+    /// The production date, `YYYY-MM-DD`.
+    #[arg(long)]
+    pub production_date: Option<String>,
+    /// The number on the meter's body.
+    #[arg(long)]
+    pub body_number: Option<i64>,
+    /// Minutes between readings, 15–10080.
+    #[arg(long)]
+    pub reporting_interval_minutes: Option<i64>,
+    /// The supply point's address.
+    #[arg(long, conflicts_with = "no_address")]
+    pub address: Option<String>,
+    /// Remove the supply point's address.
+    #[arg(long)]
+    pub no_address: bool,
+    /// Why, recorded in the meter's history.
+    #[arg(long)]
+    pub reason: String,
+}
+
+impl UpdateArgs {
+    /// The change the flags ask for.
+    pub fn patch(&self) -> crate::registry::lifecycle::Patch {
+        crate::registry::lifecycle::Patch {
+            user_id: self.user_id.clone(),
+            region: self.region.clone(),
+            usage_type: self.usage_type.clone(),
+            mode: self.mode.clone(),
+            application_id: self.application_id.clone(),
+            production_date: self.production_date.clone(),
+            body_number: self.body_number,
+            reporting_interval_minutes: self.reporting_interval_minutes,
+            address: if self.no_address {
+                Some(None)
+            } else {
+                self.address.clone().map(Some)
+            },
+        }
+    }
 }
 
 /// `meterhub report …`.

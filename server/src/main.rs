@@ -142,6 +142,24 @@ fn run(cli: &Cli) -> Result<(String, bool)> {
                 report.refused == 0,
             )
         }
+        Command::Meters(MetersCommand::Update(args)) => {
+            let settings = settings()?;
+            (
+                runtime()?.block_on(admin::update_meter(&settings, args))?,
+                true,
+            )
+        }
+        Command::Meters(MetersCommand::Retire {
+            meter,
+            outcome,
+            reason,
+        }) => {
+            let settings = settings()?;
+            (
+                runtime()?.block_on(admin::retire_meter(&settings, meter, outcome, reason))?,
+                true,
+            )
+        }
         Command::Report(ReportCommand::Consumption(args)) => {
             let settings = settings()?;
             // The rows may go to stdout: the summary goes to stderr.

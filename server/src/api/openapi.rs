@@ -167,7 +167,7 @@ fn operation(r: &Route, requests: &mut SchemaGenerator, answers: &mut SchemaGene
     {
         responses.insert("404".into(), problem("No such resource."));
     }
-    if r.method == "POST" || r.op == Op::RevokeKey {
+    if matches!(r.method, "POST" | "PATCH") || r.op == Op::RevokeKey {
         responses.insert("409".into(), problem("Conflicts with the current state."));
     }
     // The body is read (and its size checked) before the route is known.

@@ -373,6 +373,160 @@ impl From<MeterInstall> for crate::registry::MeterRecord {
     }
 }
 
+/// A field that is `null` in a body is present (`Some(None)`), one left out is absent
+/// (`None`): JSON merge-patch tells "remove" from "leave".
+fn present<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
+}
+
+/// The longest reason accepted, characters.
+pub const MAX_REASON: usize = 2_000;
+
+/// A change to a meter's details, as a JSON merge patch: the fields named change, those left
+/// out stay; the result is validated as an install is. A meter's identity (serial, DevEUI)
+/// cannot change, and the fields a meter always has cannot be removed (`null`, 400); only
+/// `address` may be `null` (removed).
+#[derive(Debug, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[schemars(rename = "MeterPatch")]
+pub struct MeterPatch {
+    /// The utility's customer id.
+    #[schemars(with = "String", pattern(NOT_BLANK))]
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub user_id: Option<Option<String>>,
+    /// Region id (created when new), at most 64 characters; the cached answers of both
+    /// regions change.
+    #[schemars(with = "String", pattern(NOT_BLANK), length(max = 64))]
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub region: Option<Option<String>>,
+    /// Usage type.
+    #[schemars(with = "String", extend("enum" = USAGE_TYPES))]
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub usage_type: Option<Option<String>>,
+    /// Billing mode.
+    #[schemars(with = "String", extend("enum" = MODES))]
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub mode: Option<Option<String>>,
+    /// ChirpStack application id.
+    #[schemars(with = "String", extend("format" = "uuid"))]
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub application_id: Option<Option<String>>,
+    /// Production date, `YYYY-MM-DD`.
+    #[schemars(with = "String", extend("format" = "date"))]
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub production_date: Option<Option<String>>,
+    /// The number on the meter's body.
+    #[schemars(with = "u32")]
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub body_number: Option<Option<u32>>,
+    /// Minutes between readings, 15–10080 (the meter is told by a `setReportingInterval`
+    /// command, sent separately).
+    #[schemars(with = "u16", range(
+        min = firmware_protocol::MIN_REPORTING_INTERVAL_MINUTES,
+        max = firmware_protocol::MAX_REPORTING_INTERVAL_MINUTES
+    ))]
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub reporting_interval_minutes: Option<Option<u16>>,
+    /// The supply point's address, at most 500 characters; `null` removes it.
+    #[schemars(with = "Option<String>", length(max = 500))]
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub address: Option<Option<String>>,
+    /// Why, recorded in the meter's history: 1–2000 characters.
+    #[schemars(pattern(NOT_BLANK), length(min = 1, max = 2000))]
+    pub reason: String,
+}
+
+impl Example for MeterPatch {
+    fn example() -> Self {
+        MeterPatch {
+            user_id: Some(Some("customer-2077".into())),
+            mode: Some(Some("prepaid".into())),
+            reason: "new tenant from 1 March, prepaid contract".into(),
+            ..MeterPatch::default()
+        }
+    }
+}
+
+/// What a meter is retired for, and why.
+#[derive(Debug, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[schemars(rename = "Retirement")]
+pub struct RetireBody {
+    /// `renovation` (back to stock; a later install puts it in service again) or
+    /// `destruction` (final: an install is refused, 409).
+    pub outcome: crate::storage::lifecycle::RetireOutcome,
+    /// Why, recorded in the meter's history and its final report: 1–2000 characters.
+    #[schemars(pattern(NOT_BLANK), length(min = 1, max = 2000))]
+    pub reason: String,
+}
+
+impl Example for RetireBody {
+    fn example() -> Self {
+        RetireBody {
+            outcome: crate::storage::lifecycle::RetireOutcome::Renovation,
+            reason: "display faulty; sent to the workshop".into(),
+        }
+    }
+}
+
+/// A reason as a body gives it: not blank, at most [`MAX_REASON`] characters.
+pub fn reason(text: &str) -> Result<String, super::error::Problem> {
+    let t = text.trim();
+    if t.is_empty() {
+        Err(super::error::Problem::bad_field(
+            "reason",
+            "is required and may not be blank",
+        ))
+    } else if t.chars().count() > MAX_REASON {
+        Err(super::error::Problem::bad_field(
+            "reason",
+            format!("is longer than {MAX_REASON} characters"),
+        ))
+    } else {
+        Ok(t.to_owned())
+    }
+}
+
 /// The kinds a command request may name, in the API's spelling, with the arguments each
 /// requires and those it may take (every kind may take `expiresInMinutes`). An argument that a
 /// kind does not take is refused by name.

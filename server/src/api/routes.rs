@@ -8,16 +8,17 @@ use serde_json::Value;
 use super::auth::Role;
 use super::requests::{
     AlarmsQuery, CommandBody, ConsumptionQuery, ExportQuery, InspectionBody, KeyBody, MeterInstall,
-    MetersQuery, NoQuery, PageQuery, QuarantineQuery, RangeQuery, RegionCommandBody, ScheduleBody,
-    SilentQuery,
+    MeterPatch, MetersQuery, NoQuery, PageQuery, QuarantineQuery, RangeQuery, RegionCommandBody,
+    RetireBody, ScheduleBody, SilentQuery,
 };
 use super::views::{
-    AlarmView, CommandDetail, CommandView, Document, InspectionView, KeyView, LatestReadingView,
-    List, MeterDetailsView, MeterView, Page, QuarantinedView, ReadingView, RegionCommands,
-    RegionView, ReplayView, ScheduleView, SelfTestView,
+    AlarmView, AuditView, CommandDetail, CommandView, Document, InspectionView, KeyView,
+    LatestReadingView, List, MeterDetailsView, MeterView, Page, QuarantinedView, ReadingView,
+    RegionCommands, RegionView, ReplayView, ScheduleView, SelfTestView,
 };
 use crate::billing::export::ExportRecord;
 use crate::billing::{ConsumptionRecord, RegionTotals, RevisionRecord};
+use crate::storage::lifecycle::FinalReport;
 
 /// What a route does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,6 +35,14 @@ pub enum Op {
     InstallMeter,
     /// GET /meters/{meter}
     GetMeter,
+    /// PATCH /meters/{meter}
+    ChangeMeter,
+    /// GET /meters/{meter}/history
+    MeterHistory,
+    /// POST /meters/{meter}/retire
+    RetireMeter,
+    /// GET /meters/{meter}/final-report
+    MeterFinalReport,
     /// GET /meters/{meter}/readings
     MeterReadings,
     /// GET /meters/{meter}/commands
@@ -275,6 +284,68 @@ pub const ROUTES: &[Route] = &[
             parameter: "meter",
             pointer: "/devEui",
         }],
+        cached: true,
+    },
+    Route {
+        op: Op::ChangeMeter,
+        method: "PATCH",
+        path: "/meters/{meter}",
+        role: Some(Role::Operator),
+        summary: "Change a meter's details (customer, region, usage type, mode, reporting interval, body number, application, production date, its supply point's address) as a JSON merge patch with a `reason`, validated as an install is; recorded in its history. 409 for a destroyed meter",
+        query: Shape::of::<NoQuery>(),
+        body: Some(Shape::of::<MeterPatch>()),
+        ok: 200,
+        answer: Some(Shape::of::<MeterView>()),
+        links: &[Link {
+            name: "history",
+            op: Op::MeterHistory,
+            parameter: "meter",
+            pointer: "/devEui",
+        }],
+        cached: false,
+    },
+    Route {
+        op: Op::MeterHistory,
+        method: "GET",
+        path: "/meters/{meter}/history",
+        role: Some(Role::Viewer),
+        summary: "A meter's audit trail, newest first: every install, change, retirement and deletion, who did it, when, what changed (before and after) and why",
+        query: Shape::of::<PageQuery>(),
+        body: None,
+        ok: 200,
+        answer: Some(Shape::of::<Page<AuditView>>()),
+        links: &[],
+        cached: true,
+    },
+    Route {
+        op: Op::RetireMeter,
+        method: "POST",
+        path: "/meters/{meter}/retire",
+        role: Some(Role::Admin),
+        summary: "Take a meter in service out of service for renovation (back to stock; a later install puts it at a supply point again) or destruction (final): its unfinished commands fail with the reason, its installation closes at its last register, its readings stay. Answers the final report; 409 when it is not in service",
+        query: Shape::of::<NoQuery>(),
+        body: Some(Shape::of::<RetireBody>()),
+        ok: 200,
+        answer: Some(Shape::of::<FinalReport>()),
+        links: &[Link {
+            name: "report",
+            op: Op::MeterFinalReport,
+            parameter: "meter",
+            pointer: "/devEui",
+        }],
+        cached: false,
+    },
+    Route {
+        op: Op::MeterFinalReport,
+        method: "GET",
+        path: "/meters/{meter}/final-report",
+        role: Some(Role::Viewer),
+        summary: "The final report of a meter's latest retirement: last registers, open alarms, last inspection, the commands it still had, the installation it closed; 404 for a meter never retired",
+        query: Shape::of::<NoQuery>(),
+        body: None,
+        ok: 200,
+        answer: Some(Shape::of::<FinalReport>()),
+        links: &[],
         cached: true,
     },
     Route {

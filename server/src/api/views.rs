@@ -10,6 +10,7 @@ use crate::storage::alarms::Alarm;
 use crate::storage::commands::CommandRow;
 use crate::storage::device_status::{DeviceStatus, Power};
 use crate::storage::inspections::Inspection;
+use crate::storage::lifecycle::{AuditAction, AuditRow, FinalReport, Installation, ServiceState};
 use crate::storage::listings::RegionSummary;
 use crate::storage::meters::Meter;
 use crate::storage::quarantine::Quarantined;
@@ -115,6 +116,8 @@ pub struct MeterView {
     pub status: String,
     /// Minutes between readings.
     pub reporting_interval_minutes: i32,
+    /// `in_service`, `removed` (in stock: a later install puts it back) or `destroyed`.
+    pub service_state: ServiceState,
     /// Last uplink.
     pub last_seen_at: Option<DateTime<Utc>>,
     /// When it counts as silent if nothing arrives.
@@ -159,6 +162,7 @@ impl MeterView {
             production_date: m.production_date,
             status: m.status,
             reporting_interval_minutes: m.reporting_interval_minutes,
+            service_state: m.service_state,
             last_seen_at: m.last_seen_at,
             overdue_at: m.overdue_at,
             battery_millivolts: m.battery_millivolts,
@@ -185,6 +189,52 @@ pub struct MeterDetailsView {
     /// Its latest answer to the network's status request (ChirpStack's `status` event);
     /// `null` until one arrives.
     pub device_status: Option<DeviceStatusView>,
+    /// Where it is installed: its open installation period and supply point; `null` when it
+    /// is out of service.
+    pub installation: Option<Installation>,
+}
+
+/// One change to a meter, as its history shows it.
+#[derive(Debug, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(rename = "MeterChange")]
+pub struct AuditView {
+    /// Id: the history's order.
+    pub id: i64,
+    /// When.
+    pub at: DateTime<Utc>,
+    /// Who: the API key's name, or `cli`.
+    pub actor: String,
+    /// What was done.
+    pub action: AuditAction,
+    /// The fields changed, as they were.
+    #[schemars(with = "serde_json::Map<String, serde_json::Value>")]
+    pub before: serde_json::Value,
+    /// The fields changed, as they became.
+    #[schemars(with = "serde_json::Map<String, serde_json::Value>")]
+    pub after: serde_json::Value,
+    /// Why, in the caller's words.
+    pub reason: String,
+}
+
+impl From<AuditRow> for AuditView {
+    fn from(a: AuditRow) -> Self {
+        let object = |text: &str| {
+            serde_json::from_str::<serde_json::Value>(text)
+                .ok()
+                .filter(serde_json::Value::is_object)
+                .unwrap_or_else(|| serde_json::json!({}))
+        };
+        AuditView {
+            id: a.id,
+            at: a.at,
+            actor: a.actor,
+            action: a.action,
+            before: object(&a.before),
+            after: object(&a.after),
+            reason: a.reason,
+        }
+    }
 }
 
 /// A meter's answer to the network's status request (LoRaWAN DevStatusAns).
@@ -812,6 +862,7 @@ mod examples {
                 production_date: NaiveDate::from_ymd_opt(2026, 1, 15).unwrap_or_default(),
                 status: "active".into(),
                 reporting_interval_minutes: 1440,
+                service_state: ServiceState::InService,
                 last_seen_at: Some(at("2026-02-01T06:00:04Z")),
                 overdue_at: Some(at("2026-02-03T06:00:04Z")),
                 silent: false,
@@ -837,6 +888,84 @@ mod examples {
                     margin_db: 12,
                     received_at: at("2026-02-01T06:00:04Z"),
                 }),
+                installation: Some(Installation {
+                    removed_at: None,
+                    closing_register: None,
+                    ..installation()
+                }),
+            }
+        }
+    }
+
+    fn installation() -> Installation {
+        Installation {
+            id: 1,
+            supply_point_id: 1,
+            meter_id: 1,
+            installed_at: at("2026-01-15T08:00:00Z"),
+            removed_at: Some(at("2026-03-02T09:30:00Z")),
+            opening_register: Some(0),
+            closing_register: Some(1_234_567),
+            region_id: "north".into(),
+            user_id: "customer-1042".into(),
+            usage_type: "residential".into(),
+            address: Some("12 Harbour Road".into()),
+        }
+    }
+
+    impl Example for AuditView {
+        fn example() -> Self {
+            AuditView {
+                id: 4,
+                at: at("2026-03-01T10:15:00Z"),
+                actor: "operations".into(),
+                action: AuditAction::Change,
+                before: serde_json::json!({"userId": "customer-1042", "mode": "credit"}),
+                after: serde_json::json!({"userId": "customer-2077", "mode": "prepaid"}),
+                reason: "new tenant from 1 March, prepaid contract".into(),
+            }
+        }
+    }
+
+    impl Example for FinalReport {
+        fn example() -> Self {
+            use crate::storage::lifecycle::{
+                LastRegisters, ReportAlarm, ReportCommand, ReportInspection, RetireOutcome,
+            };
+            FinalReport {
+                meter_id: 1,
+                dev_eui: DEV_EUI.into(),
+                serial: "12261000012348".into(),
+                outcome: RetireOutcome::Renovation,
+                reason: "display faulty; sent to the workshop".into(),
+                retired_at: at("2026-03-02T09:30:00Z"),
+                retired_by: "operations".into(),
+                installation: Some(installation()),
+                last_registers: Some(LastRegisters {
+                    reading_time: at("2026-03-02T06:00:00Z"),
+                    gas_volume_litres: Some(1_234_567),
+                    energy_wh: None,
+                }),
+                open_alarms: vec![ReportAlarm {
+                    id: 17,
+                    kind: "magneticTamper".into(),
+                    raised_at: at("2026-02-01T03:12:00Z"),
+                    state: "acknowledged".into(),
+                    occurrences: 1,
+                }],
+                last_inspection: Some(ReportInspection {
+                    id: 5,
+                    visited_at: at("2026-02-01T10:00:00Z"),
+                    inspector: "field crew 7".into(),
+                    outcome: "repaired".into(),
+                    notes: "Magnet removed; seal replaced.".into(),
+                }),
+                outstanding_commands: vec![ReportCommand {
+                    id: Uuid::from_u128(0x6f1c_2a3b_4c5d_4e6f_8a9b_0c1d_2e3f_4a5b),
+                    kind: "selfTest".into(),
+                    state: "pending".into(),
+                    created_at: at("2026-02-01T08:31:00Z"),
+                }],
             }
         }
     }

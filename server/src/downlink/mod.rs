@@ -30,6 +30,7 @@ pub use publisher::Publisher;
 use crate::cache::{Changes, Pending, Touched};
 use crate::config::DownlinkSettings;
 use crate::storage::commands::{CommandRow, Reported, Routed};
+use crate::storage::lifecycle::ServiceState;
 use crate::storage::{Error as StorageError, Store};
 use crate::time::now_utc;
 
@@ -62,6 +63,14 @@ pub enum EnqueueError {
         meter_id: i64,
         /// Its status.
         status: String,
+    },
+    /// The meter is out of service (in stock or destroyed) and takes no commands.
+    #[error("meter {meter_id} is {} and takes no commands", state.as_str())]
+    OutOfService {
+        /// The meter.
+        meter_id: i64,
+        /// Its state.
+        state: ServiceState,
     },
     /// Only some commands can go to a whole region or the fleet.
     #[error("{0} cannot be sent to a whole region or the fleet")]
@@ -153,13 +162,21 @@ impl Downlinks {
     /// Queues a command for one meter; it goes out after the meter's next uplink.
     pub async fn enqueue(&self, request: CommandRequest) -> Result<CommandRow, EnqueueError> {
         let frame = request.kind.frame()?;
-        let (dev_eui, status) = match self.inner.store.meter_route(request.meter_id).await {
+        let (dev_eui, status, service) = match self.inner.store.meter_route(request.meter_id).await
+        {
             Ok(r) => r,
             Err(StorageError::NotFound) => {
                 return Err(EnqueueError::UnknownMeter(request.meter_id));
             }
             Err(e) => return Err(e.into()),
         };
+        if let Some(state) = ServiceState::parse(&service).filter(|s| *s != ServiceState::InService)
+        {
+            return Err(EnqueueError::OutOfService {
+                meter_id: request.meter_id,
+                state,
+            });
+        }
         if status == "disconnected" || status == "removed" {
             return Err(EnqueueError::Unavailable {
                 meter_id: request.meter_id,

@@ -2,6 +2,7 @@
 //! registering them.
 
 pub mod import;
+pub mod lifecycle;
 pub mod read;
 pub mod record;
 pub mod rows;

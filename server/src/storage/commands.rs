@@ -349,13 +349,15 @@ macro_rules! command_queries {
             Ok(())
         }
 
-        /// Reporting meters of a region, or of the fleet when `None`: (id, DevEUI).
+        /// Reporting meters in service of a region, or of the fleet when `None`: (id,
+        /// DevEUI).
         pub async fn region_routes(
             conn: &mut Conn,
             region_id: Option<&str>,
         ) -> Result<Vec<(i64, String)>> {
             let mut q = sqlx::QueryBuilder::<$db>::new(
-                "SELECT id, dev_eui FROM meters WHERE status NOT IN ('disconnected', 'removed')",
+                "SELECT id, dev_eui FROM meters WHERE status NOT IN ('disconnected', 'removed') \
+                 AND service_state = 'in_service'",
             );
             if let Some(r) = region_id {
                 q.push(" AND region_id = ").push_bind(r.to_owned());
@@ -429,9 +431,12 @@ macro_rules! command_queries {
             Ok(q.build_query_scalar().fetch_all(&mut *conn).await?)
         }
 
-        /// The DevEUI and status of a meter.
-        pub async fn meter_route(conn: &mut Conn, meter_id: i64) -> Result<(String, String)> {
-            sqlx::query_as("SELECT dev_eui, status FROM meters WHERE id = $1")
+        /// The DevEUI, status and service state of a meter.
+        pub async fn meter_route(
+            conn: &mut Conn,
+            meter_id: i64,
+        ) -> Result<(String, String, String)> {
+            sqlx::query_as("SELECT dev_eui, status, service_state FROM meters WHERE id = $1")
                 .bind(meter_id)
                 .fetch_optional(&mut *conn)
                 .await?

@@ -339,9 +339,14 @@ macro_rules! apply_for {
                 state_updates = updates;
                 let ids: Vec<i64> = resyncs.iter().map(|c| c.meter_id).collect();
                 let open = commands::$dialect::meters_with_open(conn, &ids, "forceResync").await?;
+                // A meter out of service (in stock, destroyed) that still transmits is sent
+                // nothing.
+                let retired =
+                    crate::storage::lifecycle::$dialect::not_in_service(conn, &ids).await?;
                 let mut released = Vec::new();
                 for (command, device) in resyncs.iter().zip(devices) {
                     if !open.contains(&command.meter_id)
+                        && !retired.contains(&command.meter_id)
                         && commands::$dialect::record(conn, command).await?
                     {
                         command_meters.push(command.meter_id);

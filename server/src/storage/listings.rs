@@ -86,7 +86,7 @@ const METER_COLUMNS: &str = "id, dev_eui, serial, body_number, user_id, applicat
      region_id, usage_type, mode, production_date, status, reporting_interval_minutes, \
      last_seen_at, battery_millivolts, battery_percent, rssi, snr, overdue_at, \
      firmware_version, info_received_at, created_at, updated_at, clock_drift_ms, \
-     drift_measured_at";
+     drift_measured_at, service_state";
 const ALARM_COLUMNS: &str = "a.id, a.meter_id, a.kind, a.source, a.raised_at, a.value, a.state, \
      a.received_at, a.acknowledged_at, a.acknowledged_by, a.cleared_at, a.occurrences, \
      a.last_raised_at, a.detail";
@@ -121,7 +121,8 @@ macro_rules! listing_queries {
                     .fetch_all(&mut *conn)
                     .await?;
             let silent: Vec<(String, i64)> = sqlx::query_as(
-                "SELECT region_id, COUNT(*) FROM meters WHERE overdue_at < $1 GROUP BY region_id",
+                "SELECT region_id, COUNT(*) FROM meters WHERE overdue_at < $1 \
+                 AND service_state = 'in_service' GROUP BY region_id",
             )
             .bind(now)
             .fetch_all(&mut *conn)
@@ -244,7 +245,8 @@ macro_rules! listing_queries {
             limit: i64,
         ) -> Result<Vec<Meter>> {
             let mut q = QueryBuilder::<$db>::new(format!(
-                "SELECT {METER_COLUMNS} FROM meters WHERE overdue_at < "
+                "SELECT {METER_COLUMNS} FROM meters WHERE service_state = 'in_service' \
+                 AND overdue_at < "
             ));
             q.push_bind(now);
             if let Some(r) = region {

@@ -65,6 +65,9 @@ pub struct Meter {
     pub status: String,
     /// Reporting interval, minutes.
     pub reporting_interval_minutes: i32,
+    /// In service, removed (in stock) or destroyed.
+    #[sqlx(try_from = "String")]
+    pub service_state: super::lifecycle::ServiceState,
     /// Last uplink.
     pub last_seen_at: Option<DateTime<Utc>>,
     /// Last battery voltage, mV.
@@ -108,6 +111,7 @@ impl Meter {
             production_date: new.production_date,
             status: "installed".into(),
             reporting_interval_minutes: new.reporting_interval_minutes,
+            service_state: super::lifecycle::ServiceState::InService,
             last_seen_at: None,
             battery_millivolts: None,
             battery_percent: None,
@@ -125,6 +129,22 @@ impl Meter {
 }
 
 impl Meter {
+    /// Its registration: the values an install gave it (or a change since).
+    pub fn registration(&self) -> NewMeter {
+        NewMeter {
+            dev_eui: self.dev_eui.clone(),
+            serial: self.serial.clone(),
+            body_number: self.body_number,
+            user_id: self.user_id.clone(),
+            application_id: self.application_id.clone(),
+            region_id: self.region_id.clone(),
+            usage_type: self.usage_type.clone(),
+            mode: self.mode.clone(),
+            production_date: self.production_date,
+            reporting_interval_minutes: self.reporting_interval_minutes,
+        }
+    }
+
     /// Whether the registered values equal `new` (so an import changes nothing).
     pub fn matches(&self, new: &NewMeter) -> bool {
         self.dev_eui == new.dev_eui
@@ -190,10 +210,10 @@ pub(crate) const METER_COLUMNS: &str = "id, dev_eui, serial, body_number, user_i
      region_id, usage_type, mode, production_date, status, reporting_interval_minutes, \
      last_seen_at, battery_millivolts, battery_percent, rssi, snr, overdue_at, \
      firmware_version, info_received_at, created_at, updated_at, clock_drift_ms, \
-     drift_measured_at";
+     drift_measured_at, service_state";
 
 macro_rules! meter_queries {
-    ($db:ty) => {
+    ($db:ty, $dialect:ident) => {
         use chrono::{DateTime, Utc};
         use sqlx::AssertSqlSafe;
 
@@ -268,7 +288,7 @@ macro_rules! meter_queries {
                 return Ok(decided);
             }
             ensure_region(conn, &m.region_id, &m.region_id, now).await?;
-            sqlx::query(
+            let sql = format!(
                 "INSERT INTO meters (dev_eui, serial, body_number, user_id, application_id, \
                  region_id, usage_type, mode, production_date, status, \
                  reporting_interval_minutes, created_at, updated_at) \
@@ -279,22 +299,39 @@ macro_rules! meter_queries {
                  usage_type = excluded.usage_type, mode = excluded.mode, \
                  production_date = excluded.production_date, \
                  reporting_interval_minutes = excluded.reporting_interval_minutes, \
-                 updated_at = excluded.updated_at",
+                 updated_at = excluded.updated_at, {BACK_IN_SERVICE}",
+                BACK_IN_SERVICE = crate::storage::registration::BACK_IN_SERVICE
+            );
+            sqlx::query(AssertSqlSafe(sql))
+                .bind(&m.dev_eui)
+                .bind(&m.serial)
+                .bind(m.body_number)
+                .bind(&m.user_id)
+                .bind(&m.application_id)
+                .bind(&m.region_id)
+                .bind(&m.usage_type)
+                .bind(&m.mode)
+                .bind(m.production_date)
+                .bind(m.reporting_interval_minutes)
+                .bind(now)
+                .execute(&mut *conn)
+                .await?;
+            crate::storage::lifecycle::$dialect::open_installations(
+                conn,
+                &[m.dev_eui.as_str()],
+                now,
             )
-            .bind(&m.dev_eui)
-            .bind(&m.serial)
-            .bind(m.body_number)
-            .bind(&m.user_id)
-            .bind(&m.application_id)
-            .bind(&m.region_id)
-            .bind(&m.usage_type)
-            .bind(&m.mode)
-            .bind(m.production_date)
-            .bind(m.reporting_interval_minutes)
-            .bind(now)
-            .execute(&mut *conn)
             .await?;
             Ok(decided)
+        }
+
+        /// Writes the audit row of an install (see `lifecycle::*::audit`).
+        pub async fn audit_install(
+            conn: &mut Conn,
+            audit: &crate::storage::lifecycle::NewAudit,
+            who: &crate::storage::lifecycle::Actor,
+        ) -> Result<()> {
+            crate::storage::lifecycle::$dialect::audit(conn, audit, who).await
         }
 
         /// Meters of a region (all when `None`), by id, after the cursor `after_id`.
@@ -383,7 +420,7 @@ fn merge_rows<'a>(
 
 /// Queries on SQLite.
 pub(crate) mod sqlite {
-    meter_queries!(sqlx::Sqlite);
+    meter_queries!(sqlx::Sqlite, sqlite);
 
     /// Applies the link state of a batch in one statement per thousand meters.
     pub async fn update_links(conn: &mut Conn, updates: &[LinkUpdate]) -> Result<()> {
@@ -439,7 +476,7 @@ pub(crate) mod sqlite {
 
 /// Queries on PostgreSQL.
 pub(crate) mod postgres {
-    meter_queries!(sqlx::Postgres);
+    meter_queries!(sqlx::Postgres, postgres);
 
     /// Writes a batch's link state and the rules' remembered state of its meters in one
     /// statement: each statement costs a round trip, so one `UPDATE` instead of two per

@@ -39,6 +39,11 @@ pub(crate) const SQLITE: &[(i64, &str, &str)] = &[
         "billing_periods",
         include_str!("../../../migrations/sqlite/0008_billing_periods.sql"),
     ),
+    (
+        9,
+        "lifecycle",
+        include_str!("../../../migrations/sqlite/0009_lifecycle.sql"),
+    ),
 ];
 
 /// (version, description, SQL) of each PostgreSQL migration, in order.
@@ -72,6 +77,11 @@ pub(crate) const POSTGRES: &[(i64, &str, &str)] = &[
         8,
         "billing_periods",
         include_str!("../../../migrations/postgres/0008_billing_periods.sql"),
+    ),
+    (
+        9,
+        "lifecycle",
+        include_str!("../../../migrations/postgres/0009_lifecycle.sql"),
     ),
 ];
 

@@ -18,6 +18,7 @@ mod error;
 pub mod identities;
 pub mod ingest;
 pub mod inspections;
+pub mod lifecycle;
 pub mod meters;
 mod migrations;
 pub mod monitor;
@@ -371,6 +372,35 @@ impl Store {
         )
     }
 
+    /// Installs one meter as [`Store::register_meter_with_id`] does and, unless nothing
+    /// changed, writes `audit` (its meter id filled in) in the same transaction.
+    pub async fn install_meter(
+        &self,
+        new: &NewMeter,
+        audit: &lifecycle::NewAudit,
+        who: &lifecycle::Actor,
+    ) -> Result<(Registered, i64)> {
+        in_transaction!(
+            self,
+            |c, q| {
+                let registered = q::register_meter(c, new, who.at).await?;
+                let id = q::meter_by_dev_eui(c, &new.dev_eui)
+                    .await?
+                    .map(|m| m.id)
+                    .ok_or(Error::NotFound)?;
+                if registered != Registered::Unchanged {
+                    let audit = lifecycle::NewAudit {
+                        meter_id: id,
+                        ..audit.clone()
+                    };
+                    q::audit_install(c, &audit, who).await?;
+                }
+                Ok::<_, Error>((registered, id))
+            },
+            meters
+        )
+    }
+
     /// The meter with this DevEUI.
     pub async fn meter_by_dev_eui(&self, dev_eui: &str) -> Result<Option<Meter>> {
         on_reader!(self, |c, q| q::meter_by_dev_eui(c, dev_eui).await, meters)
@@ -592,12 +622,12 @@ impl Store {
         )
     }
 
-    /// The DevEUI and status of a meter.
-    pub async fn meter_route(&self, meter_id: i64) -> Result<(String, String)> {
+    /// The DevEUI, status and service state of a meter.
+    pub async fn meter_route(&self, meter_id: i64) -> Result<(String, String, String)> {
         on_reader!(self, |c, q| q::meter_route(c, meter_id).await, commands)
     }
 
-    /// Reporting meters of a region, or of the fleet when `None`: (id, DevEUI).
+    /// Reporting meters in service of a region, or of the fleet when `None`: (id, DevEUI).
     pub async fn region_routes(&self, region_id: Option<&str>) -> Result<Vec<(i64, String)>> {
         on_reader!(self, |c, q| q::region_routes(c, region_id).await, commands)
     }
@@ -811,6 +841,83 @@ impl Store {
             |c, q| q::for_meter(c, meter_id, limit).await,
             inspections
         )
+    }
+}
+
+impl Store {
+    // ---- a meter's life ----
+
+    /// Changes a meter's registration and writes its audit row, in one transaction.
+    pub async fn change_meter(
+        &self,
+        change: &lifecycle::MeterChange,
+        audit: &lifecycle::NewAudit,
+        who: &lifecycle::Actor,
+    ) -> Result<()> {
+        in_transaction!(
+            self,
+            |c, q| {
+                q::change(c, change, who.at).await?;
+                q::audit(c, audit, who).await
+            },
+            lifecycle
+        )
+    }
+
+    /// Writes an audit row.
+    pub async fn audit(&self, audit: &lifecycle::NewAudit, who: &lifecycle::Actor) -> Result<()> {
+        on_writer!(self, |c, q| q::audit(c, audit, who).await, lifecycle)
+    }
+
+    /// A meter's audit rows before `before_id`, newest first.
+    pub async fn meter_history(
+        &self,
+        meter_id: i64,
+        before_id: i64,
+        limit: i64,
+    ) -> Result<Vec<lifecycle::AuditRow>> {
+        on_reader!(
+            self,
+            |c, q| q::history(c, meter_id, before_id, limit).await,
+            lifecycle
+        )
+    }
+
+    /// A meter's open installation, with its supply point.
+    pub async fn open_installation(
+        &self,
+        meter_id: i64,
+    ) -> Result<Option<lifecycle::Installation>> {
+        on_reader!(
+            self,
+            |c, q| q::open_installation(c, meter_id).await,
+            lifecycle
+        )
+    }
+
+    /// A meter's installations, oldest first.
+    pub async fn installations(&self, meter_id: i64) -> Result<Vec<lifecycle::Installation>> {
+        on_reader!(self, |c, q| q::installations(c, meter_id).await, lifecycle)
+    }
+
+    /// Takes an in-service meter out of service in one transaction (see
+    /// `lifecycle::*::retire`); its final report.
+    pub async fn retire_meter(
+        &self,
+        meter: &Meter,
+        outcome: lifecycle::RetireOutcome,
+        who: &lifecycle::Actor,
+    ) -> Result<lifecycle::FinalReport> {
+        in_transaction!(
+            self,
+            |c, q| q::retire(c, meter, outcome, who).await,
+            lifecycle
+        )
+    }
+
+    /// A meter's latest final report.
+    pub async fn final_report(&self, meter_id: i64) -> Result<Option<lifecycle::FinalReport>> {
+        on_reader!(self, |c, q| q::final_report(c, meter_id).await, lifecycle)
     }
 }
 

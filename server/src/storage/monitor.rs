@@ -124,7 +124,8 @@ macro_rules! monitor_queries {
             Ok(cleared)
         }
 
-        /// Marks up to `limit` reporting meters whose overdue time has passed as silent and
+        /// Marks up to `limit` reporting meters in service whose overdue time has passed as
+        /// silent and
         /// raises `noConnection` for each, unless ChirpStack is known to discard the meter's
         /// uplinks (an open frame-counter alarm says why it is not heard). Returns the
         /// meters marked.
@@ -136,7 +137,7 @@ macro_rules! monitor_queries {
             let overdue: Vec<Overdue> = sqlx::query_as(
                 "SELECT id, overdue_at, last_seen_at, region_id FROM meters \
                  WHERE status IN ('installed', 'active') AND overdue_at < $1 \
-                 ORDER BY overdue_at LIMIT $2",
+                 AND service_state = 'in_service' ORDER BY overdue_at LIMIT $2",
             )
             .bind(now)
             .bind(limit)
@@ -146,7 +147,8 @@ macro_rules! monitor_queries {
             for m in &overdue {
                 let marked = sqlx::query(
                     "UPDATE meters SET status = 'silent', updated_at = $2 \
-                     WHERE id = $1 AND status IN ('installed', 'active') AND overdue_at < $2",
+                     WHERE id = $1 AND status IN ('installed', 'active') AND overdue_at < $2 \
+                     AND service_state = 'in_service'",
                 )
                 .bind(m.id)
                 .bind(now)

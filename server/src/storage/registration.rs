@@ -2,6 +2,7 @@
 //! serials, a decision per meter made in memory against what that lookup found, and one
 //! upsert of the meters that change — a few statements per batch, whatever its size.
 
+use super::lifecycle::ServiceState;
 use super::meters::{Meter, NewMeter, Registered};
 
 /// What registering one meter came to: done, or refused with why (a serial held by another
@@ -18,8 +19,19 @@ pub fn decide(new: &NewMeter, by_dev_eui: Option<&Meter>, by_serial: Option<&Met
             new.serial, other.dev_eui
         ));
     }
+    if let Some(gone) = by_dev_eui.filter(|m| m.service_state == ServiceState::Destroyed) {
+        return Err(format!(
+            "meter {} was destroyed and cannot be installed again",
+            gone.dev_eui
+        ));
+    }
     Ok(match by_dev_eui {
-        Some(existing) if existing.matches(new) => Registered::Unchanged,
+        // A meter back from stock is installed again even with the same details.
+        Some(existing)
+            if existing.matches(new) && existing.service_state == ServiceState::InService =>
+        {
+            Registered::Unchanged
+        }
         Some(_) => Registered::Updated,
         None => Registered::Inserted,
     })
@@ -74,7 +86,13 @@ const ON_CONFLICT: &str = " ON CONFLICT (dev_eui) DO UPDATE SET serial = exclude
      usage_type = excluded.usage_type, mode = excluded.mode, \
      production_date = excluded.production_date, \
      reporting_interval_minutes = excluded.reporting_interval_minutes, \
-     updated_at = excluded.updated_at";
+     updated_at = excluded.updated_at, status = CASE WHEN meters.service_state = 'removed' \
+     THEN 'installed' ELSE meters.status END, service_state = 'in_service'";
+
+/// What puts a meter back from stock in service when it is registered again: never heard at
+/// its new place, and in service (a destroyed meter is refused before).
+pub(crate) const BACK_IN_SERVICE: &str = "status = CASE WHEN meters.service_state = 'removed' \
+     THEN 'installed' ELSE meters.status END, service_state = 'in_service'";
 
 /// Queries on SQLite.
 pub(crate) mod sqlite {
@@ -144,6 +162,8 @@ pub(crate) mod sqlite {
             q.push(ON_CONFLICT);
             q.build().execute(&mut *conn).await?;
         }
+        let written: Vec<&str> = write.iter().map(|m| m.dev_eui.as_str()).collect();
+        crate::storage::lifecycle::sqlite::open_installations(conn, &written, now).await?;
         Ok(outcomes)
     }
 }
@@ -214,6 +234,8 @@ pub(crate) mod postgres {
             .bind(now)
             .execute(&mut *conn)
             .await?;
+        let written: Vec<&str> = write.iter().map(|m| m.dev_eui.as_str()).collect();
+        crate::storage::lifecycle::postgres::open_installations(conn, &written, now).await?;
         Ok(outcomes)
     }
 }

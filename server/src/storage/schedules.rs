@@ -218,7 +218,8 @@ macro_rules! schedule_queries {
 
         /// Runs one due occurrence of a schedule: records the run (a second run of the same
         /// occurrence finds it recorded and does nothing), creates a pending self-test command
-        /// for each meter in scope that reports (not disconnected or removed), and moves the
+        /// for each meter in scope that is in service and reports (not disconnected or
+        /// removed), and moves the
         /// schedule to its next occurrence. `None` when the occurrence had already run.
         pub async fn run(
             conn: &mut Conn,
@@ -251,7 +252,8 @@ macro_rules! schedule_queries {
                 return Ok(None);
             }
             let mut q = sqlx::QueryBuilder::<$db>::new(
-                "SELECT id, dev_eui FROM meters WHERE status NOT IN ('disconnected', 'removed')",
+                "SELECT id, dev_eui FROM meters WHERE status NOT IN ('disconnected', 'removed') \
+                 AND service_state = 'in_service'",
             );
             match (schedule.scope.as_str(), &schedule.region_id, schedule.meter_id) {
                 ("region", Some(r), _) => {

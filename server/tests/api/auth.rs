@@ -29,6 +29,17 @@ pub fn example(op: Op, f: &Fixture, extra: &Extra) -> (String, Option<Value>) {
         Op::ListMeters => ("/api/v1/meters".into(), None),
         Op::InstallMeter => ("/api/v1/meters".into(), Some(meter_body(1))),
         Op::GetMeter => (format!("/api/v1/meters/{m}"), None),
+        Op::ChangeMeter => (
+            format!("/api/v1/meters/{m}"),
+            Some(json!({"mode": "prepaid", "reason": "prepaid contract"})),
+        ),
+        Op::MeterHistory => (format!("/api/v1/meters/{m}/history"), None),
+        // Meter 3: meter 1 stays in service for the routes after these.
+        Op::RetireMeter => (
+            format!("/api/v1/meters/{}/retire", dev_eui(3)),
+            Some(json!({"outcome": "renovation", "reason": "workshop"})),
+        ),
+        Op::MeterFinalReport => (format!("/api/v1/meters/{}/final-report", dev_eui(3)), None),
         Op::MeterReadings => (format!("/api/v1/meters/{m}/readings"), None),
         Op::MeterCommands => (format!("/api/v1/meters/{m}/commands"), None),
         Op::MeterConsumption => (format!("/api/v1/meters/{m}/consumption?period=day"), None),

@@ -77,6 +77,70 @@ fn cases(op: Op, alarm: i64) -> Vec<(&'static str, String, Option<String>, u16, 
             ),
         ],
         Op::GetMeter => vec![get("/api/v1/meters/42".into(), "meter")],
+        Op::ChangeMeter => {
+            let p = format!("/api/v1/meters/{m}");
+            let patch = |b: &str, field| ("PATCH", p.clone(), Some(b.to_owned()), 400, field);
+            vec![
+                patch(r#"{"reason": "x", "serial": "12261000012348"}"#, "serial"),
+                patch(r#"{"reason": "x", "userId": null}"#, "userId"),
+                patch(r#"{"reason": "x", "usageType": "farm"}"#, "usageType"),
+                patch(
+                    r#"{"reason": "x", "reportingIntervalMinutes": 5}"#,
+                    "reportingIntervalMinutes",
+                ),
+                patch(
+                    r#"{"reason": "x", "applicationId": "nope"}"#,
+                    "applicationId",
+                ),
+                patch(
+                    r#"{"reason": "x", "productionDate": "2026-02-30"}"#,
+                    "productionDate",
+                ),
+                patch(r#"{"reason": "x", "bodyNumber": "many"}"#, "bodyNumber"),
+                patch(r#"{"mode": "credit"}"#, "reason"),
+                patch(r#"{"reason": "   ", "mode": "credit"}"#, "reason"),
+                (
+                    "PATCH",
+                    "/api/v1/meters/42".into(),
+                    Some(r#"{"reason": "x"}"#.to_owned()),
+                    400,
+                    "meter",
+                ),
+            ]
+        }
+        Op::MeterHistory => vec![
+            get(format!("/api/v1/meters/{m}/history?cursor=eA"), "cursor"),
+            get(format!("/api/v1/meters/{m}/history?limit=0"), "limit"),
+            get("/api/v1/meters/xyz/history".into(), "meter"),
+        ],
+        Op::RetireMeter => {
+            let p = format!("/api/v1/meters/{m}/retire");
+            vec![
+                post(
+                    p.clone(),
+                    r#"{"outcome": "recycling", "reason": "x"}"#,
+                    "outcome",
+                ),
+                post(p.clone(), r#"{"outcome": "renovation"}"#, "reason"),
+                post(
+                    p.clone(),
+                    r#"{"outcome": "renovation", "reason": ""}"#,
+                    "reason",
+                ),
+                post(
+                    p,
+                    r#"{"outcome": "renovation", "reason": "x", "force": true}"#,
+                    "force",
+                ),
+            ]
+        }
+        Op::MeterFinalReport => vec![
+            get(
+                format!("/api/v1/meters/{m}/final-report?format=pdf"),
+                "format",
+            ),
+            get("/api/v1/meters/xyz/final-report".into(), "meter"),
+        ],
         Op::MeterReadings => vec![
             get(
                 format!("/api/v1/meters/{m}/readings?from=yesterday"),

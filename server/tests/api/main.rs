@@ -14,6 +14,7 @@ mod commands;
 mod contract;
 mod device_status;
 mod fuzz;
+mod lifecycle;
 mod openapi;
 mod routes;
 mod strict_input;

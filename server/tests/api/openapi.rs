@@ -269,6 +269,38 @@ async fn the_examples_are_accepted_and_the_links_followed() {
     let r = send("GET", url, None).await;
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.json()["state"], command["state"]);
+    // A change and a retirement as documented, and where their links lead.
+    let dev_eui = meter["devEui"].as_str().expect("devEui");
+    let r = send(
+        "PATCH",
+        format!("/api/v1/meters/{dev_eui}"),
+        Some(body("ChangeMeter")),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let (_, path, _) = by_id("MeterHistory");
+    let r = send(
+        "GET",
+        format!("/api/v1{}", path.replace("{meter}", dev_eui)),
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["items"][0]["action"], "change");
+    let r = send(
+        "POST",
+        format!("/api/v1/meters/{dev_eui}/retire"),
+        Some(body("RetireMeter")),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let (_, path, _) = by_id("MeterFinalReport");
+    let url = path.replace("{meter}", r.json()["devEui"].as_str().expect("devEui"));
+    let r = send("GET", format!("/api/v1{url}"), None).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    // Installed again for the examples below.
+    let r = send("POST", "/api/v1/meters".into(), Some(body("InstallMeter"))).await;
+    assert_eq!(r.status, 200, "{}", r.text());
     // The other bodies, as documented.
     let r = send(
         "POST",

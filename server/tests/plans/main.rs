@@ -189,6 +189,7 @@ async fn no_api_query_scans_readings_or_alarms_sequentially() {
         format!("/api/v1/consumption?month={this_month}&region=east&period=week"),
         format!("/api/v1/meters/{meter}/self-tests"),
         format!("/api/v1/meters/{meter}/inspections"),
+        format!("/api/v1/meters/{meter}/history"),
         "/api/v1/alarms".to_owned(),
         "/api/v1/alarms?state=open".to_owned(),
         "/api/v1/alarms?kind=leak".to_owned(),

@@ -1,6 +1,7 @@
 //! The storage suite: every test runs against SQLite and, when configured, PostgreSQL.
 
 mod import;
+mod lifecycle;
 mod partitions;
 mod registry;
 mod rows;

@@ -117,6 +117,10 @@ fn enqueue_problem(e: EnqueueError) -> Problem {
         EnqueueError::Unavailable { status, .. } => {
             Problem::conflict(format!("the meter is {status} and takes no commands"))
         }
+        EnqueueError::OutOfService { state, .. } => Problem::conflict(format!(
+            "the meter is {} (out of service) and takes no commands",
+            state.as_str()
+        )),
         EnqueueError::NotForRegion(kind) => Problem::bad_field(
             "kind",
             format!("{kind} is sent meter by meter, not to a whole region"),

@@ -5,6 +5,7 @@ pub(crate) mod alarms;
 mod billing;
 pub(crate) mod commands;
 mod data;
+mod lifecycle;
 pub(crate) mod registry;
 
 use super::error::Problem;
@@ -23,6 +24,10 @@ pub async fn handle(req: &Request<'_>) -> Result<Answer, Problem> {
         Op::ListMeters => registry::meters(req).await,
         Op::InstallMeter => registry::install(req).await,
         Op::GetMeter => registry::meter(req).await,
+        Op::ChangeMeter => lifecycle::change(req).await,
+        Op::MeterHistory => lifecycle::history(req).await,
+        Op::RetireMeter => lifecycle::retire(req).await,
+        Op::MeterFinalReport => lifecycle::final_report(req).await,
         Op::MeterReadings => data::readings(req).await,
         Op::MeterCommands => data::commands(req).await,
         Op::MeterConsumption => billing::meter(req).await,

@@ -14,10 +14,12 @@ use crate::api::views::{
 use crate::api::{Answer, ApiState, Fresh, Request, cached};
 use crate::cache::{Tag, Touched};
 use crate::registry::MeterRecord;
+use crate::registry::lifecycle::{diff, registration_json};
 use crate::registry::record::{FieldError, validate};
 use crate::storage::Error as StorageError;
+use crate::storage::lifecycle::{Actor, AuditAction, NewAudit, ServiceState};
 use crate::storage::listings::MeterFilter;
-use crate::storage::meters::{Meter, Registered};
+use crate::storage::meters::{Meter, NewMeter, Registered};
 
 /// GET /regions
 pub async fn regions(req: &Request<'_>) -> Result<Answer, Problem> {
@@ -131,12 +133,14 @@ pub async fn meter(req: &Request<'_>) -> Result<Answer, Problem> {
         let now = s.now();
         let m = find_meter(req, &r).await?;
         let status = s.store.device_status(m.id).await?;
+        let installation = s.store.open_installation(m.id).await?;
         let until = m.overdue_at.filter(|t| *t >= now);
         // A status report is announced under its meter, as the batch that stores it.
         let tags = vec![Tag::Meter(m.id)];
         let details = MeterDetailsView {
             meter: MeterView::new(m, now),
             device_status: status.map(DeviceStatusView::from),
+            installation,
         };
         Fresh::new(&details, tags, until)
     })
@@ -149,7 +153,8 @@ pub async fn install(req: &Request<'_>) -> Result<Answer, Problem> {
     // Unknown fields are refused (a misspelt field would otherwise pass as missing or, worse,
     // as a default).
     let body: MeterInstall = input::json(req.body)?;
-    let (registered, m) = install_meter(req.state, &MeterRecord::from(body)).await?;
+    let (registered, m) =
+        install_meter_as(req.state, &MeterRecord::from(body), &req.caller_name()).await?;
     let status = if registered == Registered::Inserted {
         StatusCode::CREATED
     } else {
@@ -198,17 +203,39 @@ impl From<StorageError> for InstallError {
     }
 }
 
-/// Installs (registers) the meter `record` describes, validated as `meterhub meters import`
-/// validates it, and announces the change: whether it was new, changed or the same, and the
-/// meter as stored. The API and the pages both install through it.
+/// [`install_meter_as`] recorded in the meter's history as done through the operator's pages.
 pub async fn install_meter(
     state: &ApiState,
     record: &MeterRecord,
+) -> Result<(Registered, Meter), InstallError> {
+    install_meter_as(state, record, "pages").await
+}
+
+/// Installs (registers) the meter `record` describes, validated as `meterhub meters import`
+/// validates it, and announces the change: whether it was new, changed, back from stock or
+/// the same, and the meter as stored; `by` is recorded in its history. A destroyed meter is
+/// refused (409 naming `devEui`). The API and the pages both install through it.
+pub async fn install_meter_as(
+    state: &ApiState,
+    record: &MeterRecord,
+    by: &str,
 ) -> Result<(Registered, Meter), InstallError> {
     let new = validate(record, state.now().date_naive()).map_err(InstallError::Invalid)?;
     let s = state;
     let now = s.now();
     let before = s.store.meter_by_dev_eui(&new.dev_eui).await?;
+    if let Some(gone) = before
+        .as_ref()
+        .filter(|m| m.service_state == ServiceState::Destroyed)
+    {
+        return Err(Problem::conflict(format!(
+            "meter {} was destroyed and cannot be installed again",
+            gone.dev_eui
+        ))
+        .with_field("devEui")
+        .into());
+    }
+    let audit = install_audit(before.as_ref(), &new);
     // Begun with what is known before the write (a new meter's id is not).
     let mut expected = Touched::default();
     expected.regions.insert(new.region_id.clone());
@@ -216,7 +243,12 @@ pub async fn install_meter(
         expected.add(old.id, &old.region_id);
     }
     let pending = s.changes.begin(&expected);
-    let (registered, id) = match s.store.register_meter_with_id(&new, now).await {
+    let who = Actor {
+        name: by.to_owned(),
+        at: now,
+        reason: "installed".into(),
+    };
+    let (registered, id) = match s.store.install_meter(&new, &audit, &who).await {
         Ok(r) => r,
         Err(StorageError::Conflict(detail)) => {
             return Err(Problem::conflict(detail).with_field("serial").into());
@@ -236,4 +268,36 @@ pub async fn install_meter(
         .await?
         .ok_or_else(|| Problem::internal(&"a meter just registered cannot be read back"))?;
     Ok((registered, m))
+}
+
+/// The audit row of an install: the whole registration for a new meter; for one back from
+/// stock, its state and what changed; for a registered one, what changed.
+fn install_audit(old: Option<&Meter>, new: &NewMeter) -> NewAudit {
+    let (action, before, after) = match old {
+        None => (
+            AuditAction::Install,
+            serde_json::Map::new(),
+            registration_json(new),
+        ),
+        Some(old) => {
+            let (mut b, mut a) = diff(&old.registration(), new);
+            let action = if old.service_state == ServiceState::Removed {
+                b.insert("serviceState".into(), old.service_state.as_str().into());
+                a.insert(
+                    "serviceState".into(),
+                    ServiceState::InService.as_str().into(),
+                );
+                AuditAction::Reinstall
+            } else {
+                AuditAction::Change
+            };
+            (action, b, a)
+        }
+    };
+    NewAudit {
+        meter_id: old.map_or(0, |m| m.id),
+        action,
+        before: serde_json::Value::Object(before),
+        after: serde_json::Value::Object(after),
+    }
 }

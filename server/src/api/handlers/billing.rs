@@ -1,5 +1,5 @@
 //! Billing data: a meter's and a region's consumption per day, ISO week or month, and a
-//! billing run's export (JSON pages, or CSV streamed from one database cursor).
+//! billing run's export (JSON pages, or CSV streamed as the meters are read, a chunk at a time).
 
 use chrono::{Days, Months, NaiveDate};
 use chrono_tz::Tz;
@@ -251,7 +251,7 @@ const CSV_CHUNK: usize = 64 * 1024;
 /// Chunks in flight between the query and a slow client.
 const CSV_CHUNKS_IN_FLIGHT: usize = 4;
 
-/// The whole run as CSV, streamed: a task reads the meters from one database cursor and
+/// The whole run as CSV, streamed: a task reads the meters from the database a chunk at a time and
 /// sends each chunk of lines as it fills; a client that goes away stops the query.
 fn csv_export(
     req: &Request<'_>,

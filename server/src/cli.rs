@@ -67,7 +67,9 @@ pub enum Command {
     /// Run the server: the ChirpStack MQTT bridge and the HTTP endpoints, until SIGINT or SIGTERM.
     Serve,
     /// Run everything on this machine with nothing installed: an embedded MQTT broker, a SQLite
-    /// database, the server, and a simulated fleet publishing as ChirpStack would.
+    /// database, the server, and a simulated fleet publishing as ChirpStack would. Prints the
+    /// address of the pages and an admin API key to sign in with; once the fleet is done the
+    /// server keeps serving until Ctrl-C or SIGTERM (or stops, with --exit).
     #[cfg(feature = "demo")]
     Demo {
         /// Meters in the simulated fleet.
@@ -83,6 +85,10 @@ pub enum Command {
         /// The SQLite database file, replaced at the start of each run.
         #[arg(long, default_value = "meterhub-demo.db")]
         database: PathBuf,
+        /// Stop once the fleet is done and its readings are stored, instead of serving until
+        /// Ctrl-C or SIGTERM.
+        #[arg(long)]
+        exit: bool,
     },
     /// Print the settings file with every default, commented.
     Configfile,

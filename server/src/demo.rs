@@ -9,6 +9,12 @@
 //! are quarantined. So the clock is held whenever the server is more than a few batches
 //! behind, and after the fleet is done: the run takes as long as the machine needs, and what
 //! is stored does not depend on its speed.
+//!
+//! Then the server keeps serving (the operator's pages at `/`, the API, `/metrics`) with the
+//! clock held where the fleet stopped, until the demo is stopped, so that a first run leaves
+//! something to look at; an admin API key created at the start signs in. With
+//! [`DemoOptions::exit_when_done`] it stops as soon as the readings are stored instead (scripts
+//! and tests that want the run to end).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -22,6 +28,7 @@ use meterhub_sim::fleet::{self, FleetSpec};
 use meterhub_sim::runner::{self, RunSpec};
 use tokio_util::sync::CancellationToken;
 
+use crate::api::auth::{Role, generate};
 use crate::app::Application;
 use crate::config::{Secret, Settings};
 use crate::metrics::Metrics;
@@ -53,6 +60,9 @@ pub struct DemoOptions {
     pub database: PathBuf,
     /// Where the HTTP endpoints listen.
     pub http_bind: std::net::SocketAddr,
+    /// Stop once the fleet is done and the server has stored what it sent, instead of serving
+    /// until `stop`.
+    pub exit_when_done: bool,
 }
 
 /// How the demo's wait for the server ended.
@@ -79,9 +89,13 @@ pub struct DemoSummary {
     pub stored: i64,
     /// Whether `stored` is final and agrees.
     pub ending: Ending,
+    /// The admin API key the demo created (its secret), to sign in to the pages with.
+    pub admin_key: String,
 }
 
-/// Runs the demo to its end (or until `stop`), printing progress through `say`.
+/// Runs the demo: the fleet to its end, the wait for the server, then (unless
+/// `exit_when_done`) serving until `stop`; or until `stop` at any point. Progress, the address
+/// to open and the key to sign in with go through `say`.
 pub async fn run(
     options: DemoOptions,
     stop: CancellationToken,
@@ -124,18 +138,25 @@ pub async fn run(
         imported.registered(),
         imported.inserted
     ));
+    // Created before the server starts, so that its key ring holds it from the first request.
+    let admin = generate("demo", Role::Admin, now_utc(&clock));
+    store
+        .insert_api_key(&admin.row)
+        .await
+        .context("creating the demo's admin API key")?;
 
     let server_stop = CancellationToken::new();
     let app = Application::build_on(settings, clock.clone(), server_stop.clone()).await?;
     let metrics = app.metrics();
+    let url = format!("http://{}/", app.http_addr());
     say(format!(
-        "server on http://{} (try /metrics); broker on {}; {} simulated days at up to {}x \
-         (the clock waits while the server catches up)",
-        app.http_addr(),
+        "server on {url} (also /api/v1, /metrics); broker on {}; {} simulated days at up to \
+         {}x (the clock waits while the server catches up)",
         broker.v5_url(),
         options.days,
         options.speed
     ));
+    say(sign_in_line(&url, &admin.secret));
     let run = RunSpec {
         fleet: spec,
         host: broker.v5_addr().ip().to_string(),
@@ -195,7 +216,18 @@ pub async fn run(
             metrics.acknowledged.get(),
             report.published
         )),
-        _ => say(format!("{stored} readings stored; stopping the server")),
+        _ if options.exit_when_done => {
+            say(format!("{stored} readings stored; stopping the server"))
+        }
+        _ => {
+            say(format!(
+                "{stored} readings stored; the server keeps serving until Ctrl-C or SIGTERM, \
+                 its clock held where the fleet stopped"
+            ));
+            say(sign_in_line(&url, &admin.secret));
+            stop.cancelled().await;
+            say("stopping the server".to_owned());
+        }
     }
     server_stop.cancel();
     app.run_until_stopped().await?;
@@ -205,7 +237,13 @@ pub async fn run(
         expected: report.registered_readings,
         stored,
         ending,
+        admin_key: admin.secret,
     })
+}
+
+/// The line that says where to look and how to get in.
+fn sign_in_line(url: &str, key: &str) -> String {
+    format!("open {url} in a browser and sign in with the admin API key {key}")
 }
 
 /// Removes the database (and SQLite's side files) a previous run left, so that the counts

@@ -58,6 +58,7 @@ fn run(cli: &Cli) -> Result<(String, bool)> {
             days,
             speed,
             database,
+            exit,
         } => {
             let options = meterhub::demo::DemoOptions {
                 meters: *meters,
@@ -66,13 +67,14 @@ fn run(cli: &Cli) -> Result<(String, bool)> {
                 database: database.clone(),
                 // `--http-bind`, `METERHUB_HTTP__BIND` or the settings file, as for `serve`.
                 http_bind: settings()?.http.bind,
+                exit_when_done: *exit,
             };
             let stop = CancellationToken::new();
-            let ctrl_c = stop.clone();
+            let signalled = stop.clone();
             let summary = runtime()?.block_on(async move {
                 tokio::spawn(async move {
-                    let _ = tokio::signal::ctrl_c().await;
-                    ctrl_c.cancel();
+                    wait_for_signal().await;
+                    signalled.cancel();
                 });
                 meterhub::demo::run(options, stop, |line| eprintln!("{line}")).await
             })?;

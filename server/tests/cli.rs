@@ -316,3 +316,101 @@ fn logs_written_to_a_file_or_pipe_carry_no_colour_codes() {
         "escape codes in a piped log: {log:?}"
     );
 }
+
+/// `meterhub demo` without `--exit` keeps serving once its fleet is done: the pages and the API
+/// answer, the admin key it printed signs in, and SIGTERM stops it within the shutdown grace
+/// (15 s by default).
+#[cfg(feature = "demo")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_keeps_serving_after_its_fleet_and_its_printed_key_signs_in() {
+    use std::time::{Duration, Instant};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let database = dir.path().join("demo.db");
+    let mut demo = test_support::Process::builder(env!("CARGO_BIN_EXE_meterhub"))
+        .args(["demo", "--meters", "20", "--days", "2", "--speed", "864000"])
+        .arg("--database")
+        .arg(&database)
+        .env("METERHUB_HTTP__BIND", "127.0.0.1:0")
+        .start()
+        .expect("meterhub demo starts");
+    let line = demo
+        .wait_for_output("keeps serving", Duration::from_secs(300))
+        .await
+        .expect("the fleet finishes and the demo says it keeps serving");
+    assert!(line.contains("readings stored"), "{line}");
+    let said = demo
+        .wait_for_output("sign in with the admin API key", Duration::from_secs(5))
+        .await
+        .expect("the sign-in line");
+    let (url, key) = said
+        .strip_prefix("open ")
+        .and_then(|rest| rest.split_once(" in a browser and sign in with the admin API key "))
+        .map(|(url, key)| (url.to_owned(), key.trim().to_owned()))
+        .unwrap_or_else(|| panic!("an address and a key in {said:?}"));
+    assert!(
+        url.starts_with("http://127.0.0.1:") && url.ends_with('/'),
+        "{url}"
+    );
+    assert!(key.starts_with("mh_"), "{key}");
+
+    // Well after the fleet is done, the server still answers, and the key is an admin's.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(demo.is_running(), "{}", demo.output());
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    let regions = http
+        .get(format!("{url}api/v1/regions"))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .expect("the API answers");
+    assert_eq!(regions.status(), 200);
+    let body: serde_json::Value =
+        serde_json::from_slice(&regions.bytes().await.expect("a body")).expect("json");
+    assert!(
+        body["items"].as_array().is_some_and(|r| !r.is_empty()),
+        "the fleet's regions: {body}"
+    );
+    let keys = http
+        .get(format!("{url}api/v1/keys"))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .expect("the API answers");
+    assert_eq!(keys.status(), 200, "only an admin lists keys");
+    let home = http.get(&url).send().await.expect("the pages answer");
+    assert_eq!(home.status(), 303, "the pages ask to sign in");
+    let signed_in = http
+        .post(format!("{url}signin"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("key={key}"))
+        .send()
+        .await
+        .expect("the sign-in form answers");
+    assert_eq!(signed_in.status(), 303);
+    assert_eq!(
+        signed_in.headers().get("location").map(|v| v.as_bytes()),
+        Some(&b"/"[..]),
+        "signed in"
+    );
+
+    let started = Instant::now();
+    let status = demo
+        .terminate(Duration::from_secs(15 + 10))
+        .await
+        .expect("SIGTERM stops the demo");
+    assert!(status.success(), "{status}\n{}", demo.output());
+    assert!(
+        started.elapsed() < Duration::from_secs(15 + 5),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(
+        demo.stdout().contains("readings of registered meters"),
+        "{}",
+        demo.output()
+    );
+}

@@ -19,6 +19,7 @@ async fn the_demo_stores_exactly_what_the_fleet_sent() {
         speed: 864_000,
         database,
         http_bind: "127.0.0.1:0".parse().expect("address"),
+        exit_when_done: true,
     };
     let mut said = Vec::new();
     let summary = run(options, CancellationToken::new(), |line| said.push(line))
@@ -39,6 +40,11 @@ async fn the_demo_stores_exactly_what_the_fleet_sent() {
     );
     assert!(
         said.iter().any(|l| l.contains("left by an earlier run")),
+        "{said:#?}"
+    );
+    assert!(
+        said.iter()
+            .any(|l| l.contains("sign in with the admin API key") && l.contains(&summary.admin_key)),
         "{said:#?}"
     );
 }

@@ -191,6 +191,17 @@ impl Application {
         let policy = policy(&settings, &downlinks);
         let keys = crate::api::auth::KeyRing::default();
         keys.reload(&store).await.context("loading the API keys")?;
+        let sessions = crate::pages::session::Sessions::new(
+            &store
+                .installation_secret(
+                    crate::pages::session::SECRET_NAME,
+                    &crate::pages::session::new_secret(),
+                    chrono::Utc::now(),
+                )
+                .await
+                .context("reading the pages' session secret")?,
+            chrono::TimeDelta::hours(i64::from(settings.pages.session_hours)),
+        );
         let api = crate::api::Api::new(crate::api::ApiState {
             store: store.clone(),
             clock: clock.clone(),
@@ -242,6 +253,7 @@ impl Application {
                 listener,
                 metrics.clone(),
                 api,
+                sessions,
                 shutdown.clone(),
             )),
         ));

@@ -36,6 +36,8 @@ pub struct Settings {
     pub monitor: MonitorSettings,
     /// The REST API.
     pub api: ApiSettings,
+    /// The operator's web pages.
+    pub pages: PagesSettings,
     /// How consumption is computed for billing.
     pub billing: BillingSettings,
     /// The process as a whole: how long a stop may take.
@@ -104,6 +106,21 @@ impl Default for ApiSettings {
             cache_capacity: 100_000,
             max_body_bytes: 64 * 1024,
         }
+    }
+}
+
+/// The operator's web pages.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PagesSettings {
+    /// How long a sign-in lasts, hours (by the wall clock); then the browser is asked to sign
+    /// in again. Revoking the key ends its sessions sooner, within seconds.
+    pub session_hours: u32,
+}
+
+impl Default for PagesSettings {
+    fn default() -> Self {
+        PagesSettings { session_hours: 12 }
     }
 }
 
@@ -517,6 +534,9 @@ impl Settings {
         if !(1..=16 * 1024 * 1024).contains(&self.api.max_body_bytes) {
             bail!("api.max_body_bytes must be between 1 and 16777216");
         }
+        if !(1..=24 * 90).contains(&self.pages.session_hours) {
+            bail!("pages.session_hours must be between 1 and 2160 (90 days)");
+        }
         if self.monitor.silence_tolerance == 0 {
             bail!("monitor.silence_tolerance must be at least 1");
         }
@@ -725,6 +745,11 @@ cache_capacity = {cache_capacity}
 # Largest request body accepted, bytes.
 max_body_bytes = {max_body}
 
+[pages]
+# How long a sign-in to the web pages lasts, hours. Sessions are signed with a secret the first
+# instance stores in the database, so every instance accepts them; revoking the key ends them.
+session_hours = {session_hours}
+
 [billing]
 # A register at a period boundary is interpolated between readings at most this many days
 # apart; farther apart, the period is incomplete (no figure is invented).
@@ -763,6 +788,7 @@ shutdown_grace_secs = {grace}
         cache_ttl = d.api.cache_ttl_secs,
         cache_capacity = d.api.cache_capacity,
         max_body = d.api.max_body_bytes,
+        session_hours = d.pages.session_hours,
         mqtt_url = d.mqtt.url,
         client_id = d.mqtt.client_id,
         keep_alive = d.mqtt.keep_alive_secs,

@@ -72,11 +72,12 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     metrics: Arc<Metrics>,
     api: crate::api::Api,
+    sessions: crate::pages::session::Sessions,
     shutdown: CancellationToken,
 ) {
     let cache = api.state().changes.cache().clone();
     let store = api.state().store.clone();
-    let pages = crate::pages::Pages::new(api.shared_state());
+    let pages = crate::pages::Pages::new(api.shared_state(), sessions);
     // The pages answer every path the others leave, so they come last.
     warp::serve(
         routes(metrics, Some(cache), store)

@@ -105,14 +105,22 @@ pub fn generate(name: &str, role: Role, now: DateTime<Utc>) -> NewKey {
 /// The keys that may call, by digest. Cheap to clone.
 #[derive(Debug, Clone, Default)]
 pub struct KeyRing {
-    keys: Arc<RwLock<HashMap<[u8; 32], Caller>>>,
+    keys: Arc<RwLock<Ring>>,
+}
+
+/// The live keys, found by the digest of their secret (the API's bearer) or by their id (the
+/// pages' session cookie, which carries no secret).
+#[derive(Debug, Default)]
+struct Ring {
+    by_digest: HashMap<[u8; 32], Caller>,
+    by_id: HashMap<Uuid, Caller>,
 }
 
 impl KeyRing {
     /// Reloads the keys that are not revoked.
     pub async fn reload(&self, store: &Store) -> Result<()> {
         let rows = store.api_keys().await?;
-        let mut map = HashMap::new();
+        let mut map = Ring::default();
         for row in rows.into_iter().filter(|r| r.revoked_at.is_none()) {
             let (Ok(d), Some(role)) = (
                 <[u8; 32]>::try_from(row.secret_sha256.as_slice()),
@@ -120,14 +128,13 @@ impl KeyRing {
             ) else {
                 continue;
             };
-            map.insert(
-                d,
-                Caller {
-                    key_id: row.id,
-                    name: row.name,
-                    role,
-                },
-            );
+            let caller = Caller {
+                key_id: row.id,
+                name: row.name,
+                role,
+            };
+            map.by_id.insert(row.id, caller.clone());
+            map.by_digest.insert(d, caller);
         }
         match self.keys.write() {
             Ok(mut k) => *k = map,
@@ -140,7 +147,13 @@ impl KeyRing {
     pub fn verify(&self, secret: &str) -> Option<Caller> {
         let d = digest(secret);
         let keys = self.keys.read().unwrap_or_else(|p| p.into_inner());
-        keys.get(&d).cloned()
+        keys.by_digest.get(&d).cloned()
+    }
+
+    /// The caller holding the key `id`, if it is live (not revoked, as of the last reload).
+    pub fn by_id(&self, id: Uuid) -> Option<Caller> {
+        let keys = self.keys.read().unwrap_or_else(|p| p.into_inner());
+        keys.by_id.get(&id).cloned()
     }
 }
 

@@ -4,9 +4,10 @@
 //!
 //! The pages present; they read and write through the API's state (the same store, cache
 //! announcements and key ring), and their writes go through the same functions as the API's
-//! and are gated by the same roles ([`crate::api::routes::role_of`]). Sign-in keeps the API key
-//! in an `HttpOnly`, `SameSite=Strict` cookie ([`session`]); every form that changes something
-//! carries the session's CSRF token and is refused without it.
+//! and are gated by the same roles ([`crate::api::routes::role_of`]). Sign-in with an API key
+//! starts a session kept in a signed `HttpOnly`, `SameSite=Strict` cookie that names the key
+//! but does not hold it ([`session`]); every form that changes something carries the session's
+//! CSRF token and is refused without it.
 
 mod alarms;
 pub mod chart;
@@ -31,7 +32,7 @@ use warp::{Filter, Reply};
 use crate::api::ApiState;
 use crate::api::auth::Caller;
 use crate::api::error::Problem;
-use session::Session;
+use session::Sessions;
 
 /// The largest form body accepted, bytes (the sign-in form with a key is under 200).
 const MAX_FORM_BYTES: usize = 16 * 1024;
@@ -40,6 +41,7 @@ const MAX_FORM_BYTES: usize = 16 * 1024;
 #[derive(Clone)]
 pub struct Pages {
     state: Arc<ApiState>,
+    sessions: Sessions,
 }
 
 /// A signed-in request's context: the state, who is calling, and the token its forms carry.
@@ -62,9 +64,9 @@ pub(crate) struct Req<'a> {
 }
 
 impl Pages {
-    /// The pages over the API's state.
-    pub fn new(state: Arc<ApiState>) -> Pages {
-        Pages { state }
+    /// The pages over the API's state, their sessions signed and checked by `sessions`.
+    pub fn new(state: Arc<ApiState>, sessions: Sessions) -> Pages {
+        Pages { state, sessions }
     }
 
     /// The filter serving every page; put it after the API's and the health routes, since it
@@ -74,6 +76,7 @@ impl Pages {
     ) -> impl Filter<Extract = (warp::reply::Response,), Error = warp::Rejection> + Clone + use<>
     {
         let state = self.state.clone();
+        let sessions = self.sessions.clone();
         warp::path::full()
             .and(warp::method())
             .and(warp::query::raw().or(warp::any().map(String::new)).unify())
@@ -86,6 +89,7 @@ impl Pages {
                       headers: HeaderMap,
                       body| {
                     let state = state.clone();
+                    let sessions = sessions.clone();
                     async move {
                         let body = match crate::api::read_body(body, MAX_FORM_BYTES).await {
                             Ok(b) => b,
@@ -103,18 +107,18 @@ impl Pages {
                                 method: "GET",
                                 ..req
                             };
-                            let mut r = dispatch(&state, &get).await;
+                            let mut r = dispatch(&state, &sessions, &get).await;
                             *r.body_mut() = Default::default();
                             return r;
                         }
-                        dispatch(&state, &req).await
+                        dispatch(&state, &sessions, &req).await
                     }
                 },
             )
     }
 }
 
-async fn dispatch(state: &ApiState, req: &Req<'_>) -> warp::reply::Response {
+async fn dispatch(state: &ApiState, sessions: &Sessions, req: &Req<'_>) -> warp::reply::Response {
     let raw: Vec<&str> = req
         .path
         .trim_matches('/')
@@ -123,8 +127,8 @@ async fn dispatch(state: &ApiState, req: &Req<'_>) -> warp::reply::Response {
         .collect();
     // The sign-in form is the one page without a session.
     match (req.method, raw.as_slice()) {
-        ("GET", ["signin"]) => return signin::form(state, req),
-        ("POST", ["signin"]) => return signin::submit(state, req),
+        ("GET", ["signin"]) => return signin::form(state, sessions, req),
+        ("POST", ["signin"]) => return signin::submit(state, sessions, req),
         _ => {}
     }
     // A path that is no page is a 404 for anyone, signed in or not.
@@ -134,11 +138,13 @@ async fn dispatch(state: &ApiState, req: &Req<'_>) -> warp::reply::Response {
             &Problem::not_found(format!("there is no page {}", req.path)),
         );
     }
-    let cookies = req.headers.get("cookie").and_then(|v| v.to_str().ok());
-    let Some((session, caller)) =
-        Session::from_cookies(cookies).and_then(|s| state.keys.verify(s.key()).map(|c| (s, c)))
-    else {
-        return redirect("/signin");
+    let Some((session, caller)) = signin::signed_in(state, sessions, req) else {
+        // A session that is over (expired, its key revoked, its cookie changed) is dropped.
+        let mut r = redirect("/signin");
+        if let Ok(v) = HeaderValue::from_str(&session::clear_cookie()) {
+            r.headers_mut().insert("set-cookie", v);
+        }
+        return r;
     };
     let ctx = Ctx {
         state,

@@ -4,9 +4,10 @@ use maud::html;
 use serde::Deserialize;
 use warp::http::{HeaderMap, HeaderValue, StatusCode};
 
-use super::session::{self, Session};
+use super::session::{self, Session, Sessions};
 use super::{Req, html, layout, parse_form, redirect};
 use crate::api::ApiState;
+use crate::api::auth::Caller;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -14,10 +15,23 @@ struct SignIn {
     key: String,
 }
 
-/// GET /signin: the form, or home when already signed in.
-pub fn form(state: &ApiState, req: &Req<'_>) -> warp::reply::Response {
+/// The request's session and who holds it: a cookie signed by this installation, not expired
+/// by the wall clock (a demo's simulated clock would end a session in seconds), whose key is
+/// still live.
+pub fn signed_in(
+    state: &ApiState,
+    sessions: &Sessions,
+    req: &Req<'_>,
+) -> Option<(Session, Caller)> {
     let cookies = req.headers.get("cookie").and_then(|v| v.to_str().ok());
-    if Session::from_cookies(cookies).is_some_and(|s| state.keys.verify(s.key()).is_some()) {
+    let s = sessions.from_cookies(cookies, chrono::Utc::now())?;
+    let caller = state.keys.by_id(s.key_id())?;
+    Some((s, caller))
+}
+
+/// GET /signin: the form, or home when already signed in.
+pub fn form(state: &ApiState, sessions: &Sessions, req: &Req<'_>) -> warp::reply::Response {
+    if signed_in(state, sessions, req).is_some() {
         return redirect("/");
     }
     html(StatusCode::OK, page(None))
@@ -35,7 +49,7 @@ fn page(error: Option<&str>) -> maud::Markup {
                 label for="key" { "API key" }
                 input #key type="password" name="key" required autocomplete="current-password"
                     autofocus aria-describedby=[error.map(|_| "key-error")];
-                p.note { "A key from " code { "meterhub keys create" } "; it stays in this browser's session cookie." }
+                p.note { "A key from " code { "meterhub keys create" } "; this browser keeps a signed session naming the key, not the key itself." }
                 button type="submit" { "Sign in" }
             }
         },
@@ -63,7 +77,7 @@ fn behind_https(headers: &HeaderMap) -> bool {
 }
 
 /// POST /signin: a live key starts a session; anything else shows the form again.
-pub fn submit(state: &ApiState, req: &Req<'_>) -> warp::reply::Response {
+pub fn submit(state: &ApiState, sessions: &Sessions, req: &Req<'_>) -> warp::reply::Response {
     if !same_origin(req.headers) {
         return html(
             StatusCode::FORBIDDEN,
@@ -76,16 +90,15 @@ pub fn submit(state: &ApiState, req: &Req<'_>) -> warp::reply::Response {
             return html(StatusCode::BAD_REQUEST, page(Some("Enter an API key.")));
         }
     };
-    let key = form.key.trim();
-    if state.keys.verify(key).is_none() {
+    let Some(caller) = state.keys.verify(form.key.trim()) else {
         return html(
             StatusCode::UNAUTHORIZED,
             page(Some("This key is not a live API key.")),
         );
-    }
-    let s = Session::new(key);
+    };
+    let s = sessions.start(caller.key_id, chrono::Utc::now());
     let mut r = redirect("/");
-    if let Ok(v) = HeaderValue::from_str(&s.set_cookie(behind_https(req.headers))) {
+    if let Ok(v) = HeaderValue::from_str(&sessions.set_cookie(&s, behind_https(req.headers))) {
         r.headers_mut().insert("set-cookie", v);
     }
     r

@@ -44,6 +44,11 @@ pub(crate) const SQLITE: &[(i64, &str, &str)] = &[
         "lifecycle",
         include_str!("../../../migrations/sqlite/0009_lifecycle.sql"),
     ),
+    (
+        10,
+        "installation_secrets",
+        include_str!("../../../migrations/sqlite/0010_installation_secrets.sql"),
+    ),
 ];
 
 /// (version, description, SQL) of each PostgreSQL migration, in order.
@@ -82,6 +87,11 @@ pub(crate) const POSTGRES: &[(i64, &str, &str)] = &[
         9,
         "lifecycle",
         include_str!("../../../migrations/postgres/0009_lifecycle.sql"),
+    ),
+    (
+        10,
+        "installation_secrets",
+        include_str!("../../../migrations/postgres/0010_installation_secrets.sql"),
     ),
 ];
 

@@ -926,3 +926,4 @@ pub mod api_keys;
 pub mod billing;
 pub mod billing_periods;
 pub mod listings;
+pub mod secrets;

@@ -11,6 +11,7 @@ mod actions;
 #[allow(dead_code)]
 mod bridge;
 mod browser;
+mod session;
 
 use std::net::SocketAddr;
 
@@ -35,6 +36,9 @@ struct Seeded {
     operator: String,
     viewer: String,
     admin: String,
+    /// The keys' ids.
+    operator_id: uuid::Uuid,
+    viewer_id: uuid::Uuid,
     /// Meter 1's DevEUI.
     dev_eui: String,
     /// Meter 1's serial.
@@ -126,6 +130,7 @@ async fn seed(dialect: Dialect) -> Option<Seeded> {
         .await
         .expect("alarms");
     let mut keys = Vec::new();
+    let mut ids = Vec::new();
     for (name, role) in [
         ("Olga Operator", Role::Operator),
         ("Vic Viewer", Role::Viewer),
@@ -134,6 +139,7 @@ async fn seed(dialect: Dialect) -> Option<Seeded> {
         let k = generate(name, role, now);
         env.store.insert_api_key(&k.row).await.expect("key");
         keys.push(k.secret);
+        ids.push(k.row.id);
     }
     let server = Server::start(env.settings(&format!("pages-{}", uuid::Uuid::new_v4()))).await;
     let addr = server.app.as_ref().expect("running").http_addr();
@@ -144,6 +150,8 @@ async fn seed(dialect: Dialect) -> Option<Seeded> {
         operator: keys[0].clone(),
         viewer: keys[1].clone(),
         admin: keys[2].clone(),
+        operator_id: ids[0],
+        viewer_id: ids[1],
         dev_eui: one.dev_eui,
         serial: one.serial,
     })

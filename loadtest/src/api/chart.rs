@@ -1,12 +1,13 @@
 //! The chart of the REST figures: mean and p99 response time against fleet size, one line per
-//! phase, one panel per store, drawn as plain SVG from the CSV the `api` scenario appends to.
-//! Both axes are logarithmic: fleets and response times each span decades.
+//! phase, one panel per store, drawn with plotters' SVG backend (as the server's pages draw
+//! theirs) from the CSV the `api` scenario appends to. Both axes are logarithmic: fleets and
+//! response times each span decades.
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 use std::path::Path;
 
 use anyhow::{Context, Result, bail};
+use plotters::prelude::*;
 
 /// A point: fleet size, mean and p99 response time (ms).
 type Point = (f64, f64, f64);
@@ -14,14 +15,18 @@ type Point = (f64, f64, f64);
 /// Lines by store, then phase; points by fleet size.
 type Series = BTreeMap<String, BTreeMap<String, BTreeMap<u64, Point>>>;
 
-const WIDTH: f64 = 760.0;
-const PANEL: f64 = 360.0;
-const LEFT: f64 = 70.0;
-const RIGHT: f64 = 200.0;
-const TOP: f64 = 40.0;
-const BOTTOM: f64 = 50.0;
-const COLOURS: [&str; 6] = [
-    "#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b",
+const WIDTH: u32 = 760;
+/// One store's panel, title and axes included.
+const PANEL: u32 = 440;
+/// The legend's column at the right of each panel.
+const LEGEND: u32 = 200;
+const COLOURS: [RGBColor; 6] = [
+    RGBColor(0x1f, 0x77, 0xb4),
+    RGBColor(0xd6, 0x27, 0x28),
+    RGBColor(0x2c, 0xa0, 0x2c),
+    RGBColor(0xff, 0x7f, 0x0e),
+    RGBColor(0x94, 0x67, 0xbd),
+    RGBColor(0x8c, 0x56, 0x4b),
 ];
 
 /// Reads `csv` (rows of [`super::Row::CSV_HEADER`]); rows at `concurrency` only, if given.
@@ -95,15 +100,6 @@ impl Axis {
         }
         Axis { low, high }
     }
-
-    /// Where `v` falls, 0 to 1.
-    fn at(&self, v: f64) -> f64 {
-        (v.max(1e-9).log10() - self.low) / (self.high - self.low)
-    }
-
-    fn decades(&self) -> impl Iterator<Item = f64> {
-        (self.low as i32..=self.high as i32).map(|e| 10f64.powi(e))
-    }
 }
 
 fn label(v: f64) -> String {
@@ -117,104 +113,98 @@ fn label(v: f64) -> String {
 }
 
 /// The SVG.
-pub fn svg(series: &Series) -> String {
-    let height = TOP + series.len() as f64 * (PANEL + BOTTOM + TOP);
-    let mut s = String::new();
-    let _ = writeln!(
-        s,
-        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{WIDTH}\" height=\"{height}\" \
-         font-family=\"sans-serif\" font-size=\"12\">\n<rect width=\"100%\" height=\"100%\" fill=\"white\"/>"
-    );
-    let plot_w = WIDTH - LEFT - RIGHT;
-    for (i, (store, phases)) in series.iter().enumerate() {
-        let top = TOP + i as f64 * (PANEL + BOTTOM + TOP);
-        let points = || phases.values().flat_map(|p| p.values());
-        let x = Axis::over(points().map(|p| p.0));
-        let y = Axis::over(points().flat_map(|p| [p.1, p.2]));
-        let px = |v: f64| LEFT + x.at(v) * plot_w;
-        let py = |v: f64| top + PANEL - y.at(v) * PANEL;
-        let _ = writeln!(
-            s,
-            "<text x=\"{LEFT}\" y=\"{:.1}\" font-size=\"14\">REST API response time against fleet size: {store}</text>",
-            top - 12.0
-        );
-        let _ = writeln!(
-            s,
-            "<rect x=\"{LEFT}\" y=\"{top}\" width=\"{plot_w}\" height=\"{PANEL}\" fill=\"none\" stroke=\"#888\"/>"
-        );
-        for v in x.decades() {
-            let _ = writeln!(
-                s,
-                "<line x1=\"{0:.1}\" y1=\"{top}\" x2=\"{0:.1}\" y2=\"{1:.1}\" stroke=\"#ddd\"/>\
-                 <text x=\"{0:.1}\" y=\"{2:.1}\" text-anchor=\"middle\">{3}</text>",
-                px(v),
-                top + PANEL,
-                top + PANEL + 16.0,
-                label(v)
-            );
+pub fn svg(series: &Series) -> Result<String> {
+    let height = PANEL * u32::try_from(series.len()).unwrap_or(u32::MAX).max(1);
+    let mut out = String::new();
+    {
+        let root = SVGBackend::with_string(&mut out, (WIDTH, height)).into_drawing_area();
+        root.fill(&WHITE).map_err(plot_error)?;
+        let panels = root.split_evenly((series.len().max(1), 1));
+        for ((store, phases), area) in series.iter().zip(&panels) {
+            panel(store, phases, area)?;
         }
-        for v in y.decades() {
-            let _ = writeln!(
-                s,
-                "<line x1=\"{LEFT}\" y1=\"{0:.1}\" x2=\"{1:.1}\" y2=\"{0:.1}\" stroke=\"#ddd\"/>\
-                 <text x=\"{2:.1}\" y=\"{3:.1}\" text-anchor=\"end\">{4}</text>",
-                py(v),
-                LEFT + plot_w,
-                LEFT - 6.0,
-                py(v) + 4.0,
-                label(v)
-            );
-        }
-        let _ = writeln!(
-            s,
-            "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\">meters in the fleet</text>\
-             <text x=\"16\" y=\"{:.1}\" transform=\"rotate(-90 16 {:.1})\" text-anchor=\"middle\">ms</text>",
-            LEFT + plot_w / 2.0,
-            top + PANEL + 36.0,
-            top + PANEL / 2.0,
-            top + PANEL / 2.0
-        );
-        for (j, (phase, line)) in phases.iter().enumerate() {
-            let colour = COLOURS[j % COLOURS.len()];
-            for (which, dash, pick) in [
-                ("mean", "", 1usize),
-                ("p99", " stroke-dasharray=\"6 4\"", 2),
-            ] {
-                let coords: Vec<String> = line
-                    .values()
-                    .map(|p| {
-                        let v = if pick == 1 { p.1 } else { p.2 };
-                        format!("{:.1},{:.1}", px(p.0), py(v))
-                    })
-                    .collect();
-                let _ = writeln!(
-                    s,
-                    "<polyline points=\"{}\" fill=\"none\" stroke=\"{colour}\" stroke-width=\"2\"{dash}/>",
-                    coords.join(" ")
-                );
-                for c in &coords {
-                    let (cx, cy) = c.split_once(',').unwrap_or_default();
-                    let _ = writeln!(
-                        s,
-                        "<circle cx=\"{cx}\" cy=\"{cy}\" r=\"3\" fill=\"{colour}\"/>"
-                    );
+        root.present().map_err(plot_error)?;
+    }
+    Ok(out)
+}
+
+/// One store's panel: its plot and, at the right, which line is which.
+fn panel(
+    store: &str,
+    phases: &BTreeMap<String, BTreeMap<u64, Point>>,
+    area: &DrawingArea<SVGBackend<'_>, plotters::coord::Shift>,
+) -> Result<()> {
+    let (plot, legend) = area.split_horizontally(WIDTH - LEGEND);
+    let points = || phases.values().flat_map(|p| p.values());
+    let x = Axis::over(points().map(|p| p.0));
+    let y = Axis::over(points().flat_map(|p| [p.1, p.2]));
+    let mut chart = ChartBuilder::on(&plot)
+        .caption(
+            format!("REST API response time against fleet size: {store}"),
+            ("sans-serif", 15),
+        )
+        .margin(12)
+        .x_label_area_size(44)
+        .y_label_area_size(64)
+        .build_cartesian_2d(
+            (10f64.powf(x.low)..10f64.powf(x.high)).log_scale(),
+            (10f64.powf(y.low)..10f64.powf(y.high)).log_scale(),
+        )
+        .map_err(plot_error)?;
+    chart
+        .configure_mesh()
+        .x_desc("meters in the fleet")
+        .y_desc("response time (ms)")
+        .x_label_formatter(&|v| label(*v))
+        .y_label_formatter(&|v| label(*v))
+        .light_line_style(WHITE)
+        .draw()
+        .map_err(plot_error)?;
+    for (j, (phase, line)) in phases.iter().enumerate() {
+        let colour = COLOURS[j % COLOURS.len()];
+        let style = colour.stroke_width(2);
+        let mean: Vec<(f64, f64)> = line.values().map(|p| (p.0, p.1)).collect();
+        let p99: Vec<(f64, f64)> = line.values().map(|p| (p.0, p.2)).collect();
+        chart
+            .draw_series(LineSeries::new(mean.iter().copied(), style))
+            .map_err(plot_error)?;
+        chart
+            .draw_series(DashedLineSeries::new(p99.iter().copied(), 6, 4, style))
+            .map_err(plot_error)?;
+        chart
+            .draw_series(
+                mean.iter()
+                    .chain(&p99)
+                    .map(|&xy| Circle::new(xy, 3, colour.filled())),
+            )
+            .map_err(plot_error)?;
+        for (k, which) in ["mean", "p99"].into_iter().enumerate() {
+            let top = 40 + i32::try_from(j * 2 + k).unwrap_or(0) * 18;
+            if k == 0 {
+                legend
+                    .draw(&PathElement::new([(8, top), (34, top)], style))
+                    .map_err(plot_error)?;
+            } else {
+                for dash in [(8, 15), (19, 26), (30, 34)] {
+                    legend
+                        .draw(&PathElement::new([(dash.0, top), (dash.1, top)], style))
+                        .map_err(plot_error)?;
                 }
-                let ly = top + 14.0 + (j * 2 + usize::from(pick == 2)) as f64 * 18.0;
-                let lx = LEFT + plot_w + 14.0;
-                let _ = writeln!(
-                    s,
-                    "<line x1=\"{lx:.1}\" y1=\"{0:.1}\" x2=\"{1:.1}\" y2=\"{0:.1}\" stroke=\"{colour}\" stroke-width=\"2\"{dash}/>\
-                     <text x=\"{2:.1}\" y=\"{3:.1}\">{phase} {which}</text>",
-                    ly,
-                    lx + 26.0,
-                    lx + 32.0,
-                    ly + 4.0
-                );
             }
+            legend
+                .draw(&Text::new(
+                    format!("{phase} {which}"),
+                    (40, top - 6),
+                    ("sans-serif", 12),
+                ))
+                .map_err(plot_error)?;
         }
     }
-    s.push_str("</svg>\n");
-    s
+    Ok(())
+}
+
+fn plot_error(e: impl std::fmt::Display) -> anyhow::Error {
+    anyhow::anyhow!("drawing the chart: {e}")
 }
 
 /// Draws `csv` into `out`.
@@ -222,7 +212,7 @@ pub fn draw(csv: &Path, out: &Path, concurrency: Option<u32>) -> Result<()> {
     let text =
         std::fs::read_to_string(csv).with_context(|| format!("reading {}", csv.display()))?;
     let series = series(&text, concurrency)?;
-    std::fs::write(out, svg(&series)).with_context(|| format!("writing {}", out.display()))?;
+    std::fs::write(out, svg(&series)?).with_context(|| format!("writing {}", out.display()))?;
     eprintln!("wrote {}", out.display());
     Ok(())
 }
@@ -256,19 +246,29 @@ mod tests {
 
     #[test]
     fn the_svg_has_a_panel_per_store_and_two_lines_per_phase() {
-        let text = svg(&series(CSV, Some(16)).expect("series"));
+        let text = svg(&series(CSV, Some(16)).expect("series")).expect("drawn");
         assert!(text.starts_with("<svg"));
         assert!(text.trim_end().ends_with("</svg>"));
         assert_eq!(text.matches("against fleet size").count(), 2);
-        assert_eq!(text.matches("<polyline").count(), 2 * 3);
-        assert!(text.contains("select_cached p99"));
+        // A point per fleet size, for the mean and the p99 of each phase: 2 × 2 for
+        // postgres' select_cached, 2 for its insert, 2 for sqlite's insert.
+        assert_eq!(text.matches("<circle").count(), 8);
+        for legend in [
+            "select_cached mean",
+            "select_cached p99",
+            "insert mean",
+            "insert p99",
+        ] {
+            assert!(text.contains(legend), "{legend}");
+        }
+        assert_eq!(text.matches("meters in the fleet").count(), 2);
+        assert_eq!(text.matches("response time (ms)").count(), 2);
     }
 
     #[test]
     fn log_axes_cover_whole_decades() {
         let a = Axis::over([1_000.0, 100_000.0].into_iter());
         assert_eq!((a.low, a.high), (3.0, 5.0));
-        assert!((a.at(10_000.0) - 0.5).abs() < 1e-9);
         let one = Axis::over([5.0].into_iter());
         assert_eq!((one.low, one.high), (0.0, 1.0));
     }

@@ -210,7 +210,8 @@ pub async fn run(
     )
     .await?;
     match ending {
-        Ending::StillCommitting => say(format!(
+        // Interrupted, or asked to end: stop. A stalled server is still worth looking at.
+        Ending::StillCommitting if options.exit_when_done || stop.is_cancelled() => say(format!(
             "{stored} of {expected} readings stored so far; the server is still committing \
              ({} of {} messages acknowledged); stopping it",
             metrics.acknowledged.get(),
@@ -220,9 +221,14 @@ pub async fn run(
             say(format!("{stored} readings stored; stopping the server"))
         }
         _ => {
+            let so_far = if ending == Ending::StillCommitting {
+                format!("{stored} of {expected} readings stored so far (the count is not final)")
+            } else {
+                format!("{stored} readings stored")
+            };
             say(format!(
-                "{stored} readings stored; the server keeps serving until Ctrl-C or SIGTERM, \
-                 its clock held where the fleet stopped"
+                "{so_far}; the server keeps serving until Ctrl-C or SIGTERM, its clock held \
+                 where the fleet stopped"
             ));
             say(sign_in_line(&url, &admin.secret));
             stop.cancelled().await;

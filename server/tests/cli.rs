@@ -402,7 +402,15 @@ async fn the_demo_keeps_serving_after_its_fleet_and_its_printed_key_signs_in() {
         .terminate(Duration::from_secs(15 + 10))
         .await
         .expect("SIGTERM stops the demo");
-    assert!(status.success(), "{status}\n{}", demo.output());
+    // A clean stop: the exit status says whether every reading was stored (a loaded machine
+    // may leave the count unfinished; the demo then serves all the same).
+    assert!(status.code().is_some(), "{status}\n{}", demo.output());
+    assert_eq!(
+        status.success(),
+        demo.stdout().contains("(all stored)"),
+        "{status}\n{}",
+        demo.output()
+    );
     assert!(
         started.elapsed() < Duration::from_secs(15 + 5),
         "{:?}",

@@ -8,6 +8,10 @@
 //!   (the database answers every request);
 //! - `select_cached`: the same query over a hot set of meters, after a pass that fills the
 //!   cache with each of them (every measured answer should be a hit);
+//! - `pages_uncached` and `pages_cached` (not run unless asked): the operator's pages (home,
+//!   a region, a search, a meter, the alarms; [`pages`]), each measured on its own as
+//!   `page_<name>_uncached` / `page_<name>_cached`, around and from the response cache, with
+//!   1 000 open alarms in the fleet;
 //! - `insert`: `POST /meters`, a new meter each time, validated as `meters import` does;
 //! - `update`: `POST /alarms/{id}/acknowledge`, each request a different open alarm.
 //!
@@ -17,6 +21,7 @@ pub mod chart;
 mod client;
 mod fleet;
 mod load;
+pub mod pages;
 mod row;
 
 use std::net::SocketAddr;
@@ -45,6 +50,10 @@ pub enum PhaseKind {
     SelectUncached,
     /// The same query, answered from the warm cache.
     SelectCached,
+    /// Each operator page, every read going to the database.
+    PagesUncached,
+    /// Each operator page, its reads from the warm cache.
+    PagesCached,
     /// Install a new meter.
     Insert,
     /// Acknowledge an open alarm.
@@ -57,6 +66,8 @@ impl PhaseKind {
         match self {
             PhaseKind::SelectUncached => "select_uncached",
             PhaseKind::SelectCached => "select_cached",
+            PhaseKind::PagesUncached => "pages_uncached",
+            PhaseKind::PagesCached => "pages_cached",
             PhaseKind::Insert => "insert",
             PhaseKind::Update => "update",
         }
@@ -93,7 +104,8 @@ pub struct ApiArgs {
     #[arg(long, default_value = "2s", value_parser = crate::parse_duration)]
     pub warmup: Duration,
     /// Phases to run, comma-separated; they run in the order below whatever the order given
-    /// (the writes last: they invalidate cached answers).
+    /// (the writes last: they invalidate cached answers). The pages' phases run only when
+    /// named.
     #[arg(
         long,
         value_enum,
@@ -246,22 +258,50 @@ pub async fn measure(
     phases.sort();
     phases.dedup();
     let mut rows = Vec::new();
+    let mut cookie = None;
     for kind in phases {
-        for &concurrency in &args.concurrency {
-            let started_at = Utc::now();
-            let (outcome, cpu) = phase(args, setup, addr, kind, concurrency, &labels).await?;
-            let row = Row::new(
-                started_at,
-                store_kind,
-                setup.fleet.meters,
-                kind,
-                concurrency,
-                &outcome,
-                &cpu,
+        if matches!(kind, PhaseKind::PagesUncached | PhaseKind::PagesCached) && cookie.is_none() {
+            let ids =
+                fleet::open_alarms(&setup.store, setup.fleet.meters, 1_000, Utc::now()).await?;
+            eprintln!(
+                "pages: {} open alarms in the fleet",
+                thousands(ids.len() as u64)
             );
-            println!("{}", row.summary(&outcome));
-            append_csv(&args.csv, Row::CSV_HEADER, &row.csv_row())?;
-            rows.push(row);
+            cookie = Some(pages::sign_in(addr, &setup.key).await?);
+        }
+        for &concurrency in &args.concurrency {
+            let runs = match (kind, &cookie) {
+                (PhaseKind::PagesUncached | PhaseKind::PagesCached, Some(cookie)) => {
+                    let mut runs = Vec::new();
+                    for page in pages::Page::ALL {
+                        runs.push(
+                            page_phase(args, setup, addr, kind, page, cookie, concurrency, &labels)
+                                .await?,
+                        );
+                    }
+                    runs
+                }
+                _ => {
+                    let started_at = Utc::now();
+                    let (outcome, cpu) =
+                        phase(args, setup, addr, kind, concurrency, &labels).await?;
+                    vec![(kind.name().to_owned(), started_at, outcome, cpu)]
+                }
+            };
+            for (name, started_at, outcome, cpu) in runs {
+                let row = Row::new(
+                    started_at,
+                    store_kind,
+                    setup.fleet.meters,
+                    &name,
+                    concurrency,
+                    &outcome,
+                    &cpu,
+                );
+                println!("{}", row.summary(&outcome));
+                append_csv(&args.csv, Row::CSV_HEADER, &row.csv_row())?;
+                rows.push(row);
+            }
         }
     }
     eprintln!("appended to {}", args.csv.display());
@@ -367,6 +407,9 @@ async fn phase(
                 true
             })
         }
+        PhaseKind::PagesUncached | PhaseKind::PagesCached => {
+            bail!("the pages' phases run page by page (`page_phase`)")
+        }
         PhaseKind::Insert => {
             let first = fleet::next_install_number(&setup.store).await?;
             let regions = setup.fleet.regions;
@@ -427,6 +470,46 @@ async fn phase(
     Ok((outcome, cpu))
 }
 
+/// One page's run of a pages phase: its row's phase name, start, outcome and CPU use.
+#[allow(clippy::too_many_arguments)]
+async fn page_phase(
+    args: &ApiArgs,
+    setup: &Setup,
+    addr: SocketAddr,
+    kind: PhaseKind,
+    page: pages::Page,
+    cookie: &str,
+    concurrency: u32,
+    labels: &Labels,
+) -> Result<(String, DateTime<Utc>, Outcome, Usage)> {
+    let (meters, regions) = (setup.fleet.meters, setup.fleet.regions);
+    let around = kind == PhaseKind::PagesUncached;
+    let name = format!(
+        "page_{}_{}",
+        page.name(),
+        if around { "uncached" } else { "cached" }
+    );
+    let make = if around {
+        let make = pages::uncached(page, cookie, meters, regions);
+        if !args.warmup.is_zero() {
+            let w = load::run(addr, concurrency, args.warmup, make.clone()).await?;
+            check_warmup(kind, &w)?;
+        }
+        make
+    } else {
+        let (fill, measured) = pages::cached(page, cookie, args.hot_meters, meters, regions);
+        let w = load::run(addr, concurrency, pages::FILL_LIMIT, fill).await?;
+        check_warmup(kind, &w)?;
+        measured
+    };
+    let started_at = Utc::now();
+    let before = Snapshot::take();
+    let outcome = load::run(addr, concurrency, args.duration, make).await?;
+    let after = Snapshot::take();
+    let cpu = Usage::between(&before, &after, &|pid, p| labels.label(pid, p));
+    Ok((name, started_at, outcome, cpu))
+}
+
 /// A warm-up that failed says so before the measurement is taken on a broken setup.
 fn check_warmup(kind: PhaseKind, w: &Outcome) -> Result<()> {
     if w.errors + w.transport_errors > 0 {
@@ -478,8 +561,10 @@ mod tests {
             warmup: Duration::from_millis(200),
             phases: vec![
                 PhaseKind::Update,
+                PhaseKind::PagesCached,
                 PhaseKind::Insert,
                 PhaseKind::SelectCached,
+                PhaseKind::PagesUncached,
                 PhaseKind::SelectUncached,
             ],
             hot_meters: 20,
@@ -536,18 +621,31 @@ mod tests {
 
         let rows = measure(&args, &setup, addr, None).await.expect("measured");
         let phases: Vec<&str> = rows.iter().map(|r| r.phase.as_str()).collect();
-        assert_eq!(
-            phases,
-            ["select_uncached", "select_cached", "insert", "update"],
-            "in order, whatever the order asked"
-        );
+        let pages = |how: &str| {
+            pages::Page::ALL
+                .iter()
+                .map(|p| format!("page_{}_{how}", p.name()))
+                .collect::<Vec<_>>()
+        };
+        let mut want = vec!["select_uncached".to_owned(), "select_cached".to_owned()];
+        want.extend(pages("uncached"));
+        want.extend(pages("cached"));
+        want.extend(["insert".to_owned(), "update".to_owned()]);
+        assert_eq!(phases, want, "in order, whatever the order asked");
         for r in &rows {
             assert!(r.requests > 0, "{r:?}");
             assert_eq!(r.errors, 0, "{r:?}");
             assert!(r.p50_ms <= r.p99_ms && r.p99_ms <= r.max_ms, "{r:?}");
+            if r.phase.ends_with("uncached") {
+                assert_eq!(r.cache_hits, 0, "around the cache: {r:?}");
+            } else if r.phase.ends_with("cached") {
+                assert_eq!(r.cache_hits, r.requests, "all from the cache: {r:?}");
+            }
         }
-        assert_eq!(rows[0].cache_hits, 0, "around the cache");
-        assert_eq!(rows[1].cache_hits, rows[1].requests, "all from the cache");
+        let rows: Vec<Row> = rows
+            .into_iter()
+            .filter(|r| !r.phase.starts_with("page_"))
+            .collect();
         let installed = count(
             &setup.store,
             "SELECT count(*) FROM meters WHERE dev_eui LIKE $1",
@@ -570,11 +668,11 @@ mod tests {
 
         let written = std::fs::read_to_string(&csv).expect("the CSV");
         let lines: Vec<&str> = written.lines().collect();
-        assert_eq!(lines.len(), 1 + 4);
+        assert_eq!(lines.len(), 1 + 4 + 10);
         assert_eq!(lines[0], Row::CSV_HEADER);
         assert!(lines[2].contains(",50,select_cached,2,"), "{}", lines[2]);
         let series = chart::series(&written, None).expect("series");
-        assert_eq!(series["sqlite"].len(), 4);
+        assert_eq!(series["sqlite"].len(), 4 + 10);
 
         shutdown.cancel();
         running.await.expect("stopped").expect("a clean stop");

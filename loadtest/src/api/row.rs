@@ -2,7 +2,6 @@
 
 use chrono::{DateTime, SecondsFormat, Utc};
 
-use super::PhaseKind;
 use super::load::Outcome;
 use crate::cpu::Usage;
 use crate::ingest::SERVER_LABEL;
@@ -58,7 +57,7 @@ impl Row {
         started_at: DateTime<Utc>,
         store: &str,
         meters: u32,
-        kind: PhaseKind,
+        phase: &str,
         concurrency: u32,
         o: &Outcome,
         cpu: &Usage,
@@ -82,7 +81,7 @@ impl Row {
             started_at: started_at.to_rfc3339_opts(SecondsFormat::Secs, true),
             store: store.to_owned(),
             meters,
-            phase: kind.name().to_owned(),
+            phase: phase.to_owned(),
             concurrency,
             seconds: o.elapsed.as_secs_f64(),
             requests: o.requests,

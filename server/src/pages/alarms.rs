@@ -1,17 +1,19 @@
 //! Alarms, overall and per meter, filtered by state, kind, region and meter; acknowledging and
 //! clearing them (for roles that may), each after a confirmation page.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 
 use chrono::{DateTime, NaiveDateTime, Utc};
 use maud::{Markup, html};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use warp::http::StatusCode;
 
 use super::home::urlencode;
+use super::reads::{Fresh, cached};
 use super::{Ctx, html, layout, local_path, parse_form, redirect};
 use crate::api::error::Problem;
 use crate::api::routes::{ALARM_STATES, Op, role_of};
+use crate::cache::Tag;
 use crate::storage::alarms::Alarm;
 use crate::storage::listings::AlarmFilter;
 
@@ -169,11 +171,10 @@ pub async fn list(ctx: &Ctx<'_>, query: &str) -> Result<warp::reply::Response, P
         from,
         to,
     };
-    let mut rows = ctx
-        .state
-        .store
-        .alarms_filtered(&filter, q.before.unwrap_or(i64::MAX), PAGE + 1)
-        .await?;
+    let Listed {
+        alarms: mut rows,
+        devices,
+    } = listed(ctx, &filter, q.before.unwrap_or(i64::MAX)).await?;
     let more = rows.len() > PAGE as usize;
     rows.truncate(PAGE as usize);
     let here = format!("/alarms?{query}");
@@ -204,7 +205,7 @@ pub async fn list(ctx: &Ctx<'_>, query: &str) -> Result<warp::reply::Response, P
             div.field { label for="to" { "Raised before (UTC)" } input #to type="datetime-local" name="to" value=(q.to); }
             button type="submit" #filter { "Filter" }
         }
-        (table(ctx, &rows, &here).await?)
+        (table(ctx, &rows, &devices, &here))
         nav.pager aria-label="Pages" {
             @if q.before.is_some() { a href={ "/alarms?" (filters) } { "Newest" } }
             @if more {
@@ -227,17 +228,53 @@ pub async fn list(ctx: &Ctx<'_>, query: &str) -> Result<warp::reply::Response, P
     ))
 }
 
-/// A table of alarms with the actions the caller may take; `back` is where they return to.
-pub(crate) async fn table(ctx: &Ctx<'_>, rows: &[Alarm], back: &str) -> Result<Markup, Problem> {
-    let mut devices: HashMap<i64, String> = HashMap::new();
-    for a in rows {
-        if !devices.contains_key(&a.meter_id)
-            && let Some(m) = ctx.state.store.meter_by_id(a.meter_id).await?
-        {
-            devices.insert(a.meter_id, m.dev_eui);
-        }
-    }
-    Ok(html! {
+/// A page of alarms (one more than shown) and the DevEUIs of their meters.
+#[derive(Serialize, Deserialize)]
+struct Listed {
+    alarms: Vec<Alarm>,
+    devices: BTreeMap<i64, String>,
+}
+
+/// The alarms matching `filter` before id `before`, newest first, with their meters' DevEUIs
+/// (one query for the page, not one per alarm), cached under the tags `GET /api/v1/alarms`
+/// uses: the meter, the region, or anything.
+async fn listed(ctx: &Ctx<'_>, filter: &AlarmFilter, before: i64) -> Result<Listed, Problem> {
+    let part = |v: &Option<String>| v.as_deref().map(urlencode).unwrap_or_default();
+    let key = format!(
+        "alarms|{}|{}|{}|{}|{:?}|{:?}|{before}",
+        part(&filter.state),
+        part(&filter.kind),
+        part(&filter.region),
+        filter.meter_id.map(|m| m.to_string()).unwrap_or_default(),
+        filter.from.map(|t| t.timestamp()),
+        filter.to.map(|t| t.timestamp()),
+    );
+    cached(ctx, key, || async {
+        let store = &ctx.state.store;
+        let alarms = store.alarms_filtered(filter, before, PAGE + 1).await?;
+        let mut ids: Vec<i64> = alarms.iter().map(|a| a.meter_id).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let devices = store.dev_euis(&ids).await?.into_iter().collect();
+        let tags = match (filter.meter_id, &filter.region) {
+            (Some(m), _) => vec![Tag::Meter(m)],
+            (None, Some(r)) => vec![Tag::Region(r.clone())],
+            (None, None) => vec![Tag::All],
+        };
+        Ok(Fresh::new(Listed { alarms, devices }, tags))
+    })
+    .await
+}
+
+/// A table of alarms with the actions the caller may take; `devices` names their meters;
+/// `back` is where they return to.
+pub(crate) fn table(
+    ctx: &Ctx<'_>,
+    rows: &[Alarm],
+    devices: &BTreeMap<i64, String>,
+    back: &str,
+) -> Markup {
+    html! {
         @if rows.is_empty() {
             p.no-alarms { "No alarm matches." }
         } @else {
@@ -286,7 +323,7 @@ pub(crate) async fn table(ctx: &Ctx<'_>, rows: &[Alarm], back: &str) -> Result<M
                 }
             }
         }
-    })
+    }
 }
 
 fn parse_id(text: &str) -> Result<i64, Problem> {

@@ -5,7 +5,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use plotters::prelude::*;
 
 /// How a series is drawn.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Mark {
     /// Points joined by a line, each point a circle.
     Line,

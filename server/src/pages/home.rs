@@ -3,12 +3,28 @@
 use maud::html;
 use warp::http::StatusCode;
 
+use super::reads::{Fresh, cached};
 use super::{Ctx, html, layout};
 use crate::api::error::Problem;
+use crate::cache::Tag;
+use crate::storage::listings::RegionSummary;
+
+/// Every region's counts, as `GET /api/v1/regions` reads them: changed by any write, and by
+/// time when a meter falls silent.
+pub(crate) async fn regions(ctx: &Ctx<'_>) -> Result<Vec<RegionSummary>, Problem> {
+    cached(ctx, "regions".to_owned(), || async {
+        let s = ctx.state;
+        let now = s.now();
+        let rows = s.store.region_summaries(now).await?;
+        let until = s.store.next_overdue(None, now).await?;
+        Ok(Fresh::new(rows, vec![Tag::All]).until(until))
+    })
+    .await
+}
 
 /// GET /
 pub async fn page(ctx: &Ctx<'_>) -> Result<warp::reply::Response, Problem> {
-    let regions = ctx.state.store.region_summaries(ctx.state.now()).await?;
+    let regions = regions(ctx).await?;
     let body = html! {
         @if regions.is_empty() {
             p { "No region has a meter yet. Install meters with " code { "meterhub meters import" }

@@ -1,16 +1,22 @@
 //! Meter: its details, charts over a chosen range (daily consumption, battery, the measured
 //! values), its alarms and its commands with their states.
 
+use std::collections::BTreeMap;
+
 use chrono::{DateTime, Days, TimeDelta, Utc};
 use maud::{Markup, PreEscaped, html};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use warp::http::StatusCode;
 
 use super::chart::{self, Chart, Mark};
 use super::home::urlencode;
+use super::reads::{Fresh, cached};
 use super::{Ctx, html, layout, parse_form};
 use crate::api::error::Problem;
 use crate::billing::{self, Period, PeriodKind};
+use crate::cache::Tag;
+use crate::storage::alarms::Alarm;
+use crate::storage::commands::CommandRow;
 use crate::storage::listings::AlarmFilter;
 use crate::storage::meters::Meter;
 use crate::storage::readings::StoredReading;
@@ -69,20 +75,137 @@ const MEASURED: [Measured; 5] = [
 /// The meter a DevEUI or serial names, or a 400 / 404.
 pub(crate) async fn find(ctx: &Ctx<'_>, text: &str) -> Result<Meter, Problem> {
     let t = text.trim();
-    let found = if t.len() == 16 && t.bytes().all(|b| b.is_ascii_hexdigit()) {
-        ctx.state
-            .store
-            .meter_by_dev_eui(&t.to_ascii_lowercase())
-            .await?
-    } else if t.len() == 14 && t.bytes().all(|b| b.is_ascii_digit()) {
-        ctx.state.store.meter_by_serial(t).await?
-    } else {
+    let shaped = (t.len() == 16 && t.bytes().all(|b| b.is_ascii_hexdigit()))
+        || (t.len() == 14 && t.bytes().all(|b| b.is_ascii_digit()));
+    if !shaped {
         return Err(Problem::bad_field(
             "meter",
             format!("{t:?} is neither a DevEUI (16 hex digits) nor a serial (14 digits)"),
         ));
+    }
+    lookup(ctx, t)
+        .await?
+        .ok_or_else(|| Problem::not_found(format!("there is no meter {t}")))
+}
+
+/// The meter with this DevEUI (16 hex digits) or else serial, by their unique indexes, cached
+/// under the meter (a write to it changes it; so does its falling silent), or, when there is
+/// none, under anything (an install may add it).
+pub(crate) async fn lookup(ctx: &Ctx<'_>, text: &str) -> Result<Option<Meter>, Problem> {
+    let dev_eui = text.len() == 16 && text.bytes().all(|b| b.is_ascii_hexdigit());
+    let text = if dev_eui {
+        text.to_ascii_lowercase()
+    } else {
+        text.to_owned()
     };
-    found.ok_or_else(|| Problem::not_found(format!("there is no meter {t}")))
+    cached(ctx, format!("meter|{}", urlencode(&text)), || async {
+        let store = &ctx.state.store;
+        let found = if dev_eui {
+            store.meter_by_dev_eui(&text).await?
+        } else {
+            store.meter_by_serial(&text).await?
+        };
+        let now = ctx.state.now();
+        Ok(match found {
+            Some(m) => {
+                let until = m.overdue_at.filter(|t| *t >= now);
+                Fresh::new(Some(m.clone()), vec![Tag::Meter(m.id)]).until(until)
+            }
+            None => Fresh::new(None, vec![Tag::All]),
+        })
+    })
+    .await
+}
+
+/// A series to chart, as cached: at most [`chart::MAX_POINTS`] points.
+#[derive(Serialize, Deserialize)]
+struct Series {
+    quantity: String,
+    unit: String,
+    mark: Mark,
+    points: Vec<(DateTime<Utc>, f64)>,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+}
+
+/// What a meter's page shows besides the meter: all of it changed only by writes to the meter.
+#[derive(Serialize, Deserialize)]
+struct MeterData {
+    series: Vec<Series>,
+    alarms: Vec<Alarm>,
+    commands: Vec<CommandRow>,
+}
+
+/// The charts' series (thinned), alarms and commands of meter `m` over the `days` before
+/// `to`, cached under the meter; `to` is the next whole minute, part of the key, so that an
+/// entry is not shown once the range has moved on.
+async fn meter_data(
+    ctx: &Ctx<'_>,
+    m: &Meter,
+    days: u32,
+    to: DateTime<Utc>,
+) -> Result<MeterData, Problem> {
+    let key = format!("meter-page|{}|{days}|{}", m.id, to.timestamp());
+    cached(ctx, key, || async {
+        let s = ctx.state;
+        let from = to - TimeDelta::days(i64::from(days));
+        let readings = s
+            .store
+            .readings_for_meter(m.id, from, to, MAX_READINGS)
+            .await?;
+        let mut series = Vec::new();
+        if let Some((quantity, unit, points, start, end)) =
+            daily_consumption(ctx, m, days, s.now()).await?
+        {
+            series.push(Series {
+                quantity: quantity.to_owned(),
+                unit: unit.to_owned(),
+                mark: Mark::DailyBars,
+                points: chart::thin(&points),
+                from: start,
+                to: end,
+            });
+        }
+        for measured in &MEASURED {
+            let points: Vec<(DateTime<Utc>, f64)> = readings
+                .iter()
+                .filter_map(|r| (measured.value)(r).map(|v| (r.reading_time, v)))
+                .collect();
+            if points.is_empty() {
+                continue;
+            }
+            series.push(Series {
+                quantity: measured.quantity.to_owned(),
+                unit: measured.unit.to_owned(),
+                mark: Mark::Line,
+                points: chart::thin(&points),
+                from,
+                to,
+            });
+        }
+        let alarms = s
+            .store
+            .alarms_filtered(
+                &AlarmFilter {
+                    meter_id: Some(m.id),
+                    ..AlarmFilter::default()
+                },
+                i64::MAX,
+                50,
+            )
+            .await?;
+        let commands = s.store.commands_page(m.id, None, 20).await?;
+        Ok(Fresh::new(
+            MeterData {
+                series,
+                alarms,
+                commands,
+            },
+            vec![Tag::Meter(m.id)],
+        )
+        .until(Some(to)))
+    })
+    .await
 }
 
 /// GET /meters/{meter}
@@ -103,55 +226,28 @@ pub async fn page(
         ));
     }
     let m = find(ctx, meter).await?;
-    let s = ctx.state;
-    let now = s.now();
-    let from = now - TimeDelta::days(i64::from(days));
-    let readings = s
-        .store
-        .readings_for_meter(m.id, from, now + TimeDelta::minutes(1), MAX_READINGS)
-        .await?;
-    let consumption = daily_consumption(ctx, &m, days, now).await?;
-    let alarms = s
-        .store
-        .alarms_filtered(
-            &AlarmFilter {
-                meter_id: Some(m.id),
-                ..AlarmFilter::default()
-            },
-            i64::MAX,
-            50,
-        )
-        .await?;
-    let commands = s.store.commands_page(m.id, None, 20).await?;
+    let now = ctx.state.now();
+    let to = crate::api::input::next_minute(now);
+    let MeterData {
+        series,
+        alarms,
+        commands,
+    } = meter_data(ctx, &m, days, to).await?;
     let here = format!("/meters/{}?days={days}", m.dev_eui);
-    let mut charts = Vec::new();
-    if let Some((quantity, unit, points, start, end)) = &consumption {
-        charts.push(figure(&Chart {
-            quantity,
-            unit,
-            mark: Mark::DailyBars,
-            points,
-            from: *start,
-            to: *end,
-        })?);
-    }
-    for measured in &MEASURED {
-        let points: Vec<(DateTime<Utc>, f64)> = readings
-            .iter()
-            .filter_map(|r| (measured.value)(r).map(|v| (r.reading_time, v)))
-            .collect();
-        if points.is_empty() {
-            continue;
-        }
-        charts.push(figure(&Chart {
-            quantity: measured.quantity,
-            unit: measured.unit,
-            mark: Mark::Line,
-            points: &points,
-            from,
-            to: now,
-        })?);
-    }
+    let charts = series
+        .iter()
+        .map(|c| {
+            figure(&Chart {
+                quantity: &c.quantity,
+                unit: &c.unit,
+                mark: c.mark,
+                points: &c.points,
+                from: c.from,
+                to: c.to,
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let devices = BTreeMap::from([(m.id, m.dev_eui.clone())]);
     let body = html! {
         (details(&m, now))
         h2 #charts { "Charts" }
@@ -172,7 +268,7 @@ pub async fn page(
         }
         @for c in &charts { (c) }
         h2 { "Alarms" }
-        (super::alarms::table(ctx, &alarms, &here).await?)
+        (super::alarms::table(ctx, &alarms, &devices, &here))
         p { a href={ "/alarms?meter=" (urlencode(&m.dev_eui)) } { "Every alarm of this meter" } }
         h2 #visits { "Field visits" }
         p { a href={ "/meters/" (m.dev_eui) "/inspections" } {

@@ -18,6 +18,7 @@ mod install;
 mod layout;
 mod meter;
 mod quarantine;
+mod reads;
 mod region;
 pub mod session;
 mod signin;
@@ -52,6 +53,8 @@ pub(crate) struct Ctx<'a> {
     pub caller: Caller,
     /// The session's CSRF token.
     pub csrf: String,
+    /// How this request's reads went through the response cache.
+    pub reads: reads::Use,
 }
 
 /// A request as a page handler sees it.
@@ -146,10 +149,16 @@ async fn dispatch(state: &ApiState, sessions: &Sessions, req: &Req<'_>) -> warp:
         }
         return r;
     };
+    let no_cache = req
+        .headers
+        .get("cache-control")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("no-cache"));
     let ctx = Ctx {
         state,
         caller,
         csrf: session.csrf(),
+        reads: reads::Use::new(no_cache),
     };
     if req.method == "POST" {
         let token: Option<String> = form_urlencoded::parse(req.body)
@@ -168,10 +177,15 @@ async fn dispatch(state: &ApiState, sessions: &Sessions, req: &Req<'_>) -> warp:
         }
     }
     let result = route(&ctx, req, &raw).await;
-    match result {
+    let mut r = match result {
         Ok(r) => r,
         Err(p) => error_page(Some(&ctx), &p),
+    };
+    if let Some(how) = ctx.reads.header() {
+        r.headers_mut()
+            .insert("x-cache", HeaderValue::from_static(how));
     }
+    r
 }
 
 async fn route(

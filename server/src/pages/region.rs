@@ -192,8 +192,7 @@ pub async fn page(
     let now = ctx.state.now();
     let filter = q.filter(region, now, ctx.state.policy.rules.low_battery_percent)?;
     let store = &ctx.state.store;
-    let Some(summary) = store
-        .region_summaries(now)
+    let Some(summary) = super::home::regions(ctx)
         .await?
         .into_iter()
         .find(|r| r.id == region)

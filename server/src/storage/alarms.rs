@@ -22,7 +22,7 @@ pub struct NewAlarm {
 }
 
 /// A stored alarm.
-#[derive(Debug, Clone, PartialEq, sqlx::FromRow, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow, serde::Serialize, serde::Deserialize)]
 pub struct Alarm {
     /// Id.
     pub id: i64,

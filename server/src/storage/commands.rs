@@ -17,7 +17,7 @@ pub const COMMAND_STATES: [&str; 8] = [
 ];
 
 /// A stored command.
-#[derive(Debug, Clone, PartialEq, sqlx::FromRow, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow, serde::Serialize, serde::Deserialize)]
 pub struct CommandRow {
     /// Our id; ChirpStack's queue item id.
     pub id: Uuid,

@@ -16,7 +16,7 @@ use super::self_tests::StoredSelfTest;
 use super::{Result, Store};
 
 /// A region with the counts a home page shows.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct RegionSummary {
     /// Region id.
     pub id: String,
@@ -189,6 +189,20 @@ macro_rules! listing_queries {
                 .bind(id)
                 .fetch_optional(&mut *conn)
                 .await?)
+        }
+
+        /// The DevEUIs of the meters with these ids, in one query.
+        pub async fn dev_euis(conn: &mut Conn, ids: &[i64]) -> Result<Vec<(i64, String)>> {
+            if ids.is_empty() {
+                return Ok(Vec::new());
+            }
+            let mut q = QueryBuilder::<$db>::new("SELECT id, dev_eui FROM meters WHERE id IN (");
+            let mut list = q.separated(", ");
+            for id in ids {
+                list.push_bind(*id);
+            }
+            list.push_unseparated(")");
+            Ok(q.build_query_as().fetch_all(&mut *conn).await?)
         }
 
         /// Meters matching `f`, in id order, after `after_id`.
@@ -475,6 +489,11 @@ impl Store {
     /// The meter with this id.
     pub async fn meter_by_id(&self, id: i64) -> Result<Option<Meter>> {
         on_reader!(self, |c, q| q::meter_by_id(c, id).await, self)
+    }
+
+    /// The DevEUIs of the meters with these ids (a page's worth: each id is a bound value).
+    pub async fn dev_euis(&self, ids: &[i64]) -> Result<Vec<(i64, String)>> {
+        on_reader!(self, |c, q| q::dev_euis(c, ids).await, self)
     }
 
     /// Meters matching a filter, in id order, after `after_id`.

@@ -39,7 +39,7 @@ pub struct NewMeter {
 }
 
 /// A registered meter.
-#[derive(Debug, Clone, PartialEq, sqlx::FromRow, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow, serde::Serialize, serde::Deserialize)]
 pub struct Meter {
     /// meterhub's id.
     pub id: i64,

@@ -304,8 +304,7 @@ mod tests {
             .with_ymd_and_hms(2026, 1, 1, 0, 0, 0)
             .single()
             .expect("time");
-        Meter {
-            id: 7,
+        let new = NewMeter {
             dev_eui: "70b3d5e75e000001".into(),
             serial: "12261000012348".into(),
             body_number: 4_000_123,
@@ -315,21 +314,11 @@ mod tests {
             usage_type: "residential".into(),
             mode: "credit".into(),
             production_date: NaiveDate::from_ymd_opt(2026, 1, 15).expect("date"),
-            status: "active".into(),
             reporting_interval_minutes: 1440,
-            service_state: ServiceState::InService,
-            last_seen_at: None,
-            battery_millivolts: None,
-            battery_percent: None,
-            rssi: None,
-            snr: None,
-            overdue_at: None,
-            firmware_version: None,
-            info_received_at: None,
-            clock_drift_ms: None,
-            drift_measured_at: None,
-            created_at: at,
-            updated_at: at,
+        };
+        Meter {
+            status: "active".into(),
+            ..Meter::registered(7, &new, at)
         }
     }
 

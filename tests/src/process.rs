@@ -237,8 +237,8 @@ impl Process {
         }
     }
 
-    /// Waits until a line of this run's stdout or stderr contains `needle`, and returns that
-    /// line.
+    /// Waits until a whole line (one that ends in a newline) of this run's stdout or stderr
+    /// contains `needle`, and returns that line.
     ///
     /// Fails, quoting the output, when the process exits first or `timeout` passes.
     pub async fn wait_for_output(
@@ -253,7 +253,10 @@ impl Process {
                 (&self.stderr_path, self.run_offsets.1),
             ] {
                 let text = read_from(path, offset);
-                if let Some(line) = text.lines().find(|line| line.contains(needle)) {
+                // Only whole lines: a line written in pieces (`eprintln!` writes its arguments
+                // one by one to an unbuffered stderr) is read again once its newline is there.
+                let whole = text.rfind('\n').map_or("", |end| &text[..end]);
+                if let Some(line) = whole.lines().find(|line| line.contains(needle)) {
                     return Ok(line.to_owned());
                 }
             }

@@ -60,14 +60,7 @@ async fn life(dialect: Dialect) {
     let south = "/api/v1/meters?region=south";
     let north = "/api/v1/meters?region=north";
     for path in [south, north] {
-        let started = std::time::Instant::now();
-        while api.get(path).await.header("x-cache") != Some("hit") {
-            assert!(
-                started.elapsed() < std::time::Duration::from_secs(20),
-                "{path} is never served from the cache"
-            );
-            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        }
+        api.get_until_cached(path).await;
     }
     assert!(dev_euis(&api.get(south).await).contains(&one));
     assert!(!dev_euis(&api.get(north).await).contains(&one));

@@ -203,6 +203,22 @@ impl TestApi {
         request(self.addr, "GET", path, Some(&self.admin), None, &[]).await
     }
 
+    /// Reads `path` until the cache serves it (`X-Cache: hit`) and returns that answer.
+    ///
+    /// The scheduler may close a new meter's billing periods between two reads, a write that
+    /// drops the meter's cached answers, so one read after another is not sure to hit; a path
+    /// that is never served from the cache within a few seconds fails the test.
+    pub async fn get_until_cached(&self, path: &str) -> Reply {
+        for _ in 0..100 {
+            let reply = self.get(path).await;
+            if reply.header("x-cache") == Some("hit") {
+                return reply;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        panic!("{path} is never served from the cache");
+    }
+
     /// GET bypassing the cache.
     pub async fn get_uncached(&self, path: &str) -> Reply {
         get_at(self.addr, &self.admin, path, true).await

@@ -41,6 +41,19 @@ async fn process_is_killed_and_restarted() {
 }
 
 #[tokio::test]
+async fn output_is_matched_only_once_its_line_is_whole() {
+    // The needle arrives before the rest of its line, as from `eprintln!` on an unbuffered
+    // stderr: the line returned is the whole one.
+    let mut process =
+        shell("printf 'listening on http://'; sleep 0.5; echo 127.0.0.1:80; exec sleep 600");
+    let line = process
+        .wait_for_output("listening on http://", READY)
+        .await
+        .expect("line written");
+    assert_eq!(line, "listening on http://127.0.0.1:80");
+}
+
+#[tokio::test]
 async fn process_terminates_gracefully_on_sigterm() {
     let mut process =
         shell("trap 'echo stopping; exit 3' TERM; echo ready; while :; do sleep 0.05; done");

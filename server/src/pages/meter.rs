@@ -128,6 +128,9 @@ struct Series {
     to: DateTime<Utc>,
 }
 
+/// The newest commands a meter's page shows; the rest are a link away.
+const NEWEST_COMMANDS: i64 = 20;
+
 /// What a meter's page shows besides the meter: all of it changed only by writes to the meter.
 #[derive(Serialize, Deserialize)]
 struct MeterData {
@@ -194,7 +197,7 @@ async fn meter_data(
                 50,
             )
             .await?;
-        let commands = s.store.commands_page(m.id, None, 20).await?;
+        let commands = s.store.commands_page(m.id, None, NEWEST_COMMANDS).await?;
         Ok(Fresh::new(
             MeterData {
                 series,
@@ -276,33 +279,8 @@ pub async fn page(
         } }
         (super::commands::buttons(ctx, &m).await?)
         h2 #commands-heading { "Commands" }
-        @if commands.is_empty() {
-            p.note { "No command was sent to this meter." }
-        } @else {
-            div.table-wrap {
-                table #commands {
-                    thead { tr {
-                        th scope="col" { "Kind" } th scope="col" { "State" }
-                        th scope="col" { "Requested" } th scope="col" { "By" }
-                        th scope="col" { "Updated" } th scope="col" class="num" { "Attempts" }
-                        th scope="col" { "Result or error" }
-                    } }
-                    tbody {
-                        @for c in &commands {
-                            tr {
-                                td { a href={ "/commands/" (c.id) } { (c.kind) } }
-                                td { (layout::state(&c.state)) }
-                                td { (layout::time(c.created_at)) }
-                                td { (c.requested_by) }
-                                td { (layout::time(c.updated_at)) }
-                                td.num { (c.attempts) }
-                                td { (c.error.as_deref().or(c.result.as_deref()).unwrap_or("")) }
-                            }
-                        }
-                    }
-                }
-            }
-        }
+        (super::command_list::table(&commands))
+        p { a #every-command href={ "/meters/" (urlencode(&m.dev_eui)) "/commands" } { "Every command of this meter" } }
     };
     Ok(html(
         StatusCode::OK,

@@ -11,6 +11,7 @@
 
 mod alarms;
 pub mod chart;
+mod command_list;
 mod commands;
 mod home;
 mod inspections;
@@ -209,6 +210,9 @@ async fn route(
         }
         ("GET", ["meters", _, "commands", _]) => {
             commands::confirm(ctx, &seg(1, "meter")?, &seg(3, "kind")?).await
+        }
+        ("GET", ["meters", _, "commands"]) => {
+            command_list::page(ctx, &seg(1, "meter")?, req.query).await
         }
         ("POST", ["meters", _, "commands"]) => {
             commands::send(ctx, &seg(1, "meter")?, req.body).await

@@ -6,10 +6,13 @@ use serde::{Deserialize, Serialize};
 use warp::http::StatusCode;
 
 use super::home::urlencode;
+use super::reads::{Fresh, cached};
 use super::{Ctx, html, layout, parse_form};
 use crate::api::error::Problem;
 use crate::api::routes::{ALARM_STATES, METER_STATUSES};
+use crate::cache::Tag;
 use crate::storage::listings::MeterFilter;
+use crate::storage::meters::Meter;
 
 /// Meters on one page.
 const PAGE: i64 = 50;
@@ -182,6 +185,57 @@ impl Query {
     }
 }
 
+/// A page of the region's meters as `filter` picks them (one more than shown, to know whether
+/// another page follows), cached under the region as the API's list is: a write to one of its
+/// meters changes it, and so does a meter's falling silent when the list holds silent meters
+/// only. A list narrowed by customer or status is cached under anything, as the API's: a
+/// customer's or a status's meters change with writes beyond the region's.
+async fn listed(ctx: &Ctx<'_>, q: &Query, filter: &MeterFilter) -> Result<Vec<Meter>, Problem> {
+    let region = filter.region.clone().unwrap_or_default();
+    let after = q.after.unwrap_or(0);
+    let key = format!(
+        "region|{}|{}|{after}",
+        urlencode(&region),
+        filter_key(filter)
+    );
+    cached(ctx, key, || async {
+        let s = ctx.state;
+        let rows = s.store.meters_filtered(filter, after, PAGE + 1).await?;
+        let until = match filter.silent_at {
+            Some(now) => s.store.next_overdue(Some(&region), now).await?,
+            None => None,
+        };
+        let tags = if filter.user_id.is_none() && filter.status.is_none() {
+            vec![Tag::Region(region.clone())]
+        } else {
+            vec![Tag::All]
+        };
+        Ok(Fresh::new(rows, tags).until(until))
+    })
+    .await
+}
+
+/// `filter` in a cache key: everything but the instant that decides silence (the list of
+/// silent meters is good until the next one falls silent, not for one instant).
+fn filter_key(f: &MeterFilter) -> String {
+    let MeterFilter {
+        region: _,
+        status,
+        user_id,
+        dev_eui,
+        serial,
+        body_number,
+        silent_at,
+        battery_below,
+        alarm_state,
+    } = f;
+    format!(
+        "{status:?}|{user_id:?}|{dev_eui:?}|{serial:?}|{body_number:?}|{}|{battery_below:?}|\
+         {alarm_state:?}",
+        silent_at.is_some()
+    )
+}
+
 /// GET /regions/{region}
 pub async fn page(
     ctx: &Ctx<'_>,
@@ -191,7 +245,6 @@ pub async fn page(
     let q: Query = parse_form(query.as_bytes())?;
     let now = ctx.state.now();
     let filter = q.filter(region, now, ctx.state.policy.rules.low_battery_percent)?;
-    let store = &ctx.state.store;
     let Some(summary) = super::home::regions(ctx)
         .await?
         .into_iter()
@@ -199,9 +252,7 @@ pub async fn page(
     else {
         return Err(Problem::not_found(format!("there is no region {region:?}")));
     };
-    let mut meters = store
-        .meters_filtered(&filter, q.after.unwrap_or(0), PAGE + 1)
-        .await?;
+    let mut meters = listed(ctx, &q, &filter).await?;
     let more = meters.len() > PAGE as usize;
     meters.truncate(PAGE as usize);
     let base = format!("/regions/{}", urlencode(region));

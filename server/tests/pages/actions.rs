@@ -15,7 +15,8 @@ use test_support::Dialect;
 
 use super::bridge::{APP, CommandListener, Publisher, event, topic, up_event};
 use super::browser::Browser;
-use super::{meter, raw_post, seed};
+use super::http;
+use super::{meter, seed};
 
 /// A reading frame with a chosen battery charge.
 fn frame(serial: Serial, litres: u32, battery_percent: u8) -> Vec<u8> {
@@ -541,7 +542,7 @@ async fn actions(dialect: Dialect) {
         ),
     ];
     for (path, form) in &forged {
-        let (status, _) = raw_post(s.addr, path, &cookie, form).await;
+        let (status, _) = http::post(s.addr, path, &cookie, form).await;
         assert_eq!(status, 403, "{path} {form}");
     }
     assert_eq!(
@@ -561,7 +562,7 @@ async fn actions(dialect: Dialect) {
         "kind=readNow".to_owned(),
         format!("csrf={token}&kind=readNow"),
     ] {
-        let (status, _) = raw_post(
+        let (status, _) = http::post(
             s.addr,
             &format!("/meters/{}/commands", one.dev_eui),
             &cookie,

@@ -11,6 +11,8 @@ mod actions;
 #[allow(dead_code)]
 mod bridge;
 mod browser;
+mod http;
+mod lists;
 mod session;
 
 use std::net::SocketAddr;
@@ -22,7 +24,6 @@ use meterhub::storage::alarms::NewAlarm;
 use meterhub::storage::meters::NewMeter;
 use meterhub::storage::readings::StoredReading;
 use test_support::Dialect;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use browser::Browser;
 
@@ -155,26 +156,6 @@ async fn seed(dialect: Dialect) -> Option<Seeded> {
         dev_eui: one.dev_eui,
         serial: one.serial,
     })
-}
-
-/// One POST with a session cookie and a form body, over a fresh connection: status and body.
-async fn raw_post(addr: SocketAddr, path: &str, cookie: &str, form: &str) -> (u16, String) {
-    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    let head = format!(
-        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nCookie: {cookie}\r\n\
-         Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{form}",
-        form.len()
-    );
-    s.write_all(head.as_bytes()).await.expect("write");
-    let mut buf = Vec::new();
-    s.read_to_end(&mut buf).await.expect("read");
-    let text = String::from_utf8_lossy(&buf).into_owned();
-    let status = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .expect("a status line");
-    (status, text)
 }
 
 async fn alarm_state(env: &Env, id: i64) -> String {
@@ -325,7 +306,7 @@ async fn walk(dialect: Dialect) {
 
     // A form without this session's token is refused, and nothing changes.
     let cookie = b.session_cookie().await;
-    let (status, _) = raw_post(
+    let (status, _) = http::post(
         s.addr,
         &format!("/alarms/{leak}/clear"),
         &cookie,
@@ -333,7 +314,7 @@ async fn walk(dialect: Dialect) {
     )
     .await;
     assert_eq!(status, 403);
-    let (status, _) = raw_post(s.addr, &format!("/alarms/{leak}/clear"), &cookie, "back=/").await;
+    let (status, _) = http::post(s.addr, &format!("/alarms/{leak}/clear"), &cookie, "back=/").await;
     assert_eq!(status, 403);
     assert_eq!(alarm_state(&s.env, leak).await, "acknowledged");
 
@@ -354,7 +335,7 @@ async fn walk(dialect: Dialect) {
     b.goto(&format!("{base}/alarms/{leak}/clear")).await;
     assert!(b.text("main").await.contains("needs the operator role"));
     let viewer_cookie = b.session_cookie().await;
-    let (status, _) = raw_post(
+    let (status, _) = http::post(
         s.addr,
         &format!("/alarms/{leak}/clear"),
         &viewer_cookie,

@@ -7,59 +7,9 @@ use std::time::{Duration, Instant};
 use chrono::{TimeDelta, Utc};
 use meterhub::pages::session::{COOKIE, SECRET_NAME, Sessions, new_secret};
 use test_support::Dialect;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use super::http::{header, request, sign_in};
 use super::seed;
-
-/// One request over a fresh connection: the status and the whole response.
-async fn request(
-    addr: SocketAddr,
-    method: &str,
-    path: &str,
-    cookie: Option<&str>,
-    form: &str,
-) -> (u16, String) {
-    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    let cookie = cookie.map_or_else(String::new, |c| format!("Cookie: {c}\r\n"));
-    let head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n{cookie}\
-         Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{form}",
-        form.len()
-    );
-    s.write_all(head.as_bytes()).await.expect("write");
-    let mut buf = Vec::new();
-    s.read_to_end(&mut buf).await.expect("read");
-    let text = String::from_utf8_lossy(&buf).into_owned();
-    let status = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .expect("a status line");
-    (status, text)
-}
-
-/// A header's value in a response.
-fn header<'a>(response: &'a str, name: &str) -> Option<&'a str> {
-    response
-        .split("\r\n\r\n")
-        .next()?
-        .lines()
-        .filter_map(|l| l.split_once(':'))
-        .find(|(n, _)| n.eq_ignore_ascii_case(name))
-        .map(|(_, v)| v.trim())
-}
-
-/// Signs in with `key`: the session cookie as a `Cookie` pair, and the whole `Set-Cookie`.
-async fn sign_in(addr: SocketAddr, key: &str) -> (String, String) {
-    let (status, response) = request(addr, "POST", "/signin", None, &format!("key={key}")).await;
-    assert_eq!(status, 303, "{response}");
-    let set = header(&response, "set-cookie")
-        .expect("a session cookie")
-        .to_owned();
-    let pair = set.split(';').next().expect("name=value").to_owned();
-    assert!(pair.starts_with(&format!("{COOKIE}=")), "{set}");
-    (pair, set)
-}
 
 /// Whether the home page opens with `cookie`, or sends the browser to sign in (dropping it).
 async fn home_opens(addr: SocketAddr, cookie: &str) -> bool {

@@ -1,5 +1,5 @@
-//! One-shot administrative commands: `migrate`, `meters import`, `update` and `retire`, and
-//! `keys`.
+//! One-shot administrative commands: `migrate`, `meters import`, `update`, `retire`,
+//! `delete-readings` and `delete-alarms`, and `keys`.
 
 use std::path::Path;
 
@@ -265,4 +265,67 @@ pub async fn retire_meter(
     .await;
     store.close().await;
     report
+}
+
+/// An RFC 3339 time given as `--flag`.
+fn time_flag(text: &str, flag: &str) -> Result<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(text.trim())
+        .map(|t| t.to_utc())
+        .with_context(|| format!("--{flag} {text:?} is not an RFC 3339 time"))
+}
+
+/// `meters delete-readings` / `delete-alarms`: deletes (or, `--dry-run`, looks at) a
+/// meter's readings or alarms in a range; what went as JSON, as the API answers it.
+pub async fn delete_data(
+    settings: &Settings,
+    args: &crate::cli::DeleteArgs,
+    data: crate::storage::deletion::Data,
+    force: bool,
+) -> Result<String> {
+    use crate::registry::deletion::{self, Ask, Refused};
+    let ask = Ask {
+        data,
+        from: time_flag(&args.from, "from")?,
+        to: time_flag(&args.to, "to")?,
+        dry_run: args.dry_run,
+        force,
+        reason: args.reason.trim().to_owned(),
+    };
+    let as_flags = |errors: &[crate::registry::record::FieldError]| {
+        anyhow::anyhow!(
+            "{}",
+            errors
+                .iter()
+                .map(|e| format!("--{}: {}", flag(e.field), e.message))
+                .collect::<Vec<_>>()
+                .join("; ")
+        )
+    };
+    deletion::check(&ask).map_err(|e| as_flags(&e))?;
+    let calendar = crate::billing::Calendar::new(&settings.utility, &settings.billing)?;
+    let who = crate::storage::lifecycle::Actor {
+        name: "cli".into(),
+        at: now_utc(&settings.clock()?),
+        reason: ask.reason.clone(),
+    };
+    let store = open_migrated(settings).await?;
+    let out = async {
+        let meter = meter_named(&store, &args.meter).await?;
+        let outcome = deletion::delete(&store, &announcer(&store), &calendar, &meter, ask, who)
+            .await
+            .map_err(|r| match r {
+                Refused::Invalid(e) => as_flags(&e),
+                Refused::Closed(_) => {
+                    anyhow::anyhow!("{}", r.to_string().replace("force=true", "--force"))
+                }
+                Refused::Unknown(why) => anyhow::anyhow!(why),
+                Refused::Storage(e) => anyhow::Error::new(e).context("deleting"),
+            })?;
+        let view = crate::api::deletion_view(&calendar, &meter, &outcome)
+            .map_err(|p| anyhow::anyhow!(p.detail))?;
+        Ok::<_, anyhow::Error>(serde_json::to_string(&view)?)
+    }
+    .await;
+    store.close().await;
+    out
 }

@@ -150,6 +150,45 @@ pub enum MetersCommand {
         #[arg(long)]
         reason: String,
     },
+    /// Delete a meter's readings in [--from, --to) as `DELETE /api/v1/meters/{meter}/readings`
+    /// does, recorded in its history as done by `cli`; refused inside a closed billing period
+    /// unless `--force`d (each such period then gets a revision). Prints what went (with
+    /// `--dry-run`: what would go) as JSON.
+    DeleteReadings {
+        /// The meter and the range.
+        #[command(flatten)]
+        range: DeleteArgs,
+        /// Delete inside closed billing periods too, adding a revision of each.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Delete a meter's alarms raised in [--from, --to) as `DELETE
+    /// /api/v1/meters/{meter}/alarms` does, recorded in its history as done by `cli`. Prints
+    /// what went (with `--dry-run`: what would go) as JSON.
+    DeleteAlarms {
+        /// The meter and the range.
+        #[command(flatten)]
+        range: DeleteArgs,
+    },
+}
+
+/// `meterhub meters delete-readings` and `delete-alarms`: the meter and the range.
+#[derive(Debug, Args)]
+pub struct DeleteArgs {
+    /// The meter: its DevEUI or serial.
+    pub meter: String,
+    /// Start of the range (inclusive), RFC 3339, e.g. `2026-05-01T00:00:00Z`.
+    #[arg(long)]
+    pub from: String,
+    /// End of the range (exclusive), RFC 3339.
+    #[arg(long)]
+    pub to: String,
+    /// Why, recorded in the meter's history (required unless `--dry-run`).
+    #[arg(long, default_value = "")]
+    pub reason: String,
+    /// Only print what would go.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 /// `meterhub meters update`: the meter and the fields to change.

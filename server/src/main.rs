@@ -162,6 +162,30 @@ fn run(cli: &Cli) -> Result<(String, bool)> {
                 true,
             )
         }
+        Command::Meters(MetersCommand::DeleteReadings { range, force }) => {
+            let settings = settings()?;
+            (
+                runtime()?.block_on(admin::delete_data(
+                    &settings,
+                    range,
+                    meterhub::storage::deletion::Data::Readings,
+                    *force,
+                ))?,
+                true,
+            )
+        }
+        Command::Meters(MetersCommand::DeleteAlarms { range }) => {
+            let settings = settings()?;
+            (
+                runtime()?.block_on(admin::delete_data(
+                    &settings,
+                    range,
+                    meterhub::storage::deletion::Data::Alarms,
+                    false,
+                ))?,
+                true,
+            )
+        }
         Command::Report(ReportCommand::Consumption(args)) => {
             let settings = settings()?;
             // The rows may go to stdout: the summary goes to stderr.

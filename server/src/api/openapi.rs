@@ -56,6 +56,7 @@ fn path_example(name: &str) -> Value {
     match name {
         "meter" => json!(MeterView::example().dev_eui),
         "region" => json!(MeterView::example().region),
+        "customer" => json!(MeterView::example().user_id),
         "alarm" => json!(AlarmView::example().id),
         "schedule" => json!(ScheduleView::example().id),
         "id" => json!(QuarantinedView::example().id),
@@ -167,7 +168,7 @@ fn operation(r: &Route, requests: &mut SchemaGenerator, answers: &mut SchemaGene
     {
         responses.insert("404".into(), problem("No such resource."));
     }
-    if matches!(r.method, "POST" | "PATCH") || r.op == Op::RevokeKey {
+    if matches!(r.method, "POST" | "PATCH") || matches!(r.op, Op::RevokeKey | Op::DeleteReadings) {
         responses.insert("409".into(), problem("Conflicts with the current state."));
     }
     // The body is read (and its size checked) before the route is known.

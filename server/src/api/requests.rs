@@ -509,6 +509,95 @@ impl Example for RetireBody {
     }
 }
 
+/// A deletion of a meter's readings in a time range.
+#[derive(Debug, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct DeleteReadingsQuery {
+    /// Start of the range (inclusive), RFC 3339; it must come before `to`.
+    pub from: DateTime<Utc>,
+    /// End of the range (exclusive), RFC 3339.
+    pub to: DateTime<Utc>,
+    /// Why, recorded in the meter's history: required to delete (not for a dry run),
+    /// 1–2000 characters.
+    #[schemars(pattern(NOT_BLANK), length(min = 1, max = 2000))]
+    pub reason: Option<String>,
+    /// Only answer what would go (default false).
+    pub dry_run: Option<bool>,
+    /// Delete inside closed billing periods too, adding a revision of each (default false;
+    /// needs a reason).
+    pub force: Option<bool>,
+}
+
+impl Example for DeleteReadingsQuery {
+    fn example() -> Self {
+        DeleteReadingsQuery {
+            from: DateTime::parse_from_rfc3339("2026-01-31T00:00:00Z")
+                .map(|t| t.to_utc())
+                .unwrap_or_default(),
+            to: DateTime::parse_from_rfc3339("2026-02-01T00:00:00Z")
+                .map(|t| t.to_utc())
+                .unwrap_or_default(),
+            reason: None,
+            dry_run: Some(true),
+            force: None,
+        }
+    }
+}
+
+/// A deletion of a meter's alarms raised in a time range.
+#[derive(Debug, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct DeleteAlarmsQuery {
+    /// Raised at or after, RFC 3339; it must come before `to`.
+    pub from: DateTime<Utc>,
+    /// Raised before, RFC 3339.
+    pub to: DateTime<Utc>,
+    /// Why, recorded in the meter's history: required to delete (not for a dry run),
+    /// 1–2000 characters.
+    #[schemars(pattern(NOT_BLANK), length(min = 1, max = 2000))]
+    pub reason: Option<String>,
+    /// Only answer what would go (default false).
+    pub dry_run: Option<bool>,
+}
+
+impl Example for DeleteAlarmsQuery {
+    fn example() -> Self {
+        DeleteAlarmsQuery {
+            from: DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z")
+                .map(|t| t.to_utc())
+                .unwrap_or_default(),
+            to: DateTime::parse_from_rfc3339("2026-02-01T00:00:00Z")
+                .map(|t| t.to_utc())
+                .unwrap_or_default(),
+            reason: None,
+            dry_run: Some(true),
+        }
+    }
+}
+
+/// A customer's erasure.
+#[derive(Debug, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[schemars(rename = "Erasure")]
+pub struct EraseBody {
+    /// Why, recorded in the history of each of their meters: at most 2000 characters, not
+    /// blank unless for a dry run.
+    #[schemars(length(max = 2000))]
+    pub reason: String,
+    /// Only answer what names the customer (default false).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dry_run: Option<bool>,
+}
+
+impl Example for EraseBody {
+    fn example() -> Self {
+        EraseBody {
+            reason: "erasure request of 3 March under GDPR article 17".into(),
+            dry_run: Some(true),
+        }
+    }
+}
+
 /// A reason as a body gives it: not blank, at most [`MAX_REASON`] characters.
 pub fn reason(text: &str) -> Result<String, super::error::Problem> {
     let t = text.trim();
@@ -799,6 +888,9 @@ pub fn path_param(name: &str, g: &mut SchemaGenerator) -> Schema {
     match name {
         "meter" => MeterRef::json_schema(g),
         "region" => json_schema!({"type": "string", "minLength": 1, "description": "Region id."}),
+        "customer" => {
+            json_schema!({"type": "string", "minLength": 1, "description": "The customer id (a meter's `userId`)."})
+        }
         "command" | "key" => json_schema!({"type": "string", "format": "uuid"}),
         _ => json_schema!({"type": "integer", "format": "int64", "minimum": 1}),
     }

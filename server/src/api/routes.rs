@@ -7,14 +7,16 @@ use serde_json::Value;
 
 use super::auth::Role;
 use super::requests::{
-    AlarmsQuery, CommandBody, ConsumptionQuery, ExportQuery, InspectionBody, KeyBody, MeterInstall,
-    MeterPatch, MetersQuery, NoQuery, PageQuery, QuarantineQuery, RangeQuery, RegionCommandBody,
-    RetireBody, ScheduleBody, SilentQuery,
+    AlarmsQuery, CommandBody, ConsumptionQuery, DeleteAlarmsQuery, DeleteReadingsQuery, EraseBody,
+    ExportQuery, InspectionBody, KeyBody, MeterInstall, MeterPatch, MetersQuery, NoQuery,
+    PageQuery, QuarantineQuery, RangeQuery, RegionCommandBody, RetireBody, ScheduleBody,
+    SilentQuery,
 };
 use super::views::{
-    AlarmView, AuditView, CommandDetail, CommandView, Document, InspectionView, KeyView,
-    LatestReadingView, List, MeterDetailsView, MeterView, Page, QuarantinedView, ReadingView,
-    RegionCommands, RegionView, ReplayView, ScheduleView, SelfTestView,
+    AlarmView, AuditView, CommandDetail, CommandView, DeletionView, Document, ErasureView,
+    InspectionView, KeyView, LatestReadingView, List, MeterDetailsView, MeterView, Page,
+    QuarantinedView, ReadingView, RegionCommands, RegionView, ReplayView, ScheduleView,
+    SelfTestView,
 };
 use crate::billing::export::ExportRecord;
 use crate::billing::{ConsumptionRecord, RegionTotals, RevisionRecord};
@@ -45,6 +47,12 @@ pub enum Op {
     MeterFinalReport,
     /// GET /meters/{meter}/readings
     MeterReadings,
+    /// DELETE /meters/{meter}/readings
+    DeleteReadings,
+    /// DELETE /meters/{meter}/alarms
+    DeleteAlarms,
+    /// POST /customers/{customer}/erase
+    EraseCustomer,
     /// GET /meters/{meter}/commands
     MeterCommands,
     /// GET /meters/{meter}/consumption
@@ -360,6 +368,55 @@ pub const ROUTES: &[Route] = &[
         answer: Some(Shape::of::<Page<ReadingView>>()),
         links: &[],
         cached: true,
+    },
+    Route {
+        op: Op::DeleteReadings,
+        method: "DELETE",
+        path: "/meters/{meter}/readings",
+        role: Some(Role::Admin),
+        summary: "Delete a meter's readings in [from, to), with a `reason` recorded in its history; `dryRun=true` answers what would go (count, closed billing periods touched) without deleting. A range touching a closed billing period is refused (409 naming the periods) unless `force=true`: each such period then gets a revision (`readingsDeleted`), its published figures unchanged",
+        query: Shape::of::<DeleteReadingsQuery>(),
+        body: None,
+        ok: 200,
+        answer: Some(Shape::of::<DeletionView>()),
+        links: &[Link {
+            name: "history",
+            op: Op::MeterHistory,
+            parameter: "meter",
+            pointer: "/devEui",
+        }],
+        cached: false,
+    },
+    Route {
+        op: Op::DeleteAlarms,
+        method: "DELETE",
+        path: "/meters/{meter}/alarms",
+        role: Some(Role::Admin),
+        summary: "Delete a meter's alarms raised in [from, to), with a `reason` recorded in its history (visits that named one keep their record without it); `dryRun=true` answers what would go without deleting",
+        query: Shape::of::<DeleteAlarmsQuery>(),
+        body: None,
+        ok: 200,
+        answer: Some(Shape::of::<DeletionView>()),
+        links: &[Link {
+            name: "history",
+            op: Op::MeterHistory,
+            parameter: "meter",
+            pointer: "/devEui",
+        }],
+        cached: false,
+    },
+    Route {
+        op: Op::EraseCustomer,
+        method: "POST",
+        path: "/customers/{customer}/erase",
+        role: Some(Role::Admin),
+        summary: "Erase a customer's personal data, with a `reason`: their id on meters and supply points, in the notes of their meters' visits, in history rows and final reports is replaced by one random anonymous token, so their readings and consumption stay together under it; each of their meters' history records the erasure. `dryRun: true` answers what names them without changing it; 404 when nothing does",
+        query: Shape::of::<NoQuery>(),
+        body: Some(Shape::of::<EraseBody>()),
+        ok: 200,
+        answer: Some(Shape::of::<ErasureView>()),
+        links: &[],
+        cached: false,
     },
     Route {
         op: Op::MeterConsumption,

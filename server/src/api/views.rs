@@ -237,6 +237,112 @@ impl From<AuditRow> for AuditView {
     }
 }
 
+/// A closed billing period a deletion touches.
+#[derive(Debug, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(rename = "ClosedPeriod")]
+pub struct ClosedPeriodView {
+    /// Day, week or month.
+    pub period: crate::billing::PeriodKind,
+    /// Its first local date.
+    pub first_day: NaiveDate,
+    /// Its start.
+    pub period_start: DateTime<Utc>,
+    /// Its end (exclusive).
+    pub period_end: DateTime<Utc>,
+    /// When its figures were published.
+    pub closed_at: DateTime<Utc>,
+}
+
+impl ClosedPeriodView {
+    /// The view of a stored closed period (`None` for an unknown kind).
+    pub fn new(c: &crate::storage::billing_periods::ClosedPeriod) -> Option<ClosedPeriodView> {
+        Some(ClosedPeriodView {
+            period: crate::billing::PeriodKind::parse(&c.kind)?,
+            first_day: c.first_day,
+            period_start: c.period_start,
+            period_end: c.period_end,
+            closed_at: c.closed_at,
+        })
+    }
+}
+
+/// What a deletion of a meter's readings or alarms removed, or (a dry run) would remove.
+#[derive(Debug, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(rename = "Deletion")]
+pub struct DeletionView {
+    /// The meter's DevEUI.
+    pub dev_eui: String,
+    /// `readings` or `alarms`.
+    #[schemars(extend("enum" = ["readings", "alarms"]))]
+    pub data: String,
+    /// Start of the range (inclusive).
+    pub from: DateTime<Utc>,
+    /// End of the range (exclusive).
+    pub to: DateTime<Utc>,
+    /// Whether this only says what would go.
+    pub dry_run: bool,
+    /// Rows deleted (a dry run: rows that would be).
+    pub count: i64,
+    /// The earliest's time (reading time, or time raised), before the deletion.
+    pub first: Option<DateTime<Utc>>,
+    /// The latest's time, before the deletion.
+    pub last: Option<DateTime<Utc>>,
+    /// The closed billing periods the range overlaps (readings only).
+    pub closed_periods: Vec<ClosedPeriodView>,
+    /// Whether deleting needs `force=true` and a reason: the range touches closed periods.
+    pub force_required: bool,
+    /// The revisions of closed periods the deletion added.
+    pub revisions: Vec<crate::billing::RevisionRecord>,
+    /// Whether rows were deleted (false for a dry run).
+    pub deleted: bool,
+}
+
+/// What a customer's erasure changed, or (a dry run) would change.
+#[derive(Debug, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(rename = "ErasureResult")]
+pub struct ErasureView {
+    /// Whether this only says what names the customer.
+    pub dry_run: bool,
+    /// Whether their data was erased (false for a dry run).
+    pub erased: bool,
+    /// The anonymous id now in their id's place; `null` for a dry run.
+    pub token: Option<String>,
+    /// The DevEUIs of their meters and of the meters that served their supply points
+    /// (their readings stay, under the token).
+    pub meters: Vec<String>,
+    /// Meters registered to them.
+    pub registered_meters: i64,
+    /// Their supply points.
+    pub supply_points: i64,
+    /// Visits to their meters whose notes named them.
+    pub inspections: i64,
+    /// History rows that named them.
+    pub audit_rows: i64,
+    /// Final reports that named them.
+    pub final_reports: i64,
+}
+
+impl ErasureView {
+    /// The view of an erasure.
+    pub fn new(e: &crate::registry::deletion::Erased, dry_run: bool) -> ErasureView {
+        let f = &e.found;
+        ErasureView {
+            dry_run,
+            erased: e.token.is_some(),
+            token: e.token.clone(),
+            meters: f.meters.iter().map(|(_, d, _)| d.clone()).collect(),
+            registered_meters: f.registered_meters,
+            supply_points: f.supply_points,
+            inspections: f.inspections,
+            audit_rows: f.audit_rows,
+            final_reports: f.final_reports,
+        }
+    }
+}
+
 /// A meter's answer to the network's status request (LoRaWAN DevStatusAns).
 #[derive(Debug, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
@@ -910,6 +1016,47 @@ mod examples {
             user_id: "customer-1042".into(),
             usage_type: "residential".into(),
             address: Some("12 Harbour Road".into()),
+        }
+    }
+
+    impl Example for DeletionView {
+        fn example() -> Self {
+            DeletionView {
+                dev_eui: DEV_EUI.into(),
+                data: "readings".into(),
+                from: at("2026-01-31T00:00:00Z"),
+                to: at("2026-02-01T00:00:00Z"),
+                dry_run: true,
+                count: 24,
+                first: Some(at("2026-01-31T00:00:00Z")),
+                last: Some(at("2026-01-31T23:00:00Z")),
+                closed_periods: vec![ClosedPeriodView {
+                    period: crate::billing::PeriodKind::Month,
+                    first_day: NaiveDate::from_ymd_opt(2026, 1, 1).unwrap_or_default(),
+                    period_start: at("2025-12-31T23:00:00Z"),
+                    period_end: at("2026-01-31T23:00:00Z"),
+                    closed_at: at("2026-02-04T00:00:00Z"),
+                }],
+                force_required: true,
+                revisions: Vec::new(),
+                deleted: false,
+            }
+        }
+    }
+
+    impl Example for ErasureView {
+        fn example() -> Self {
+            ErasureView {
+                dry_run: false,
+                erased: true,
+                token: Some("erased-5f0c2a9e7b3d4c1e8a6f2b9d0e1c3a7f".into()),
+                meters: vec![DEV_EUI.into()],
+                registered_meters: 1,
+                supply_points: 1,
+                inspections: 0,
+                audit_rows: 2,
+                final_reports: 0,
+            }
         }
     }
 

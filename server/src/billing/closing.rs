@@ -31,6 +31,8 @@ use crate::storage::{self, Error, Store};
 pub enum RevisionReason {
     /// A reading stored after the period closed changed its figure.
     LateReading,
+    /// Readings inside it were deleted (forced, with a reason in the meter's history).
+    ReadingsDeleted,
 }
 
 impl RevisionReason {
@@ -38,12 +40,15 @@ impl RevisionReason {
     pub fn as_str(self) -> &'static str {
         match self {
             RevisionReason::LateReading => "lateReading",
+            RevisionReason::ReadingsDeleted => "readingsDeleted",
         }
     }
 
     /// The reason named `name`.
     pub fn parse(name: &str) -> Option<RevisionReason> {
-        (name == "lateReading").then_some(RevisionReason::LateReading)
+        [RevisionReason::LateReading, RevisionReason::ReadingsDeleted]
+            .into_iter()
+            .find(|r| r.as_str() == name)
     }
 }
 
@@ -413,6 +418,64 @@ pub async fn next_revisions(
     }
     out.done = late;
     Ok(Some(out))
+}
+
+/// The revisions a deletion of `meter`'s readings in `range` (from, to) makes of the closed
+/// periods it touches, `closed`: each period's figures computed from the readings that
+/// remain, against its latest known figures (the published, or its latest revision's), made
+/// at `now`. Each is numbered after the period's latest when stored.
+pub async fn deletion_revisions(
+    store: &Store,
+    calendar: &Calendar,
+    meter: &crate::storage::meters::Meter,
+    (from, to): (DateTime<Utc>, DateTime<Utc>),
+    closed: &[ClosedPeriod],
+    now: DateTime<Utc>,
+) -> storage::Result<Vec<StoredRevision>> {
+    let tz = calendar.zone(&meter.region_id);
+    let mut out = Vec::with_capacity(closed.len());
+    for c in closed {
+        let kind = PeriodKind::parse(&c.kind)
+            .ok_or_else(|| Error::Corrupt(format!("period kind {:?}", c.kind)))?;
+        let period = Period {
+            kind,
+            first_day: c.first_day,
+            start: c.period_start,
+            end: c.period_end,
+            tz,
+        };
+        let (lo, hi) = super::consumption::needed(period.start, period.end, calendar.gap);
+        let remaining: Vec<super::Registers> = store
+            .registers(meter.id, lo, hi)
+            .await?
+            .into_iter()
+            .filter(|r| r.reading_time < from || r.reading_time >= to)
+            .map(super::Registers::from)
+            .collect();
+        let row = super::MeterSeries::new(&remaining).row(&period, calendar.gap);
+        let days = (c.first_day, c.first_day + Days::new(1));
+        let before = store
+            .revisions_of_periods(meter.id, &c.kind, days)
+            .await?
+            .into_iter()
+            .max_by_key(|r| r.revision);
+        let known = before.as_ref().map_or(&c.figures, |r| &r.figures);
+        out.push(StoredRevision {
+            id: 0,
+            meter_id: meter.id,
+            kind: c.kind.clone(),
+            first_day: c.first_day,
+            revision: before.as_ref().map_or(1, |r| r.revision.saturating_add(1)),
+            revised_at: now,
+            reason: RevisionReason::ReadingsDeleted.as_str().to_owned(),
+            reading_time: from.max(c.period_start),
+            old_quality: known.quality.clone(),
+            old_gas_litres: known.gas_litres,
+            old_energy_wh: known.energy_wh,
+            figures: figures_of(&row),
+        });
+    }
+    Ok(out)
 }
 
 #[cfg(test)]

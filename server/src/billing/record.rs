@@ -126,7 +126,8 @@ pub struct RevisionRecord {
     pub revised_at: DateTime<Utc>,
     /// Why.
     pub reason: RevisionReason,
-    /// The time of the earliest reading, stored after the close, that changed the figures.
+    /// `lateReading`: the time of the earliest reading, stored after the close, that changed
+    /// the figures; `readingsDeleted`: the start of the deleted range within the period.
     pub reading_time: DateTime<Utc>,
     /// The quality before this revision (the published one for revision 1).
     pub old_quality: Quality,

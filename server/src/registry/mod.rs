@@ -1,6 +1,7 @@
 //! The meter registry's entry points: validating meter records from any source and
 //! registering them.
 
+pub mod deletion;
 pub mod import;
 pub mod lifecycle;
 pub mod read;

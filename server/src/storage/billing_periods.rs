@@ -331,6 +331,66 @@ macro_rules! billing_period_queries {
             .await?)
         }
 
+        /// A meter's closed periods (every kind) that overlap [from, to), by kind and date.
+        pub async fn closed_overlapping(
+            conn: &mut Conn,
+            meter_id: i64,
+            (from, to): (DateTime<Utc>, DateTime<Utc>),
+        ) -> Result<Vec<ClosedPeriod>> {
+            Ok(sqlx::query_as(concat!(
+                "SELECT ",
+                closed_columns!(),
+                " FROM billing_periods WHERE meter_id = $1 AND period_start < $3 \
+                 AND period_end > $2 ORDER BY kind, first_day"
+            ))
+            .bind(meter_id)
+            .bind(from)
+            .bind(to)
+            .fetch_all(&mut *conn)
+            .await?)
+        }
+
+        /// Adds a revision numbered after the period's latest (its `revision` is ignored):
+        /// the revision as stored.
+        pub async fn add_revision(conn: &mut Conn, r: &StoredRevision) -> Result<StoredRevision> {
+            let (id, revision): (i64, i32) = sqlx::query_as(
+                "INSERT INTO billing_revisions (meter_id, kind, first_day, revision, \
+                 revised_at, reason, reading_time, old_quality, old_gas_litres, \
+                 old_energy_wh, quality, readings, gas_quality, gas_litres, \
+                 gas_register_start, gas_register_end, energy_quality, energy_wh, \
+                 energy_register_start, energy_register_end) \
+                 SELECT $1, $2, $3, COALESCE(MAX(revision), 0) + 1, $4, $5, $6, $7, $8, $9, \
+                 $10, $11, $12, $13, $14, $15, $16, $17, $18, $19 FROM billing_revisions \
+                 WHERE meter_id = $1 AND kind = $2 AND first_day = $3 RETURNING id, revision",
+            )
+            .bind(r.meter_id)
+            .bind(&r.kind)
+            .bind(r.first_day)
+            .bind(r.revised_at)
+            .bind(&r.reason)
+            .bind(r.reading_time)
+            .bind(&r.old_quality)
+            .bind(r.old_gas_litres)
+            .bind(r.old_energy_wh)
+            .bind(&r.figures.quality)
+            .bind(r.figures.readings)
+            .bind(&r.figures.gas_quality)
+            .bind(r.figures.gas_litres)
+            .bind(r.figures.gas_register_start)
+            .bind(r.figures.gas_register_end)
+            .bind(&r.figures.energy_quality)
+            .bind(r.figures.energy_wh)
+            .bind(r.figures.energy_register_start)
+            .bind(r.figures.energy_register_end)
+            .fetch_one(&mut *conn)
+            .await?;
+            Ok(StoredRevision {
+                id,
+                revision,
+                ..r.clone()
+            })
+        }
+
         /// Adds revisions (a revision number already taken is kept as it is) and forgets the
         /// late readings they were looked for from. Returns the revisions added.
         pub async fn revise(
@@ -470,6 +530,19 @@ impl Store {
         on_reader!(
             self,
             |c, q| q::revisions_of_periods(c, meter_id, kind, days).await,
+            self
+        )
+    }
+
+    /// A meter's closed periods (every kind) that overlap [from, to), by kind and date.
+    pub async fn closed_overlapping(
+        &self,
+        meter_id: i64,
+        range: (DateTime<Utc>, DateTime<Utc>),
+    ) -> Result<Vec<ClosedPeriod>> {
+        on_reader!(
+            self,
+            |c, q| q::closed_overlapping(c, meter_id, range).await,
             self
         )
     }

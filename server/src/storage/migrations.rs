@@ -49,6 +49,11 @@ pub(crate) const SQLITE: &[(i64, &str, &str)] = &[
         "installation_secrets",
         include_str!("../../../migrations/sqlite/0010_installation_secrets.sql"),
     ),
+    (
+        11,
+        "data_deletion",
+        include_str!("../../../migrations/sqlite/0011_data_deletion.sql"),
+    ),
 ];
 
 /// (version, description, SQL) of each PostgreSQL migration, in order.
@@ -92,6 +97,11 @@ pub(crate) const POSTGRES: &[(i64, &str, &str)] = &[
         10,
         "installation_secrets",
         include_str!("../../../migrations/postgres/0010_installation_secrets.sql"),
+    ),
+    (
+        11,
+        "data_deletion",
+        include_str!("../../../migrations/postgres/0011_data_deletion.sql"),
     ),
 ];
 

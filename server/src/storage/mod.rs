@@ -925,5 +925,6 @@ impl Store {
 pub mod api_keys;
 pub mod billing;
 pub mod billing_periods;
+pub mod deletion;
 pub mod listings;
 pub mod secrets;

@@ -41,6 +41,23 @@ pub fn example(op: Op, f: &Fixture, extra: &Extra) -> (String, Option<Value>) {
         ),
         Op::MeterFinalReport => (format!("/api/v1/meters/{}/final-report", dev_eui(3)), None),
         Op::MeterReadings => (format!("/api/v1/meters/{m}/readings"), None),
+        // Ranges long before the fixture's data: nothing deleted, the write path run.
+        Op::DeleteReadings => (
+            format!(
+                "/api/v1/meters/{m}/readings?from=2020-01-01T00:00:00Z&to=2020-01-02T00:00:00Z&reason=test"
+            ),
+            None,
+        ),
+        Op::EraseCustomer => (
+            "/api/v1/customers/user-4/erase".into(),
+            Some(json!({"reason": "erasure request"})),
+        ),
+        Op::DeleteAlarms => (
+            format!(
+                "/api/v1/meters/{m}/alarms?from=2020-01-01T00:00:00Z&to=2020-01-02T00:00:00Z&reason=test"
+            ),
+            None,
+        ),
         Op::MeterCommands => (format!("/api/v1/meters/{m}/commands"), None),
         Op::MeterConsumption => (format!("/api/v1/meters/{m}/consumption?period=day"), None),
         Op::ConsumptionRevisions => (format!("/api/v1/meters/{m}/consumption/revisions"), None),

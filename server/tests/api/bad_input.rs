@@ -134,6 +134,71 @@ fn cases(op: Op, alarm: i64) -> Vec<(&'static str, String, Option<String>, u16, 
                 ),
             ]
         }
+        Op::DeleteReadings => {
+            let del = |q: &str, field| {
+                (
+                    "DELETE",
+                    format!("/api/v1/meters/{m}/readings?{q}"),
+                    None,
+                    400,
+                    field,
+                )
+            };
+            vec![
+                del("from=2026-02-01T00:00:00Z&to=2026-01-01T00:00:00Z&reason=x", "from"),
+                del("from=2026-01-01T00:00:00Z&to=2026-02-01T00:00:00Z", "reason"),
+                del("from=2026-01-01T00:00:00Z&to=2026-02-01T00:00:00Z&force=true&dryRun=true", "reason"),
+                del("from=yesterday&to=2026-02-01T00:00:00Z&reason=x", "from"),
+                del("from=2026-01-01T00:00:00Z&reason=x", "to"),
+                del("from=2026-01-01T00:00:00Z&to=2026-02-01T00:00:00Z&dryRun=maybe", "dryRun"),
+                (
+                    "DELETE",
+                    "/api/v1/meters/xyz/readings?from=2026-01-01T00:00:00Z&to=2026-02-01T00:00:00Z&reason=x".into(),
+                    None,
+                    400,
+                    "meter",
+                ),
+            ]
+        }
+        Op::EraseCustomer => {
+            let p = "/api/v1/customers/user-1/erase".to_owned();
+            vec![
+                post(p.clone(), r#"{"dryRun": false}"#, "reason"),
+                post(p.clone(), r#"{"reason": "", "dryRun": false}"#, "reason"),
+                post(p.clone(), r#"{"reason": "x", "force": true}"#, "force"),
+                post(p.clone(), r#"{"reason": "x", "dryRun": "yes"}"#, "dryRun"),
+                post(
+                    "/api/v1/customers/%20/erase".into(),
+                    r#"{"reason": "x"}"#,
+                    "customer",
+                ),
+            ]
+        }
+        Op::DeleteAlarms => {
+            let del = |q: &str, field| {
+                (
+                    "DELETE",
+                    format!("/api/v1/meters/{m}/alarms?{q}"),
+                    None,
+                    400,
+                    field,
+                )
+            };
+            vec![
+                del(
+                    "from=2026-02-01T00:00:00Z&to=2026-01-01T00:00:00Z&reason=x",
+                    "from",
+                ),
+                del(
+                    "from=2026-01-01T00:00:00Z&to=2026-02-01T00:00:00Z&reason=%20",
+                    "reason",
+                ),
+                del(
+                    "from=2026-01-01T00:00:00Z&to=2026-02-01T00:00:00Z&reason=x&force=true",
+                    "force",
+                ),
+            ]
+        }
         Op::MeterFinalReport => vec![
             get(
                 format!("/api/v1/meters/{m}/final-report?format=pdf"),

@@ -12,6 +12,7 @@ mod cache;
 mod command_cache;
 mod commands;
 mod contract;
+mod deletion;
 mod device_status;
 mod fuzz;
 mod lifecycle;

@@ -5,6 +5,7 @@ pub(crate) mod alarms;
 mod billing;
 pub(crate) mod commands;
 mod data;
+pub(crate) mod deletion;
 mod lifecycle;
 pub(crate) mod registry;
 
@@ -29,6 +30,9 @@ pub async fn handle(req: &Request<'_>) -> Result<Answer, Problem> {
         Op::RetireMeter => lifecycle::retire(req).await,
         Op::MeterFinalReport => lifecycle::final_report(req).await,
         Op::MeterReadings => data::readings(req).await,
+        Op::DeleteReadings => deletion::readings(req).await,
+        Op::DeleteAlarms => deletion::alarms(req).await,
+        Op::EraseCustomer => deletion::erase(req).await,
         Op::MeterCommands => data::commands(req).await,
         Op::MeterConsumption => billing::meter(req).await,
         Op::ConsumptionRevisions => billing::revisions(req).await,

@@ -20,7 +20,7 @@ pub(crate) use handlers::admin::replay_quarantined;
 /// Writes the operator's pages make through the same code as the API.
 pub(crate) use handlers::alarms::{acknowledge_alarm, clear_alarm, record_inspection_of};
 pub(crate) use handlers::commands::send_command;
-pub(crate) use handlers::deletion::view as deletion_view;
+pub(crate) use handlers::deletion::{refused as deletion_refused, view as deletion_view};
 pub(crate) use handlers::registry::{InstallError, install_meter};
 
 use std::future::Future;

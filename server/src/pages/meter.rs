@@ -277,6 +277,17 @@ pub async fn page(
         p { a href={ "/meters/" (m.dev_eui) "/inspections" } {
             @if super::inspections::may_record(ctx) { "Record a visit, or see the visits" } @else { "See the visits" }
         } }
+        @if super::change::may_change(ctx) || super::delete::may_delete(ctx) {
+            h2 #manage { "Manage" }
+            ul.actions #manage-links {
+                @if super::change::may_change(ctx) {
+                    li { a.button #change-link href={ "/meters/" (m.dev_eui) "/change" } { "Change details…" } }
+                }
+                @if super::delete::may_delete(ctx) {
+                    li { a.button.secondary #delete-link href={ "/meters/" (m.dev_eui) "/delete" } { "Delete data…" } }
+                }
+            }
+        }
         (super::commands::buttons(ctx, &m).await?)
         h2 #commands-heading { "Commands" }
         (super::command_list::table(&commands))

@@ -10,9 +10,11 @@
 //! CSRF token and is refused without it.
 
 mod alarms;
+mod change;
 pub mod chart;
 mod command_list;
 mod commands;
+mod delete;
 mod home;
 mod inspections;
 mod install;
@@ -223,6 +225,10 @@ async fn route(
         ("POST", ["meters", _, "inspections"]) => {
             inspections::record(ctx, &seg(1, "meter")?, req.body).await
         }
+        ("GET", ["meters", _, "change"]) => change::form(ctx, &seg(1, "meter")?).await,
+        ("POST", ["meters", _, "change"]) => change::submit(ctx, &seg(1, "meter")?, req.body).await,
+        ("GET", ["meters", _, "delete"]) => delete::page(ctx, &seg(1, "meter")?, req.query).await,
+        ("POST", ["meters", _, "delete"]) => delete::submit(ctx, &seg(1, "meter")?, req.body).await,
         ("GET", ["install"]) => install::form(ctx).await,
         ("POST", ["install"]) => install::submit(ctx, req.body).await,
         ("GET", ["quarantine"]) => quarantine::list(ctx, req.query).await,
@@ -249,6 +255,8 @@ fn is_page(raw: &[&str]) -> bool {
             | ["meters", _, "commands"]
             | ["meters", _, "commands", _]
             | ["meters", _, "inspections"]
+            | ["meters", _, "change"]
+            | ["meters", _, "delete"]
             | ["commands", _]
             | ["install"]
             | ["quarantine"]

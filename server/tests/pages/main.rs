@@ -13,6 +13,7 @@ mod bridge;
 mod browser;
 mod http;
 mod lists;
+mod manage;
 mod session;
 
 use std::net::SocketAddr;

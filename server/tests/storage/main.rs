@@ -1,5 +1,6 @@
 //! The storage suite: every test runs against SQLite and, when configured, PostgreSQL.
 
+mod deletion;
 mod import;
 mod lifecycle;
 mod partitions;

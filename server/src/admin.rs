@@ -1,5 +1,5 @@
 //! One-shot administrative commands: `migrate`, `meters import`, `update`, `retire`,
-//! `delete-readings` and `delete-alarms`, and `keys`.
+//! `delete-readings`, `delete-alarms` and `erase-customer`, and `keys`.
 
 use std::path::Path;
 
@@ -324,6 +324,47 @@ pub async fn delete_data(
         let view = crate::api::deletion_view(&calendar, &meter, &outcome)
             .map_err(|p| anyhow::anyhow!(p.detail))?;
         Ok::<_, anyhow::Error>(serde_json::to_string(&view)?)
+    }
+    .await;
+    store.close().await;
+    out
+}
+
+/// `meters erase-customer`: erases (or, `--dry-run`, looks at) what names a customer; what
+/// changed as JSON, as the API answers it.
+pub async fn erase_customer(
+    settings: &Settings,
+    user_id: &str,
+    reason: &str,
+    dry_run: bool,
+) -> Result<String> {
+    use crate::registry::deletion::{self, Refused};
+    let who = crate::storage::lifecycle::Actor {
+        name: "cli".into(),
+        at: now_utc(&settings.clock()?),
+        reason: reason.trim().to_owned(),
+    };
+    let store = open_migrated(settings).await?;
+    let out = async {
+        let erased = deletion::erase_customer(&store, &announcer(&store), user_id, dry_run, who)
+            .await
+            .map_err(|r| match r {
+                Refused::Invalid(e) => anyhow::anyhow!(
+                    "{}",
+                    e.iter()
+                        .map(|e| match e.field {
+                            "customer" => format!("the customer id: {}", e.message),
+                            f => format!("--{}: {}", flag(f), e.message),
+                        })
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                ),
+                Refused::Closed(_) | Refused::Unknown(_) => anyhow::anyhow!("{r}"),
+                Refused::Storage(e) => anyhow::Error::new(e).context("erasing"),
+            })?;
+        Ok::<_, anyhow::Error>(serde_json::to_string(
+            &crate::api::views::ErasureView::new(&erased, dry_run),
+        )?)
     }
     .await;
     store.close().await;

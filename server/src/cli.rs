@@ -170,6 +170,20 @@ pub enum MetersCommand {
         #[command(flatten)]
         range: DeleteArgs,
     },
+    /// Erase a customer's personal data as `POST /api/v1/customers/{customer}/erase` does:
+    /// their id replaced everywhere by one anonymous token, their consumption kept under it,
+    /// recorded in their meters' history as done by `cli`. Prints what changed (with
+    /// `--dry-run`: what names them) as JSON.
+    EraseCustomer {
+        /// The customer id (a meter's user id).
+        user_id: String,
+        /// Why, recorded in their meters' history (required unless `--dry-run`).
+        #[arg(long, default_value = "")]
+        reason: String,
+        /// Only print what names them.
+        #[arg(long)]
+        dry_run: bool,
+    },
 }
 
 /// `meterhub meters delete-readings` and `delete-alarms`: the meter and the range.

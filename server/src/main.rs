@@ -186,6 +186,17 @@ fn run(cli: &Cli) -> Result<(String, bool)> {
                 true,
             )
         }
+        Command::Meters(MetersCommand::EraseCustomer {
+            user_id,
+            reason,
+            dry_run,
+        }) => {
+            let settings = settings()?;
+            (
+                runtime()?.block_on(admin::erase_customer(&settings, user_id, reason, *dry_run))?,
+                true,
+            )
+        }
         Command::Report(ReportCommand::Consumption(args)) => {
             let settings = settings()?;
             // The rows may go to stdout: the summary goes to stderr.

@@ -423,6 +423,47 @@ async fn deletion(dialect: Dialect) {
     );
     let r = erase(api.admin.clone(), json!({"reason": "again"})).await;
     assert_eq!(r.status, 404, "{}", r.text());
+
+    // The same from the command line, for meter 2's customer.
+    let out = cli(api, &["meters", "erase-customer", "user-2", "--dry-run"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let printed: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(printed["meters"], json!([dev_eui(2)]));
+    let out = cli(api, &["meters", "erase-customer", "user-2"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--reason"));
+    let out = cli(
+        api,
+        &[
+            "meters",
+            "erase-customer",
+            "user-2",
+            "--reason",
+            "erasure request",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let printed: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let token = printed["token"].as_str().expect("token");
+    let m = api
+        .get_uncached(&format!("/api/v1/meters/{}", dev_eui(2)))
+        .await
+        .json();
+    assert_eq!(m["userId"], json!(token));
+    let h = api
+        .get_uncached(&format!("/api/v1/meters/{}/history?limit=1", dev_eui(2)))
+        .await
+        .json();
+    assert_eq!(h["items"][0]["actor"], "cli");
+    assert_eq!(h["items"][0]["action"], "erase_customer");
     f.api.stop().await;
 }
 

@@ -370,3 +370,67 @@ pub async fn erase_customer(
     store.close().await;
     out
 }
+
+/// `meterhub meters sync [--dry-run]`: one round of the ChirpStack sync, comparing keys too.
+/// Returns the differences, one a line, then what was done, and whether everything asked for
+/// was done (a refused change makes the command fail; on a dry run, differences do not).
+pub async fn sync_meters(settings: &Settings, dry_run: bool) -> Result<(String, bool)> {
+    #[cfg(feature = "chirpstack-sync")]
+    {
+        use std::fmt::Write as _;
+
+        use crate::chirpstack::sync::{Options, round};
+        let api = settings.chirpstack.api()?.context(
+            "meters sync needs the [chirpstack] API settings: api_url, api_token (or \
+             METERHUB_CHIRPSTACK__API_TOKEN), application_id and device_profile_id",
+        )?;
+        let store = open_migrated(settings).await?;
+        let options = Options {
+            apply: !dry_run,
+            compare_keys: true,
+        };
+        let done = round(&store, &api, options).await;
+        store.close().await;
+        let r = done?;
+        let mut out = String::new();
+        for d in &r.differences {
+            let _ = writeln!(out, "{d}");
+        }
+        if r.differences.is_empty() {
+            let _ = writeln!(
+                out,
+                "ChirpStack application {} is in step with the registry",
+                api.application_id
+            );
+        } else if dry_run {
+            let _ = writeln!(
+                out,
+                "{} differences; nothing changed (dry run)",
+                r.differences.len()
+            );
+        } else {
+            for (dev_eui, error) in &r.failures {
+                let _ = writeln!(out, "failed: {dev_eui}: {error}");
+            }
+            let _ = writeln!(
+                out,
+                "{} differences: {} devices created, {} deleted, {} given keys, {} failed, {} left as they are",
+                r.differences.len(),
+                r.created,
+                r.deleted,
+                r.keys_set,
+                r.failures.len(),
+                r.differences.iter().filter(|d| !d.is_applied()).count()
+            );
+        }
+        Ok((out, r.failures.is_empty()))
+    }
+    #[cfg(not(feature = "chirpstack-sync"))]
+    {
+        let _ = (settings, dry_run);
+        anyhow::bail!(
+            "this meterhub was built without the chirpstack-sync feature \
+             (cargo build --features chirpstack-sync)"
+        )
+    }
+}

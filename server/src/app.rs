@@ -55,6 +55,8 @@ pub enum Task {
     DownlinkDispatcher,
     /// The downlink MQTT connection.
     DownlinkPublisher,
+    /// ChirpStack's device list kept in step with the registry.
+    ChirpStackSync,
 }
 
 impl Task {
@@ -69,6 +71,7 @@ impl Task {
             Task::KeyRefresh => "API key refresh",
             Task::DownlinkDispatcher => "downlink dispatcher",
             Task::DownlinkPublisher => "downlink publisher",
+            Task::ChirpStackSync => "ChirpStack sync",
         }
     }
 }
@@ -202,6 +205,7 @@ impl Application {
                 .context("reading the pages' session secret")?,
             chrono::TimeDelta::hours(i64::from(settings.pages.session_hours)),
         );
+        let registry_changed = Arc::new(tokio::sync::Notify::new());
         let api = crate::api::Api::new(crate::api::ApiState {
             store: store.clone(),
             clock: clock.clone(),
@@ -212,6 +216,7 @@ impl Application {
             policy: policy.clone(),
             downlinks: downlinks.clone(),
             billing: crate::billing::Calendar::new(&settings.utility, &settings.billing)?,
+            registry_changed: registry_changed.clone(),
         });
         let writer = uplink::writer::Writer {
             session: link.session.clone(),
@@ -264,6 +269,23 @@ impl Application {
             )?),
             None => None,
         };
+        let holder = format!("{}-{}", settings.mqtt.client_id, uuid::Uuid::new_v4());
+        #[cfg(feature = "chirpstack-sync")]
+        if let Some(api) = settings.chirpstack.api()? {
+            let sync = crate::chirpstack::sync::SyncTask {
+                store: store.clone(),
+                settings: api,
+                interval: Duration::from_secs(settings.chirpstack.sync_interval_secs.max(1)),
+                metrics: metrics.clone(),
+                clock: clock.clone(),
+                holder: holder.clone(),
+                registry_changed: registry_changed.clone(),
+            };
+            tasks.push((
+                Task::ChirpStackSync,
+                tokio::spawn(sync.run(shutdown.clone())),
+            ));
+        }
         let scheduler = Scheduler {
             store: store.clone(),
             clock: clock.clone(),
@@ -271,7 +293,7 @@ impl Application {
             settings: settings.monitor.clone(),
             webhook,
             metrics: metrics.clone(),
-            holder: format!("{}-{}", settings.mqtt.client_id, uuid::Uuid::new_v4()),
+            holder,
             changes: changes.clone(),
             billing: crate::billing::Calendar::new(&settings.utility, &settings.billing)?,
         };

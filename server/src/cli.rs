@@ -128,7 +128,8 @@ pub enum Command {
 pub enum MetersCommand {
     /// Register meters from a CSV (header row) or JSON (array of objects) file with the fields
     /// serial, devEui, applicationId, bodyNumber, userId, region, usageType, mode,
-    /// productionDate and optionally reportingIntervalMinutes. Every row is validated; good
+    /// productionDate and optionally reportingIntervalMinutes, joinEui and appKey (the OTAA
+    /// root keys, together). Every row is validated; good
     /// rows are registered (again and again without harm), bad rows reported by line and field.
     Import {
         /// The file.
@@ -181,6 +182,16 @@ pub enum MetersCommand {
         #[arg(long, default_value = "")]
         reason: String,
         /// Only print what names them.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Bring ChirpStack's device list in step with the registry (`[chirpstack]` API settings;
+    /// built with the `chirpstack-sync` feature): create the devices of meters in service of
+    /// the application, with their keys; delete those of meters out of service; set keys that
+    /// differ. Devices unknown to meterhub are left alone. Prints each difference.
+    Sync {
+        /// Only list the differences (missing in ChirpStack, extra in ChirpStack, key
+        /// mismatches), changing nothing.
         #[arg(long)]
         dry_run: bool,
     },

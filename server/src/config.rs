@@ -276,6 +276,94 @@ pub struct ChirpStackSettings {
     pub command_topic: String,
     /// Only take events of these application ids (all when empty).
     pub application_ids: Vec<String>,
+    /// ChirpStack's gRPC API (`http://chirpstack:8080`). Set with `api_token`, `application_id`
+    /// and `device_profile_id`, it turns on keeping ChirpStack's device list in step with the
+    /// registry (feature `chirpstack-sync`); unset, meterhub never calls the API.
+    pub api_url: Option<String>,
+    /// An API token made in ChirpStack's UI or by `chirpstack create-api-key`; best given as
+    /// `METERHUB_CHIRPSTACK__API_TOKEN` rather than in a file.
+    pub api_token: Option<Secret>,
+    /// The ChirpStack application (UUID) whose devices are the registry's meters of that
+    /// application.
+    pub application_id: Option<String>,
+    /// The device profile (UUID) the devices are created with.
+    pub device_profile_id: Option<String>,
+    /// Seconds between two rounds of keeping ChirpStack in step (on the instance holding the
+    /// scheduler's lease); a round also follows every install and retirement.
+    pub sync_interval_secs: u64,
+}
+
+/// The `[chirpstack]` API settings, all given: what keeping ChirpStack in step needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChirpStackApiSettings {
+    /// The gRPC API's URL.
+    pub url: String,
+    /// The API token.
+    pub token: Secret,
+    /// The application id, lowercase hyphenated UUID.
+    pub application_id: String,
+    /// The device profile id, lowercase hyphenated UUID.
+    pub device_profile_id: String,
+}
+
+impl ChirpStackSettings {
+    /// The API settings when keeping ChirpStack in step is configured, `None` when none of them
+    /// is set; an error naming what is missing or wrong when only some are, or when one is
+    /// malformed.
+    pub fn api(&self) -> Result<Option<ChirpStackApiSettings>> {
+        let given = [
+            ("chirpstack.api_url", self.api_url.is_some()),
+            ("chirpstack.api_token", self.api_token.is_some()),
+            ("chirpstack.application_id", self.application_id.is_some()),
+            (
+                "chirpstack.device_profile_id",
+                self.device_profile_id.is_some(),
+            ),
+        ];
+        if given.iter().all(|(_, set)| !set) {
+            return Ok(None);
+        }
+        let missing: Vec<&str> = given
+            .iter()
+            .filter(|(_, set)| !set)
+            .map(|(name, _)| *name)
+            .collect();
+        if !missing.is_empty() {
+            bail!(
+                "keeping ChirpStack in step needs chirpstack.api_url, api_token, application_id \
+                 and device_profile_id together; missing: {} (the token may come from \
+                 METERHUB_CHIRPSTACK__API_TOKEN)",
+                missing.join(", ")
+            );
+        }
+        let url = self.api_url.clone().unwrap_or_default();
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            bail!(
+                "chirpstack.api_url must start with http:// or https:// (ChirpStack's gRPC API, \
+                 e.g. http://chirpstack:8080), got {url:?}"
+            );
+        }
+        let token = self
+            .api_token
+            .clone()
+            .unwrap_or_else(|| Secret(String::new()));
+        let printable = |c: char| c.is_ascii_graphic();
+        if token.expose().is_empty() || !token.expose().chars().all(printable) {
+            bail!("chirpstack.api_token must be a non-empty token of printable ASCII");
+        }
+        let uuid = |name: &str, value: &Option<String>| -> Result<String> {
+            let text = value.as_deref().unwrap_or_default();
+            uuid::Uuid::parse_str(text.trim())
+                .map(|u| u.hyphenated().to_string())
+                .map_err(|_| anyhow::anyhow!("{name} {text:?} is not a UUID"))
+        };
+        Ok(Some(ChirpStackApiSettings {
+            url,
+            token,
+            application_id: uuid("chirpstack.application_id", &self.application_id)?,
+            device_profile_id: uuid("chirpstack.device_profile_id", &self.device_profile_id)?,
+        }))
+    }
 }
 
 impl Default for ChirpStackSettings {
@@ -286,6 +374,11 @@ impl Default for ChirpStackSettings {
             command_topic: "application/{{application_id}}/device/{{dev_eui}}/command/{{command}}"
                 .to_owned(),
             application_ids: Vec::new(),
+            api_url: None,
+            api_token: None,
+            application_id: None,
+            device_profile_id: None,
+            sync_interval_secs: 300,
         }
     }
 }
@@ -553,6 +646,15 @@ impl Settings {
         {
             bail!("monitor.webhook_url must start with http:// or https://");
         }
+        if self.chirpstack.api()?.is_some() && !cfg!(feature = "chirpstack-sync") {
+            bail!(
+                "chirpstack.api_url is set, but this meterhub was built without the \
+                 chirpstack-sync feature (cargo build --features chirpstack-sync)"
+            );
+        }
+        if self.chirpstack.sync_interval_secs == 0 {
+            bail!("chirpstack.sync_interval_secs must be at least 1");
+        }
         Ok(())
     }
 
@@ -678,6 +780,16 @@ event_topic = "{event_topic}"
 command_topic = "{command_topic}"
 # Only take events of these ChirpStack application ids; all when empty.
 application_ids = []
+# Keep ChirpStack's device list in step with the registry (built with the chirpstack-sync
+# feature): meters in service of application_id, with their OTAA keys, are created in ChirpStack
+# with device_profile_id; devices of retired meters are deleted. All four or none; the token is
+# best given as METERHUB_CHIRPSTACK__API_TOKEN.
+# api_url = "http://127.0.0.1:8080"
+# api_token = "..."
+# application_id = "00000000-0000-0000-0000-000000000000"
+# device_profile_id = "00000000-0000-0000-0000-000000000000"
+# Seconds between rounds (a round also follows every install and retirement).
+sync_interval_secs = {sync_interval}
 
 [database]
 # sqlite://PATH (created when missing) or postgres://user:password@host/db
@@ -794,6 +906,7 @@ shutdown_grace_secs = {grace}
         keep_alive = d.mqtt.keep_alive_secs,
         event_topic = d.chirpstack.event_topic,
         command_topic = d.chirpstack.command_topic,
+        sync_interval = d.chirpstack.sync_interval_secs,
         db_url = d.database.url.expose(),
         max_conn = d.database.max_connections,
         bind = d.http.bind,
@@ -813,6 +926,60 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect()
+    }
+
+    #[test]
+    fn chirpstack_api_settings_come_together_from_file_and_environment() {
+        let load = |pairs: &[(&str, &str)]| {
+            Settings::load(None, env(pairs), Overrides::default()).map_err(|e| format!("{e:#}"))
+        };
+        let none = load(&[]).expect("defaults");
+        assert_eq!(none.chirpstack.api().expect("valid"), None);
+        let all = [
+            ("METERHUB_CHIRPSTACK__API_URL", "http://chirpstack:8080"),
+            ("METERHUB_CHIRPSTACK__API_TOKEN", "tok.en-1"),
+            (
+                "METERHUB_CHIRPSTACK__APPLICATION_ID",
+                "6C3E5B1A-93D2-4F0E-8A7B-2D4C6E8F0A1B",
+            ),
+            (
+                "METERHUB_CHIRPSTACK__DEVICE_PROFILE_ID",
+                "0f1e2d3c-4b5a-4968-8776-a5b4c3d2e1f0",
+            ),
+        ];
+        if cfg!(feature = "chirpstack-sync") {
+            let s = load(&all).expect("valid");
+            let api = s.chirpstack.api().expect("valid").expect("set");
+            assert_eq!(api.url, "http://chirpstack:8080");
+            assert_eq!(api.token.expose(), "tok.en-1");
+            assert_eq!(api.application_id, "6c3e5b1a-93d2-4f0e-8a7b-2d4c6e8f0a1b");
+            assert!(
+                !format!("{s:?}").contains("tok.en-1"),
+                "the token is redacted"
+            );
+        } else {
+            let e = load(&all).expect_err("not built in");
+            assert!(e.contains("chirpstack-sync feature"), "{e}");
+        }
+        let e = load(&all[..2]).expect_err("incomplete");
+        assert!(
+            e.contains("missing: chirpstack.application_id, chirpstack.device_profile_id"),
+            "{e}"
+        );
+        let mut bad = all;
+        bad[0].1 = "chirpstack:8080";
+        let e = load(&bad).expect_err("no scheme");
+        assert!(
+            e.contains("chirpstack.api_url must start with http://"),
+            "{e}"
+        );
+        let mut bad = all;
+        bad[2].1 = "app-1";
+        let e = load(&bad).expect_err("not a UUID");
+        assert!(
+            e.contains("chirpstack.application_id \"app-1\" is not a UUID"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -7,6 +7,8 @@ pub mod api;
 pub mod app;
 pub mod billing;
 pub mod cache;
+#[cfg(feature = "chirpstack-sync")]
+pub mod chirpstack;
 pub mod cli;
 pub mod config;
 #[cfg(feature = "demo")]

@@ -197,6 +197,10 @@ fn run(cli: &Cli) -> Result<(String, bool)> {
                 true,
             )
         }
+        Command::Meters(MetersCommand::Sync { dry_run }) => {
+            let settings = settings()?;
+            runtime()?.block_on(admin::sync_meters(&settings, *dry_run))?
+        }
         Command::Report(ReportCommand::Consumption(args)) => {
             let settings = settings()?;
             // The rows may go to stdout: the summary goes to stderr.

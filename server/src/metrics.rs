@@ -138,6 +138,18 @@ pub struct Metrics {
     pub alarm_delivery_failures: Counter,
     /// Seconds from an AppTimeReq uplink's arrival to its answer's publish.
     pub clock_answer_seconds: Histogram,
+    /// Rounds of keeping ChirpStack's device list in step, done or failed.
+    pub chirpstack_sync_rounds: Counter,
+    /// Failures of that sync: a round that could not run, or one device's change refused
+    /// (each retried next round).
+    pub chirpstack_sync_failures: Counter,
+    /// Devices the sync created in ChirpStack.
+    pub chirpstack_devices_created: Counter,
+    /// Devices the sync deleted from ChirpStack.
+    pub chirpstack_devices_deleted: Counter,
+    /// Differences the last round left (failed, meters without keys, devices unknown to
+    /// meterhub).
+    pub chirpstack_sync_unresolved: AtomicU64,
 }
 
 const SIZE_BOUNDS: &[f64] = &[1.0, 10.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2000.0];
@@ -176,6 +188,11 @@ impl Default for Metrics {
             alarms_delivered: Counter::default(),
             alarm_delivery_failures: Counter::default(),
             clock_answer_seconds: Histogram::new(SECONDS_BOUNDS),
+            chirpstack_sync_rounds: Counter::default(),
+            chirpstack_sync_failures: Counter::default(),
+            chirpstack_devices_created: Counter::default(),
+            chirpstack_devices_deleted: Counter::default(),
+            chirpstack_sync_unresolved: AtomicU64::new(0),
         }
     }
 }
@@ -189,7 +206,27 @@ impl Metrics {
     /// The Prometheus text exposition.
     pub fn render(&self) -> String {
         let mut out = String::new();
-        let counters: [(&str, &str, &Counter); 20] = [
+        let counters: [(&str, &str, &Counter); 24] = [
+            (
+                "meterhub_chirpstack_sync_rounds_total",
+                "Rounds of keeping ChirpStack's device list in step with the registry.",
+                &self.chirpstack_sync_rounds,
+            ),
+            (
+                "meterhub_chirpstack_sync_failures_total",
+                "ChirpStack sync failures (a round, or one device's change), retried next round.",
+                &self.chirpstack_sync_failures,
+            ),
+            (
+                "meterhub_chirpstack_devices_created_total",
+                "Devices created in ChirpStack by the sync.",
+                &self.chirpstack_devices_created,
+            ),
+            (
+                "meterhub_chirpstack_devices_deleted_total",
+                "Devices deleted from ChirpStack by the sync.",
+                &self.chirpstack_devices_deleted,
+            ),
             (
                 "meterhub_downlinks_published_total",
                 "Downlinks published to ChirpStack (clock answers and commands).",
@@ -326,6 +363,11 @@ impl Metrics {
                 "meterhub_db_up",
                 "1 while database commits succeed.",
                 &self.db_up,
+            ),
+            (
+                "meterhub_chirpstack_sync_unresolved",
+                "Differences with ChirpStack the last sync round left (failed, no keys, unknown devices).",
+                &self.chirpstack_sync_unresolved,
             ),
         ] {
             let _ = writeln!(

@@ -62,6 +62,9 @@ pub struct ApiState {
     pub downlinks: crate::downlink::Downlinks,
     /// The billing calendar (time zones, interpolation gap).
     pub billing: crate::billing::Calendar,
+    /// Told after every install and retirement, so that ChirpStack's device list follows
+    /// without waiting for the sync's next periodic round (nobody listens when it is off).
+    pub registry_changed: std::sync::Arc<tokio::sync::Notify>,
 }
 
 impl ApiState {

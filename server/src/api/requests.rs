@@ -337,6 +337,16 @@ pub struct MeterInstall {
     ))]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reporting_interval_minutes: Option<u16>,
+    /// OTAA JoinEUI, 16 hex digits: with `appKey`, the meter's device is created in ChirpStack
+    /// when `[chirpstack]` keeps its device list in step.
+    #[schemars(pattern(r"^[0-9A-Fa-f]{16}$"))]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub join_eui: Option<String>,
+    /// OTAA AppKey (LoRaWAN 1.0.x root key), 32 hex digits, given with `joinEui`. Stored for
+    /// ChirpStack and never part of any answer.
+    #[schemars(pattern(r"^[0-9A-Fa-f]{32}$"))]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app_key: Option<String>,
 }
 
 impl Example for MeterInstall {
@@ -352,6 +362,8 @@ impl Example for MeterInstall {
             mode: "credit".into(),
             production_date: "2026-01-15".into(),
             reporting_interval_minutes: Some(1440),
+            join_eui: None,
+            app_key: None,
         }
     }
 }
@@ -369,6 +381,8 @@ impl From<MeterInstall> for crate::registry::MeterRecord {
             mode: Some(m.mode),
             production_date: Some(m.production_date),
             reporting_interval_minutes: m.reporting_interval_minutes.map(|n| json!(n)),
+            join_eui: m.join_eui,
+            app_key: m.app_key,
         }
     }
 }

@@ -62,6 +62,9 @@ impl InstallForm {
             mode: text(&self.mode),
             production_date: text(&self.production_date),
             reporting_interval_minutes: number(&self.reporting_interval_minutes),
+            // The form asks for no keys: they come with the API or an import file.
+            join_eui: None,
+            app_key: None,
         }
     }
 }

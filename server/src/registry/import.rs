@@ -19,8 +19,9 @@ use anyhow::{Context, Result};
 use chrono::{DateTime, NaiveDate, Utc};
 
 use super::read;
-use super::record::{FieldError, validate};
+use super::record::{FieldError, validate_with_keys};
 use super::rows::{Row, RowError};
+use crate::storage::device_keys::OtaaKeys;
 use crate::storage::meters::{NewMeter, Registered};
 use crate::storage::seen_keys::{Key, SeenKeys};
 use crate::storage::{Error as StorageError, Store};
@@ -123,6 +124,7 @@ pub async fn import_reader(
         let Batch {
             rows,
             meters,
+            keys,
             lines,
             mut errors,
         } = batch;
@@ -130,6 +132,15 @@ pub async fn import_reader(
         let outcomes = register(store, &meters, now)
             .await
             .with_context(|| format!("registering the rows of lines {:?}", line_span(&lines)))?;
+        // Keys go with the meters registered (a refused row's keys are not stored).
+        for ((meter, keys), outcome) in meters.iter().zip(&keys).zip(&outcomes) {
+            if let (Some(keys), Ok(_)) = (keys, outcome) {
+                store
+                    .set_device_keys(&meter.dev_eui, keys, now)
+                    .await
+                    .with_context(|| format!("storing the keys of {}", meter.dev_eui))?;
+            }
+        }
         for (line, outcome) in lines.into_iter().zip(outcomes) {
             match outcome {
                 Ok(Registered::Inserted) => report.inserted += 1,
@@ -207,6 +218,8 @@ struct Batch {
     rows: usize,
     /// The valid meters.
     meters: Vec<NewMeter>,
+    /// The OTAA keys of each valid meter, when its row gave them.
+    keys: Vec<Option<OtaaKeys>>,
     /// The line of each valid meter.
     lines: Vec<usize>,
     /// Every error of the refused rows.
@@ -236,7 +249,7 @@ impl Batcher {
         } = row;
         self.batch.rows += 1;
         let meter =
-            record.and_then(|record| match validate(&record, self.today) {
+            record.and_then(|record| match validate_with_keys(&record, self.today) {
                 Ok(m) => Some(m),
                 Err(fields) => {
                     errors.extend(fields.into_iter().map(|FieldError { field, message }| {
@@ -250,8 +263,9 @@ impl Batcher {
                 }
             });
         match meter {
-            Some(meter) if errors.is_empty() => {
+            Some((meter, keys)) if errors.is_empty() => {
                 self.batch.meters.push(meter);
+                self.batch.keys.push(keys);
                 self.batch.lines.push(line);
             }
             _ => self.batch.errors.extend(errors),
@@ -292,8 +306,9 @@ async fn refuse_repeats(seen: &mut SeenKeys, batch: &mut Batch) -> Result<(), St
     let earlier = seen.record(&all).await?;
     let mut here: HashMap<Key, usize> = HashMap::with_capacity(all.len());
     let meters = std::mem::take(&mut batch.meters);
+    let otaa = std::mem::take(&mut batch.keys);
     let lines = std::mem::take(&mut batch.lines);
-    for (meter, line) in meters.into_iter().zip(lines) {
+    for ((meter, meter_keys), line) in meters.into_iter().zip(otaa).zip(lines) {
         let mut repeated = false;
         for (key, text) in keys(&meter) {
             let field = KEYS
@@ -316,6 +331,7 @@ async fn refuse_repeats(seen: &mut SeenKeys, batch: &mut Batch) -> Result<(), St
         }
         if !repeated {
             batch.meters.push(meter);
+            batch.keys.push(meter_keys);
             batch.lines.push(line);
         }
     }
@@ -341,6 +357,8 @@ mod tests {
                 mode: Some("credit".into()),
                 production_date: Some("2026-01-15".into()),
                 reporting_interval_minutes: None,
+                join_eui: None,
+                app_key: None,
             }),
             errors: Vec::new(),
         }

@@ -104,6 +104,9 @@ pub fn plan(
                 .reporting_interval_minutes
                 .unwrap_or(i64::from(old.reporting_interval_minutes))
         )),
+        // A change never touches the keys: they are given at install.
+        join_eui: None,
+        app_key: None,
     };
     let mut errors = Vec::new();
     let new = validate(&record, today).map_err(|e| errors.extend(e)).ok();

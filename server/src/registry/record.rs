@@ -4,6 +4,7 @@ use chrono::NaiveDate;
 use firmware_protocol::{MAX_REPORTING_INTERVAL_MINUTES, MIN_REPORTING_INTERVAL_MINUTES, Serial};
 use serde::Deserialize;
 
+use crate::storage::device_keys::OtaaKeys;
 use crate::storage::meters::NewMeter;
 
 /// Usage types a meter may have.
@@ -43,6 +44,10 @@ pub struct MeterRecord {
     pub production_date: Option<String>,
     /// Minutes between readings, 15–10080 (default 1440).
     pub reporting_interval_minutes: Option<serde_json::Value>,
+    /// OTAA JoinEUI, 16 hex digits; given with `app_key` or not at all.
+    pub join_eui: Option<String>,
+    /// OTAA AppKey (LoRaWAN 1.0.x), 32 hex digits; stored for ChirpStack, never served back.
+    pub app_key: Option<String>,
 }
 
 /// A field that failed validation: its name (as in the file) and why.
@@ -249,6 +254,67 @@ pub fn validate(r: &MeterRecord, today: NaiveDate) -> Result<NewMeter, Vec<Field
     }
 }
 
+/// `value` as `digits` hexadecimal digits, lowercase; `None` when absent or blank.
+fn hex_field(
+    value: &Option<String>,
+    field: &'static str,
+    digits: usize,
+) -> Result<Option<String>, FieldError> {
+    match value.as_deref().map(str::trim) {
+        None | Some("") => Ok(None),
+        Some(v) if v.len() == digits && v.bytes().all(|b| b.is_ascii_hexdigit()) => {
+            Ok(Some(v.to_ascii_lowercase()))
+        }
+        // The value itself is not repeated: an AppKey is a secret, even a malformed one.
+        Some(v) => Err(FieldError {
+            field,
+            message: format!(
+                "must be {digits} hexadecimal digits, got {} characters",
+                v.len()
+            ),
+        }),
+    }
+}
+
+/// The record's OTAA root keys: both `joinEui` and `appKey`, or neither (`None`). Every
+/// problem is reported; an AppKey's value never appears in a message.
+pub fn validate_keys(r: &MeterRecord) -> Result<Option<OtaaKeys>, Vec<FieldError>> {
+    let join_eui = hex_field(&r.join_eui, "joinEui", 16);
+    let app_key = hex_field(&r.app_key, "appKey", 32);
+    match (join_eui, app_key) {
+        (Ok(Some(join_eui)), Ok(Some(app_key))) => Ok(Some(OtaaKeys { join_eui, app_key })),
+        (Ok(None), Ok(None)) => Ok(None),
+        (Ok(None), Ok(Some(_))) => Err(vec![FieldError {
+            field: "joinEui",
+            message: "is required with appKey".into(),
+        }]),
+        (Ok(Some(_)), Ok(None)) => Err(vec![FieldError {
+            field: "appKey",
+            message: "is required with joinEui".into(),
+        }]),
+        (join_eui, app_key) => Err([join_eui.err(), app_key.err()]
+            .into_iter()
+            .flatten()
+            .collect()),
+    }
+}
+
+/// Validates a record and its keys together: the meter and its keys, or every problem of both.
+pub fn validate_with_keys(
+    r: &MeterRecord,
+    today: NaiveDate,
+) -> Result<(NewMeter, Option<OtaaKeys>), Vec<FieldError>> {
+    match (validate(r, today), validate_keys(r)) {
+        (Ok(meter), Ok(keys)) => Ok((meter, keys)),
+        (meter, keys) => Err(meter
+            .err()
+            .into_iter()
+            .flatten()
+            .chain(keys.err().into_iter().flatten())
+            .collect()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -265,7 +331,62 @@ mod tests {
             mode: Some("credit".into()),
             production_date: Some("2026-03-15".into()),
             reporting_interval_minutes: None,
+            join_eui: None,
+            app_key: None,
         }
+    }
+
+    #[test]
+    fn keys_are_both_given_or_neither_and_never_echoed() {
+        let with = |join: Option<&str>, key: Option<&str>| MeterRecord {
+            join_eui: join.map(str::to_owned),
+            app_key: key.map(str::to_owned),
+            ..good()
+        };
+        assert_eq!(validate_keys(&good()), Ok(None));
+        let keys = validate_keys(&with(
+            Some("70B3D57ED0000000"),
+            Some("000102030405060708090A0B0C0D0E0F"),
+        ))
+        .expect("valid")
+        .expect("keys");
+        assert_eq!(keys.join_eui, "70b3d57ed0000000");
+        assert_eq!(keys.app_key, "000102030405060708090a0b0c0d0e0f");
+        assert!(!format!("{keys:?}").contains("0e0f"), "{keys:?}");
+        let fields = |r: &MeterRecord| -> Vec<&'static str> {
+            validate_keys(r)
+                .expect_err("invalid")
+                .iter()
+                .map(|e| e.field)
+                .collect()
+        };
+        assert_eq!(
+            fields(&with(None, Some("00112233445566778899aabbccddeeff"))),
+            ["joinEui"]
+        );
+        assert_eq!(fields(&with(Some("70b3d57ed0000000"), None)), ["appKey"]);
+        let secret = "00112233445566778899aabbccddeeXX";
+        let errors = validate_keys(&with(Some("xyz"), Some(secret))).expect_err("invalid");
+        assert_eq!(
+            errors.iter().map(|e| e.field).collect::<Vec<_>>(),
+            ["joinEui", "appKey"]
+        );
+        assert!(
+            errors.iter().all(|e| !e.message.contains(secret)),
+            "{errors:?}"
+        );
+        let both = validate_with_keys(
+            &MeterRecord {
+                serial: None,
+                ..with(Some("70b3d57ed0000000"), None)
+            },
+            today(),
+        )
+        .expect_err("invalid");
+        assert_eq!(
+            both.iter().map(|e| e.field).collect::<Vec<_>>(),
+            ["serial", "appKey"]
+        );
     }
 
     fn today() -> NaiveDate {

@@ -7,7 +7,7 @@ use std::fmt;
 use super::record::MeterRecord;
 
 /// The fields of a record, as an import file or a request names them.
-pub const FIELDS: [&str; 10] = [
+pub const FIELDS: [&str; 12] = [
     "serial",
     "devEui",
     "applicationId",
@@ -18,6 +18,8 @@ pub const FIELDS: [&str; 10] = [
     "mode",
     "productionDate",
     "reportingIntervalMinutes",
+    "joinEui",
+    "appKey",
 ];
 
 /// Fields a record must have (every other one is optional).
@@ -134,6 +136,8 @@ fn set(
                 "usageType" => &mut record.usage_type,
                 "mode" => &mut record.mode,
                 "productionDate" => &mut record.production_date,
+                "joinEui" => &mut record.join_eui,
+                "appKey" => &mut record.app_key,
                 _ => unreachable!("every field of FIELDS is handled"),
             };
             *slot = text;

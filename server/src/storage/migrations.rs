@@ -54,6 +54,11 @@ pub(crate) const SQLITE: &[(i64, &str, &str)] = &[
         "data_deletion",
         include_str!("../../../migrations/sqlite/0011_data_deletion.sql"),
     ),
+    (
+        15,
+        "device_keys",
+        include_str!("../../../migrations/sqlite/0015_device_keys.sql"),
+    ),
 ];
 
 /// (version, description, SQL) of each PostgreSQL migration, in order.
@@ -102,6 +107,11 @@ pub(crate) const POSTGRES: &[(i64, &str, &str)] = &[
         11,
         "data_deletion",
         include_str!("../../../migrations/postgres/0011_data_deletion.sql"),
+    ),
+    (
+        15,
+        "device_keys",
+        include_str!("../../../migrations/postgres/0015_device_keys.sql"),
     ),
 ];
 

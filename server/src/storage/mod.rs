@@ -926,5 +926,6 @@ pub mod api_keys;
 pub mod billing;
 pub mod billing_periods;
 pub mod deletion;
+pub mod device_keys;
 pub mod listings;
 pub mod secrets;

@@ -1,5 +1,7 @@
 //! End-to-end tests against a real ChirpStack v4: simulated meters over Semtech UDP, an MQTT
-//! Forwarder per gateway, ChirpStack, and meterhub, each on its own ports ([`stack`]).
+//! Forwarder per gateway, ChirpStack, and meterhub, each on its own ports ([`stack`]). And the
+//! registry kept in step with ChirpStack's device list against an in-process fake of its gRPC
+//! API ([`sync`], [`fake`]), which needs no service and always runs.
 //!
 //! They run when `METERHUB_TEST_CHIRPSTACK` names a folder holding the `chirpstack` and
 //! `chirpstack-mqtt-forwarder` binaries and their `config-template/` (see docs/chirpstack.md),
@@ -8,8 +10,9 @@
 //! `METERHUB_REQUIRE_SERVICES=1`. Meters run in real time, as ChirpStack needs: every wait is
 //! for a condition, with a generous bound.
 
-mod provision;
+mod fake;
 mod stack;
+mod sync;
 
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};

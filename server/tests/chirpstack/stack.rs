@@ -27,7 +27,7 @@ use test_support::{Broker, PostgresDb, Process, SqliteDb, services};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::provision::{ChirpStackApi, NewDevice};
+use meterhub::chirpstack::{ChirpStackApi, NewDevice};
 
 /// Names the folder holding `chirpstack`, `chirpstack-mqtt-forwarder` and `config-template/`
 /// (`../shared/chirpstack/real` on CI's machine).

@@ -199,7 +199,7 @@ async fn a_bad_row_is_refused_with_all_its_errors_and_the_others_are_registered(
         assert_eq!(
             errors,
             [
-                "line 2: colour: unknown field; expected serial, devEui, applicationId, bodyNumber, userId, region, usageType, mode, productionDate, reportingIntervalMinutes",
+                "line 2: colour: unknown field; expected serial, devEui, applicationId, bodyNumber, userId, region, usageType, mode, productionDate, reportingIntervalMinutes, joinEui, appKey",
                 "line 3: productionDate: \"26-01-01\" is not a date YYYY-MM-DD",
             ]
         );

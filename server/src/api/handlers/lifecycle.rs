@@ -123,6 +123,8 @@ pub async fn retire(req: &Request<'_>) -> Result<Answer, Problem> {
     let report = lifecycle::retire(&s.store, &s.changes, &m, body.outcome, actor(req, why))
         .await
         .map_err(refused)?;
+    // ChirpStack's device list follows (a round of the sync, when it is configured).
+    s.registry_changed.notify_one();
     Answer::ok(&report)
 }
 

@@ -15,7 +15,7 @@ use crate::api::{Answer, ApiState, Fresh, Request, cached};
 use crate::cache::{Tag, Touched};
 use crate::registry::MeterRecord;
 use crate::registry::lifecycle::{diff, registration_json};
-use crate::registry::record::{FieldError, validate};
+use crate::registry::record::{FieldError, validate_with_keys};
 use crate::storage::Error as StorageError;
 use crate::storage::lifecycle::{Actor, AuditAction, NewAudit, ServiceState};
 use crate::storage::listings::MeterFilter;
@@ -220,7 +220,8 @@ pub async fn install_meter_as(
     record: &MeterRecord,
     by: &str,
 ) -> Result<(Registered, Meter), InstallError> {
-    let new = validate(record, state.now().date_naive()).map_err(InstallError::Invalid)?;
+    let (new, keys) =
+        validate_with_keys(record, state.now().date_naive()).map_err(InstallError::Invalid)?;
     let s = state;
     let now = s.now();
     let before = s.store.meter_by_dev_eui(&new.dev_eui).await?;
@@ -255,6 +256,13 @@ pub async fn install_meter_as(
         }
         Err(e) => return Err(e.into()),
     };
+    // Stored after the meter: should this fail, the install is answered with an error and a
+    // second one (idempotent) stores them.
+    if let Some(keys) = &keys {
+        s.store.set_device_keys(&new.dev_eui, keys, now).await?;
+    }
+    // ChirpStack's device list follows (a round of the sync, when it is configured).
+    s.registry_changed.notify_one();
     // Announced at once: a failure between the commit and the announcement (reading the
     // meter back, say) would leave every cache serving the old details.
     if registered != Registered::Unchanged {

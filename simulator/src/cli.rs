@@ -51,6 +51,12 @@ pub enum Command {
         #[arg(long = "keys")]
         keys_csv: Option<std::path::PathBuf>,
     },
+    /// Register the fleet in a real ChirpStack over its gRPC API (built with the `provision`
+    /// feature): the gateways, the meters' device profile, an application and every meter as
+    /// a device with the OTAA keys `run --transport udp` joins with. What exists is kept, so
+    /// it can run again. Prints the ids meterhub and `run` need.
+    #[cfg(feature = "provision")]
+    Provision(Box<ProvisionArgs>),
     /// Print valid meter serial numbers (consecutive sequence numbers, check digit computed).
     Serials {
         /// How many serials.
@@ -333,4 +339,32 @@ pub struct RunArgs {
     /// a server must have stored for each meter.
     #[arg(long)]
     pub summary_json: Option<std::path::PathBuf>,
+}
+
+/// `meterhub-sim provision`.
+#[cfg(feature = "provision")]
+#[derive(Debug, clap::Args)]
+pub struct ProvisionArgs {
+    #[command(flatten)]
+    pub fleet: FleetArgs,
+    #[command(flatten)]
+    pub keys: KeyArgs,
+    /// ChirpStack's gRPC API.
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    pub api_url: String,
+    /// An API token (ChirpStack's UI: API keys; or `chirpstack create-api-key`).
+    #[arg(long, env = "CHIRPSTACK_API_TOKEN", hide_env_values = true)]
+    pub api_token: String,
+    /// The tenant (UUID); by default ChirpStack's first.
+    #[arg(long)]
+    pub tenant_id: Option<String>,
+    /// The application's name: found, or created.
+    #[arg(long, default_value = "meterhub-sim")]
+    pub application: String,
+    /// How many gateways `run --transport udp --gateways` will play.
+    #[arg(long, default_value_t = 1)]
+    pub gateways: u16,
+    /// EUI of the first gateway (16 hex digits); the others count up from it.
+    #[arg(long, default_value = "0016c001ff000001")]
+    pub gateway_eui: String,
 }

@@ -13,6 +13,8 @@ pub mod faults;
 pub mod fleet;
 pub mod meter;
 pub mod profile;
+#[cfg(feature = "provision")]
+pub mod provision;
 pub mod queue;
 pub mod rng;
 pub mod runner;

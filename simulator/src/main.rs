@@ -15,6 +15,55 @@ use meterhub_sim::runner::{self, RunSpec};
 
 use crate::cli::{Cli, Command, RunArgs, Transport};
 
+/// `meterhub-sim provision`: the fleet in ChirpStack; prints what was done and what to run next.
+#[cfg(feature = "provision")]
+async fn provision(args: cli::ProvisionArgs) -> Result<String> {
+    use anyhow::Context as _;
+    use meterhub_sim::provision::{Target, provision};
+    use meterhub_sim::udp::keys::{hex, parse_hex};
+    let spec = args.fleet.spec()?;
+    let keys = args.keys.keys(spec.seed)?;
+    let first: [u8; 8] = parse_hex(&args.gateway_eui).context("--gateway-eui")?;
+    let first = u64::from_be_bytes(first);
+    let gateways: Vec<[u8; 8]> = (0..u64::from(args.gateways.max(1)))
+        .map(|i| first.wrapping_add(i).to_be_bytes())
+        .collect();
+    let target = Target {
+        tenant_id: args.tenant_id.clone(),
+        application: args.application.clone(),
+        gateways: gateways.clone(),
+    };
+    let api = meterhub_chirpstack::ChirpStackApi::connect(&args.api_url, &args.api_token).await?;
+    let done = provision(&api, &spec, &keys, &target).await?;
+    Ok(format!(
+        "tenant {}\n\
+         gateways {} ({} created)\n\
+         device profile {}\n\
+         application {} ({}): {} devices created, {} kept\n\
+         meterhub's settings: [chirpstack] application_id = \"{}\", device_profile_id = \"{}\"\n\
+         next (with the same fleet and key flags): meterhub-sim run --transport udp --meters {} --seed {} --gateways {} --gateway-eui {} --application-id {} --gateway HOST:1700\n",
+        done.tenant_id,
+        gateways
+            .iter()
+            .map(|g| hex(g))
+            .collect::<Vec<_>>()
+            .join(" "),
+        done.gateways_created,
+        done.device_profile_id,
+        args.application,
+        done.application_id,
+        done.devices_created,
+        done.devices_kept,
+        done.application_id,
+        done.device_profile_id,
+        spec.meters,
+        spec.seed,
+        gateways.len(),
+        args.gateway_eui,
+        done.application_id,
+    ))
+}
+
 async fn run(args: RunArgs) -> Result<String> {
     if !(0.0..=1.0).contains(&args.tamper) {
         bail!("--tamper must be between 0 and 1, got {}", args.tamper);
@@ -207,6 +256,12 @@ fn main() -> ExitCode {
             }
             Ok(fleet::registry_csv(&spec, &meters))
         }),
+        #[cfg(feature = "provision")]
+        Command::Provision(args) => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .map_err(anyhow::Error::from)
+            .and_then(|rt| rt.block_on(provision(*args))),
         Command::Serials {
             count,
             manufacturer,

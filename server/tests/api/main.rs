@@ -5,6 +5,12 @@
 #[allow(dead_code)]
 mod bridge;
 
+/// A fake of ChirpStack's gRPC device API, for the sync through a running server.
+#[cfg(feature = "chirpstack-sync")]
+#[path = "../chirpstack/fake.rs"]
+#[allow(dead_code)]
+mod fake;
+
 mod auth;
 mod bad_input;
 mod billing;
@@ -17,6 +23,7 @@ mod device_status;
 mod fuzz;
 mod lifecycle;
 mod openapi;
+mod otaa_keys;
 mod routes;
 mod strict_input;
 mod support;

@@ -298,3 +298,44 @@ async fn a_batch_that_fails_as_a_whole_is_registered_meter_by_meter() {
         );
     }
 }
+
+#[tokio::test]
+async fn keys_in_an_import_are_stored_with_their_meters_and_bad_ones_refuse_the_row() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let key = "000102030405060708090A0B0C0D0E0F";
+    let csv = file(
+        &dir,
+        "keys.csv",
+        &format!(
+            "{HEADER},joinEui,appKey\n\
+             12261000012348,70b3d5e75e000001,{APP},1,u1,north,residential,credit,2026-03-15,,70B3D57ED0000000,{key}\n\
+             12261000012355,70b3d5e75e000003,{APP},3,u3,south,commercial,prepaid,2026-03-15,60,,\n\
+             12261000012363,70b3d5e75e000005,{APP},5,u5,south,commercial,prepaid,2026-03-15,60,70b3d57ed0000000,{key}zz\n"
+        ),
+    );
+    for f in stores().await {
+        let (report, errors) = import(&f.store, &csv).await;
+        assert_eq!((report.inserted, report.refused), (2, 1), "{errors:?}");
+        assert_eq!(
+            errors,
+            ["line 4: appKey: must be 32 hexadecimal digits, got 34 characters"]
+        );
+        let meters = f.store.synced_meters().await.expect("read");
+        let keyed: Vec<(&str, Option<&str>)> = meters
+            .iter()
+            .map(|m| {
+                (
+                    m.dev_eui.as_str(),
+                    m.keys.as_ref().map(|k| k.app_key.as_str()),
+                )
+            })
+            .collect();
+        assert_eq!(
+            keyed,
+            [
+                ("70b3d5e75e000001", Some("000102030405060708090a0b0c0d0e0f")),
+                ("70b3d5e75e000003", None),
+            ]
+        );
+    }
+}

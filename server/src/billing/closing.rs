@@ -20,7 +20,9 @@ use super::consumption::{Figure, Publication, Quality, Revised, Row};
 use super::period::{Period, PeriodKind};
 use super::{Calendar, Run};
 use crate::storage::billing::BilledMeter;
-use crate::storage::billing_periods::{ClosedPeriod, LateReading, StoredFigures, StoredRevision};
+use crate::storage::billing_periods::{
+    ClosedPeriod, LateReading, PublishedPeriod, StoredFigures, StoredRevision,
+};
 use crate::storage::{self, Error, Store};
 
 /// Why a revision was made.
@@ -168,35 +170,24 @@ fn figure(
 }
 
 /// Replaces the figures of the `rows` whose periods are closed with the published ones, and
-/// notes their revisions. `closed` and `revisions` are one meter's, of the rows' kind.
-pub fn publish(
-    rows: &mut [Row],
-    closed: &[ClosedPeriod],
-    revisions: &[StoredRevision],
-) -> storage::Result<()> {
-    let by_day: BTreeMap<NaiveDate, &ClosedPeriod> =
-        closed.iter().map(|c| (c.first_day, c)).collect();
+/// notes their revisions. `published` are one meter's, of the rows' kind.
+pub fn publish(rows: &mut [Row], published: &[PublishedPeriod]) -> storage::Result<()> {
+    let by_day: BTreeMap<NaiveDate, &PublishedPeriod> =
+        published.iter().map(|p| (p.closed.first_day, p)).collect();
     for row in rows {
-        let Some(c) = by_day.get(&row.period.first_day) else {
+        let Some(p) = by_day.get(&row.period.first_day) else {
             continue;
         };
-        let f = &c.figures;
-        let revised: Vec<&StoredRevision> = revisions
-            .iter()
-            .filter(|r| r.first_day == c.first_day)
-            .collect();
-        let latest = revised
-            .iter()
-            .max_by_key(|r| r.revision)
-            .map(|r| {
-                Ok::<_, Error>(Revised {
-                    at: r.revised_at,
-                    quality: quality(&r.figures.quality)?,
-                    gas_litres: r.figures.gas_litres,
-                    energy_wh: r.figures.energy_wh,
-                })
-            })
-            .transpose()?;
+        let (c, f) = (&p.closed, &p.closed.figures);
+        let latest = match (p.revised_at, &p.revised_quality) {
+            (Some(at), Some(q)) => Some(Revised {
+                at,
+                quality: quality(q)?,
+                gas_litres: p.revised_gas_litres,
+                energy_wh: p.revised_energy_wh,
+            }),
+            _ => None,
+        };
         row.period.start = c.period_start;
         row.period.end = c.period_end;
         row.quality = quality(&f.quality)?;
@@ -215,7 +206,7 @@ pub fn publish(
         )?;
         row.published = Some(Publication {
             closed_at: c.closed_at,
-            revisions: u32::try_from(revised.len()).unwrap_or(u32::MAX),
+            revisions: u32::try_from(p.revisions).unwrap_or(u32::MAX),
             revised: latest,
         });
     }
@@ -238,7 +229,8 @@ pub struct Closing {
 /// The next chunk of at most `chunk` meters to close for periods of `kind`: the rest of the
 /// period being closed (the latest with a closed row: the store holds the progress, so a
 /// restart resumes it), else the next period once it is due, else, when nothing of `kind`
-/// was ever closed, the latest period due. `None` when nothing is to be closed now.
+/// was ever closed, the latest period due. A meter of the chunk new since the earlier closed
+/// periods gets their rows too (see [`backfill`]). `None` when nothing is to be closed now.
 pub async fn next_closing(
     store: &Store,
     calendar: &Calendar,
@@ -257,16 +249,96 @@ pub async fn next_closing(
         .last_closed_meter(kind.as_str(), latest)
         .await?
         .unwrap_or(0);
-    let c = closing_of(store, calendar, kind, latest, after, chunk, now).await?;
+    let mut c = closing_of(store, calendar, kind, latest, after, chunk, now).await?;
     if !c.rows.is_empty() {
+        backfill(store, calendar, &mut c, after, now).await?;
         return Ok(Some(c));
     }
     let next = kind.next(latest);
     if !is_due(calendar, kind, next, now) {
         return Ok(None);
     }
-    let c = closing_of(store, calendar, kind, next, 0, chunk, now).await?;
-    Ok((!c.rows.is_empty()).then_some(c))
+    let mut c = closing_of(store, calendar, kind, next, 0, chunk, now).await?;
+    if c.rows.is_empty() {
+        return Ok(None);
+    }
+    backfill(store, calendar, &mut c, 0, now).await?;
+    Ok(Some(c))
+}
+
+/// Earlier periods' rows a closing computes at most for meters new since them (about a day's
+/// readings each); the meters after the one that reaches it wait for the next closing.
+const BACKFILL_PERIODS: usize = 20_000;
+
+/// Whether a computed row rests on any reading of the meter: one inside the period, or one
+/// near enough a boundary to give its register.
+fn has_data(row: &Row) -> bool {
+    let known = |f: Option<Figure>| {
+        f.is_some_and(|f| f.start_register.is_some() || f.end_register.is_some())
+    };
+    row.readings > 0 || known(row.gas) || known(row.energy)
+}
+
+/// Adds to a closing the earlier closed periods of the meters new since them: a meter of
+/// the closing without a row for the period before (every meter is closed for each period,
+/// so it was registered since) gets rows for each period closed before, from the earliest,
+/// that it has readings for. Its rows are stored with its row of the closing's period, in one
+/// transaction, so that the closing's progress (the last meter closed) covers them too.
+async fn backfill(
+    store: &Store,
+    calendar: &Calendar,
+    c: &mut Closing,
+    after: i64,
+    now: DateTime<Utc>,
+) -> storage::Result<()> {
+    let kind = c.kind;
+    let Some(earliest) = store.earliest_closed(kind.as_str()).await? else {
+        return Ok(());
+    };
+    let Some(last) = c.meters.last().map(|m| m.id) else {
+        return Ok(());
+    };
+    if earliest >= c.first_day {
+        return Ok(());
+    }
+    let before = previous(kind, c.first_day);
+    let known: std::collections::BTreeSet<i64> = store
+        .closed_meters(kind.as_str(), before, (after, last))
+        .await?
+        .into_iter()
+        .collect();
+    let mut left = BACKFILL_PERIODS;
+    let mut cut = None;
+    let mut rows = Vec::new();
+    for m in c.meters.iter().filter(|m| !known.contains(&m.id)) {
+        if left == 0 {
+            cut = Some(m.id);
+            break;
+        }
+        let periods = Period::range(kind, calendar.zone(&m.region_id), earliest, c.first_day);
+        left = left.saturating_sub(periods.len());
+        let computed = super::live_rows(store, m.id, &periods, calendar.gap).await?;
+        rows.extend(
+            computed
+                .iter()
+                .filter(|r| has_data(r))
+                .map(|row| ClosedPeriod {
+                    meter_id: m.id,
+                    kind: kind.as_str().to_owned(),
+                    first_day: row.period.first_day,
+                    period_start: row.period.start,
+                    period_end: row.period.end,
+                    figures: figures_of(row),
+                    closed_at: now,
+                }),
+        );
+    }
+    if let Some(cut) = cut {
+        c.meters.retain(|m| m.id < cut);
+        c.rows.retain(|r| r.meter_id < cut);
+    }
+    c.rows.extend(rows);
+    Ok(())
 }
 
 /// The figures of the period of `kind` starting on `first_day` of the meters after `after`,
@@ -606,8 +678,16 @@ mod tests {
             old_energy_wh: None,
             figures: figures_of(&now),
         };
+        let published = PublishedPeriod {
+            closed,
+            revisions: 1,
+            revised_at: Some(revision.revised_at),
+            revised_quality: Some(revision.figures.quality.clone()),
+            revised_gas_litres: revision.figures.gas_litres,
+            revised_energy_wh: revision.figures.energy_wh,
+        };
         let mut rows = vec![now];
-        publish(&mut rows, &[closed], &[revision]).expect("publish");
+        publish(&mut rows, &[published]).expect("publish");
         let row = rows[0];
         assert_eq!(
             row.quality,

@@ -371,6 +371,21 @@ pub struct Row {
     pub published: Option<Publication>,
 }
 
+impl Row {
+    /// A row of `period` without figures: no reading, `incomplete` (what a closed period's row
+    /// is before its published figures are put in).
+    pub fn empty(period: Period) -> Row {
+        Row {
+            period,
+            gas: None,
+            energy: None,
+            quality: Quality::Incomplete,
+            readings: 0,
+            published: None,
+        }
+    }
+}
+
 /// A closed period's publication: the figures of its [`Row`] were frozen at `closed_at`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Publication {

@@ -12,7 +12,7 @@ pub mod totals;
 #[cfg(test)]
 mod properties;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 
 use anyhow::Context;
@@ -26,6 +26,7 @@ pub use totals::{RegionTotals, Totals};
 
 use crate::config::{BillingSettings, UtilitySettings};
 use crate::storage::billing::{BilledMeter, RegisterRow, Scan};
+use crate::storage::billing_periods::PublishedPeriod;
 use crate::storage::{self, Store};
 
 /// The billing calendar: time zones and the interpolation gap.
@@ -100,23 +101,43 @@ impl From<RegisterRow> for Registers {
 }
 
 /// One meter's rows for `periods` (consecutive, in order, of one kind): the published
-/// figures of the closed ones, computed figures for the others.
+/// figures of the closed ones, read with their revisions in one query, and figures computed
+/// from the readings for the others, reading only the readings their boundaries need.
 pub async fn meter_rows(
     store: &Store,
     meter_id: i64,
     periods: &[Period],
     gap: TimeDelta,
 ) -> storage::Result<Vec<Row>> {
-    let mut rows = live_rows(store, meter_id, periods, gap).await?;
-    if let (Some(first), Some(last)) = (periods.first(), periods.last()) {
-        let kind = first.kind.as_str();
-        let days = (first.first_day, last.first_day + Days::new(1));
-        let closed = store.closed_of_meter(meter_id, kind, days).await?;
-        if !closed.is_empty() {
-            let revisions = store.revisions_of_periods(meter_id, kind, days).await?;
-            closing::publish(&mut rows, &closed, &revisions)?;
+    let (Some(first), Some(last)) = (periods.first(), periods.last()) else {
+        return Ok(Vec::new());
+    };
+    let days = (first.first_day, last.first_day + Days::new(1));
+    let published = store
+        .published_between(
+            first.kind.as_str(),
+            days,
+            (meter_id.saturating_sub(1), meter_id),
+        )
+        .await?;
+    let closed: BTreeSet<NaiveDate> = published.iter().map(|p| p.closed.first_day).collect();
+    let mut rows = Vec::with_capacity(periods.len());
+    let mut k = 0;
+    while k < periods.len() {
+        if closed.contains(&periods[k].first_day) {
+            rows.push(Row::empty(periods[k]));
+            k += 1;
+            continue;
         }
+        // A run of open periods: their readings, in one query.
+        let run = periods[k..]
+            .iter()
+            .take_while(|p| !closed.contains(&p.first_day))
+            .count();
+        rows.extend(live_rows(store, meter_id, &periods[k..k + run], gap).await?);
+        k += run;
     }
+    closing::publish(&mut rows, &published)?;
     Ok(rows)
 }
 
@@ -179,9 +200,14 @@ fn run_span(
 /// many meters the run covers.
 const CHUNK: i64 = 1_000;
 
+/// Up to this many meters of a chunk with periods not closed have their readings read one
+/// meter at a time (only the open periods' span); more are read in one query for the chunk.
+const OPEN_ONE_BY_ONE: usize = 16;
+
 /// A scan's meters with their rows for `periods_of(meter)`, chunk by chunk (keyset on the
 /// meter id), to `each` in meter id order; with `published`, the closed periods of `kind`
-/// with first days in `days` carry their published figures. Stops when `each` answers
+/// with first days in `days` carry their published figures and their readings are not read
+/// (a chunk whose periods are all closed reads no reading). Stops when `each` answers
 /// `false`; returns the meters passed.
 #[allow(clippy::too_many_arguments)]
 async fn scan_rows<P, F, Fut>(
@@ -202,51 +228,70 @@ where
     let (mut after, mut left, mut passed) = (scan.after_id, scan.limit, 0);
     while left > 0 {
         let take = left.min(CHUNK);
-        let mut chunk = Vec::new();
-        store
-            .scan_registers(
-                &Scan {
-                    after_id: after,
-                    limit: take,
-                    ..scan
-                },
-                |m| {
-                    chunk.push(m);
-                    std::future::ready(true)
-                },
-            )
-            .await?;
-        let Some(last) = chunk.last().map(|m| m.meter.id) else {
+        let meters = store.billed_meters(scan.region, after, take).await?;
+        let Some(last) = meters.last().map(|m| m.id) else {
             break;
         };
-        let (mut closed, mut revisions) = (BTreeMap::new(), BTreeMap::new());
+        let mut closed: BTreeMap<i64, Vec<PublishedPeriod>> = BTreeMap::new();
         if published {
-            for c in store
-                .closed_between(kind.as_str(), days, (after, last))
+            for p in store
+                .published_between(kind.as_str(), days, (after, last))
                 .await?
             {
-                closed.entry(c.meter_id).or_insert_with(Vec::new).push(c);
-            }
-            if !closed.is_empty() {
-                for r in store
-                    .revisions_between(kind.as_str(), days, (after, last))
-                    .await?
-                {
-                    revisions.entry(r.meter_id).or_insert_with(Vec::new).push(r);
-                }
+                closed.entry(p.closed.meter_id).or_default().push(p);
             }
         }
-        let taken = chunk.len() as i64;
-        for m in chunk {
-            let readings: Vec<Registers> = m.registers.into_iter().map(Registers::from).collect();
-            let mut rows = MeterSeries::new(&readings).rows(&periods_of(&m.meter), gap);
-            if let Some(closed) = closed.get(&m.meter.id) {
-                let none = Vec::new();
-                let revisions = revisions.get(&m.meter.id).unwrap_or(&none);
-                closing::publish(&mut rows, closed, revisions)?;
+        let none = Vec::new();
+        let is_closed = |id: i64, p: &Period| {
+            closed
+                .get(&id)
+                .unwrap_or(&none)
+                .iter()
+                .any(|c| c.closed.first_day == p.first_day)
+        };
+        let periods: Vec<Vec<Period>> = meters.iter().map(&periods_of).collect();
+        let open: Vec<(i64, Vec<Period>)> = meters
+            .iter()
+            .zip(&periods)
+            .map(|(m, ps)| {
+                let open = ps.iter().filter(|p| !is_closed(m.id, p)).copied();
+                (m.id, open.collect::<Vec<Period>>())
+            })
+            .filter(|(_, ps)| !ps.is_empty())
+            .collect();
+        let mut readings: BTreeMap<i64, Vec<Registers>> = BTreeMap::new();
+        if open.len() > OPEN_ONE_BY_ONE {
+            let chunk = Scan {
+                after_id: after,
+                limit: take,
+                ..scan
+            };
+            store
+                .scan_registers(&chunk, |m| {
+                    let r = m.registers.into_iter().map(Registers::from).collect();
+                    readings.insert(m.meter.id, r);
+                    std::future::ready(true)
+                })
+                .await?;
+        } else {
+            for (id, ps) in &open {
+                let (Some(first), Some(last)) = (ps.first(), ps.last()) else {
+                    continue;
+                };
+                let (from, to) = consumption::needed(first.start, last.end, gap);
+                let r = store.registers(*id, from, to).await?;
+                readings.insert(*id, r.into_iter().map(Registers::from).collect());
+            }
+        }
+        let taken = meters.len() as i64;
+        for (m, ps) in meters.into_iter().zip(periods) {
+            let r = readings.remove(&m.id).unwrap_or_default();
+            let mut rows = MeterSeries::new(&r).rows(&ps, gap);
+            if let Some(closed) = closed.get(&m.id) {
+                closing::publish(&mut rows, closed)?;
             }
             passed += 1;
-            if !each(m.meter, rows).await {
+            if !each(m, rows).await {
                 return Ok(passed);
             }
         }
@@ -316,7 +361,9 @@ where
 }
 
 /// A region's totals for `periods` (consecutive, in order, in the region's zone), of the
-/// published figures where periods are closed.
+/// published figures where periods are closed. A period closed for every meter of the region
+/// is summed by the database from `billing_periods`; the others (open, or being closed) are
+/// computed meter by meter, from the readings where not closed.
 pub async fn region_totals(
     store: &Store,
     calendar: &Calendar,
@@ -326,7 +373,43 @@ pub async fn region_totals(
     let (Some(first), Some(last)) = (periods.first().copied(), periods.last().copied()) else {
         return Ok(Vec::new());
     };
-    let (from, to) = consumption::needed(first.start, last.end, calendar.gap);
+    let kind = first.kind;
+    let days = (first.first_day, last.first_day + Days::new(1));
+    let sums = store.region_sums(kind.as_str(), days, region).await?;
+    let meters = store.region_meter_count(region).await?;
+    let mut closed_meters: BTreeMap<NaiveDate, i64> = BTreeMap::new();
+    for s in &sums {
+        *closed_meters.entry(s.first_day).or_default() += s.meters;
+    }
+    let index: BTreeMap<NaiveDate, usize> = periods
+        .iter()
+        .enumerate()
+        .map(|(k, p)| (p.first_day, k))
+        .collect();
+    let all_closed = |day: &NaiveDate| closed_meters.get(day).is_some_and(|n| *n >= meters);
+    let mut totals = Totals::new(periods.clone());
+    for s in &sums {
+        if let (true, Some(k), Some(q)) = (
+            all_closed(&s.first_day),
+            index.get(&s.first_day),
+            Quality::parse(&s.quality),
+        ) {
+            totals.add_sum(*k, &s.usage_type, q, s.meters, s.gas_litres, s.energy_wh);
+        }
+    }
+    let rest: Vec<Period> = periods
+        .iter()
+        .filter(|p| !all_closed(&p.first_day))
+        .copied()
+        .collect();
+    let (Some(rest_first), Some(rest_last)) = (rest.first().copied(), rest.last().copied()) else {
+        return Ok(totals.finish());
+    };
+    let at: Vec<usize> = rest
+        .iter()
+        .filter_map(|p| index.get(&p.first_day).copied())
+        .collect();
+    let (from, to) = consumption::needed(rest_first.start, rest_last.end, calendar.gap);
     let scan = Scan {
         region: Some(region),
         after_id: 0,
@@ -334,17 +417,16 @@ pub async fn region_totals(
         from,
         to,
     };
-    let mut totals = Totals::new(periods.clone());
     scan_rows(
         store,
         calendar.gap,
         scan,
-        first.kind,
-        (first.first_day, last.first_day + Days::new(1)),
+        kind,
+        (rest_first.first_day, rest_last.first_day + Days::new(1)),
         true,
-        |_| periods.clone(),
+        |_| rest.clone(),
         |meter, rows| {
-            totals.add(&meter.usage_type, &rows);
+            totals.add_at(&meter.usage_type, &at, &rows);
             std::future::ready(true)
         },
     )

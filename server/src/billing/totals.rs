@@ -71,6 +71,25 @@ impl Sum {
     }
 }
 
+impl Sum {
+    /// Counts `meters` of one quality, and adds their consumption when it is billable.
+    fn add_many(&mut self, quality: Quality, meters: i64, gas_litres: i64, energy_wh: i64) {
+        let n = u64::try_from(meters).unwrap_or(0);
+        match quality {
+            Quality::Measured => self.meters.measured += n,
+            Quality::Estimated => self.meters.estimated += n,
+            Quality::Incomplete => self.meters.incomplete += n,
+            Quality::Invalid => self.meters.invalid += n,
+        }
+        if quality <= Quality::Estimated {
+            self.gas_litres += gas_litres;
+            self.energy_wh += energy_wh;
+            self.gas_cubic_metres = self.gas_litres as f64 / 1000.0;
+            self.energy_kwh = self.energy_wh as f64 / 1000.0;
+        }
+    }
+}
+
 /// One usage type's share of a period's totals.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
@@ -140,6 +159,43 @@ impl Totals {
         for ((row, all), usage) in rows.iter().zip(&mut self.all).zip(usage.iter_mut()) {
             all.add(row);
             usage.add(row);
+        }
+    }
+
+    /// Adds one meter's rows for some of the periods: `rows[j]` is of period `at[j]`.
+    pub fn add_at(&mut self, usage_type: &str, at: &[usize], rows: &[Row]) {
+        let n = self.periods.len();
+        let usage = self
+            .by_usage
+            .entry(usage_type.to_owned())
+            .or_insert_with(|| vec![Sum::default(); n]);
+        for (k, row) in at.iter().zip(rows) {
+            if let (Some(all), Some(usage)) = (self.all.get_mut(*k), usage.get_mut(*k)) {
+                all.add(row);
+                usage.add(row);
+            }
+        }
+    }
+
+    /// Adds `meters` of `usage_type` with figures of `quality` summing to `gas_litres` and
+    /// `energy_wh` to period `k` (a sum made by the database).
+    pub fn add_sum(
+        &mut self,
+        k: usize,
+        usage_type: &str,
+        quality: Quality,
+        meters: i64,
+        gas_litres: i64,
+        energy_wh: i64,
+    ) {
+        let n = self.periods.len();
+        let usage = self
+            .by_usage
+            .entry(usage_type.to_owned())
+            .or_insert_with(|| vec![Sum::default(); n]);
+        if let (Some(all), Some(usage)) = (self.all.get_mut(k), usage.get_mut(k)) {
+            all.add_many(quality, meters, gas_litres, energy_wh);
+            usage.add_many(quality, meters, gas_litres, energy_wh);
         }
     }
 

@@ -146,6 +146,31 @@ macro_rules! billing_queries {
             .await?)
         }
 
+        /// The meters of a scan without their readings, in id order.
+        pub async fn meters(
+            conn: &mut Conn,
+            region: Option<&str>,
+            after_id: i64,
+            limit: i64,
+        ) -> Result<Vec<(i64, String, String, String, String)>> {
+            let query = match region {
+                None => sqlx::query_as(
+                    "SELECT id, dev_eui, serial, region_id, usage_type FROM meters \
+                     WHERE id > $1 ORDER BY id LIMIT $2",
+                ),
+                Some(_) => sqlx::query_as(
+                    "SELECT id, dev_eui, serial, region_id, usage_type FROM meters \
+                     WHERE region_id = $3 AND id > $1 ORDER BY id LIMIT $2",
+                ),
+            };
+            let query = query.bind(after_id).bind(limit);
+            let query = match region {
+                Some(r) => query.bind(r),
+                None => query,
+            };
+            Ok(query.fetch_all(&mut *conn).await?)
+        }
+
         /// The meters of `scan` with their registers, one meter at a time to `each`, read
         /// from one cursor; stops when `each` answers `false`. Returns the meters passed.
         pub async fn scan<F, Fut>(conn: &mut Conn, scan: &Scan<'_>, mut each: F) -> Result<u64>
@@ -224,6 +249,31 @@ impl Store {
         to: DateTime<Utc>,
     ) -> Result<Vec<RegisterRow>> {
         on_reader!(self, |c, q| q::registers(c, meter_id, from, to).await, self)
+    }
+
+    /// The meters of a scan (`region`'s, or every one), ids above `after_id`, at most
+    /// `limit`, in id order, without their readings.
+    pub async fn billed_meters(
+        &self,
+        region: Option<&str>,
+        after_id: i64,
+        limit: i64,
+    ) -> Result<Vec<BilledMeter>> {
+        let rows = on_reader!(
+            self,
+            |c, q| q::meters(c, region, after_id, limit).await,
+            self
+        )?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, dev_eui, serial, region_id, usage_type)| BilledMeter {
+                id,
+                dev_eui,
+                serial,
+                region_id,
+                usage_type,
+            })
+            .collect())
     }
 
     /// The meters of `scan` with their registers in its range, oldest first, one meter at a

@@ -95,6 +95,42 @@ pub struct LateReading {
     pub region_id: String,
 }
 
+/// A closed period with what is served of its revisions: how many, and the latest's figures.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct PublishedPeriod {
+    /// The closed period and its published figures.
+    #[sqlx(flatten)]
+    pub closed: ClosedPeriod,
+    /// Its revisions.
+    pub revisions: i64,
+    /// When the latest revision was made.
+    pub revised_at: Option<DateTime<Utc>>,
+    /// The latest revision's quality.
+    pub revised_quality: Option<String>,
+    /// The latest revision's gas litres.
+    pub revised_gas_litres: Option<i64>,
+    /// The latest revision's Wh.
+    pub revised_energy_wh: Option<i64>,
+}
+
+/// The published figures of a region's closed periods, summed per period, usage type and
+/// quality.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct ClosedSum {
+    /// The period's first local date.
+    pub first_day: NaiveDate,
+    /// The meters' usage type.
+    pub usage_type: String,
+    /// The published quality.
+    pub quality: String,
+    /// How many meters.
+    pub meters: i64,
+    /// Their gas litres (billable qualities only; 0 otherwise).
+    pub gas_litres: i64,
+    /// Their Wh (billable qualities only; 0 otherwise).
+    pub energy_wh: i64,
+}
+
 /// Rows per INSERT statement (19 binds each: within either database's limit).
 const INSERT_ROWS: usize = 1_000;
 
@@ -112,6 +148,44 @@ macro_rules! revision_columns {
          old_gas_litres, old_energy_wh, quality, readings, gas_quality, gas_litres, \
          gas_register_start, gas_register_end, energy_quality, energy_wh, \
          energy_register_start, energy_register_end"
+    };
+}
+
+/// A closed period's columns with its revisions' count and latest figures (revision numbers
+/// run from 1 without gaps: the latest's number is the count), from `b` and `l`.
+macro_rules! published_columns {
+    () => {
+        "SELECT b.meter_id, b.kind, b.first_day, b.period_start, b.period_end, b.quality, \
+         b.readings, b.gas_quality, b.gas_litres, b.gas_register_start, b.gas_register_end, \
+         b.energy_quality, b.energy_wh, b.energy_register_start, b.energy_register_end, \
+         b.closed_at, CAST(COALESCE(l.revision, 0) AS BIGINT) AS revisions, \
+         l.revised_at AS revised_at, l.quality AS revised_quality, \
+         l.gas_litres AS revised_gas_litres, l.energy_wh AS revised_energy_wh"
+    };
+}
+
+macro_rules! published_where {
+    () => {
+        "WHERE b.kind = $1 AND b.first_day >= $2 AND b.first_day < $3 \
+         AND b.meter_id > $4 AND b.meter_id <= $5 ORDER BY b.meter_id, b.first_day"
+    };
+}
+
+/// A region's sums per period, usage type and published quality, from `m` and `b`.
+macro_rules! sums_columns {
+    () => {
+        "SELECT b.first_day, m.usage_type, b.quality, count(*) AS meters, \
+         CAST(COALESCE(sum(CASE WHEN b.quality IN ('measured', 'estimated') \
+          THEN b.gas_litres END), 0) AS BIGINT) AS gas_litres, \
+         CAST(COALESCE(sum(CASE WHEN b.quality IN ('measured', 'estimated') \
+          THEN b.energy_wh END), 0) AS BIGINT) AS energy_wh"
+    };
+}
+
+macro_rules! sums_group {
+    () => {
+        "GROUP BY b.first_day, m.usage_type, b.quality \
+         ORDER BY b.first_day, m.usage_type, b.quality"
     };
 }
 
@@ -192,46 +266,77 @@ macro_rules! billing_period_queries {
         }
 
         /// The closed periods of `kind` with first days in [from, to) of the meters with ids
-        /// in (after, last], by meter and date.
-        pub async fn closed_between(
+        /// in (after, last], by meter and date, each with its count of revisions and its
+        /// latest revision's figures: one query, through the primary keys.
+        pub async fn published_between(
             conn: &mut Conn,
             kind: &str,
             (from, to): (NaiveDate, NaiveDate),
             (after, last): (i64, i64),
-        ) -> Result<Vec<ClosedPeriod>> {
-            Ok(sqlx::query_as(concat!(
-                "SELECT ",
-                closed_columns!(),
-                " FROM billing_periods WHERE kind = $1 AND first_day >= $2 AND first_day < $3 \
-                 AND meter_id > $4 AND meter_id <= $5 ORDER BY meter_id, first_day"
-            ))
+        ) -> Result<Vec<PublishedPeriod>> {
+            Ok(sqlx::query_as(PUBLISHED_BETWEEN)
+                .bind(kind)
+                .bind(from)
+                .bind(to)
+                .bind(after)
+                .bind(last)
+                .fetch_all(&mut *conn)
+                .await?)
+        }
+
+        /// The published figures of the closed periods of `kind` with first days in
+        /// [from, to) of the meters now in `region`, summed per period, usage type and
+        /// quality (consumption of the billable qualities only).
+        pub async fn region_sums(
+            conn: &mut Conn,
+            kind: &str,
+            (from, to): (NaiveDate, NaiveDate),
+            region: &str,
+        ) -> Result<Vec<ClosedSum>> {
+            Ok(sqlx::query_as(REGION_SUMS)
+                .bind(kind)
+                .bind(from)
+                .bind(to)
+                .bind(region)
+                .fetch_all(&mut *conn)
+                .await?)
+        }
+
+        /// How many meters are now in `region`.
+        pub async fn region_meter_count(conn: &mut Conn, region: &str) -> Result<i64> {
+            Ok(
+                sqlx::query_scalar("SELECT count(*) FROM meters WHERE region_id = $1")
+                    .bind(region)
+                    .fetch_one(&mut *conn)
+                    .await?,
+            )
+        }
+
+        /// The earliest first day closed of `kind`.
+        pub async fn earliest_closed(conn: &mut Conn, kind: &str) -> Result<Option<NaiveDate>> {
+            Ok(sqlx::query_scalar(
+                "SELECT first_day FROM billing_periods WHERE kind = $1 \
+                 ORDER BY first_day LIMIT 1",
+            )
             .bind(kind)
-            .bind(from)
-            .bind(to)
-            .bind(after)
-            .bind(last)
-            .fetch_all(&mut *conn)
+            .fetch_optional(&mut *conn)
             .await?)
         }
 
-        /// The revisions of the periods of `kind` with first days in [from, to) of the meters
-        /// with ids in (after, last], by meter, date and revision.
-        pub async fn revisions_between(
+        /// The meters with ids in (after, last] closed for the period of `kind` starting on
+        /// `first_day`, in id order.
+        pub async fn closed_meters(
             conn: &mut Conn,
             kind: &str,
-            (from, to): (NaiveDate, NaiveDate),
+            first_day: NaiveDate,
             (after, last): (i64, i64),
-        ) -> Result<Vec<StoredRevision>> {
-            Ok(sqlx::query_as(concat!(
-                "SELECT ",
-                revision_columns!(),
-                " FROM billing_revisions WHERE meter_id > $4 AND meter_id <= $5 AND kind = $1 \
-                 AND first_day >= $2 AND first_day < $3 \
-                 ORDER BY meter_id, kind, first_day, revision"
-            ))
+        ) -> Result<Vec<i64>> {
+            Ok(sqlx::query_scalar(
+                "SELECT meter_id FROM billing_periods WHERE kind = $1 AND first_day = $2 \
+                 AND meter_id > $3 AND meter_id <= $4 ORDER BY meter_id",
+            )
             .bind(kind)
-            .bind(from)
-            .bind(to)
+            .bind(first_day)
             .bind(after)
             .bind(last)
             .fetch_all(&mut *conn)
@@ -444,11 +549,49 @@ macro_rules! billing_period_queries {
 
 /// Queries on SQLite.
 pub(crate) mod sqlite {
+    /// A chunk's closed periods, each joined to its latest revision through the revisions'
+    /// unique key.
+    const PUBLISHED_BETWEEN: &str = concat!(
+        published_columns!(),
+        " FROM billing_periods b LEFT JOIN billing_revisions l ON l.meter_id = b.meter_id \
+         AND l.kind = b.kind AND l.first_day = b.first_day AND l.revision = \
+         (SELECT max(x.revision) FROM billing_revisions x WHERE x.meter_id = b.meter_id \
+          AND x.kind = b.kind AND x.first_day = b.first_day) ",
+        published_where!()
+    );
+    /// A region's meters joined to their closed rows through the primary key.
+    const REGION_SUMS: &str = concat!(
+        sums_columns!(),
+        " FROM meters m JOIN billing_periods b ON b.meter_id = m.id \
+         WHERE m.region_id = $4 AND b.kind = $1 AND b.first_day >= $2 AND b.first_day < $3 ",
+        sums_group!()
+    );
     billing_period_queries!(sqlx::Sqlite);
 }
 
 /// Queries on PostgreSQL.
 pub(crate) mod postgres {
+    /// A chunk's closed periods, each with its latest revision found by a lateral subquery
+    /// (one probe of the revisions' unique key per period: the planner would otherwise hash
+    /// the whole revisions table).
+    const PUBLISHED_BETWEEN: &str = concat!(
+        published_columns!(),
+        " FROM billing_periods b LEFT JOIN LATERAL (SELECT revision, revised_at, quality, \
+         gas_litres, energy_wh FROM billing_revisions r WHERE r.meter_id = b.meter_id \
+         AND r.kind = b.kind AND r.first_day = b.first_day ORDER BY r.revision DESC LIMIT 1) l \
+         ON true ",
+        published_where!()
+    );
+    /// A region's meters, each with its closed rows of the range read through the primary
+    /// key (kept a separate subquery by `OFFSET 0`, so that a long range of days is not
+    /// read by scanning the table).
+    const REGION_SUMS: &str = concat!(
+        sums_columns!(),
+        " FROM meters m CROSS JOIN LATERAL (SELECT first_day, quality, gas_litres, energy_wh \
+         FROM billing_periods p WHERE p.meter_id = m.id AND p.kind = $1 \
+         AND p.first_day >= $2 AND p.first_day < $3 OFFSET 0) b WHERE m.region_id = $4 ",
+        sums_group!()
+    );
     billing_period_queries!(sqlx::Postgres);
 }
 
@@ -478,30 +621,57 @@ impl Store {
     }
 
     /// The closed periods of `kind` with first days in `days` [from, to) of the meters with
-    /// ids in `meters` (after, last], by meter and date.
-    pub async fn closed_between(
+    /// ids in `meters` (after, last], by meter and date, with their revisions' count and the
+    /// latest revision's figures, in one query.
+    pub async fn published_between(
         &self,
         kind: &str,
         days: (NaiveDate, NaiveDate),
         meters: (i64, i64),
-    ) -> Result<Vec<ClosedPeriod>> {
+    ) -> Result<Vec<PublishedPeriod>> {
         on_reader!(
             self,
-            |c, q| q::closed_between(c, kind, days, meters).await,
+            |c, q| q::published_between(c, kind, days, meters).await,
             self
         )
     }
 
-    /// The revisions of those periods, by meter, date and revision.
-    pub async fn revisions_between(
+    /// The published figures of `region`'s closed periods of `kind` with first days in
+    /// `days` [from, to), summed in the database per period, usage type and quality.
+    pub async fn region_sums(
         &self,
         kind: &str,
         days: (NaiveDate, NaiveDate),
-        meters: (i64, i64),
-    ) -> Result<Vec<StoredRevision>> {
+        region: &str,
+    ) -> Result<Vec<ClosedSum>> {
         on_reader!(
             self,
-            |c, q| q::revisions_between(c, kind, days, meters).await,
+            |c, q| q::region_sums(c, kind, days, region).await,
+            self
+        )
+    }
+
+    /// How many meters are now in `region`.
+    pub async fn region_meter_count(&self, region: &str) -> Result<i64> {
+        on_reader!(self, |c, q| q::region_meter_count(c, region).await, self)
+    }
+
+    /// The earliest first day of a closed period of `kind`.
+    pub async fn earliest_closed(&self, kind: &str) -> Result<Option<NaiveDate>> {
+        on_reader!(self, |c, q| q::earliest_closed(c, kind).await, self)
+    }
+
+    /// The meters with ids in `meters` (after, last] closed for the period of `kind` starting
+    /// on `first_day`, in id order.
+    pub async fn closed_meters(
+        &self,
+        kind: &str,
+        first_day: NaiveDate,
+        meters: (i64, i64),
+    ) -> Result<Vec<i64>> {
+        on_reader!(
+            self,
+            |c, q| q::closed_meters(c, kind, first_day, meters).await,
             self
         )
     }

@@ -998,3 +998,155 @@ async fn a_late_reading_revises_a_closed_month_without_changing_it_sqlite() {
 async fn a_late_reading_revises_a_closed_month_without_changing_it_postgres() {
     closed_periods_and_revisions(Dialect::Postgres).await;
 }
+
+/// Closes periods of `kind` as the scheduler does under its lease at `now`: the next chunk
+/// (here two meters) at a time, until nothing is left to close.
+async fn close_all(
+    store: &meterhub::storage::Store,
+    calendar: &meterhub::billing::Calendar,
+    kind: meterhub::billing::PeriodKind,
+    now: DateTime<Utc>,
+) {
+    for _ in 0..100 {
+        let Some(c) = meterhub::billing::closing::next_closing(store, calendar, kind, now, 2)
+            .await
+            .expect("closing")
+        else {
+            return;
+        };
+        store.close_periods(&c.rows, |_| ()).await.expect("close");
+    }
+    panic!("closing never ends");
+}
+
+/// A meter registered after months closed gets, when it is first closed, rows for every
+/// earlier closed month it has readings for, and none for those it has not.
+async fn new_meter_backfill(dialect: Dialect) {
+    use meterhub::billing::{Calendar, PeriodKind};
+    let Some(env) = crate::support::Env::new(dialect).await else {
+        return;
+    };
+    let store = &env.store;
+    let calendar = Calendar {
+        time_zone: chrono_tz::UTC,
+        ..Calendar::default()
+    };
+    let id_of = |n: u32| async move {
+        store
+            .meter_by_dev_eui(&dev_eui(n))
+            .await
+            .expect("query")
+            .expect("meter")
+            .id
+    };
+    let day = Duration::days(1);
+    env.register(1).await;
+    let first = id_of(1).await;
+    let rows = series(
+        first,
+        "2026-01-01T00:00:00Z",
+        "2026-06-10T00:00:00Z",
+        day,
+        1_000,
+        100,
+    );
+    store.insert_readings(&rows).await.expect("insert");
+    // March closes first (nothing was closed before), then April a month later.
+    close_all(
+        store,
+        &calendar,
+        PeriodKind::Month,
+        at("2026-04-10T00:00:00Z"),
+    )
+    .await;
+    close_all(
+        store,
+        &calendar,
+        PeriodKind::Month,
+        at("2026-05-10T00:00:00Z"),
+    )
+    .await;
+    // Two meters join: the second with readings from March 20th, the third from May 5th.
+    env.register(3).await;
+    let (second, third) = (id_of(2).await, id_of(3).await);
+    let rows = series(
+        second,
+        "2026-03-20T00:00:00Z",
+        "2026-06-10T00:00:00Z",
+        day,
+        5_000,
+        200,
+    );
+    store.insert_readings(&rows).await.expect("insert");
+    let rows = series(
+        third,
+        "2026-05-05T00:00:00Z",
+        "2026-06-10T00:00:00Z",
+        day,
+        9_000,
+        300,
+    );
+    store.insert_readings(&rows).await.expect("insert");
+    close_all(
+        store,
+        &calendar,
+        PeriodKind::Month,
+        at("2026-06-10T00:00:00Z"),
+    )
+    .await;
+
+    let months = |id: i64| async move {
+        let from = chrono::NaiveDate::from_ymd_opt(2026, 1, 1).expect("date");
+        let to = chrono::NaiveDate::from_ymd_opt(2026, 7, 1).expect("date");
+        store
+            .closed_of_meter(id, "month", (from, to))
+            .await
+            .expect("closed")
+            .into_iter()
+            .map(|c| {
+                (
+                    c.first_day.to_string(),
+                    c.figures.quality,
+                    c.figures.gas_litres,
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    let row = |d: &str, q: &str, l: Option<i64>| (d.to_owned(), q.to_owned(), l);
+    assert_eq!(
+        months(first).await,
+        vec![
+            row("2026-03-01", "measured", Some(3_100)),
+            row("2026-04-01", "measured", Some(3_000)),
+            row("2026-05-01", "measured", Some(3_100)),
+        ]
+    );
+    // March: its start has no reading within the gap, but the meter read in it.
+    assert_eq!(
+        months(second).await,
+        vec![
+            row("2026-03-01", "incomplete", None),
+            row("2026-04-01", "measured", Some(6_000)),
+            row("2026-05-01", "measured", Some(6_200)),
+        ]
+    );
+    // Nothing before May: no closed March; April, the month being closed when it came, is
+    // closed for every meter (incomplete, as May: no reading near its start).
+    assert_eq!(
+        months(third).await,
+        vec![
+            row("2026-04-01", "incomplete", None),
+            row("2026-05-01", "incomplete", None),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_new_meter_is_closed_for_every_earlier_period_it_has_readings_for_sqlite() {
+    new_meter_backfill(Dialect::Sqlite).await;
+}
+
+#[tokio::test]
+async fn a_new_meter_is_closed_for_every_earlier_period_it_has_readings_for_postgres() {
+    new_meter_backfill(Dialect::Postgres).await;
+}

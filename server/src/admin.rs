@@ -434,3 +434,53 @@ pub async fn sync_meters(settings: &Settings, dry_run: bool) -> Result<(String, 
         )
     }
 }
+
+/// After a change from the command line (`meters import`, `meters retire`: another process than
+/// the server, which would see it only at its next periodic round): one round of the ChirpStack
+/// sync when `[chirpstack]` configures it; a line saying what it did, or why it failed. `None`
+/// when the sync is not configured.
+pub async fn sync_after_change(settings: &Settings) -> Option<String> {
+    #[cfg(feature = "chirpstack-sync")]
+    {
+        use crate::chirpstack::sync::{Options, round};
+        let api = match settings.chirpstack.api() {
+            Ok(Some(api)) => api,
+            Ok(None) => return None,
+            Err(e) => return Some(format!("ChirpStack sync not run: {e:#}")),
+        };
+        let store = match open(settings).await {
+            Ok(store) => store,
+            Err(e) => return Some(format!("ChirpStack sync not run: {e:#}")),
+        };
+        let options = Options {
+            apply: true,
+            compare_keys: false,
+        };
+        let done = round(&store, &api, options).await;
+        store.close().await;
+        Some(match done {
+            Ok(r) if r.failures.is_empty() => format!(
+                "ChirpStack: {} devices created, {} deleted",
+                r.created, r.deleted
+            ),
+            Ok(r) => format!(
+                "ChirpStack: {} devices created, {} deleted, {} changes refused (the server's \
+                 next round retries them; `meterhub meters sync --dry-run` lists them): {}",
+                r.created,
+                r.deleted,
+                r.failures.len(),
+                r.failures
+                    .iter()
+                    .map(|(dev_eui, e)| format!("{dev_eui}: {e}"))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            ),
+            Err(e) => format!("ChirpStack sync failed (the server's next round retries it): {e:#}"),
+        })
+    }
+    #[cfg(not(feature = "chirpstack-sync"))]
+    {
+        let _ = settings;
+        None
+    }
+}

@@ -135,6 +135,9 @@ fn run(cli: &Cli) -> Result<(String, bool)> {
                 }
             }))?;
             let elapsed = started.elapsed();
+            if report.inserted + report.updated > 0 {
+                sync_after_change(&settings);
+            }
             (
                 format!(
                     "{report} in {:.1} s ({:.0} rows/s)",
@@ -157,10 +160,10 @@ fn run(cli: &Cli) -> Result<(String, bool)> {
             reason,
         }) => {
             let settings = settings()?;
-            (
-                runtime()?.block_on(admin::retire_meter(&settings, meter, outcome, reason))?,
-                true,
-            )
+            let report =
+                runtime()?.block_on(admin::retire_meter(&settings, meter, outcome, reason))?;
+            sync_after_change(&settings);
+            (report, true)
         }
         Command::Meters(MetersCommand::DeleteReadings { range, force }) => {
             let settings = settings()?;
@@ -272,5 +275,20 @@ async fn wait_for_signal() {
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
+    }
+}
+
+/// After a registry change made by this process: a round of the ChirpStack sync when it is
+/// configured, its outcome on stderr. The change itself is done: a failure here is reported,
+/// and the server's next periodic round makes up for it.
+fn sync_after_change(settings: &Settings) {
+    let line = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map(|rt| rt.block_on(admin::sync_after_change(settings)));
+    match line {
+        Ok(Some(line)) => eprintln!("{line}"),
+        Ok(None) => {}
+        Err(e) => eprintln!("ChirpStack sync not run: {e:#}"),
     }
 }

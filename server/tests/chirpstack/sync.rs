@@ -363,9 +363,12 @@ async fn meters_sync_dry_run_lists_the_differences_and_changes_nothing() {
     );
     assert_eq!(fake.dev_euis(), held, "a dry run changes nothing");
 
-    let out = tokio::task::spawn_blocking(move || run(&["meters", "sync"]))
-        .await
-        .expect("ran");
+    let out = tokio::task::spawn_blocking({
+        let run = run.clone();
+        move || run(&["meters", "sync"])
+    })
+    .await
+    .expect("ran");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -384,5 +387,31 @@ async fn meters_sync_dry_run_lists_the_differences_and_changes_nothing() {
             dev_eui(3),
             "a0b1c2d3e4f50607".to_owned()
         ]
+    );
+
+    // A retirement from the command line reaches ChirpStack at once.
+    let meter = dev_eui(1);
+    let out = tokio::task::spawn_blocking(move || {
+        run(&[
+            "meters",
+            "retire",
+            &meter,
+            "--outcome",
+            "destruction",
+            "--reason",
+            "burnt",
+        ])
+    })
+    .await
+    .expect("ran");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("ChirpStack: 0 devices created, 1 deleted"),
+        "{stderr}"
+    );
+    assert_eq!(
+        fake.dev_euis(),
+        [dev_eui(2), dev_eui(3), "a0b1c2d3e4f50607".to_owned()]
     );
 }

@@ -1,5 +1,5 @@
 //! One-shot administrative commands: `migrate`, `meters import`, `update`, `retire`,
-//! `delete-readings`, `delete-alarms` and `erase-customer`, and `keys`.
+//! `delete-readings`, `delete-alarms` and `erase-customer`, `retention`, and `keys`.
 
 use std::path::Path;
 
@@ -483,4 +483,26 @@ pub async fn sync_after_change(settings: &Settings) -> Option<String> {
         let _ = settings;
         None
     }
+}
+
+/// `retention`: removes (or, `--dry-run`, counts) what is older than `[retention]` keeps;
+/// per table the cutoff and what went, as JSON.
+pub async fn retention(settings: &Settings, dry_run: bool) -> Result<String> {
+    let now = now_utc(&settings.clock()?);
+    let store = open_migrated(settings).await?;
+    let out = async {
+        let report = crate::retention::run(
+            &store,
+            Some(&announcer(&store)),
+            &settings.retention,
+            now,
+            dry_run,
+        )
+        .await
+        .context("removing old data")?;
+        Ok::<_, anyhow::Error>(serde_json::to_string(&report)?)
+    }
+    .await;
+    store.close().await;
+    out
 }

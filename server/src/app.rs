@@ -296,6 +296,8 @@ impl Application {
             holder,
             changes: changes.clone(),
             billing: crate::billing::Calendar::new(&settings.utility, &settings.billing)?,
+            retention: settings.retention.clone(),
+            retention_ran: std::sync::Mutex::new(None),
         };
         tasks.push((
             Task::Scheduler,

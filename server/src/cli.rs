@@ -94,6 +94,14 @@ pub enum Command {
     Configfile,
     /// Create or update the database schema (and PostgreSQL's readings partitions).
     Migrate,
+    /// Remove the readings, quarantined messages and audit rows older than `[retention]`
+    /// keeps, as the running server does about once an hour. Prints, per table, the cutoff
+    /// and the rows (and PostgreSQL's monthly partitions) removed, as JSON.
+    Retention {
+        /// Only report what would be removed.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Print the time by the configured clock as JSON, with the wall time it was read at:
     /// a server and a simulator given the same --clock-speed, --clock-start and --clock-anchor
     /// agree.

@@ -42,6 +42,24 @@ pub struct Settings {
     pub billing: BillingSettings,
     /// The process as a whole: how long a stop may take.
     pub server: ServerSettings,
+    /// How long old data is kept.
+    pub retention: RetentionSettings,
+}
+
+/// How long old data is kept; `None` keeps it forever (the default). The scheduler removes
+/// what is older, and `meterhub retention` does it (or, `--dry-run`, reports it) at once.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RetentionSettings {
+    /// Readings older than this many days go. PostgreSQL drops whole monthly partitions (a
+    /// month goes once all of it is older); SQLite deletes row by row. At least
+    /// [`crate::retention::MIN_READINGS_DAYS`] plus `billing.gap_days` and
+    /// `billing.grace_days`: a month's billing period closes from them.
+    pub readings_days: Option<u32>,
+    /// Quarantined messages received more than this many days ago go.
+    pub quarantine_days: Option<u32>,
+    /// Audit rows (a meter's history) written more than this many days ago go.
+    pub audit_days: Option<u32>,
 }
 
 /// The process as a whole.
@@ -601,6 +619,11 @@ impl Settings {
         if self.billing.grace_days > 366 {
             bail!("billing.grace_days must be between 0 and 366");
         }
+        crate::retention::check(
+            &self.retention,
+            self.billing.gap_days,
+            self.billing.grace_days,
+        )?;
         self.clock_instants()?;
         // The MQTT receive maximum, a 16-bit number, is a multiple of the batch (capped).
         if !(1..=32_767).contains(&self.ingest.batch_size) {
@@ -713,6 +736,13 @@ fn merge(into: &mut toml::Table, from: toml::Table) {
     }
 }
 
+/// Integer settings unset by default: no default value says they are integers.
+const OPTIONAL_INTEGERS: [&str; 3] = [
+    "retention.readings_days",
+    "retention.quarantine_days",
+    "retention.audit_days",
+];
+
 /// Sets `SECTION__KEY` from an environment variable, typed like the default it replaces (an
 /// environment variable is always text, so `5` must become an integer only where one is meant).
 fn apply_env(tree: &mut toml::Table, name: &str, value: &str) -> Result<()> {
@@ -720,6 +750,8 @@ fn apply_env(tree: &mut toml::Table, name: &str, value: &str) -> Result<()> {
     let Some(key) = path.pop() else {
         bail!("empty setting name");
     };
+    let optional_integer =
+        OPTIONAL_INTEGERS.contains(&format!("{}.{key}", path.join(".")).as_str());
     let mut table = tree;
     for section in &path {
         table = match table.get_mut(section) {
@@ -747,6 +779,11 @@ fn apply_env(tree: &mut toml::Table, name: &str, value: &str) -> Result<()> {
                 .collect(),
         ),
         Some(toml::Value::Table(_)) => bail!("{key:?} is a section, not a setting"),
+        None if optional_integer => toml::Value::Integer(
+            value
+                .parse()
+                .with_context(|| format!("expected an integer, got {value:?}"))?,
+        ),
         _ => toml::Value::String(value.to_owned()),
     };
     table.insert(key, typed);
@@ -880,6 +917,17 @@ grace_days = {grace_days}
 # status is 1. Keep it below the service manager's own limit (systemd: TimeoutStopSec,
 # Kubernetes: terminationGracePeriodSeconds).
 shutdown_grace_secs = {grace}
+
+[retention]
+# How long old data is kept, in days; kept forever when unset. The scheduler removes what is
+# older about once an hour; `meterhub retention --dry-run` reports what would go. Readings: on
+# PostgreSQL whole months go (a monthly partition once all of it is older), on SQLite single
+# rows; closed billing figures stay. At least 32 + billing.gap_days + billing.grace_days.
+# readings_days = 730
+# Quarantined messages, by the time they were received.
+# quarantine_days = 90
+# Audit rows (GET /api/v1/meters/{{meter}}/history), by the time they were written.
+# audit_days = 3650
 "#,
         gap_days = d.billing.gap_days,
         grace_days = d.billing.grace_days,

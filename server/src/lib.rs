@@ -22,6 +22,7 @@ pub mod mqtt;
 pub mod pages;
 pub mod registry;
 pub mod report;
+pub mod retention;
 pub mod storage;
 pub mod time;
 pub mod uplink;

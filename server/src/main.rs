@@ -106,6 +106,13 @@ fn run(cli: &Cli) -> Result<(String, bool)> {
             let settings = settings()?;
             (runtime()?.block_on(admin::migrate(&settings))?, true)
         }
+        Command::Retention { dry_run } => {
+            let settings = settings()?;
+            (
+                runtime()?.block_on(admin::retention(&settings, *dry_run))?,
+                true,
+            )
+        }
         Command::Clock => (admin::clock_report(&settings()?.clock()?), true),
         #[cfg(feature = "embedded-broker")]
         Command::Broker { port, v311_port } => {

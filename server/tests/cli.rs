@@ -79,6 +79,42 @@ fn configfile_prints_commented_defaults_that_parse_as_toml() {
 }
 
 #[test]
+fn retention_dry_run_prints_each_set_table_with_its_cutoff() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = format!("sqlite://{}/m.db", dir.path().display());
+    let out = Command::new(env!("CARGO_BIN_EXE_meterhub"))
+        .args(["retention", "--dry-run", "--database-url", &db])
+        .env("METERHUB_RETENTION__AUDIT_DAYS", "30")
+        .output()
+        .expect("run meterhub");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(report["dryRun"], true);
+    let tables = report["tables"].as_array().expect("tables");
+    assert_eq!(tables.len(), 1, "{report}");
+    assert_eq!(tables[0]["table"], "meter_audit");
+    assert_eq!(tables[0]["rows"], 0);
+    assert!(tables[0]["cutoff"].is_string());
+
+    // A readings retention too short for billing is refused, naming the setting.
+    let out = Command::new(env!("CARGO_BIN_EXE_meterhub"))
+        .args(["retention", "--database-url", &db])
+        .env("METERHUB_RETENTION__READINGS_DAYS", "10")
+        .output()
+        .expect("run meterhub");
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("retention.readings_days"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
 fn migrate_then_import_on_a_fresh_sqlite_file() {
     let dir = tempfile::tempdir().expect("tempdir");
     let db = format!("sqlite://{}/m.db", dir.path().display());

@@ -1,13 +1,14 @@
 //! Time-driven work, done by one instance at a time: the holder of the `scheduler` lease
 //! (taken with a conditional UPDATE, so it works on either store) marks overdue meters silent,
 //! runs due self-test schedules, expires and times out commands, closes billing periods past
-//! their grace and revises closed figures that late readings changed, and delivers alarms. A
+//! their grace and revises closed figures that late readings changed, delivers alarms, and
+//! about once an hour removes data older than `[retention]` keeps (`crate::retention`). A
 //! run of a schedule occurrence is keyed by (schedule, due time), a closed period by (meter,
 //! kind, first day) and a revision by its number, so even two holders (a lease lost mid-run)
 //! create each once.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use firmware_protocol::clock::Clock;
 use tokio_util::sync::CancellationToken;
@@ -15,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 use super::webhook::{Webhook, retry_at};
 use crate::billing::{Calendar, PeriodKind, closing};
 use crate::cache::Touched;
-use crate::config::MonitorSettings;
+use crate::config::{MonitorSettings, RetentionSettings};
 use crate::downlink::{CommandKind, Downlinks};
 use crate::metrics::Metrics;
 use crate::storage::Store;
@@ -58,7 +59,16 @@ pub struct Scheduler {
     pub changes: crate::cache::Changes,
     /// The billing calendar: which periods are past their grace.
     pub billing: Calendar,
+    /// How long old data is kept.
+    pub retention: RetentionSettings,
+    /// When retention last ran here: simulated time, and the wall clock's instant.
+    pub retention_ran: std::sync::Mutex<Option<(chrono::DateTime<chrono::Utc>, Instant)>>,
 }
+
+/// Retention runs at most once per simulated hour, and at most once per wall minute (an
+/// accelerated clock would otherwise run it every tick).
+const RETENTION_EVERY: chrono::Duration = chrono::Duration::hours(1);
+const RETENTION_WALL_EVERY: Duration = Duration::from_secs(60);
 
 impl Scheduler {
     /// Runs until `shutdown`, one pass per tick.
@@ -128,7 +138,55 @@ impl Scheduler {
         self.close_periods(now).await?;
         self.revise_closed(now).await?;
         self.deliver(now).await?;
+        self.retain(now).await?;
         Ok(true)
+    }
+
+    /// Removes data older than the retention settings keep, when due.
+    async fn retain(&self, now: chrono::DateTime<chrono::Utc>) -> anyhow::Result<()> {
+        if self.retention == RetentionSettings::default() {
+            return Ok(());
+        }
+        let due = match *self
+            .retention_ran
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        {
+            Some((at, wall)) => {
+                now - at >= RETENTION_EVERY && wall.elapsed() >= RETENTION_WALL_EVERY
+            }
+            None => true,
+        };
+        if !due {
+            return Ok(());
+        }
+        // Noted before the run: a failing run is retried at the next interval, not every tick.
+        *self
+            .retention_ran
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some((now, Instant::now()));
+        let report = crate::retention::run(
+            &self.store,
+            Some(&self.changes),
+            &self.retention,
+            now,
+            false,
+        )
+        .await?;
+        for t in report
+            .tables
+            .iter()
+            .filter(|t| t.rows > 0 || t.partitions.as_ref().is_some_and(|p| !p.is_empty()))
+        {
+            tracing::info!(
+                table = t.table,
+                cutoff = %t.cutoff,
+                rows = t.rows,
+                partitions = ?t.partitions,
+                "old data removed"
+            );
+        }
+        Ok(())
     }
 
     /// Freezes the next chunk of each kind's periods past their grace. The rows are keyed by

@@ -27,6 +27,7 @@ pub mod partitions;
 pub mod quarantine;
 pub mod readings;
 pub mod registration;
+pub mod retention;
 pub mod schedules;
 pub mod seen_keys;
 pub mod self_tests;

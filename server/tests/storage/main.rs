@@ -5,6 +5,7 @@ mod import;
 mod lifecycle;
 mod partitions;
 mod registry;
+mod retention;
 mod rows;
 mod schema;
 

@@ -986,6 +986,23 @@ async fn closed_periods_and_revisions(dialect: Dialect) {
     let items = alarms["items"].as_array().expect("alarms");
     assert_eq!(items.len(), 1, "{alarms}");
     assert_eq!(items[0]["value"], -50);
+
+    // Retention removes the month's readings (on PostgreSQL, the UTC months holding them):
+    // the closed figure and its revisions are served as they were.
+    let after_month = next_month.and_hms_opt(0, 0, 0).expect("midnight").and_utc() + Days::new(1);
+    let retention = meterhub::config::RetentionSettings {
+        readings_days: u32::try_from((Utc::now() - after_month).num_days()).ok(),
+        ..Default::default()
+    };
+    let removed = meterhub::retention::run(store, None, &retention, Utc::now(), false)
+        .await
+        .expect("retention");
+    assert!(
+        removed.rows() >= u64::try_from(count).unwrap_or(0),
+        "{removed:?}"
+    );
+    let kept = api.get_uncached(&month_path).await.json();
+    assert_eq!(kept["items"][0], row["items"][0], "{kept}");
     api.stop().await;
 }
 

@@ -24,6 +24,7 @@ mod fuzz;
 mod lifecycle;
 mod openapi;
 mod otaa_keys;
+mod retention;
 mod routes;
 mod strict_input;
 mod support;

@@ -15,6 +15,9 @@ use crate::metrics::Metrics;
 use crate::storage::Store;
 use meterhub_chirpstack::{ChirpStackApi, NewDevice};
 
+/// How long after the start the first periodic round comes.
+const FIRST_ROUND: Duration = Duration::from_secs(5);
+
 /// What a round does besides reading.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Options {
@@ -174,7 +177,9 @@ impl SyncTask {
     /// and a round after each change this instance's API made (whoever holds the lease: the
     /// change should reach ChirpStack now, and rounds are idempotent).
     pub async fn run(self, shutdown: CancellationToken) {
-        let mut next = tokio::time::Instant::now();
+        // The first round a few seconds after the start: by then the scheduler's first pass
+        // has taken the lease (a round at once would find it untaken and wait a whole interval).
+        let mut next = tokio::time::Instant::now() + FIRST_ROUND.min(self.interval);
         loop {
             let periodic = tokio::select! {
                 _ = tokio::time::sleep_until(next) => true,

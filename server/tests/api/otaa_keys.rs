@@ -112,3 +112,65 @@ async fn an_install_and_a_retirement_reach_chirpstack_without_waiting_for_a_roun
         api.stop().await;
     }
 }
+
+#[cfg(feature = "chirpstack-sync")]
+#[tokio::test]
+async fn a_meter_registered_by_another_process_reaches_chirpstack_at_a_periodic_round() {
+    use std::time::{Duration, Instant};
+
+    use meterhub::storage::device_keys::OtaaKeys;
+    use meterhub::storage::meters::NewMeter;
+
+    use crate::fake::{APPLICATION, FakeChirpStack, PROFILE, TOKEN};
+
+    for dialect in Dialect::ALL {
+        let fake = FakeChirpStack::start().await;
+        let url = fake.url();
+        let Some(api) = TestApi::start_with(dialect, |s| {
+            s.chirpstack.api_url = Some(url);
+            s.chirpstack.api_token = Some(meterhub::config::Secret(TOKEN.to_owned()));
+            s.chirpstack.application_id = Some(APPLICATION.to_owned());
+            s.chirpstack.device_profile_id = Some(PROFILE.to_owned());
+            s.chirpstack.sync_interval_secs = 1;
+        })
+        .await
+        else {
+            continue;
+        };
+        // Written to the database directly, as an import from another process would: no
+        // round is asked for; the scheduler's lease holder finds it.
+        let meter = NewMeter {
+            dev_eui: dev_eui(7),
+            serial: serial(7).to_string(),
+            body_number: 7,
+            user_id: "user-7".into(),
+            application_id: APPLICATION.into(),
+            region_id: "north".into(),
+            usage_type: "residential".into(),
+            mode: "credit".into(),
+            production_date: chrono::NaiveDate::from_ymd_opt(2026, 1, 15).expect("date"),
+            reporting_interval_minutes: 1440,
+        };
+        let now = chrono::Utc::now();
+        api.env
+            .store
+            .register_meter(&meter, now)
+            .await
+            .expect("register");
+        let keys = OtaaKeys {
+            join_eui: "70b3d57ed0000000".into(),
+            app_key: APP_KEY.into(),
+        };
+        api.env
+            .store
+            .set_device_keys(&meter.dev_eui, &keys, now)
+            .await
+            .expect("keys");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !fake.dev_euis().contains(&dev_eui(7)) {
+            assert!(Instant::now() < deadline, "{:?}", fake.lock().calls);
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        api.stop().await;
+    }
+}

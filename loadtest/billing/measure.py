@@ -2,14 +2,15 @@
 p50, p99), a region's monthly totals, and the fleet's monthly CSV export (time, size, rows) with
 the server's RSS sampled every 50 ms while it streams.
 
-Usage: measure.py HOST:PORT KEY SERVER_PID METERS MONTH FROM TO REGION [csv-only]"""
+Usage: measure.py HOST:PORT KEY SERVER_PID METERS MONTH FROM TO REGION [csv-only|no-csv]"""
 import http.client, json, os, random, sys, threading, time
 
 host, port = sys.argv[1].split(":")
 key, pid, meters, month = sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
 frm, to = sys.argv[6], sys.argv[7]   # the 12 months [frm, to)
 region = sys.argv[8]
-csv_only = len(sys.argv) > 9 and sys.argv[9] == "csv-only"
+mode = sys.argv[9] if len(sys.argv) > 9 else ""
+csv_only, no_csv = mode == "csv-only", mode == "no-csv"
 
 def conn():
     return http.client.HTTPConnection(host, int(port), timeout=600)
@@ -51,7 +52,7 @@ def latency():
         dt, body = get(c, meter_path())
         times.append(dt)
         rows = len(json.loads(body)["items"])
-    print(f"meter 12 months uncached: n=1000 rows={rows} mean={sum(times)/len(times)*1e3:.2f} ms "
+    print(f"meter {frm}..{to} uncached: n=1000 rows={rows} mean={sum(times)/len(times)*1e3:.2f} ms "
           f"p50={pct(times,50)*1e3:.2f} ms p99={pct(times,99)*1e3:.2f} ms max={max(times)*1e3:.2f} ms")
 
     rt = []
@@ -69,6 +70,8 @@ def latency():
 
 if not csv_only:
     latency()
+if no_csv:
+    sys.exit(0)
 
 samples = []
 done = threading.Event()

@@ -25,6 +25,8 @@ psql -At "$DB" -c "SELECT kind, first_day, count(*) FROM billing_periods GROUP B
 MONTH=$(psql -At "$DB" -c "SELECT to_char(first_day, 'YYYY-MM') FROM billing_periods WHERE kind = 'month' LIMIT 1")
 FROM=$(date -u -d "$MONTH-01 - 11 months" +%F); TO=$(date -u -d "$MONTH-01 + 1 month" +%F)
 python3 loadtest/billing/measure.py 127.0.0.1:18080 "$KEY" $SERVER 100000 "$MONTH" "$FROM" "$TO" r3
+# A meter's closed month alone (its row from billing_periods), and the region's.
+python3 loadtest/billing/measure.py 127.0.0.1:18080 "$KEY" $SERVER 100000 "$MONTH" "$MONTH-01" "$TO" r3 no-csv
 # The month before, not closed: computed from the readings.
 BEFORE=$(date -u -d "$MONTH-01 - 1 month" +%Y-%m)
 python3 loadtest/billing/measure.py 127.0.0.1:18080 "$KEY" $SERVER 100000 "$BEFORE" "$FROM" "$TO" r3 csv-only

@@ -362,25 +362,6 @@ macro_rules! billing_period_queries {
             .await?)
         }
 
-        /// Notes readings that may fall in closed periods (inside the ingest transaction).
-        pub async fn note_late(
-            conn: &mut Conn,
-            late: &[(i64, DateTime<Utc>)],
-            received_at: DateTime<Utc>,
-        ) -> Result<()> {
-            for part in late.chunks(INSERT_ROWS) {
-                let mut b = sqlx::QueryBuilder::<$db>::new(
-                    "INSERT INTO billing_late_readings (meter_id, reading_time, received_at) ",
-                );
-                b.push_values(part, |mut b, (meter_id, at)| {
-                    b.push_bind(*meter_id).push_bind(*at).push_bind(received_at);
-                });
-                b.push(" ON CONFLICT (meter_id, reading_time) DO NOTHING");
-                b.build().execute(&mut *conn).await?;
-            }
-            Ok(())
-        }
-
         /// The oldest-noted late readings, by meter and time, at most `limit`.
         pub async fn late_readings(conn: &mut Conn, limit: i64) -> Result<Vec<LateReading>> {
             Ok(sqlx::query_as(
@@ -567,6 +548,25 @@ pub(crate) mod sqlite {
         sums_group!()
     );
     billing_period_queries!(sqlx::Sqlite);
+
+    /// Notes readings that may fall in closed periods (inside the ingest transaction).
+    pub async fn note_late(
+        conn: &mut Conn,
+        late: &[(i64, DateTime<Utc>)],
+        received_at: DateTime<Utc>,
+    ) -> Result<()> {
+        for part in late.chunks(INSERT_ROWS) {
+            let mut b = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+                "INSERT INTO billing_late_readings (meter_id, reading_time, received_at) ",
+            );
+            b.push_values(part, |mut b, (meter_id, at)| {
+                b.push_bind(*meter_id).push_bind(*at).push_bind(received_at);
+            });
+            b.push(" ON CONFLICT (meter_id, reading_time) DO NOTHING");
+            b.build().execute(&mut *conn).await?;
+        }
+        Ok(())
+    }
 }
 
 /// Queries on PostgreSQL.
@@ -593,6 +593,30 @@ pub(crate) mod postgres {
         sums_group!()
     );
     billing_period_queries!(sqlx::Postgres);
+
+    /// Notes readings that may fall in closed periods (inside the ingest transaction): one
+    /// statement, the columns as arrays, so its text (and prepared statement) is the same for
+    /// every batch.
+    pub async fn note_late(
+        conn: &mut Conn,
+        late: &[(i64, DateTime<Utc>)],
+        received_at: DateTime<Utc>,
+    ) -> Result<()> {
+        if late.is_empty() {
+            return Ok(());
+        }
+        sqlx::query(
+            "INSERT INTO billing_late_readings (meter_id, reading_time, received_at) \
+             SELECT meter_id, reading_time, $3 FROM unnest($1::bigint[], $2::timestamptz[]) \
+             AS v (meter_id, reading_time) ON CONFLICT (meter_id, reading_time) DO NOTHING",
+        )
+        .bind(late.iter().map(|l| l.0).collect::<Vec<_>>())
+        .bind(late.iter().map(|l| l.1).collect::<Vec<_>>())
+        .bind(received_at)
+        .execute(&mut *conn)
+        .await?;
+        Ok(())
+    }
 }
 
 impl Store {

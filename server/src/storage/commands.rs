@@ -537,10 +537,68 @@ fn prefixed(prefix: &str) -> String {
 
 /// Queries on SQLite.
 pub(crate) mod sqlite {
+    use std::collections::HashSet;
+
     command_queries!(sqlx::Sqlite);
+
+    /// Stores commands unless one with their id exists; returns the ids that were new. One
+    /// statement each (SQLite runs in process: a statement costs no round trip).
+    pub async fn record_all(conn: &mut Conn, rows: &[&CommandRow]) -> Result<HashSet<Uuid>> {
+        let mut new = HashSet::new();
+        for c in rows {
+            if record(conn, c).await? {
+                new.insert(c.id);
+            }
+        }
+        Ok(new)
+    }
 }
 
 /// Queries on PostgreSQL.
 pub(crate) mod postgres {
+    use std::collections::HashSet;
+
     command_queries!(sqlx::Postgres);
+
+    /// Stores commands unless one with their id exists; returns the ids that were new. One
+    /// statement for all of them: the columns travel as arrays.
+    pub async fn record_all(conn: &mut Conn, rows: &[&CommandRow]) -> Result<HashSet<Uuid>> {
+        if rows.is_empty() {
+            return Ok(HashSet::new());
+        }
+        fn column<'a, T>(rows: &[&'a CommandRow], f: impl Fn(&'a CommandRow) -> T) -> Vec<T> {
+            rows.iter().map(|c| f(c)).collect()
+        }
+        let ids: Vec<Uuid> = sqlx::query_scalar(
+            "INSERT INTO commands (id, meter_id, kind, fport, payload, confirmed, \
+             requested_by, state, attempts, error, created_at, updated_at, expires_at, \
+             sent_at, completed_at, deadline_at, result, schedule_id) \
+             SELECT * FROM unnest($1::uuid[], $2::bigint[], $3::text[], $4::smallint[], \
+             $5::bytea[], $6::boolean[], $7::text[], $8::text[], $9::integer[], $10::text[], \
+             $11::timestamptz[], $12::timestamptz[], $13::timestamptz[], $14::timestamptz[], \
+             $15::timestamptz[], $16::timestamptz[], $17::text[], $18::bigint[]) \
+             ON CONFLICT (id) DO NOTHING RETURNING id",
+        )
+        .bind(column(rows, |c| c.id))
+        .bind(column(rows, |c| c.meter_id))
+        .bind(column(rows, |c| c.kind.as_str()))
+        .bind(column(rows, |c| c.fport))
+        .bind(column(rows, |c| c.payload.as_slice()))
+        .bind(column(rows, |c| c.confirmed))
+        .bind(column(rows, |c| c.requested_by.as_str()))
+        .bind(column(rows, |c| c.state.as_str()))
+        .bind(column(rows, |c| c.attempts))
+        .bind(column(rows, |c| c.error.as_deref()))
+        .bind(column(rows, |c| c.created_at))
+        .bind(column(rows, |c| c.updated_at))
+        .bind(column(rows, |c| c.expires_at))
+        .bind(column(rows, |c| c.sent_at))
+        .bind(column(rows, |c| c.completed_at))
+        .bind(column(rows, |c| c.deadline_at))
+        .bind(column(rows, |c| c.result.as_deref()))
+        .bind(column(rows, |c| c.schedule_id))
+        .fetch_all(&mut *conn)
+        .await?;
+        Ok(ids.into_iter().collect())
+    }
 }

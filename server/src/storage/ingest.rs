@@ -141,6 +141,39 @@ pub struct Outcome {
     pub clock_answers_missed: u64,
 }
 
+impl Effect {
+    /// The meter this effect writes to, when it names one (a command report names only its
+    /// command, a quarantined message no meter).
+    pub fn meter_id(&self) -> Option<i64> {
+        match self {
+            Effect::Reading(r) => Some(r.meter_id),
+            Effect::AlarmRaised(a) => Some(a.meter_id),
+            Effect::AlarmCleared { meter_id, .. }
+            | Effect::Complete { meter_id, .. }
+            | Effect::LateReading { meter_id, .. } => Some(*meter_id),
+            Effect::SelfTest(t) => Some(t.meter_id),
+            Effect::Info(i) => Some(i.meter_id),
+            Effect::Link(l) => Some(l.meter_id),
+            Effect::RecordCommand(c) => Some(c.meter_id),
+            Effect::Observe(o) => Some(o.meter_id),
+            Effect::DeviceStatus(s) => Some(s.meter_id),
+            Effect::Quarantine(_) | Effect::CommandReport { .. } => None,
+        }
+    }
+}
+
+/// Every meter the plans name, ascending and once each: the order in which the ingest
+/// transaction locks them.
+pub(crate) fn meters_named(plans: &[Plan]) -> Vec<i64> {
+    let mut ids: Vec<i64> = plans
+        .iter()
+        .flat_map(|p| p.effects.iter().filter_map(Effect::meter_id))
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    ids
+}
+
 /// Chooses which plans to apply: identities not seen before, first occurrence in the batch.
 pub(crate) fn select(plans: &[Plan], new: &std::collections::HashSet<EventIdentity>) -> Vec<bool> {
     let mut taken = std::collections::HashSet::new();
@@ -215,13 +248,28 @@ macro_rules! apply_for {
                 quarantine, readings, self_tests,
             };
 
+            // First, every meter the batch names, locked in id order (on PostgreSQL; SQLite
+            // has one writer) with the rules' state read in the same statement: two instances
+            // on a shared subscription wait for each other's common meters instead of taking
+            // them in opposite orders and deadlocking.
+            let states: std::collections::HashMap<i64, crate::monitor::rules::MeterState> =
+                monitor::$dialect::states(conn, &meters_named(plans))
+                    .await?
+                    .into_iter()
+                    .collect();
             let ids: Vec<EventIdentity> = {
                 let mut seen = std::collections::HashSet::new();
-                plans
+                let mut ids: Vec<EventIdentity> = plans
                     .iter()
                     .filter_map(|p| p.identity.clone())
                     .filter(|id| seen.insert(id.clone()))
-                    .collect()
+                    .collect();
+                // Their unique index's entries are taken in one order too (an event redelivered
+                // to the other instance while this one still holds it).
+                ids.sort_unstable_by(|a, b| {
+                    (&a.event_id, &a.event_type).cmp(&(&b.event_id, &b.event_type))
+                });
+                ids
             };
             let new = identities::$dialect::record(conn, &ids, now).await?;
             let applied = select(plans, &new);
@@ -304,31 +352,26 @@ macro_rules! apply_for {
                 }
             }
             let pending_devices = {
-                let mut ids: Vec<i64> = observations.iter().map(|o| o.meter_id).collect();
-                ids.sort_unstable();
-                ids.dedup();
-                let states: std::collections::HashMap<i64, crate::monitor::rules::MeterState> =
-                    monitor::$dialect::states(conn, &ids)
-                        .await?
-                        .into_iter()
-                        .collect();
                 // A reading older than its meter's latest is judged against the stored readings
                 // either side of it in time (stored above, with the rest of the batch).
-                let mut neighbours = std::collections::HashMap::new();
-                for o in &observations {
-                    let older = states
-                        .get(&o.meter_id)
-                        .and_then(|s| s.register_at)
-                        .is_some_and(|t| o.observed.at < t);
-                    if older && o.observed.register.is_some() {
-                        let (before, after) =
-                            readings::$dialect::neighbours(conn, o.meter_id, o.observed.at).await?;
-                        neighbours.insert(
-                            (o.meter_id, o.observed.at),
-                            crate::monitor::rules::Neighbours { before, after },
-                        );
-                    }
-                }
+                let older: Vec<(i64, DateTime<Utc>)> = observations
+                    .iter()
+                    .filter(|o| {
+                        o.observed.register.is_some()
+                            && states
+                                .get(&o.meter_id)
+                                .and_then(|s| s.register_at)
+                                .is_some_and(|t| o.observed.at < t)
+                    })
+                    .map(|o| (o.meter_id, o.observed.at))
+                    .collect();
+                let neighbours = readings::$dialect::neighbours_of(conn, &older)
+                    .await?
+                    .into_iter()
+                    .map(|(k, (before, after))| {
+                        (k, crate::monitor::rules::Neighbours { before, after })
+                    })
+                    .collect();
                 crate::monitor::evaluate_batch(states, &observations, &neighbours, &mut raised)
             };
             let mut command_meters = Vec::new();
@@ -343,12 +386,16 @@ macro_rules! apply_for {
                 // nothing.
                 let retired =
                     crate::storage::lifecycle::$dialect::not_in_service(conn, &ids).await?;
+                let wanted: Vec<(&commands::CommandRow, String)> = resyncs
+                    .iter()
+                    .zip(devices)
+                    .filter(|(c, _)| !open.contains(&c.meter_id) && !retired.contains(&c.meter_id))
+                    .collect();
+                let rows: Vec<&commands::CommandRow> = wanted.iter().map(|(c, _)| *c).collect();
+                let new = commands::$dialect::record_all(conn, &rows).await?;
                 let mut released = Vec::new();
-                for (command, device) in resyncs.iter().zip(devices) {
-                    if !open.contains(&command.meter_id)
-                        && !retired.contains(&command.meter_id)
-                        && commands::$dialect::record(conn, command).await?
-                    {
+                for (command, device) in wanted {
+                    if new.contains(&command.id) {
                         command_meters.push(command.meter_id);
                         released.push(device);
                     }
@@ -357,11 +404,13 @@ macro_rules! apply_for {
             };
             // Commands first (a clock answer is recorded before its txack is applied), then
             // what ChirpStack reported, then what uplinks answered.
-            for c in records {
-                if commands::$dialect::record(conn, c).await? {
-                    command_meters.push(c.meter_id);
-                }
-            }
+            let new = commands::$dialect::record_all(conn, &records).await?;
+            command_meters.extend(
+                records
+                    .iter()
+                    .filter(|c| new.contains(&c.id))
+                    .map(|c| c.meter_id),
+            );
             let mut clock_answers_late = 0;
             let mut clock_answers_missed = 0;
             for (id, reported, deadline, at) in reports {

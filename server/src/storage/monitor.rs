@@ -56,6 +56,21 @@ struct StateRow {
     consumption_samples: i32,
 }
 
+impl StateRow {
+    fn into_state(self) -> (i64, MeterState) {
+        (
+            self.id,
+            MeterState {
+                valve: self.valve,
+                register: self.register_value,
+                register_at: self.register_at,
+                daily_average: self.daily_consumption_avg,
+                samples: self.consumption_samples,
+            },
+        )
+    }
+}
+
 macro_rules! monitor_queries {
     ($db:ty, $dialect:ident) => {
         use chrono::{DateTime, Utc};
@@ -65,64 +80,6 @@ macro_rules! monitor_queries {
         use crate::storage::alarms::NewAlarm;
 
         type Conn = <$db as sqlx::Database>::Connection;
-
-        /// The remembered state of these meters.
-        pub async fn states(conn: &mut Conn, meter_ids: &[i64]) -> Result<Vec<(i64, MeterState)>> {
-            let mut out = Vec::with_capacity(meter_ids.len());
-            for chunk in meter_ids.chunks(1_000) {
-                let mut q = sqlx::QueryBuilder::<$db>::new(
-                    "SELECT id, valve, register_value, register_at, daily_consumption_avg, \
-                     consumption_samples FROM meters WHERE id IN (",
-                );
-                let mut list = q.separated(", ");
-                // Padded with NULLs, which match nothing: see `padding`.
-                for id in crate::storage::padding::rows(chunk, 1_000) {
-                    list.push_bind(id.copied());
-                }
-                q.push(")");
-                let rows: Vec<StateRow> = q.build_query_as().fetch_all(&mut *conn).await?;
-                out.extend(rows.into_iter().map(|r| {
-                    (
-                        r.id,
-                        MeterState {
-                            valve: r.valve,
-                            register: r.register_value,
-                            register_at: r.register_at,
-                            daily_average: r.daily_consumption_avg,
-                            samples: r.consumption_samples,
-                        },
-                    )
-                }));
-            }
-            Ok(out)
-        }
-
-        /// Clears the open alarms of `kind` of these meters (they were heard again).
-        pub async fn clear_kind(
-            conn: &mut Conn,
-            meter_ids: &[i64],
-            kind: &str,
-            now: DateTime<Utc>,
-        ) -> Result<u64> {
-            let mut cleared = 0;
-            for chunk in meter_ids.chunks(1_000) {
-                let mut q = sqlx::QueryBuilder::<$db>::new(
-                    "UPDATE alarms SET state = 'cleared', cleared_at = ",
-                );
-                q.push_bind(now)
-                    .push(" WHERE kind = ")
-                    .push_bind(kind.to_owned())
-                    .push(" AND state <> 'cleared' AND meter_id IN (");
-                let mut list = q.separated(", ");
-                // Padded with NULLs, which match nothing: see `padding`.
-                for id in crate::storage::padding::rows(chunk, 1_000) {
-                    list.push_bind(id.copied());
-                }
-                q.push(")");
-                cleared += q.build().execute(&mut *conn).await?.rows_affected();
-            }
-            Ok(cleared)
-        }
 
         /// Marks up to `limit` reporting meters in service whose overdue time has passed as
         /// silent and
@@ -271,6 +228,53 @@ macro_rules! monitor_queries {
 pub(crate) mod sqlite {
     monitor_queries!(sqlx::Sqlite, sqlite);
 
+    /// The remembered state of these meters. (SQLite has one writer: nothing to lock.)
+    pub async fn states(conn: &mut Conn, meter_ids: &[i64]) -> Result<Vec<(i64, MeterState)>> {
+        let mut out = Vec::with_capacity(meter_ids.len());
+        for chunk in meter_ids.chunks(1_000) {
+            let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+                "SELECT id, valve, register_value, register_at, daily_consumption_avg, \
+                 consumption_samples FROM meters WHERE id IN (",
+            );
+            let mut list = q.separated(", ");
+            // Padded with NULLs, which match nothing: see `padding`.
+            for id in crate::storage::padding::rows(chunk, 1_000) {
+                list.push_bind(id.copied());
+            }
+            q.push(")");
+            let rows: Vec<StateRow> = q.build_query_as().fetch_all(&mut *conn).await?;
+            out.extend(rows.into_iter().map(StateRow::into_state));
+        }
+        Ok(out)
+    }
+
+    /// Clears the open alarms of `kind` of these meters (they were heard again).
+    pub async fn clear_kind(
+        conn: &mut Conn,
+        meter_ids: &[i64],
+        kind: &str,
+        now: DateTime<Utc>,
+    ) -> Result<u64> {
+        let mut cleared = 0;
+        for chunk in meter_ids.chunks(1_000) {
+            let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+                "UPDATE alarms SET state = 'cleared', cleared_at = ",
+            );
+            q.push_bind(now)
+                .push(" WHERE kind = ")
+                .push_bind(kind.to_owned())
+                .push(" AND state <> 'cleared' AND meter_id IN (");
+            let mut list = q.separated(", ");
+            // Padded with NULLs, which match nothing: see `padding`.
+            for id in crate::storage::padding::rows(chunk, 1_000) {
+                list.push_bind(id.copied());
+            }
+            q.push(")");
+            cleared += q.build().execute(&mut *conn).await?.rows_affected();
+        }
+        Ok(cleared)
+    }
+
     /// Writes the remembered state of a batch's meters in one statement per thousand.
     pub async fn update_states(conn: &mut Conn, updates: &[StateUpdate]) -> Result<()> {
         // SQLite takes each value's type from its bind: the VALUES need no casts.
@@ -309,4 +313,49 @@ pub(crate) mod sqlite {
 /// Queries on PostgreSQL.
 pub(crate) mod postgres {
     monitor_queries!(sqlx::Postgres, postgres);
+
+    /// The remembered state of these meters, their rows locked in id order until the
+    /// transaction ends.
+    ///
+    /// The ingest transaction calls it first, with every meter its batch names: two instances
+    /// on a shared subscription then take their common meters' locks in the same order, where
+    /// the final `UPDATE meters … FROM unnest(…)` took them in whatever order its join produced
+    /// and could deadlock. One statement through the primary key, the ids as one array.
+    pub async fn states(conn: &mut Conn, meter_ids: &[i64]) -> Result<Vec<(i64, MeterState)>> {
+        if meter_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows: Vec<StateRow> = sqlx::query_as(
+            "SELECT id, valve, register_value, register_at, daily_consumption_avg, \
+             consumption_samples FROM meters WHERE id = ANY($1::bigint[]) \
+             ORDER BY id FOR NO KEY UPDATE",
+        )
+        .bind(meter_ids)
+        .fetch_all(&mut *conn)
+        .await?;
+        Ok(rows.into_iter().map(StateRow::into_state).collect())
+    }
+
+    /// Clears the open alarms of `kind` of these meters (they were heard again): one
+    /// statement through the open alarms' index, the ids as one array.
+    pub async fn clear_kind(
+        conn: &mut Conn,
+        meter_ids: &[i64],
+        kind: &str,
+        now: DateTime<Utc>,
+    ) -> Result<u64> {
+        if meter_ids.is_empty() {
+            return Ok(0);
+        }
+        Ok(sqlx::query(
+            "UPDATE alarms SET state = 'cleared', cleared_at = $1 \
+             WHERE meter_id = ANY($2::bigint[]) AND kind = $3 AND state <> 'cleared'",
+        )
+        .bind(now)
+        .bind(meter_ids)
+        .bind(kind)
+        .execute(&mut *conn)
+        .await?
+        .rows_affected())
+    }
 }

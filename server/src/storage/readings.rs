@@ -93,6 +93,14 @@ pub fn differences(stored: &StoredReading, new: &StoredReading) -> Vec<&'static 
         .collect()
 }
 
+/// A stored reading's time and register (gas, else energy).
+pub type Register = (DateTime<Utc>, i64);
+
+/// For each (meter, time) asked: the stored readings with a register just before and just
+/// after it.
+pub type NeighbourMap =
+    std::collections::HashMap<(i64, DateTime<Utc>), (Option<Register>, Option<Register>)>;
+
 /// Stored readings by meter and time.
 pub type ByKey = std::collections::HashMap<(i64, DateTime<Utc>), StoredReading>;
 
@@ -140,39 +148,6 @@ macro_rules! reading_queries {
                 .await?)
         }
 
-        /// The stored readings with a register just before and just after `at` by the
-        /// meter's clock, as (time, gas or else energy register), through the primary key.
-        pub async fn neighbours(
-            conn: &mut Conn,
-            meter_id: i64,
-            at: DateTime<Utc>,
-        ) -> Result<(Option<(DateTime<Utc>, i64)>, Option<(DateTime<Utc>, i64)>)> {
-            let before: Option<(DateTime<Utc>, Option<i64>, Option<i64>)> = sqlx::query_as(
-                "SELECT reading_time, gas_volume_litres, energy_wh FROM readings \
-                 WHERE meter_id = $1 AND reading_time < $2 \
-                 AND (gas_volume_litres IS NOT NULL OR energy_wh IS NOT NULL) \
-                 ORDER BY reading_time DESC LIMIT 1",
-            )
-            .bind(meter_id)
-            .bind(at)
-            .fetch_optional(&mut *conn)
-            .await?;
-            let after: Option<(DateTime<Utc>, Option<i64>, Option<i64>)> = sqlx::query_as(
-                "SELECT reading_time, gas_volume_litres, energy_wh FROM readings \
-                 WHERE meter_id = $1 AND reading_time > $2 \
-                 AND (gas_volume_litres IS NOT NULL OR energy_wh IS NOT NULL) \
-                 ORDER BY reading_time LIMIT 1",
-            )
-            .bind(meter_id)
-            .bind(at)
-            .fetch_optional(&mut *conn)
-            .await?;
-            let register = |r: Option<(DateTime<Utc>, Option<i64>, Option<i64>)>| {
-                r.and_then(|(t, gas, energy)| gas.or(energy).map(|v| (t, v)))
-            };
-            Ok((register(before), register(after)))
-        }
-
         /// A meter's newest reading (the primary key's index, read backwards).
         pub async fn latest_for_meter(
             conn: &mut Conn,
@@ -200,6 +175,52 @@ macro_rules! reading_queries {
 /// Queries on SQLite.
 pub(crate) mod sqlite {
     reading_queries!(sqlx::Sqlite);
+
+    /// The stored readings with a register just before and just after `at` by the
+    /// meter's clock, as (time, gas or else energy register), through the primary key.
+    pub async fn neighbours(
+        conn: &mut Conn,
+        meter_id: i64,
+        at: DateTime<Utc>,
+    ) -> Result<(Option<(DateTime<Utc>, i64)>, Option<(DateTime<Utc>, i64)>)> {
+        let before: Option<(DateTime<Utc>, Option<i64>, Option<i64>)> = sqlx::query_as(
+            "SELECT reading_time, gas_volume_litres, energy_wh FROM readings \
+             WHERE meter_id = $1 AND reading_time < $2 \
+             AND (gas_volume_litres IS NOT NULL OR energy_wh IS NOT NULL) \
+             ORDER BY reading_time DESC LIMIT 1",
+        )
+        .bind(meter_id)
+        .bind(at)
+        .fetch_optional(&mut *conn)
+        .await?;
+        let after: Option<(DateTime<Utc>, Option<i64>, Option<i64>)> = sqlx::query_as(
+            "SELECT reading_time, gas_volume_litres, energy_wh FROM readings \
+             WHERE meter_id = $1 AND reading_time > $2 \
+             AND (gas_volume_litres IS NOT NULL OR energy_wh IS NOT NULL) \
+             ORDER BY reading_time LIMIT 1",
+        )
+        .bind(meter_id)
+        .bind(at)
+        .fetch_optional(&mut *conn)
+        .await?;
+        let register = |r: Option<(DateTime<Utc>, Option<i64>, Option<i64>)>| {
+            r.and_then(|(t, gas, energy)| gas.or(energy).map(|v| (t, v)))
+        };
+        Ok((register(before), register(after)))
+    }
+
+    /// [`neighbours`] of many (meter, time) keys: one query each (SQLite runs in process, a
+    /// statement costs no round trip).
+    pub async fn neighbours_of(
+        conn: &mut Conn,
+        keys: &[(i64, DateTime<Utc>)],
+    ) -> Result<NeighbourMap> {
+        let mut out = NeighbourMap::new();
+        for &(meter_id, at) in keys {
+            out.insert((meter_id, at), neighbours(conn, meter_id, at).await?);
+        }
+        Ok(out)
+    }
 
     /// Stores readings; a reading already stored for the same meter and time is left as it
     /// is (a replay changes nothing). Returns how many rows were new.
@@ -263,6 +284,47 @@ pub(crate) mod sqlite {
 /// Queries on PostgreSQL.
 pub(crate) mod postgres {
     reading_queries!(sqlx::Postgres);
+
+    /// For each (meter, time) key, the stored readings with a register just before and just
+    /// after it by the meter's clock, in one statement: two probes of the primary key a key
+    /// (read backwards and forwards) inside one round trip.
+    pub async fn neighbours_of(
+        conn: &mut Conn,
+        keys: &[(i64, DateTime<Utc>)],
+    ) -> Result<NeighbourMap> {
+        if keys.is_empty() {
+            return Ok(NeighbourMap::new());
+        }
+        type Row = (
+            i64,
+            DateTime<Utc>,
+            Option<DateTime<Utc>>,
+            Option<i64>,
+            Option<DateTime<Utc>>,
+            Option<i64>,
+        );
+        let rows: Vec<Row> = sqlx::query_as(
+            "SELECT k.meter_id, k.at, b.reading_time, b.reg, a.reading_time, a.reg \
+             FROM unnest($1::bigint[], $2::timestamptz[]) AS k (meter_id, at) \
+             LEFT JOIN LATERAL (SELECT reading_time, COALESCE(gas_volume_litres, energy_wh) AS reg \
+               FROM readings WHERE meter_id = k.meter_id AND reading_time < k.at \
+               AND (gas_volume_litres IS NOT NULL OR energy_wh IS NOT NULL) \
+               ORDER BY reading_time DESC LIMIT 1) b ON true \
+             LEFT JOIN LATERAL (SELECT reading_time, COALESCE(gas_volume_litres, energy_wh) AS reg \
+               FROM readings WHERE meter_id = k.meter_id AND reading_time > k.at \
+               AND (gas_volume_litres IS NOT NULL OR energy_wh IS NOT NULL) \
+               ORDER BY reading_time LIMIT 1) a ON true",
+        )
+        .bind(keys.iter().map(|k| k.0).collect::<Vec<_>>())
+        .bind(keys.iter().map(|k| k.1).collect::<Vec<_>>())
+        .fetch_all(&mut *conn)
+        .await?;
+        let pair = |t: Option<DateTime<Utc>>, v: Option<i64>| t.zip(v);
+        Ok(rows
+            .into_iter()
+            .map(|(m, at, bt, bv, at2, av)| ((m, at), (pair(bt, bv), pair(at2, av))))
+            .collect())
+    }
 
     /// Stores readings; a reading already stored for the same meter and time is left as it
     /// is (a replay changes nothing). Returns how many rows were new.

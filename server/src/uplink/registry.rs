@@ -49,6 +49,18 @@ impl RegistryCache {
         Ok(found)
     }
 
+    /// Notes that a committed batch heard meter `dev_eui` at `at`, as the store's link state
+    /// now says: a cached entry stays as old as its lookup, but its `last_seen_at` moves
+    /// forward, so that a meter's next reading within the minute is not taken for its first
+    /// after a silence (which would note it as a late reading for the billing scheduler).
+    pub fn heard(&mut self, dev_eui: &str, at: chrono::DateTime<chrono::Utc>) {
+        if let Some((m, _)) = self.meters.get_mut(dev_eui)
+            && m.last_seen_at.is_none_or(|seen| seen < at)
+        {
+            m.last_seen_at = Some(at);
+        }
+    }
+
     /// Drops the entries past their time, once per [`TTL`]: without it the cache would keep
     /// every meter ever heard (a large fleet's whole registry), though only those heard in
     /// the last minute can be used.
@@ -84,6 +96,20 @@ mod tests {
             reporting_interval_minutes: 1_440,
         };
         Meter::registered(1, &new, chrono::DateTime::default())
+    }
+
+    #[test]
+    fn a_committed_uplink_moves_the_cached_last_seen_forward_only() {
+        let now = Instant::now();
+        let mut c = RegistryCache::default();
+        c.meters.insert("m".into(), (meter("m"), now));
+        let t = chrono::DateTime::from_timestamp(1_800_000_000, 0).expect("valid");
+        c.heard("m", t);
+        assert_eq!(c.meters["m"].0.last_seen_at, Some(t));
+        c.heard("m", t - chrono::Duration::hours(1));
+        assert_eq!(c.meters["m"].0.last_seen_at, Some(t), "never back");
+        c.heard("unknown", t);
+        assert_eq!(c.meters.len(), 1, "nothing added");
     }
 
     #[test]

@@ -235,19 +235,31 @@ impl Writer {
         for m in meters.values() {
             touched.add(m.id, &m.region_id);
         }
-        self.apply(&plans, batch, now, &touched).await
+        let heard = self.apply(&plans, batch, now, &touched).await?;
+        let dev_euis: std::collections::HashMap<i64, &str> = meters
+            .values()
+            .map(|m| (m.id, m.dev_eui.as_str()))
+            .collect();
+        for (meter_id, at) in heard {
+            if let Some(dev_eui) = dev_euis.get(&meter_id) {
+                registry.heard(dev_eui, at);
+            }
+        }
+        Ok(())
     }
 
     /// Applies plans, splitting around a permanent error until the refused message is found.
     /// Each part that commits is announced as touching `touched` and the meters of the
     /// commands it moved (`txack`, `ack` and `log` events name a command, not a meter).
+    /// Returns the meters the committed parts heard and when (their link updates).
     async fn apply(
         &self,
         plans: &[Plan],
         batch: &[Inbound],
         now: chrono::DateTime<chrono::Utc>,
         touched: &Touched,
-    ) -> Result<(), StorageError> {
+    ) -> Result<Vec<(i64, chrono::DateTime<chrono::Utc>)>, StorageError> {
+        let mut heard = Vec::new();
         // Recursion through an explicit stack: async recursion would need boxing.
         let mut pending = vec![(0, plans.len())];
         while let Some((start, end)) = pending.pop() {
@@ -262,6 +274,12 @@ impl Writer {
                 Ok((outcome, write)) => {
                     write.announce().await;
                     self.count(&plans[start..end], &outcome);
+                    for plan in &plans[start..end] {
+                        heard.extend(plan.effects.iter().filter_map(|e| match e {
+                            Effect::Link(l) => Some((l.meter_id, l.last_seen_at)),
+                            _ => None,
+                        }));
+                    }
                 }
                 Err(e) if e.is_transient() => return Err(e),
                 Err(e) if end - start > 1 => {
@@ -273,7 +291,7 @@ impl Writer {
                 Err(e) => self.refuse(&batch[start], &e, now).await?,
             }
         }
-        Ok(())
+        Ok(heard)
     }
 
     /// Quarantines one message with the database's reason for refusing it.

@@ -1,6 +1,7 @@
 //! The real `meterhub serve` binary under the failures a deployment meets: crashes (SIGKILL),
 //! a database that goes away or stays locked for a while, and a graceful stop (SIGTERM) in the
-//! middle of a stream. Each test publishes a stream of distinct readings as ChirpStack would,
+//! middle of a stream; and two instances splitting one stream through a shared subscription.
+//! Each test publishes a stream of distinct readings as ChirpStack would,
 //! at QoS 1, and checks at the end that every reading is stored exactly once.
 //!
 //! These run the binary, not `Application` in-process, because what they test lives at the
@@ -17,4 +18,5 @@ mod bridge;
 mod crashes;
 mod harness;
 mod outage;
+mod scale_out;
 mod shutdown;

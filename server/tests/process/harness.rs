@@ -353,8 +353,29 @@ pub async fn wait_for_readings(store: &Store, want: usize, deadline: &Deadline) 
 
 /// The number of readings stored.
 pub async fn readings(store: &Store) -> usize {
-    let count = store.count_readings().await.expect("count readings");
+    let count = patiently("count readings", || store.count_readings()).await;
     usize::try_from(count).expect("a count is not negative")
+}
+
+/// A read by the test's own store, tried again while the database is only slow to answer: on
+/// a loaded machine a read can outlast the store's read timeout, and the check must not fail
+/// on what the server under test rides out the same way.
+async fn patiently<T, F, Fut>(what: &str, mut read: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = meterhub::storage::Result<T>>,
+{
+    let mut attempt = 1;
+    loop {
+        match read().await {
+            Ok(value) => return value,
+            Err(e) if e.is_transient() && attempt < 5 => {
+                attempt += 1;
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            Err(e) => panic!("{what}: {e:?}"),
+        }
+    }
 }
 
 /// Checks that the store holds exactly the stream's readings: as many rows as readings, each
@@ -373,15 +394,13 @@ pub async fn assert_stored_exactly_once(store: &Store, stream: &Stream) {
     let mut stored = BTreeMap::new();
     let mut repeated = 0usize;
     for (dev_eui, _) in &stream.meters {
-        let meter = store
-            .meter_by_dev_eui(dev_eui)
+        let meter = patiently("read meter", || store.meter_by_dev_eui(dev_eui))
             .await
-            .expect("read meter")
             .expect("meter registered");
-        let rows = store
-            .readings_for_meter(meter.id, from, to, i64::from(stream.days) * 2 + 10)
-            .await
-            .expect("read readings");
+        let rows = patiently("read readings", || {
+            store.readings_for_meter(meter.id, from, to, i64::from(stream.days) * 2 + 10)
+        })
+        .await;
         for r in rows {
             let key = (dev_eui.clone(), r.reading_time.timestamp());
             if stored

@@ -1,6 +1,9 @@
 //! One-shot administrative commands: `migrate`, `meters import`, `update`, `retire`,
 //! `delete-readings`, `delete-alarms` and `erase-customer`, `retention`, and `keys`.
 
+mod replace;
+pub use replace::replace_meter;
+
 use std::path::Path;
 
 use anyhow::{Context, Result};
@@ -193,6 +196,8 @@ fn refusal(r: crate::registry::lifecycle::Refused) -> anyhow::Error {
 
 /// The command-line flag of an API field: `userId` → `user-id`.
 fn flag(field: &str) -> String {
+    // A replacement's new meter is named by plain flags (`--serial`), not `install.serial`.
+    let field = field.strip_prefix("install.").unwrap_or(field);
     let mut out = String::new();
     for c in field.chars() {
         if c.is_ascii_uppercase() {

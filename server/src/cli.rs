@@ -203,6 +203,11 @@ pub enum MetersCommand {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Replace a meter at its supply point as `POST /api/v1/supply-points/{id}/replace`
+    /// does: the old meter's installation closes at its final register and it goes to stock;
+    /// the new meter (one in stock by --meter, or a new one by --serial, --dev-eui,
+    /// --body-number and --production-date) opens there. Prints the replacement as JSON.
+    Replace(ReplaceArgs),
 }
 
 /// `meterhub meters delete-readings` and `delete-alarms`: the meter and the range.
@@ -222,6 +227,47 @@ pub struct DeleteArgs {
     /// Only print what would go.
     #[arg(long)]
     pub dry_run: bool,
+}
+
+/// `meterhub meters replace`: the meter taken out, the meter put in, the registers.
+#[derive(Debug, Args)]
+pub struct ReplaceArgs {
+    /// The meter taken out: its DevEUI or serial.
+    pub old_meter: String,
+    /// The meter put in, registered and in stock: its DevEUI or serial.
+    #[arg(long, conflicts_with_all = ["serial", "dev_eui"], required_unless_present = "serial")]
+    pub meter: Option<String>,
+    /// A new meter's serial (14 digits).
+    #[arg(long, requires_all = ["dev_eui", "body_number", "production_date"])]
+    pub serial: Option<String>,
+    /// A new meter's DevEUI (16 hex digits).
+    #[arg(long)]
+    pub dev_eui: Option<String>,
+    /// A new meter's body number.
+    #[arg(long)]
+    pub body_number: Option<i64>,
+    /// A new meter's production date, `YYYY-MM-DD`.
+    #[arg(long)]
+    pub production_date: Option<String>,
+    /// A new meter's ChirpStack application (default: the old meter's).
+    #[arg(long)]
+    pub application_id: Option<String>,
+    /// A new meter's minutes between readings (default: the old meter's).
+    #[arg(long)]
+    pub reporting_interval_minutes: Option<i64>,
+    /// The old meter's register when taken out (default: its last reading at or before
+    /// --at).
+    #[arg(long)]
+    pub final_register: Option<i64>,
+    /// The new meter's register when put in.
+    #[arg(long)]
+    pub opening_register: Option<i64>,
+    /// When the meters were swapped, RFC 3339 (default: now).
+    #[arg(long)]
+    pub at: Option<chrono::DateTime<chrono::Utc>>,
+    /// Why, recorded in both meters' histories.
+    #[arg(long)]
+    pub reason: String,
 }
 
 /// `meterhub meters update`: the meter and the fields to change.

@@ -211,6 +211,13 @@ fn run(cli: &Cli) -> Result<(String, bool)> {
             let settings = settings()?;
             runtime()?.block_on(admin::sync_meters(&settings, *dry_run))?
         }
+        Command::Meters(MetersCommand::Replace(args)) => {
+            let settings = settings()?;
+            (
+                runtime()?.block_on(admin::replace_meter(&settings, args))?,
+                true,
+            )
+        }
         Command::Report(ReportCommand::Consumption(args)) => {
             let settings = settings()?;
             // The rows may go to stdout: the summary goes to stderr.

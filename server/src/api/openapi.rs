@@ -62,6 +62,7 @@ fn path_example(name: &str) -> Value {
         "id" => json!(QuarantinedView::example().id),
         "command" => json!(CommandView::example().id),
         "key" => json!(KeyView::example().id),
+        "supplyPoint" => json!(crate::api::views::ReplacedView::example().supply_point_id),
         _ => Value::Null,
     }
 }

@@ -3,6 +3,9 @@
 //! ranges, patterns and per-kind rules the handlers check), so the document says what the
 //! server accepts.
 
+mod supply_points;
+pub use supply_points::{ReplaceBody, ReplacementInstall};
+
 use chrono::{DateTime, Utc};
 use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use serde::{Deserialize, Serialize};

@@ -9,14 +9,14 @@ use super::auth::Role;
 use super::requests::{
     AlarmsQuery, CommandBody, ConsumptionQuery, DeleteAlarmsQuery, DeleteReadingsQuery, EraseBody,
     ExportQuery, InspectionBody, KeyBody, MeterInstall, MeterPatch, MetersQuery, NoQuery,
-    PageQuery, QuarantineQuery, RangeQuery, RegionCommandBody, RetireBody, ScheduleBody,
-    SilentQuery,
+    PageQuery, QuarantineQuery, RangeQuery, RegionCommandBody, ReplaceBody, RetireBody,
+    ScheduleBody, SilentQuery,
 };
 use super::views::{
     AlarmView, AuditView, CommandDetail, CommandView, DeletionView, Document, ErasureView,
     InspectionView, KeyView, LatestReadingView, List, MeterDetailsView, MeterView, Page,
-    QuarantinedView, ReadingView, RegionCommands, RegionView, ReplayView, ScheduleView,
-    SelfTestView,
+    QuarantinedView, ReadingView, RegionCommands, RegionView, ReplacedView, ReplayView,
+    ScheduleView, SelfTestView, SupplyPointConsumptionView,
 };
 use crate::billing::export::ExportRecord;
 use crate::billing::{ConsumptionRecord, RegionTotals, RevisionRecord};
@@ -45,6 +45,10 @@ pub enum Op {
     RetireMeter,
     /// GET /meters/{meter}/final-report
     MeterFinalReport,
+    /// POST /supply-points/{supplyPoint}/replace
+    ReplaceMeter,
+    /// GET /supply-points/{supplyPoint}/consumption
+    SupplyPointConsumption,
     /// GET /meters/{meter}/readings
     MeterReadings,
     /// DELETE /meters/{meter}/readings
@@ -353,6 +357,37 @@ pub const ROUTES: &[Route] = &[
         body: None,
         ok: 200,
         answer: Some(Shape::of::<FinalReport>()),
+        links: &[],
+        cached: true,
+    },
+    Route {
+        op: Op::ReplaceMeter,
+        method: "POST",
+        path: "/supply-points/{supplyPoint}/replace",
+        role: Some(Role::Operator),
+        summary: "Replace the meter at a supply point (its id is a meter's `installation.supplyPointId`): the old meter's installation closes at its final register (given, or its last reading at or before `at`) and the old meter goes to stock (`removed`; its unfinished commands fail); the new meter (one in stock by `meter`, or a new one by `install`) takes the supply point's customer, region and usage type and opens an installation at its opening register at the same instant. Both meters' histories record it; the supply point's consumption continues across the two. 409 when the supply point has no meter, or the new meter is in service or destroyed",
+        query: Shape::of::<NoQuery>(),
+        body: Some(Shape::of::<ReplaceBody>()),
+        ok: 200,
+        answer: Some(Shape::of::<ReplacedView>()),
+        links: &[Link {
+            name: "history",
+            op: Op::MeterHistory,
+            parameter: "meter",
+            pointer: "/newMeter",
+        }],
+        cached: false,
+    },
+    Route {
+        op: Op::SupplyPointConsumption,
+        method: "GET",
+        path: "/supply-points/{supplyPoint}/consumption",
+        role: Some(Role::Viewer),
+        summary: "A supply point's consumption per day, ISO week or month across the meters that served it: each installation's meter contributes its part of the period, from its opening register (or its readings) to its closing register (or its readings), so that a meter replaced mid-period bills the old meter's part up to the swap plus the new meter's from it; `meters` lists the parts. Before its first meter a period is `incomplete`. Paged like a meter's consumption; computed on every read (closed periods' published figures are per meter)",
+        query: Shape::of::<ConsumptionQuery>(),
+        body: None,
+        ok: 200,
+        answer: Some(Shape::of::<Page<SupplyPointConsumptionView>>()),
         links: &[],
         cached: true,
     },

@@ -1,6 +1,9 @@
 //! What the API returns: camelCase JSON views of the stored rows, with wire codes turned into
 //! the names PROTOCOL.md uses.
 
+mod supply_points;
+pub use supply_points::{MeterPartView, ReplacedView, SupplyPointConsumptionView};
+
 use chrono::{DateTime, NaiveDate, Utc};
 use schemars::JsonSchema;
 use serde::Serialize;

@@ -7,6 +7,7 @@ pub mod consumption;
 pub mod export;
 pub mod period;
 pub mod record;
+pub mod supply_point;
 pub mod totals;
 
 #[cfg(test)]

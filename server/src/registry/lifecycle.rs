@@ -1,6 +1,8 @@
 //! Deciding changes to a registered meter: a partial change merged over its registration and
 //! validated exactly as an install is, and what changed, field by field, for the audit trail.
 
+pub mod replace;
+
 use chrono::NaiveDate;
 use serde_json::{Map, Value, json};
 

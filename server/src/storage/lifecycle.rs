@@ -96,11 +96,15 @@ pub enum AuditAction {
     DeleteAlarms,
     /// Its customer's personal data erased.
     EraseCustomer,
+    /// Replaced at its supply point by another meter, or put in another's place.
+    Replace,
+    /// Moved to another supply point.
+    Displace,
 }
 
 impl AuditAction {
     /// Every action.
-    pub const ALL: [AuditAction; 7] = [
+    pub const ALL: [AuditAction; 9] = [
         AuditAction::Install,
         AuditAction::Reinstall,
         AuditAction::Change,
@@ -108,6 +112,8 @@ impl AuditAction {
         AuditAction::DeleteReadings,
         AuditAction::DeleteAlarms,
         AuditAction::EraseCustomer,
+        AuditAction::Replace,
+        AuditAction::Displace,
     ];
 
     /// The stored (and API) name.
@@ -120,6 +126,8 @@ impl AuditAction {
             AuditAction::DeleteReadings => "delete_readings",
             AuditAction::DeleteAlarms => "delete_alarms",
             AuditAction::EraseCustomer => "erase_customer",
+            AuditAction::Replace => "replace",
+            AuditAction::Displace => "displace",
         }
     }
 }

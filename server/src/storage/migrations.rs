@@ -55,6 +55,11 @@ pub(crate) const SQLITE: &[(i64, &str, &str)] = &[
         include_str!("../../../migrations/sqlite/0011_data_deletion.sql"),
     ),
     (
+        12,
+        "replacement_displacement",
+        include_str!("../../../migrations/sqlite/0012_replacement_displacement.sql"),
+    ),
+    (
         15,
         "device_keys",
         include_str!("../../../migrations/sqlite/0015_device_keys.sql"),
@@ -107,6 +112,11 @@ pub(crate) const POSTGRES: &[(i64, &str, &str)] = &[
         11,
         "data_deletion",
         include_str!("../../../migrations/postgres/0011_data_deletion.sql"),
+    ),
+    (
+        12,
+        "replacement_displacement",
+        include_str!("../../../migrations/postgres/0012_replacement_displacement.sql"),
     ),
     (
         15,

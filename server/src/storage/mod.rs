@@ -929,4 +929,5 @@ pub mod billing_periods;
 pub mod deletion;
 pub mod device_keys;
 pub mod listings;
+pub mod replace;
 pub mod secrets;

@@ -40,6 +40,21 @@ pub fn example(op: Op, f: &Fixture, extra: &Extra) -> (String, Option<Value>) {
             Some(json!({"outcome": "renovation", "reason": "workshop"})),
         ),
         Op::MeterFinalReport => (format!("/api/v1/meters/{}/final-report", dev_eui(3)), None),
+        // Meter 2's supply point (the fixture registers meters 1 to 4, each at a supply
+        // point of its own, numbered in order), by a meter new to meterhub.
+        Op::ReplaceMeter => (
+            "/api/v1/supply-points/2/replace".into(),
+            Some(json!({
+                "install": {
+                    "serial": serial(20).to_string(),
+                    "devEui": dev_eui(20),
+                    "bodyNumber": 20,
+                    "productionDate": "2026-02-01"
+                },
+                "reason": "display faulty"
+            })),
+        ),
+        Op::SupplyPointConsumption => ("/api/v1/supply-points/1/consumption".into(), None),
         Op::MeterReadings => (format!("/api/v1/meters/{m}/readings"), None),
         // Ranges long before the fixture's data: nothing deleted, the write path run.
         Op::DeleteReadings => (

@@ -199,6 +199,49 @@ fn cases(op: Op, alarm: i64) -> Vec<(&'static str, String, Option<String>, u16, 
                 ),
             ]
         }
+        Op::ReplaceMeter => {
+            let p = "/api/v1/supply-points/2/replace".to_owned();
+            vec![
+                post(
+                    "/api/v1/supply-points/abc/replace".into(),
+                    r#"{"meter": "0000000000000001", "reason": "x"}"#,
+                    "supplyPoint",
+                ),
+                post(p.clone(), r#"{"reason": "x"}"#, "meter"),
+                post(p.clone(), r#"{"meter": "xyz", "reason": "x"}"#, "meter"),
+                post(
+                    p.clone(),
+                    &format!(r#"{{"meter": "{m}", "finalRegister": 4294967296, "reason": "x"}}"#),
+                    "finalRegister",
+                ),
+                post(
+                    p.clone(),
+                    r#"{"install": {"serial": "12261000000001", "devEui": "a1b2c3d4e5000077", "bodyNumber": 1, "productionDate": "2026-01-01"}, "reason": "x"}"#,
+                    "install.serial",
+                ),
+                post(p.clone(), &format!(r#"{{"meter": "{m}"}}"#), "reason"),
+                post(
+                    p,
+                    &format!(r#"{{"meter": "{m}", "reason": "x", "colour": 1}}"#),
+                    "colour",
+                ),
+            ]
+        }
+        Op::SupplyPointConsumption => vec![
+            get("/api/v1/supply-points/0/consumption".into(), "supplyPoint"),
+            get(
+                "/api/v1/supply-points/1/consumption?period=year".into(),
+                "period",
+            ),
+            get(
+                "/api/v1/supply-points/1/consumption?from=2026-05-01&to=2026-04-01".into(),
+                "from",
+            ),
+            get(
+                "/api/v1/supply-points/1/consumption?limit=0".into(),
+                "limit",
+            ),
+        ],
         Op::MeterFinalReport => vec![
             get(
                 format!("/api/v1/meters/{m}/final-report?format=pdf"),

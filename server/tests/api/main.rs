@@ -25,6 +25,7 @@ mod lifecycle;
 mod openapi;
 mod otaa_keys;
 mod retention;
+mod replace;
 mod routes;
 mod strict_input;
 mod support;

@@ -119,6 +119,12 @@ const SETUP: &[&str] = &[
      WHERE id <= 10000",
     "INSERT INTO billing_late_readings (meter_id, reading_time, received_at) \
      SELECT id, date_trunc('day', now()) - interval '10 days', now() FROM meters WHERE id % 5 = 0",
+    // Each meter installed at a supply point of its own (numbered as the meter) for 400 days.
+    "INSERT INTO supply_points (id, region_id, user_id, usage_type, first_meter_id, created_at, \
+     updated_at) SELECT id, region_id, user_id, usage_type, id, now() - interval '400 days', now() \
+     FROM meters",
+    "INSERT INTO installations (supply_point_id, meter_id, installed_at) \
+     SELECT id, id, now() - interval '400 days' FROM meters",
     "ANALYZE",
 ];
 
@@ -185,6 +191,8 @@ async fn no_api_query_scans_readings_or_alarms_sequentially() {
         format!("/api/v1/meters/{meter}/consumption?period=day"),
         format!("/api/v1/meters/{meter}/consumption?period=month"),
         format!("/api/v1/meters/{meter}/consumption/revisions"),
+        "/api/v1/supply-points/5001/consumption?period=day".to_owned(),
+        "/api/v1/supply-points/5001/consumption?period=month".to_owned(),
         format!("/api/v1/consumption?month={last_month}"),
         "/api/v1/regions/south/consumption?period=day".to_owned(),
         "/api/v1/regions/south/consumption?period=month".to_owned(),

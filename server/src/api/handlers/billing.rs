@@ -43,7 +43,7 @@ fn default_from(kind: PeriodKind, to: NaiveDate) -> NaiveDate {
 
 /// The periods a consumption query names: its kind and local dates [from, to), defaults
 /// filled in (pinned into `q`, and so into the cache key) and checked.
-fn periods_asked(
+pub(super) fn periods_asked(
     req: &Request<'_>,
     q: &mut ConsumptionQuery,
 ) -> Result<(PeriodKind, NaiveDate, NaiveDate), Problem> {
@@ -72,7 +72,7 @@ fn periods_asked(
 
 /// One page of periods: at most `limit` of `kind` in `tz`, from the one after the cursor's
 /// (or the one holding `from`) to those starting before `to`.
-fn page_of_periods(
+pub(super) fn page_of_periods(
     kind: PeriodKind,
     tz: Tz,
     (from, to): (NaiveDate, NaiveDate),

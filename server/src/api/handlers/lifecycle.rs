@@ -52,7 +52,7 @@ fn patch_of(b: MeterPatch) -> Result<Patch, Problem> {
 }
 
 /// A refusal as a problem: 400 naming the field, 409 for the meter's state.
-fn refused(r: Refused) -> Problem {
+pub(super) fn refused(r: Refused) -> Problem {
     match r {
         Refused::Invalid(errors) => fields_problem(&errors),
         Refused::Conflict(detail, field) => match field {
@@ -63,7 +63,7 @@ fn refused(r: Refused) -> Problem {
     }
 }
 
-fn actor(req: &Request<'_>, reason: String) -> Actor {
+pub(super) fn actor(req: &Request<'_>, reason: String) -> Actor {
     Actor {
         name: req.caller_name(),
         at: req.state.now(),

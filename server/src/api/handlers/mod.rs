@@ -8,6 +8,7 @@ mod data;
 pub(crate) mod deletion;
 mod lifecycle;
 pub(crate) mod registry;
+mod supply_points;
 
 use super::error::Problem;
 use super::input::MeterRef;
@@ -29,6 +30,8 @@ pub async fn handle(req: &Request<'_>) -> Result<Answer, Problem> {
         Op::MeterHistory => lifecycle::history(req).await,
         Op::RetireMeter => lifecycle::retire(req).await,
         Op::MeterFinalReport => lifecycle::final_report(req).await,
+        Op::ReplaceMeter => supply_points::replace(req).await,
+        Op::SupplyPointConsumption => supply_points::consumption(req).await,
         Op::MeterReadings => data::readings(req).await,
         Op::DeleteReadings => deletion::readings(req).await,
         Op::DeleteAlarms => deletion::alarms(req).await,

@@ -98,13 +98,11 @@ pub enum AuditAction {
     EraseCustomer,
     /// Replaced at its supply point by another meter, or put in another's place.
     Replace,
-    /// Moved to another supply point.
-    Displace,
 }
 
 impl AuditAction {
     /// Every action.
-    pub const ALL: [AuditAction; 9] = [
+    pub const ALL: [AuditAction; 8] = [
         AuditAction::Install,
         AuditAction::Reinstall,
         AuditAction::Change,
@@ -113,7 +111,6 @@ impl AuditAction {
         AuditAction::DeleteAlarms,
         AuditAction::EraseCustomer,
         AuditAction::Replace,
-        AuditAction::Displace,
     ];
 
     /// The stored (and API) name.
@@ -127,7 +124,6 @@ impl AuditAction {
             AuditAction::DeleteAlarms => "delete_alarms",
             AuditAction::EraseCustomer => "erase_customer",
             AuditAction::Replace => "replace",
-            AuditAction::Displace => "displace",
         }
     }
 }

@@ -56,8 +56,8 @@ pub(crate) const SQLITE: &[(i64, &str, &str)] = &[
     ),
     (
         12,
-        "replacement_displacement",
-        include_str!("../../../migrations/sqlite/0012_replacement_displacement.sql"),
+        "replacement",
+        include_str!("../../../migrations/sqlite/0012_replacement.sql"),
     ),
     (
         15,
@@ -115,8 +115,8 @@ pub(crate) const POSTGRES: &[(i64, &str, &str)] = &[
     ),
     (
         12,
-        "replacement_displacement",
-        include_str!("../../../migrations/postgres/0012_replacement_displacement.sql"),
+        "replacement",
+        include_str!("../../../migrations/postgres/0012_replacement.sql"),
     ),
     (
         15,

@@ -2,12 +2,11 @@
 //! decided by the same code ([`crate::registry::lifecycle::change`]) and gated by that route's
 //! role, each error shown beside its field.
 
-use std::collections::BTreeMap;
-
 use maud::{Markup, html};
 use serde::Deserialize;
 use warp::http::StatusCode;
 
+use super::form::{self, Errors, Field};
 use super::{Ctx, html, layout, parse_form, redirect};
 use crate::api::error::Problem;
 use crate::api::routes::{Op, role_of};
@@ -145,51 +144,30 @@ impl ChangeForm {
     }
 }
 
-/// What went wrong, by field (the API's names), and what belongs to no field.
-#[derive(Debug, Default, PartialEq, Eq)]
-pub(crate) struct Errors {
-    /// Messages beside their fields.
-    pub fields: BTreeMap<String, String>,
-    /// A message for the whole form.
-    pub general: Option<String>,
-}
-
-impl Errors {
-    fn field(field: &str, message: impl Into<String>) -> Errors {
-        let mut e = Errors::default();
-        e.fields.insert(field.to_owned(), message.into());
-        e
-    }
-
-    /// The errors of a refused change, each on the field the API names.
-    fn of(r: Refused) -> (StatusCode, Errors) {
-        let mut out = Errors::default();
-        match r {
-            Refused::Invalid(list) => {
-                for fe in list {
-                    out.fields
-                        .entry(fe.field.to_owned())
-                        .and_modify(|m| {
-                            m.push_str("; ");
-                            m.push_str(&fe.message);
-                        })
-                        .or_insert(fe.message);
-                }
-                (StatusCode::BAD_REQUEST, out)
-            }
-            Refused::Conflict(detail, Some(f)) if FIELDS.iter().any(|(n, _, _)| *n == f) => {
-                out.fields.insert(f.to_owned(), detail);
-                (StatusCode::CONFLICT, out)
-            }
-            Refused::Conflict(detail, _) => {
-                out.general = Some(detail);
-                (StatusCode::CONFLICT, out)
-            }
-            Refused::Storage(e) => {
-                let p = Problem::from(e);
-                out.general = Some(p.detail.clone());
-                (p.status_code(), out)
-            }
+/// The errors of a refused change, each on the field the API names.
+fn errors_of(r: Refused) -> (StatusCode, Errors) {
+    match r {
+        Refused::Invalid(list) => (StatusCode::BAD_REQUEST, Errors::invalid(list)),
+        Refused::Conflict(detail, Some(f)) if FIELDS.iter().any(|(n, _, _)| *n == f) => {
+            (StatusCode::CONFLICT, Errors::field(f, detail))
+        }
+        Refused::Conflict(detail, _) => (
+            StatusCode::CONFLICT,
+            Errors {
+                general: Some(detail),
+                ..Errors::default()
+            },
+        ),
+        Refused::Storage(e) => {
+            let p = Problem::from(e);
+            let status = p.status_code();
+            (
+                status,
+                Errors {
+                    general: Some(p.detail),
+                    ..Errors::default()
+                },
+            )
         }
     }
 }
@@ -255,7 +233,7 @@ pub async fn submit(
     match lifecycle::change(&s.store, &s.changes, &m, &patch, who).await {
         Ok(_) => Ok(redirect(&format!("/meters/{}", m.dev_eui))),
         Err(r) => {
-            let (status, errors) = Errors::of(r);
+            let (status, errors) = errors_of(r);
             refused(status, errors)
         }
     }
@@ -268,49 +246,26 @@ fn page(ctx: &Ctx<'_>, m: &Meter, f: &ChangeForm, errors: &Errors, installed: bo
             dt { "Meter" } dd { (m.dev_eui) " (serial " (m.serial) ")" }
         }
         p.note { "Validated as an install is; only the fields that differ change, and the change is recorded in the meter's history." }
-        @if let Some(g) = &errors.general {
-            p.error role="alert" #change-error { (g) }
-        }
-        @if !errors.fields.is_empty() {
-            p.error role="alert" #change-error {
-                "The meter was not changed: "
-                (errors.fields.len()) @if errors.fields.len() == 1 { " field needs" } @else { " fields need" }
-                " correcting (marked below)."
-            }
-        }
+        (form::alert(errors, "change-error", "The meter was not changed"))
         form.stack #change method="post" action={ "/meters/" (m.dev_eui) "/change" } novalidate {
             input type="hidden" name="csrf" value=(ctx.csrf);
             @for (name, label, hint) in FIELDS {
                 @if name != "address" || installed {
-                    @let error = errors.fields.get(name);
-                    @let described = match (hint.is_empty(), error.is_some()) {
-                        (true, false) => None,
-                        (false, false) => Some(format!("{name}-hint")),
-                        (true, true) => Some(format!("{name}-error")),
-                        (false, true) => Some(format!("{name}-hint {name}-error")),
-                    };
-                    div.field.invalid[error.is_some()] {
-                        label for=(name) { (label) }
-                        @if !hint.is_empty() { span.hint id={ (name) "-hint" } { (hint) } }
-                        @match name {
-                            "usageType" | "mode" => {
-                                @let options: &[&str] = if name == "mode" { &MODES } else { &USAGE_TYPES };
-                                select id=(name) name=(name) aria-invalid=[error.map(|_| "true")] aria-describedby=[described.as_deref()] {
-                                    @for o in options { option value=(o) selected[value(f, name) == *o] { (o) } }
-                                }
-                            }
-                            _ => {
-                                input id=(name) name=(name) type=(if name == "productionDate" { "date" } else { "text" })
-                                    value=(value(f, name))
-                                    inputmode=[matches!(name, "bodyNumber" | "reportingIntervalMinutes").then_some("numeric")]
-                                    required[name != "address"]
-                                    aria-invalid=[error.map(|_| "true")] aria-describedby=[described.as_deref()];
-                            }
-                        }
-                        @if let Some(e) = error {
-                            p.field-error id={ (name) "-error" } { "Error: " (e) }
-                        }
-                    }
+                    (form::field(&Field {
+                        name,
+                        label,
+                        hint,
+                        value: value(f, name),
+                        options: match name {
+                            "mode" => Some(&MODES[..]),
+                            "usageType" => Some(&USAGE_TYPES[..]),
+                            _ => None,
+                        },
+                        date: name == "productionDate",
+                        numeric: matches!(name, "bodyNumber" | "reportingIntervalMinutes"),
+                        required: name != "address",
+                        list: None,
+                    }, errors.fields.get(name)))
                 }
             }
             div.actions {
@@ -349,10 +304,10 @@ mod tests {
 
     #[test]
     fn a_refusal_goes_beside_its_field_or_above_the_form() {
-        let (status, e) = Errors::of(Refused::Conflict("no address".into(), Some("address")));
+        let (status, e) = errors_of(Refused::Conflict("no address".into(), Some("address")));
         assert_eq!(status, StatusCode::CONFLICT);
         assert!(e.fields.contains_key("address"));
-        let (_, e) = Errors::of(Refused::Conflict("destroyed".into(), None));
+        let (_, e) = errors_of(Refused::Conflict("destroyed".into(), None));
         assert_eq!(e.general.as_deref(), Some("destroyed"));
     }
 

@@ -1,12 +1,11 @@
 //! Installing a meter from a form: the fields of `POST /api/v1/meters`, validated by the same
 //! code ([`crate::api::install_meter`]), each error shown beside its field.
 
-use std::collections::BTreeMap;
-
 use maud::{Markup, html};
 use serde::Deserialize;
 use warp::http::StatusCode;
 
+use super::form::{self, Errors, Field};
 use super::{Ctx, html, layout, parse_form, redirect};
 use crate::api::InstallError;
 use crate::api::error::Problem;
@@ -69,42 +68,20 @@ impl InstallForm {
     }
 }
 
-/// What went wrong, by field (the API's names), and what belongs to no field.
-#[derive(Debug, Default, PartialEq, Eq)]
-pub(crate) struct Errors {
-    /// Messages beside their fields.
-    pub fields: BTreeMap<String, String>,
-    /// A message for the whole form.
-    pub general: Option<String>,
-}
-
-impl Errors {
-    /// The errors of a refused install, each on the field the API names.
-    pub(crate) fn of(e: InstallError) -> (StatusCode, Errors) {
-        let mut out = Errors::default();
-        match e {
-            InstallError::Invalid(list) => {
-                for fe in list {
-                    out.fields
-                        .entry(fe.field.to_owned())
-                        .and_modify(|m| {
-                            m.push_str("; ");
-                            m.push_str(&fe.message);
-                        })
-                        .or_insert(fe.message);
-                }
-                (StatusCode::BAD_REQUEST, out)
-            }
-            InstallError::Refused(p) => {
-                let status = p.status_code();
-                match p.field.filter(|f| FIELDS.iter().any(|(n, _, _)| n == f)) {
-                    Some(f) => {
-                        out.fields.insert(f, p.detail);
-                    }
-                    None => out.general = Some(p.detail),
-                }
-                (status, out)
-            }
+/// The errors of a refused install, each on the field the API names.
+pub(crate) fn errors_of(e: InstallError) -> (StatusCode, Errors) {
+    match e {
+        InstallError::Invalid(list) => (StatusCode::BAD_REQUEST, Errors::invalid(list)),
+        InstallError::Refused(p) => {
+            let status = p.status_code();
+            let out = match p.field.filter(|f| FIELDS.iter().any(|(n, _, _)| n == f)) {
+                Some(f) => Errors::field(&f, p.detail),
+                None => Errors {
+                    general: Some(p.detail),
+                    ..Errors::default()
+                },
+            };
+            (status, out)
         }
     }
 }
@@ -193,7 +170,7 @@ pub async fn submit(ctx: &Ctx<'_>, body: &[u8]) -> Result<warp::reply::Response,
     match crate::api::install_meter(ctx.state, &form.record()).await {
         Ok((_, m)) => Ok(redirect(&format!("/meters/{}", m.dev_eui))),
         Err(e) => {
-            let (status, errors) = Errors::of(e);
+            let (status, errors) = errors_of(e);
             let ids: Vec<String> = ctx
                 .state
                 .store
@@ -210,49 +187,25 @@ pub async fn submit(ctx: &Ctx<'_>, body: &[u8]) -> Result<warp::reply::Response,
 fn page(ctx: &Ctx<'_>, f: &InstallForm, errors: &Errors, regions: &[String]) -> Markup {
     let body = html! {
         p.note { "Registers the meter as " code { "meterhub meters import" } " does; a meter already known by its DevEUI is updated." }
-        @if let Some(g) = &errors.general {
-            p.error role="alert" #install-error { (g) }
-        }
-        @if !errors.fields.is_empty() {
-            p.error role="alert" #install-error {
-                "The meter was not installed: "
-                (errors.fields.len()) @if errors.fields.len() == 1 { " field needs" } @else { " fields need" }
-                " correcting (marked below)."
-            }
-        }
+        (form::alert(errors, "install-error", "The meter was not installed"))
         form.stack #install method="post" action="/install" novalidate {
             input type="hidden" name="csrf" value=(ctx.csrf);
             @for (name, label, hint) in FIELDS {
-                @let error = errors.fields.get(name);
-                @let described = match (hint.is_empty(), error.is_some()) {
-                    (true, false) => None,
-                    (false, false) => Some(format!("{name}-hint")),
-                    (true, true) => Some(format!("{name}-error")),
-                    (false, true) => Some(format!("{name}-hint {name}-error")),
-                };
-                div.field.invalid[error.is_some()] {
-                    label for=(name) { (label) }
-                    @if !hint.is_empty() { span.hint id={ (name) "-hint" } { (hint) } }
-                    @match name {
-                        "usageType" | "mode" => {
-                            @let options: &[&str] = if name == "mode" { &MODES } else { &USAGE_TYPES };
-                            select id=(name) name=(name) aria-invalid=[error.map(|_| "true")] aria-describedby=[described.as_deref()] {
-                                @for o in options { option value=(o) selected[value(f, name) == *o] { (o) } }
-                            }
-                        }
-                        _ => {
-                            input id=(name) name=(name) type=(if name == "productionDate" { "date" } else { "text" })
-                                value=(value(f, name))
-                                list=[(name == "region").then_some("regions")]
-                                inputmode=[matches!(name, "serial" | "bodyNumber" | "reportingIntervalMinutes").then_some("numeric")]
-                                required[name != "reportingIntervalMinutes"]
-                                aria-invalid=[error.map(|_| "true")] aria-describedby=[described.as_deref()];
-                        }
-                    }
-                    @if let Some(e) = error {
-                        p.field-error id={ (name) "-error" } { "Error: " (e) }
-                    }
-                }
+                (form::field(&Field {
+                    name,
+                    label,
+                    hint,
+                    value: value(f, name),
+                    options: match name {
+                        "mode" => Some(&MODES[..]),
+                        "usageType" => Some(&USAGE_TYPES[..]),
+                        _ => None,
+                    },
+                    date: name == "productionDate",
+                    numeric: matches!(name, "serial" | "bodyNumber" | "reportingIntervalMinutes"),
+                    required: name != "reportingIntervalMinutes",
+                    list: (name == "region").then_some("regions"),
+                }, errors.fields.get(name)))
             }
             datalist #regions { @for r in regions { option value=(r) {} } }
             div.actions {
@@ -297,7 +250,7 @@ mod tests {
             form("csrf=t&serial=123&bodyNumber=many&mode=credit&usageType=home").expect("parsed");
         let today = chrono::NaiveDate::from_ymd_opt(2026, 6, 1).expect("date");
         let errors = crate::registry::record::validate(&f.record(), today).expect_err("bad");
-        let (status, e) = Errors::of(InstallError::Invalid(errors));
+        let (status, e) = errors_of(InstallError::Invalid(errors));
         assert_eq!(status, StatusCode::BAD_REQUEST);
         for field in [
             "serial",
@@ -325,7 +278,7 @@ mod tests {
 
     #[test]
     fn a_refusal_goes_beside_its_field_or_above_the_form() {
-        let (status, e) = Errors::of(InstallError::Refused(
+        let (status, e) = errors_of(InstallError::Refused(
             Problem::conflict("serial 1 belongs to another meter").with_field("serial"),
         ));
         assert_eq!(status, StatusCode::CONFLICT);
@@ -333,10 +286,10 @@ mod tests {
             e.fields.get("serial").map(String::as_str),
             Some("serial 1 belongs to another meter")
         );
-        let (status, e) = Errors::of(InstallError::Refused(Problem::unavailable(&"down")));
+        let (status, e) = errors_of(InstallError::Refused(Problem::unavailable(&"down")));
         assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
         assert!(e.fields.is_empty() && e.general.is_some());
-        let (_, e) = Errors::of(InstallError::Invalid(vec![
+        let (_, e) = errors_of(InstallError::Invalid(vec![
             FieldError {
                 field: "serial",
                 message: "a".into(),

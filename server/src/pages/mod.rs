@@ -15,6 +15,7 @@ pub mod chart;
 mod command_list;
 mod commands;
 mod delete;
+mod form;
 mod home;
 mod inspections;
 mod install;

@@ -334,20 +334,11 @@ fn parse_id(text: &str) -> Result<i64, Problem> {
 }
 
 fn allowed(ctx: &Ctx<'_>, action: Action) -> Result<(), Problem> {
-    let needed = role_of(action.op());
-    if layout::may(ctx, needed) {
-        Ok(())
-    } else {
-        Err(Problem::new(
-            StatusCode::FORBIDDEN,
-            format!(
-                "to {} an alarm needs the {} role; this key has {}",
-                action.segment(),
-                needed.map_or("any", |r| r.as_str()),
-                ctx.caller.role.as_str()
-            ),
-        ))
-    }
+    layout::require(
+        ctx,
+        action.op(),
+        &format!("to {} an alarm", action.segment()),
+    )
 }
 
 /// GET /alarms/{alarm}/{action}: what will happen, and the button that does it.

@@ -178,17 +178,7 @@ pub(crate) fn may_change(ctx: &Ctx<'_>) -> bool {
 }
 
 fn allowed(ctx: &Ctx<'_>) -> Result<(), Problem> {
-    if may_change(ctx) {
-        return Ok(());
-    }
-    Err(Problem::new(
-        StatusCode::FORBIDDEN,
-        format!(
-            "to change a meter needs the {} role; this key has {}",
-            role_of(Op::ChangeMeter).map_or("any", |r| r.as_str()),
-            ctx.caller.role.as_str()
-        ),
-    ))
+    layout::require(ctx, Op::ChangeMeter, "to change a meter")
 }
 
 /// GET /meters/{meter}/change

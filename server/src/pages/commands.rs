@@ -196,18 +196,7 @@ pub(crate) fn may_send(ctx: &Ctx<'_>) -> bool {
 }
 
 fn allowed(ctx: &Ctx<'_>) -> Result<(), Problem> {
-    if may_send(ctx) {
-        return Ok(());
-    }
-    let needed = role_of(Op::SendCommand);
-    Err(Problem::new(
-        StatusCode::FORBIDDEN,
-        format!(
-            "to send a command needs the {} role; this key has {}",
-            needed.map_or("any", |r| r.as_str()),
-            ctx.caller.role.as_str()
-        ),
-    ))
+    layout::require(ctx, Op::SendCommand, "to send a command")
 }
 
 async fn offered(ctx: &Ctx<'_>, m: &Meter, action: Action) -> Result<(), Problem> {

@@ -75,17 +75,8 @@ pub(crate) fn may_delete(ctx: &Ctx<'_>) -> bool {
 }
 
 fn allowed(ctx: &Ctx<'_>) -> Result<(), Problem> {
-    if may_delete(ctx) {
-        return Ok(());
-    }
-    Err(Problem::new(
-        StatusCode::FORBIDDEN,
-        format!(
-            "to delete a meter's data needs the {} role; this key has {}",
-            role_of(Op::DeleteReadings).map_or("any", |r| r.as_str()),
-            ctx.caller.role.as_str()
-        ),
-    ))
+    layout::require(ctx, Op::DeleteReadings, "to delete a meter's data")?;
+    layout::require(ctx, Op::DeleteAlarms, "to delete a meter's data")
 }
 
 /// GET /meters/{meter}/delete: the choice of data and range; with a query, the

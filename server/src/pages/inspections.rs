@@ -97,16 +97,7 @@ pub async fn record(
     meter: &str,
     body: &[u8],
 ) -> Result<warp::reply::Response, Problem> {
-    if !may_record(ctx) {
-        return Err(Problem::new(
-            StatusCode::FORBIDDEN,
-            format!(
-                "to record a visit needs the {} role; this key has {}",
-                role_of(Op::RecordInspection).map_or("any", |r| r.as_str()),
-                ctx.caller.role.as_str()
-            ),
-        ));
-    }
+    layout::require(ctx, Op::RecordInspection, "to record a visit")?;
     let form: InspectionForm = parse_form(body)?;
     let m = super::meter::find(ctx, meter).await?;
     let result = match form.body() {

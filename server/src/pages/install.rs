@@ -9,7 +9,7 @@ use super::form::{self, Errors, Field};
 use super::{Ctx, html, layout, parse_form, redirect};
 use crate::api::InstallError;
 use crate::api::error::Problem;
-use crate::api::routes::{Op, role_of};
+use crate::api::routes::Op;
 use crate::registry::MeterRecord;
 use crate::registry::record::{MODES, USAGE_TYPES};
 
@@ -127,23 +127,8 @@ fn value<'a>(f: &'a InstallForm, name: &str) -> &'a str {
     }
 }
 
-/// Whether the caller may install meters (the API route's role).
-pub(crate) fn may_install(ctx: &Ctx<'_>) -> bool {
-    layout::may(ctx, role_of(Op::InstallMeter))
-}
-
 fn allowed(ctx: &Ctx<'_>) -> Result<(), Problem> {
-    if may_install(ctx) {
-        return Ok(());
-    }
-    Err(Problem::new(
-        StatusCode::FORBIDDEN,
-        format!(
-            "to install a meter needs the {} role; this key has {}",
-            role_of(Op::InstallMeter).map_or("any", |r| r.as_str()),
-            ctx.caller.role.as_str()
-        ),
-    ))
+    layout::require(ctx, Op::InstallMeter, "to install a meter")
 }
 
 /// GET /install
@@ -305,7 +290,7 @@ mod tests {
     #[test]
     fn installing_needs_the_apis_role() {
         assert_eq!(
-            role_of(Op::InstallMeter),
+            crate::api::routes::role_of(Op::InstallMeter),
             Some(crate::api::auth::Role::Admin)
         );
     }

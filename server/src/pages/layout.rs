@@ -112,6 +112,23 @@ pub fn may(ctx: &Ctx<'_>, needed: Option<Role>) -> bool {
     needed.is_none_or(|r| ctx.caller.role >= r)
 }
 
+/// Nothing when the caller's role may do `op`, else a 403 saying what `doing` ("to send a
+/// command") needs and what the caller has.
+pub fn require(ctx: &Ctx<'_>, op: Op, doing: &str) -> Result<(), Problem> {
+    let needed = role_of(op);
+    if may(ctx, needed) {
+        return Ok(());
+    }
+    Err(Problem::new(
+        warp::http::StatusCode::FORBIDDEN,
+        format!(
+            "{doing} needs the {} role; this key has {}",
+            needed.map_or("any", |r| r.as_str()),
+            ctx.caller.role.as_str()
+        ),
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -41,17 +41,7 @@ fn may_replay(ctx: &Ctx<'_>) -> bool {
 }
 
 fn allowed(ctx: &Ctx<'_>) -> Result<(), Problem> {
-    if may_replay(ctx) {
-        return Ok(());
-    }
-    Err(Problem::new(
-        StatusCode::FORBIDDEN,
-        format!(
-            "to replay a message needs the {} role; this key has {}",
-            role_of(Op::ReplayQuarantined).map_or("any", |r| r.as_str()),
-            ctx.caller.role.as_str()
-        ),
-    ))
+    layout::require(ctx, Op::ReplayQuarantined, "to replay a message")
 }
 
 fn parse_id(text: &str) -> Result<i64, Problem> {

@@ -14,9 +14,8 @@ use serde_json::json;
 use test_support::Dialect;
 
 use super::bridge::{APP, CommandListener, Publisher, event, topic, up_event};
-use super::browser::Browser;
 use super::http;
-use super::{meter, seed};
+use super::{browse, meter};
 
 /// A reading frame with a chosen battery charge.
 fn frame(serial: Serial, litres: u32, battery_percent: u8) -> Vec<u8> {
@@ -48,18 +47,9 @@ fn serial_of(n: u32) -> Serial {
 const EAST: u32 = 55;
 
 async fn actions(dialect: Dialect) {
-    let Some(browser) = Browser::start().await else {
+    let Some((browser, s, tag, base)) = browse(dialect).await else {
         return;
     };
-    let Some(s) = seed(dialect).await else {
-        browser.close().await;
-        return;
-    };
-    let tag = match dialect {
-        Dialect::Sqlite => "sqlite",
-        Dialect::Postgres => "postgres",
-    };
-    let base = format!("http://{}", s.addr);
     let b = &browser;
     let store = &s.env.store;
     let now = Utc::now();

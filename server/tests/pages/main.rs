@@ -168,19 +168,26 @@ async fn alarm_state(env: &Env, id: i64) -> String {
         .state
 }
 
-async fn walk(dialect: Dialect) {
-    let Some(browser) = Browser::start().await else {
-        return;
-    };
+/// A browser and a seeded server for a page test, with the store's name for screenshots and
+/// the server's base URL; `None` (the test skips, saying why) without a browser or a database.
+async fn browse(dialect: Dialect) -> Option<(Browser, Seeded, &'static str, String)> {
+    let browser = Browser::start().await?;
     let Some(s) = seed(dialect).await else {
         browser.close().await;
-        return;
+        return None;
     };
     let tag = match dialect {
         Dialect::Sqlite => "sqlite",
         Dialect::Postgres => "postgres",
     };
     let base = format!("http://{}", s.addr);
+    Some((browser, s, tag, base))
+}
+
+async fn walk(dialect: Dialect) {
+    let Some((browser, s, tag, base)) = browse(dialect).await else {
+        return;
+    };
     let b = &browser;
 
     // Not signed in: every page leads to the sign-in form.

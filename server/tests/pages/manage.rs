@@ -8,22 +8,12 @@ use meterhub::storage::billing_periods::{ClosedPeriod, StoredFigures};
 use meterhub::storage::deletion::Data;
 use test_support::Dialect;
 
-use super::browser::Browser;
-use super::{http, seed};
+use super::{browse, http};
 
 async fn manage(dialect: Dialect) {
-    let Some(browser) = Browser::start().await else {
+    let Some((browser, s, tag, base)) = browse(dialect).await else {
         return;
     };
-    let Some(s) = seed(dialect).await else {
-        browser.close().await;
-        return;
-    };
-    let tag = match dialect {
-        Dialect::Sqlite => "sqlite",
-        Dialect::Postgres => "postgres",
-    };
-    let base = format!("http://{}", s.addr);
     let b = &browser;
     let store = &s.env.store;
     let one = store

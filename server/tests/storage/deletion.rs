@@ -6,20 +6,7 @@ use meterhub::storage::billing_periods::{StoredFigures, StoredRevision};
 use meterhub::storage::lifecycle::{Actor, AuditAction, NewAudit};
 use test_support::{Dialect, PostgresDb, SqliteDb};
 
-use crate::{at, meter, now};
-
-/// The migrations of `dialect` before 0011, copied into a folder of their own.
-fn migrations_before_deletion(dialect: Dialect) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().expect("temporary folder");
-    for entry in std::fs::read_dir(dialect.migrations_dir()).expect("migrations") {
-        let path = entry.expect("entry").path();
-        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
-        if name.as_bytes().first().is_some_and(u8::is_ascii_digit) && name < "0011" {
-            std::fs::copy(&path, dir.path().join(name)).expect("copy");
-        }
-    }
-    dir
-}
+use crate::{at, meter, migrations_before, now};
 
 /// A meter with a closed day (2026-07-20) and a revision of it for a late reading.
 macro_rules! populate {
@@ -164,7 +151,7 @@ async fn migrated_from_before(store: &Store, meter_id: i64) {
 
 #[tokio::test]
 async fn migration_0011_keeps_the_revisions_of_a_populated_sqlite_database() {
-    let dir = migrations_before_deletion(Dialect::Sqlite);
+    let dir = migrations_before(Dialect::Sqlite, "0011");
     let db = SqliteDb::create_with_migrations(dir.path()).await;
     let id = populate!(db.pool());
     let store = Store::connect(db.url(), 2).await.expect("connect");
@@ -173,7 +160,7 @@ async fn migration_0011_keeps_the_revisions_of_a_populated_sqlite_database() {
 
 #[tokio::test]
 async fn migration_0011_keeps_the_revisions_of_a_populated_postgres_database() {
-    let dir = migrations_before_deletion(Dialect::Postgres);
+    let dir = migrations_before(Dialect::Postgres, "0011");
     let Some(db) = PostgresDb::create_with_migrations(dir.path()).await else {
         return;
     };

@@ -8,20 +8,7 @@ use meterhub::storage::meters::LinkUpdate;
 use meterhub::storage::schedules::{ScheduleSpec, Scope};
 use test_support::{Dialect, PostgresDb, SqliteDb};
 
-use crate::{at, meter, now, stores};
-
-/// The migrations of `dialect` before 0009, copied into a folder of their own.
-fn migrations_before_lifecycle(dialect: Dialect) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().expect("temporary folder");
-    for entry in std::fs::read_dir(dialect.migrations_dir()).expect("migrations") {
-        let path = entry.expect("entry").path();
-        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
-        if name.as_bytes().first().is_some_and(u8::is_ascii_digit) && name < "0009" {
-            std::fs::copy(&path, dir.path().join(name)).expect("copy");
-        }
-    }
-    dir
-}
+use crate::{at, meter, migrations_before, now, stores};
 
 /// The rows a database of the schema before 0009 holds: two meters, one with two readings
 /// older than its registration and an open alarm.
@@ -172,7 +159,7 @@ async fn migrated_from_before(store: &Store) {
 
 #[tokio::test]
 async fn migration_0009_puts_every_meter_of_a_populated_sqlite_database_at_a_supply_point() {
-    let dir = migrations_before_lifecycle(Dialect::Sqlite);
+    let dir = migrations_before(Dialect::Sqlite, "0009");
     let db = SqliteDb::create_with_migrations(dir.path()).await;
     populate!(db.pool());
     let store = Store::connect(db.url(), 2).await.expect("connect");
@@ -181,7 +168,7 @@ async fn migration_0009_puts_every_meter_of_a_populated_sqlite_database_at_a_sup
 
 #[tokio::test]
 async fn migration_0009_puts_every_meter_of_a_populated_postgres_database_at_a_supply_point() {
-    let dir = migrations_before_lifecycle(Dialect::Postgres);
+    let dir = migrations_before(Dialect::Postgres, "0009");
     let Some(db) = PostgresDb::create_with_migrations(dir.path()).await else {
         return;
     };

@@ -37,6 +37,20 @@ pub async fn stores() -> Vec<Fixture> {
 }
 
 /// The fixed "now" of the suite.
+/// The migrations of `dialect` numbered before `version` ("0011"), copied into a folder of
+/// their own: a database migrated from it has the schema an upgrade starts from.
+pub fn migrations_before(dialect: Dialect, version: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("temporary folder");
+    for entry in std::fs::read_dir(dialect.migrations_dir()).expect("migrations") {
+        let path = entry.expect("entry").path();
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        if name.as_bytes().first().is_some_and(u8::is_ascii_digit) && name < version {
+            std::fs::copy(&path, dir.path().join(name)).expect("copy");
+        }
+    }
+    dir
+}
+
 pub fn now() -> DateTime<Utc> {
     at("2026-07-23T12:00:00Z")
 }

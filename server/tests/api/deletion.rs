@@ -19,16 +19,6 @@ async fn delete(api: &TestApi, key: &str, path: &str) -> Reply {
     request(api.addr, "DELETE", path, Some(key), None, &[]).await
 }
 
-/// Runs `meterhub` with these arguments on the test's database.
-fn cli(api: &TestApi, args: &[&str]) -> std::process::Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_meterhub"))
-        .arg("--database-url")
-        .arg(api.env.db.url())
-        .args(args)
-        .output()
-        .expect("run meterhub")
-}
-
 fn reading(meter_id: i64, at: DateTime<Utc>, litres: i64) -> StoredReading {
     StoredReading {
         meter_id,
@@ -277,7 +267,7 @@ async fn deletion(dialect: Dialect) {
     let run = |extra: &[&str]| {
         let a = args(extra);
         let refs: Vec<&str> = a.iter().map(String::as_str).collect();
-        cli(api, &refs)
+        api.cli(&refs)
     };
     let out = run(&["--dry-run"]);
     assert!(
@@ -305,35 +295,29 @@ async fn deletion(dialect: Dialect) {
     );
     let printed: Value = serde_json::from_slice(&out.stdout).expect("JSON");
     assert_eq!(printed["revisions"][0]["revision"], 2);
-    let out = cli(
-        api,
-        &[
-            "meters",
-            "delete-alarms",
-            &one,
-            "--from",
-            &to,
-            "--to",
-            &from,
-            "--reason",
-            "x",
-        ],
-    );
+    let out = api.cli(&[
+        "meters",
+        "delete-alarms",
+        &one,
+        "--from",
+        &to,
+        "--to",
+        &from,
+        "--reason",
+        "x",
+    ]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--from"));
-    let out = cli(
-        api,
-        &[
-            "meters",
-            "delete-readings",
-            &one,
-            "--from",
-            "yesterday",
-            "--to",
-            &to,
-            "--dry-run",
-        ],
-    );
+    let out = api.cli(&[
+        "meters",
+        "delete-readings",
+        &one,
+        "--from",
+        "yesterday",
+        "--to",
+        &to,
+        "--dry-run",
+    ]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--from"));
     let h = api
@@ -425,7 +409,7 @@ async fn deletion(dialect: Dialect) {
     assert_eq!(r.status, 404, "{}", r.text());
 
     // The same from the command line, for meter 2's customer.
-    let out = cli(api, &["meters", "erase-customer", "user-2", "--dry-run"]);
+    let out = api.cli(&["meters", "erase-customer", "user-2", "--dry-run"]);
     assert!(
         out.status.success(),
         "{}",
@@ -433,19 +417,16 @@ async fn deletion(dialect: Dialect) {
     );
     let printed: Value = serde_json::from_slice(&out.stdout).expect("JSON");
     assert_eq!(printed["meters"], json!([dev_eui(2)]));
-    let out = cli(api, &["meters", "erase-customer", "user-2"]);
+    let out = api.cli(&["meters", "erase-customer", "user-2"]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--reason"));
-    let out = cli(
-        api,
-        &[
-            "meters",
-            "erase-customer",
-            "user-2",
-            "--reason",
-            "erasure request",
-        ],
-    );
+    let out = api.cli(&[
+        "meters",
+        "erase-customer",
+        "user-2",
+        "--reason",
+        "erasure request",
+    ]);
     assert!(
         out.status.success(),
         "{}",

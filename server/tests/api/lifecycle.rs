@@ -20,16 +20,6 @@ async fn patch(api: &TestApi, key: &str, meter: &str, body: Value) -> Reply {
     .await
 }
 
-/// Runs `meterhub` with these arguments on the test's database.
-fn cli(api: &TestApi, args: &[&str]) -> std::process::Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_meterhub"))
-        .arg("--database-url")
-        .arg(api.env.db.url())
-        .args(args)
-        .output()
-        .expect("run meterhub")
-}
-
 fn dev_euis(page: &Reply) -> Vec<String> {
     page.json()["items"]
         .as_array()
@@ -249,18 +239,15 @@ async fn life(dialect: Dialect) {
 
     // Destruction through the command line: final.
     let three = dev_eui(3);
-    let out = cli(
-        api,
-        &[
-            "meters",
-            "retire",
-            &three,
-            "--outcome",
-            "destruction",
-            "--reason",
-            "crushed in a flood",
-        ],
-    );
+    let out = api.cli(&[
+        "meters",
+        "retire",
+        &three,
+        "--outcome",
+        "destruction",
+        "--reason",
+        "crushed in a flood",
+    ]);
     assert!(
         out.status.success(),
         "{}",
@@ -282,18 +269,15 @@ async fn life(dialect: Dialect) {
     assert_eq!(r.status, 409, "{}", r.text());
     let r = api.get_uncached(&format!("/api/v1/meters/{three}")).await;
     assert_eq!(r.json()["serviceState"], "destroyed");
-    let out = cli(
-        api,
-        &[
-            "meters",
-            "retire",
-            &three,
-            "--outcome",
-            "renovation",
-            "--reason",
-            "x",
-        ],
-    );
+    let out = api.cli(&[
+        "meters",
+        "retire",
+        &three,
+        "--outcome",
+        "renovation",
+        "--reason",
+        "x",
+    ]);
     assert!(!out.status.success());
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("is destroyed"),
@@ -303,20 +287,17 @@ async fn life(dialect: Dialect) {
 
     // A change through the command line, by serial, audited as `cli`.
     let four = serial(4).to_string();
-    let out = cli(
-        api,
-        &[
-            "meters",
-            "update",
-            &four,
-            "--user-id",
-            "user-404",
-            "--reporting-interval-minutes",
-            "60",
-            "--reason",
-            "typo in the contract",
-        ],
-    );
+    let out = api.cli(&[
+        "meters",
+        "update",
+        &four,
+        "--user-id",
+        "user-404",
+        "--reporting-interval-minutes",
+        "60",
+        "--reason",
+        "typo in the contract",
+    ]);
     assert!(
         out.status.success(),
         "{}",
@@ -334,18 +315,15 @@ async fn life(dialect: Dialect) {
         h["items"][0]["after"],
         json!({"userId": "user-404", "reportingIntervalMinutes": 60})
     );
-    let out = cli(
-        api,
-        &[
-            "meters",
-            "update",
-            &four,
-            "--usage-type",
-            "farm",
-            "--reason",
-            "x",
-        ],
-    );
+    let out = api.cli(&[
+        "meters",
+        "update",
+        &four,
+        "--usage-type",
+        "farm",
+        "--reason",
+        "x",
+    ]);
     assert!(!out.status.success());
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("--usage-type"),

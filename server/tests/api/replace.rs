@@ -87,15 +87,6 @@ async fn replace_as(api: &TestApi, key: &str, supply_point: &Value, body: Value)
     .await
 }
 
-fn cli(api: &TestApi, args: &[&str]) -> std::process::Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_meterhub"))
-        .arg("--database-url")
-        .arg(api.env.db.url())
-        .args(args)
-        .output()
-        .expect("run meterhub")
-}
-
 async fn consumption(api: &TestApi, supply_point: &Value, query: &str) -> Vec<Value> {
     let r = api
         .get_uncached(&format!(
@@ -298,39 +289,33 @@ async fn replaced_mid_month(dialect: Dialect) {
 
     // Meter 1 back from the workshop by the command line, in the new meter's place on May
     // 20th: the new meter's final register is its last reading (May 20th: 60 l).
-    let out = cli(
-        &api,
-        &[
-            "meters",
-            "replace",
-            &new,
-            "--meter",
-            &serial(1).to_string(),
-            "--opening-register",
-            "13_000",
-            "--at",
-            "2026-05-20T10:00:00Z",
-            "--reason",
-            "original meter repaired",
-        ],
-    );
+    let out = api.cli(&[
+        "meters",
+        "replace",
+        &new,
+        "--meter",
+        &serial(1).to_string(),
+        "--opening-register",
+        "13_000",
+        "--at",
+        "2026-05-20T10:00:00Z",
+        "--reason",
+        "original meter repaired",
+    ]);
     assert!(!out.status.success(), "13_000 is not a number");
-    let out = cli(
-        &api,
-        &[
-            "meters",
-            "replace",
-            &new,
-            "--meter",
-            &serial(1).to_string(),
-            "--opening-register",
-            "13000",
-            "--at",
-            "2026-05-20T10:00:00Z",
-            "--reason",
-            "original meter repaired",
-        ],
-    );
+    let out = api.cli(&[
+        "meters",
+        "replace",
+        &new,
+        "--meter",
+        &serial(1).to_string(),
+        "--opening-register",
+        "13000",
+        "--at",
+        "2026-05-20T10:00:00Z",
+        "--reason",
+        "original meter repaired",
+    ]);
     assert!(
         out.status.success(),
         "{}",
@@ -352,10 +337,7 @@ async fn replaced_mid_month(dialect: Dialect) {
     assert_eq!(parts.len(), 3, "{may:?}");
     assert_eq!(parts[2]["gasLitres"], 1_100);
     assert_eq!(may[0]["gasLitres"], 1_400 + 55 + 1_100);
-    let out = cli(
-        &api,
-        &["meters", "replace", &one, "--meter", &two, "--reason", "x"],
-    );
+    let out = api.cli(&["meters", "replace", &one, "--meter", &two, "--reason", "x"]);
     assert!(!out.status.success());
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("in service"),

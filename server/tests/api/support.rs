@@ -219,6 +219,16 @@ impl TestApi {
         panic!("{path} is never served from the cache");
     }
 
+    /// Runs `meterhub` with these arguments on the test's database.
+    pub fn cli(&self, args: &[&str]) -> std::process::Output {
+        std::process::Command::new(env!("CARGO_BIN_EXE_meterhub"))
+            .arg("--database-url")
+            .arg(self.env.db.url())
+            .args(args)
+            .output()
+            .expect("run meterhub")
+    }
+
     /// GET bypassing the cache.
     pub async fn get_uncached(&self, path: &str) -> Reply {
         get_at(self.addr, &self.admin, path, true).await

@@ -213,9 +213,9 @@ fn flag(field: &str) -> String {
 fn cli_actor(settings: &Settings, reason: &str) -> Result<crate::storage::lifecycle::Actor> {
     let reason = reason.trim();
     anyhow::ensure!(
-        !reason.is_empty() && reason.chars().count() <= crate::api::requests::MAX_REASON,
+        !reason.is_empty() && reason.chars().count() <= crate::registry::record::MAX_REASON,
         "--reason must be 1 to {} characters",
-        crate::api::requests::MAX_REASON
+        crate::registry::record::MAX_REASON
     );
     Ok(crate::storage::lifecycle::Actor {
         name: "cli".into(),

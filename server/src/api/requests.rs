@@ -14,6 +14,7 @@ use serde_json::{Value, json};
 use super::auth::Role;
 use super::input::{MAX_PAGE, MeterRef};
 use super::routes::{ALARM_STATES, Example, METER_STATUSES};
+pub use crate::registry::record::MAX_REASON;
 use crate::registry::record::{MODES, USAGE_TYPES};
 use crate::storage::inspections::INSPECTION_OUTCOMES;
 
@@ -399,9 +400,6 @@ where
 {
     Option::<T>::deserialize(d).map(Some)
 }
-
-/// The longest reason accepted, characters.
-pub const MAX_REASON: usize = 2_000;
 
 /// A change to a meter's details, as a JSON merge patch: the fields named change, those left
 /// out stay; the result is validated as an install is. A meter's identity (serial, DevEUI)

@@ -8,7 +8,7 @@
 use chrono::{DateTime, Utc};
 use serde_json::json;
 
-use super::record::FieldError;
+use super::record::{FieldError, reason_too_long};
 use crate::billing::Calendar;
 use crate::billing::closing::deletion_revisions;
 use crate::cache::{Changes, Touched};
@@ -52,15 +52,7 @@ pub fn check(ask: &Ask) -> Result<(), Vec<FieldError>> {
             message: "is required to delete (and to force), and may not be blank".into(),
         });
     }
-    if ask.reason.trim().chars().count() > crate::api::requests::MAX_REASON {
-        errors.push(FieldError {
-            field: "reason",
-            message: format!(
-                "is longer than {} characters",
-                crate::api::requests::MAX_REASON
-            ),
-        });
-    }
+    errors.extend(reason_too_long(&ask.reason));
     if ask.force && ask.data == Data::Alarms {
         errors.push(FieldError {
             field: "force",
@@ -250,15 +242,7 @@ pub async fn erase_customer(
             message: "is required to erase, and may not be blank".into(),
         });
     }
-    if who.reason.trim().chars().count() > crate::api::requests::MAX_REASON {
-        errors.push(FieldError {
-            field: "reason",
-            message: format!(
-                "is longer than {} characters",
-                crate::api::requests::MAX_REASON
-            ),
-        });
-    }
+    errors.extend(reason_too_long(&who.reason));
     if !errors.is_empty() {
         return Err(Refused::Invalid(errors));
     }

@@ -13,6 +13,8 @@ pub const USAGE_TYPES: [&str; 4] = ["residential", "commercial", "industrial", "
 pub const MODES: [&str; 2] = ["credit", "prepaid"];
 /// Reporting interval when a record names none: daily.
 pub const DEFAULT_REPORTING_INTERVAL_MINUTES: i64 = 1440;
+/// The longest reason a change to the registry may give, characters.
+pub const MAX_REASON: usize = 2_000;
 /// The earliest production date accepted: no meter of this kind was built before it, so an
 /// earlier date is a typo (`0026-01-01`, a two-digit year read as a four-digit one).
 pub const EARLIEST_PRODUCTION_DATE: NaiveDate = match NaiveDate::from_ymd_opt(1990, 1, 1) {
@@ -57,6 +59,14 @@ pub struct FieldError {
     pub field: &'static str,
     /// What is wrong.
     pub message: String,
+}
+
+/// The error of a `reason` longer than [`MAX_REASON`] characters (after trimming), if it is.
+pub fn reason_too_long(reason: &str) -> Option<FieldError> {
+    (reason.trim().chars().count() > MAX_REASON).then(|| FieldError {
+        field: "reason",
+        message: format!("is longer than {MAX_REASON} characters"),
+    })
 }
 
 fn required<'a>(value: &'a Option<String>, field: &'static str) -> Result<&'a str, FieldError> {

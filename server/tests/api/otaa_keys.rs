@@ -89,6 +89,11 @@ async fn an_install_and_a_retirement_reach_chirpstack_without_waiting_for_a_roun
             .await;
         assert_eq!(r.status, 201, "{}", r.text());
         until(true).await;
+        // ChirpStack takes a device and its keys in two calls: wait for the second.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while fake.lock().devices[&dev_eui(1)].app_key.is_none() && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
         assert_eq!(
             fake.lock().devices[&dev_eui(1)].app_key.as_deref(),
             Some(APP_KEY)
